@@ -1,0 +1,18 @@
+// Bundles each handler into one self-contained file that runs with `node` alone.
+import * as esbuild from 'esbuild'
+
+await esbuild.build({
+  entryPoints: { 'checks-handler': 'handlers/checks-handler.ts', evaluate: 'handlers/evaluate.ts' },
+  outdir: 'dist',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  minify: true,
+  sourcemap: 'linked',
+  outExtension: { '.js': '.js' },
+  // yargs' ESM build calls require() and createRequire(import.meta.url); give the bundle a
+  // require under a name esbuild does not use itself.
+  banner: { js: "import { createRequire as __mcCreateRequire } from 'node:module'; const require = __mcCreateRequire(import.meta.url);" },
+  logLevel: 'info',
+})

@@ -1,0 +1,35 @@
+/**
+ * Consul `checks` watch handler: `node checks-handler.js --network storage --config FILE`.
+ * Consul runs it with the cluster's checks on stdin on every health change of that network.
+ */
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { pathToFileURL } from 'node:url'
+import { runChecksHandler } from '../lib/checks-handler.js'
+import { guarded, UsageError } from '../lib/cli.js'
+import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
+import { runDelivery } from '../lib/replay.js'
+import { NETWORKS } from '../lib/networks.js'
+import type { Deps } from '../lib/monitor.js'
+import { realDeps } from '../lib/runtime.js'
+
+export async function main(argv: string[], deps: Deps): Promise<number> {
+  return guarded('checks-handler', async () => {
+    const args = await yargs(argv)
+      .scriptName('checks-handler.js')
+      .usage('$0 --network <network> [--config FILE] [--dry-run]\n\nReads a Consul checks watch payload on stdin.')
+      .option('network', { choices: NETWORKS, describe: 'the network this agent watches' })
+      .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
+      .option('deliver', { type: 'boolean', default: false, hidden: true })
+      .strict().exitProcess(false).fail((msg, err) => { throw err ?? new UsageError(msg) })
+      .parseAsync()
+    if (args.deliver) return runDelivery(args.config, deps)
+    if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
+    await runChecksHandler({ network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX }, deps)
+  }, deps.stderr)
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(hideBin(process.argv), realDeps()).then((code) => process.exit(code))
+}

@@ -1,0 +1,32 @@
+/**
+ * Manual replay: `node evaluate.js --config FILE [--dry-run] [--json]` evaluates the stored
+ * snapshots and prints the host × network table and the notifications.
+ */
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { pathToFileURL } from 'node:url'
+import { guarded, UsageError } from '../lib/cli.js'
+import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
+import type { Deps } from '../lib/monitor.js'
+import { runDelivery, runEvaluate } from '../lib/replay.js'
+import { realDeps } from '../lib/runtime.js'
+
+export async function main(argv: string[], deps: Deps): Promise<number> {
+  return guarded('evaluate', async () => {
+    const args = await yargs(argv)
+      .scriptName('evaluate.js')
+      .usage('$0 [--config FILE] [--dry-run] [--json]\n\nEvaluates the stored snapshots; without --dry-run it acts as a handler run would.')
+      .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing' })
+      .option('json', { type: 'boolean', default: false, describe: 'print JSON (shape in the README)' })
+      .option('deliver', { type: 'boolean', default: false, hidden: true })
+      .strict().exitProcess(false).fail((msg, err) => { throw err ?? new UsageError(msg) })
+      .parseAsync()
+    if (args.deliver) return runDelivery(args.config, deps)
+    await runEvaluate({ config: args.config, dryRun: args.dryRun, json: args.json }, deps)
+  }, deps.stderr)
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(hideBin(process.argv), realDeps()).then((code) => process.exit(code))
+}

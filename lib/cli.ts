@@ -1,0 +1,48 @@
+/** How errors become exit codes and one clear line on stderr (sysexits.h numbering). */
+import { InputError } from './consul-input.js'
+import { ConfigError } from './config.js'
+import { LockError } from './lock.js'
+import { StateFileError } from './snapshot.js'
+import { StrategyError } from './strategy.js'
+
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 64,
+  /** Consul's stdin was not a valid checks payload. */
+  badInput: 65,
+  /** A state file (snapshot, ledger/outbox) is unreadable or corrupt, or could not be written. */
+  stateFile: 74,
+  /** The state lock could not be taken in time. */
+  lock: 75,
+  /** Config or strategy file invalid. */
+  config: 78,
+} as const
+
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof UsageError) return EXIT.usage
+  if (err instanceof InputError) return EXIT.badInput
+  if (err instanceof ConfigError || err instanceof StrategyError) return EXIT.config
+  if (err instanceof StateFileError) return EXIT.stateFile
+  if (err instanceof LockError) return EXIT.lock
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return EXIT.stateFile
+  return EXIT.failure
+}
+
+/** Runs a command body; any error becomes one line on stderr and its exit code. */
+export async function guarded(program: string, body: () => Promise<number | void>, stderr: (line: string) => void): Promise<number> {
+  try {
+    return (await body()) ?? EXIT.ok
+  } catch (err) {
+    const e = err as Error
+    const code = exitCodeFor(err)
+    const detail = code === EXIT.failure && e.stack ? `\n${e.stack}` : ''
+    stderr(`${program}: error: ${e.message}${detail}`)
+    return code
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The edge where Consul's `checks` watch output enters: the JSON array of every check in the
+ * cluster, reduced to one state per node on this network.
+ */
+import { z } from 'zod'
+
+/** The fields of a Consul health check we rely on; newer Consul versions add more, which are ignored. */
+export const CheckSchema = z.object({
+  /** Node name as registered in this cluster: the host name Masakari is told about. */
+  Node: z.string().min(1),
+  /** `serfHealth` is gossip liveness; `_node_maintenance` is `consul maint -enable`. */
+  CheckID: z.string().min(1),
+  /** Consul's own vocabulary; anything else means the input is not what we think it is. */
+  Status: z.enum(['passing', 'warning', 'critical', 'maintenance']),
+})
+export type Check = z.infer<typeof CheckSchema>
+
+export const ChecksPayloadSchema = z.array(CheckSchema)
+
+/** A node's state on one network, as its serfHealth and maintenance checks say. */
+export type NodeState = 'up' | 'down' | 'maintenance'
+
+export class InputError extends Error {
+  override name = 'InputError'
+}
+
+const SERF_HEALTH = 'serfHealth'
+const NODE_MAINTENANCE = '_node_maintenance'
+
+/** Parses the watch's stdin; throws InputError naming the first problems found. */
+export function parseChecks(text: string): Check[] {
+  if (text.trim() === '') throw new InputError('stdin is empty: expected the JSON array a Consul checks watch writes')
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (err) {
+    throw new InputError(`stdin is not valid JSON (${(err as Error).message}); ${text.length} bytes received`)
+  }
+  if (!Array.isArray(raw)) {
+    const kind = raw === null ? 'null' : typeof raw
+    throw new InputError(`stdin must be a JSON array of checks (a Consul "checks" watch), got ${kind}`)
+  }
+  const parsed = ChecksPayloadSchema.safeParse(raw)
+  if (!parsed.success) {
+    const problems = parsed.error.issues.slice(0, 5).map((issue) => {
+      const [index, field] = issue.path
+      const node = typeof index === 'number' ? (raw as Array<{ Node?: unknown }>)[index]?.Node : undefined
+      const where = `check #${String(index)}${typeof node === 'string' ? ` (node ${node})` : ''}`
+      return `${where}: ${field === undefined ? '' : `${String(field)}: `}${issue.message}`
+    })
+    const more = parsed.error.issues.length > 5 ? ` (and ${parsed.error.issues.length - 5} more)` : ''
+    throw new InputError(`invalid checks on stdin: ${problems.join('; ')}${more}`)
+  }
+  return parsed.data
+}
+
+/**
+ * Liveness comes from serfHealth alone: a failed node's service checks keep their last status.
+ * A node whose serfHealth is neither passing nor critical is left out (unknown), never guessed.
+ */
+export function nodeStates(checks: readonly Check[]): Record<string, NodeState> {
+  const states: Record<string, NodeState> = {}
+  const inMaintenance = new Set<string>()
+  for (const check of checks) {
+    if (check.CheckID === SERF_HEALTH) {
+      if (check.Status === 'passing') states[check.Node] = 'up'
+      else if (check.Status === 'critical') states[check.Node] = 'down'
+    } else if (check.CheckID === NODE_MAINTENANCE) {
+      inMaintenance.add(check.Node)
+    }
+  }
+  for (const node of inMaintenance) states[node] = 'maintenance'
+  return states
+}

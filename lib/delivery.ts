@@ -1,0 +1,114 @@
+/**
+ * Delivers the outbox to Masakari until it is empty. Runs in a detached process so that a slow
+ * or unreachable Masakari never holds up Consul's watch loop; one such process at a time.
+ * The store lock is held only to read and to record, never across a network call.
+ */
+import type { Logger } from './log.js'
+import type { MasakariClient, SendResult } from './masakari.js'
+import { dueEntries, finish, isExpired, nextDue, retryLater, startedWithoutStopped, type DeliveryPolicy } from './outbox.js'
+import type { OutboxEntry, Store, StoreState } from './store.js'
+
+export interface DeliveryDeps {
+  store: Store
+  /** Built on first use: a run with nothing due never loads credentials or opens a connection. */
+  client: () => MasakariClient
+  policy: DeliveryPolicy
+  now: () => Date
+  sleep: (ms: number) => Promise<void>
+  logger: Logger
+}
+
+export interface PassResult {
+  sent: number
+  remaining: number
+  nextDueAt?: Date
+}
+
+/** One pass: expire, skip, send what is due, record the answers. */
+export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
+  const { store, policy, logger } = deps
+  const picked = await store.transact(async (state) => {
+    const now = deps.now()
+    let next = state
+    for (const entry of state.outbox) {
+      if (isExpired(entry, now, policy)) {
+        logger.error('notification expired undelivered', {
+          ...describe(entry),
+          attempts: entry.attempts,
+          lastError: entry.lastError,
+          expiry: policy.expiry,
+          hint: 'Masakari never accepted it; check masakari.authUrl/endpoint and the API, then recover the host by hand if it is down',
+        })
+        next = finish(next, entry.id, 'expired', `not delivered within ${policy.expiry} s: ${entry.lastError ?? 'never tried'}`, now)
+      }
+    }
+    for (const entry of dueEntries(next, now, next.outbox.length)) {
+      if (startedWithoutStopped(next, entry)) {
+        logger.info('STARTED not sent: Masakari holds no STOPPED for this host', describe(entry))
+        next = finish(next, entry.id, 'skipped', 'its STOPPED was not accepted', now)
+      }
+    }
+    return { next: next === state ? undefined : next, result: dueEntries(next, now, policy.concurrency) }
+  })
+
+  const results = await Promise.all(
+    picked.map(async (entry): Promise<[OutboxEntry, SendResult]> => {
+      try {
+        return [entry, await deps.client().send(entry.notification)]
+      } catch (err) {
+        return [entry, { final: false, message: `unexpected: ${(err as Error).message}` }]
+      }
+    }),
+  )
+
+  return store.transact(async (state) => {
+    const now = deps.now()
+    let next: StoreState = state
+    for (const [entry, result] of results) {
+      if (!state.outbox.some((e) => e.id === entry.id)) continue
+      if (result.final) {
+        logOutcome(logger, entry, result)
+        next = finish(next, entry.id, result.outcome, result.message, now)
+      } else {
+        next = retryLater(next, entry.id, result.message, now, policy)
+        const retryAt = next.outbox.find((e) => e.id === entry.id)?.nextAttemptAt
+        logger.warn('notification not delivered, will retry', { ...describe(entry), attempt: entry.attempts + 1, error: result.message, retryAt })
+      }
+    }
+    return {
+      next: next === state ? undefined : next,
+      result: { sent: results.length, remaining: next.outbox.length, nextDueAt: nextDue(next) },
+    }
+  })
+}
+
+/** Passes until the outbox is empty, sleeping until the next entry is due. */
+export async function deliverAll(deps: DeliveryDeps): Promise<void> {
+  for (;;) {
+    const pass = await deliveryPass(deps)
+    if (pass.remaining === 0) return
+    if (pass.sent === 0 && pass.nextDueAt) {
+      await deps.sleep(Math.max(10, Math.min(pass.nextDueAt.getTime() - deps.now().getTime(), 60_000)))
+    }
+  }
+}
+
+function describe(entry: OutboxEntry) {
+  return { host: entry.host, event: entry.notification.payload.event, id: entry.id, generatedTime: entry.notification.generated_time }
+}
+
+function logOutcome(logger: Logger, entry: OutboxEntry, result: Extract<SendResult, { final: true }>): void {
+  const fields = { ...describe(entry), outcome: result.outcome, message: result.message, attempts: entry.attempts + 1, uuid: result.uuid }
+  switch (result.outcome) {
+    case 'accepted':
+      return logger.info('notification accepted by Masakari', fields)
+    case 'duplicate':
+      return logger.info('Masakari already holds this notification (duplicate): counted as delivered', fields)
+    case 'on-maintenance':
+      return logger.warn('Masakari has the host on maintenance: not retried', fields)
+    case 'host-not-found':
+      return logger.error('Masakari does not know this host: not retried; add it to a failover segment (operator error)', fields)
+    default:
+      return logger.error('Masakari rejected the notification: not retried', fields)
+  }
+}

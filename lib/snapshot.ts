@@ -1,0 +1,58 @@
+/**
+ * Per-network snapshots in the state directory: what each cluster last said about every node.
+ * Each network's handler writes only its own file; the evaluator reads all three.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { writeFileAtomic } from './atomic-file.js'
+import { NETWORKS, type Network } from './networks.js'
+
+export const SnapshotSchema = z.object({
+  /** Layout version of this file. */
+  version: z.literal(1),
+  network: z.enum(NETWORKS),
+  /** CONSUL_INDEX of the watch run that produced it ("" when run by hand). */
+  consulIndex: z.string(),
+  /** When the handler received it, ISO-8601 UTC. */
+  receivedAt: z.string(),
+  /** Node name → state on this network; a node not listed is unknown here. */
+  nodes: z.record(z.string(), z.enum(['up', 'down', 'maintenance'])),
+})
+export type Snapshot = z.infer<typeof SnapshotSchema>
+export type Snapshots = Partial<Record<Network, Snapshot>>
+
+export class StateFileError extends Error {
+  override name = 'StateFileError'
+}
+
+export function snapshotPath(stateDir: string, network: Network): string {
+  return join(stateDir, 'snapshots', `${network}.json`)
+}
+
+export async function writeSnapshot(stateDir: string, snapshot: Snapshot): Promise<void> {
+  await writeFileAtomic(snapshotPath(stateDir, snapshot.network), JSON.stringify(snapshot) + '\n')
+}
+
+export async function readSnapshots(stateDir: string): Promise<Snapshots> {
+  const snapshots: Snapshots = {}
+  for (const network of NETWORKS) {
+    const path = snapshotPath(stateDir, network)
+    let text: string
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
+      throw err
+    }
+    let parsed
+    try {
+      parsed = SnapshotSchema.safeParse(JSON.parse(text))
+    } catch (err) {
+      throw new StateFileError(`${path}: not valid JSON (${(err as Error).message})`)
+    }
+    if (!parsed.success) throw new StateFileError(`${path}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`)
+    snapshots[network] = parsed.data
+  }
+  return snapshots
+}

@@ -1,0 +1,133 @@
+/**
+ * The ledger (what was decided and what Masakari accepted, per host) and the outbox (decided
+ * notifications not yet finally answered) live in one document, so one atomic write moves both:
+ * there is no moment where a notification is in neither or in both.
+ *
+ * The Store interface is all the evaluator and the delivery loop see; the local one keeps the
+ * document in the state directory under a file lock. A store shared by several controllers
+ * (Consul KV with a session lock) implements the same two methods.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { writeFileAtomic } from './atomic-file.js'
+import { withLock } from './lock.js'
+import { StateFileError } from './snapshot.js'
+
+export const EVENTS = ['STOPPED', 'STARTED'] as const
+export type HostEvent = (typeof EVENTS)[number]
+
+/** The body Masakari receives (inside {"notification": …}); fixed at decision time, so a resend is byte-identical. */
+export const NotificationSchema = z.object({
+  type: z.literal('COMPUTE_HOST'),
+  hostname: z.string().min(1),
+  /** ISO-8601 UTC; with the payload it is what Masakari's duplicate check compares. */
+  generated_time: z.string(),
+  payload: z.object({
+    event: z.enum(EVENTS),
+    cluster_status: z.enum(['OFFLINE', 'ONLINE']),
+    /** Masakari's engine ignores anything but NORMAL (it cannot vouch the host is powered off). */
+    host_status: z.literal('NORMAL'),
+  }),
+})
+export type Notification = z.infer<typeof NotificationSchema>
+
+/** Final answers; accepted and duplicate mean Masakari has the notification. */
+export const OUTCOMES = ['accepted', 'duplicate', 'on-maintenance', 'host-not-found', 'rejected', 'expired', 'skipped'] as const
+export type Outcome = (typeof OUTCOMES)[number]
+
+export const OutboxEntrySchema = z.object({
+  /** Unique per decision; ties a ledger record to the outbox entry it came from. */
+  id: z.string(),
+  host: z.string(),
+  notification: NotificationSchema,
+  /** Why it was decided: the vector and the strategy row. */
+  reason: z.string(),
+  decidedAt: z.string(),
+  attempts: z.number().int().nonnegative().default(0),
+  /** Not sent before this time (backoff). */
+  nextAttemptAt: z.string(),
+  lastError: z.string().optional(),
+})
+export type OutboxEntry = z.infer<typeof OutboxEntrySchema>
+
+const RecordSchema = z.object({
+  id: z.string(),
+  event: z.enum(EVENTS),
+  outcome: z.enum(OUTCOMES),
+  /** When the final answer came. */
+  at: z.string(),
+  generatedTime: z.string(),
+  message: z.string().optional(),
+})
+export type LedgerRecord = z.infer<typeof RecordSchema>
+
+export const LedgerEntrySchema = z.object({
+  firstSeenAt: z.string(),
+  /**
+   * What was last decided for the host: `recovery` once a recovery row was acted on (notified or
+   * taken as baseline), `normal` once it was seen all-up. Other vectors leave it as it is.
+   */
+  phase: z.enum(['normal', 'recovery']).optional(),
+  /** The host's vector at the last run, e.g. "management=up tenant=up storage=down". */
+  vector: z.string().optional(),
+  /** The last notification Masakari holds for the host (accepted or duplicate). */
+  notified: RecordSchema.optional(),
+  /** The last notification that ended otherwise (refused, expired, skipped). */
+  unsent: RecordSchema.optional(),
+})
+export type LedgerEntry = z.infer<typeof LedgerEntrySchema>
+
+export const StoreStateSchema = z.object({
+  version: z.literal(1),
+  ledger: z.record(z.string(), LedgerEntrySchema),
+  outbox: z.array(OutboxEntrySchema),
+})
+export type StoreState = z.infer<typeof StoreStateSchema>
+
+export const emptyState = (): StoreState => ({ version: 1, ledger: {}, outbox: [] })
+
+export interface Store {
+  /** The current document, without locking: for reports. */
+  read(): Promise<StoreState>
+  /**
+   * Runs fn with the store to itself; if fn returns a next state, it is persisted atomically
+   * before the lock is released. Nothing is written when fn throws.
+   */
+  transact<T>(fn: (state: StoreState) => Promise<{ next?: StoreState; result: T }>): Promise<T>
+}
+
+export function localStore(stateDir: string, lockWaitMs = 30_000): Store {
+  const path = join(stateDir, 'state.json')
+  const read = async (): Promise<StoreState> => {
+    let text: string
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState()
+      throw err
+    }
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch (err) {
+      throw new StateFileError(`${path}: not valid JSON (${(err as Error).message}); it was not written by this program, restore it or move it away`)
+    }
+    const parsed = StoreStateSchema.safeParse(json)
+    if (!parsed.success) throw new StateFileError(`${path}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`)
+    return parsed.data
+  }
+  return {
+    read,
+    transact: (fn) =>
+      withLock(
+        join(stateDir, 'state.lock'),
+        async () => {
+          const { next, result } = await fn(await read())
+          if (next) await writeFileAtomic(path, JSON.stringify(next, null, 1) + '\n', 0o600)
+          return result
+        },
+        lockWaitMs,
+      ),
+  }
+}
