@@ -1,0 +1,135 @@
+import t, { type Test } from 'tap'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { main } from '../handlers/checks-handler.js'
+import { EXIT } from '../lib/cli.js'
+import { configYaml, fakeDeps, payload, readState } from './helpers.js'
+
+async function setup(t: Test, extra: Record<string, unknown> = {}) {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir, extra))
+  return { dir, stateDir, config }
+}
+
+const allUp = payload({ controller: 'passing', cmp1: 'passing', cmp2: 'passing' })
+const cmp1Down = payload({ controller: 'passing', cmp1: 'critical', cmp2: 'passing' })
+
+async function feed(config: string, network: string, stdin: string, extraArgs: string[] = []) {
+  const deps = fakeDeps({ stdin })
+  const code = await main(['--network', network, '--config', config, ...extraArgs], deps)
+  return { code, deps }
+}
+
+t.test('three networks all up: snapshots written, nothing queued, no deliverer', async (t) => {
+  const { stateDir, config } = await setup(t)
+  for (const n of ['management', 'tenant', 'storage']) {
+    const { code, deps } = await feed(config, n, allUp)
+    t.equal(code, 0, deps.rec.stderr.join('\n'))
+    t.same(deps.rec.spawned, [])
+  }
+  t.same((await readdir(join(stateDir, 'snapshots'))).sort(), ['management.json', 'storage.json', 'tenant.json'])
+  const state = JSON.parse((await readState(stateDir))!)
+  t.same(state.outbox, [])
+  t.same(Object.keys(state.ledger).sort(), ['cmp1', 'cmp2'], 'own node not in the ledger')
+})
+
+t.test('storage down on cmp1 queues exactly one STOPPED and starts the deliverer', async (t) => {
+  const { stateDir, config } = await setup(t)
+  for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
+  const { code, deps } = await feed(config, 'storage', cmp1Down)
+  t.equal(code, 0)
+  t.same(deps.rec.spawned, [config])
+  const state = JSON.parse((await readState(stateDir))!)
+  t.equal(state.outbox.length, 1)
+  t.match(state.outbox[0], { host: 'cmp1', notification: { hostname: 'cmp1', payload: { event: 'STOPPED' } } })
+  const decision = deps.rec.stderr.map((l) => JSON.parse(l)).find((l) => l.msg === 'decision')
+  t.match(decision, { host: 'cmp1', vector: { management: 'up', tenant: 'up', storage: 'down' }, row: 1, action: 'STOPPED', reason: /row 1/ })
+  t.ok(deps.rec.logFile.length > 0, 'decisions also go to the log file')
+  // Consul re-runs the watch on any other change: still one.
+  await feed(config, 'storage', cmp1Down)
+  await feed(config, 'tenant', allUp)
+  t.equal(JSON.parse((await readState(stateDir))!).outbox.length, 1)
+})
+
+t.test('--dry-run prints decisions and writes nothing', async (t) => {
+  const { stateDir, config } = await setup(t)
+  for (const n of ['management', 'tenant']) await feed(config, n, allUp)
+  const before = await readState(stateDir)
+  const snap = await readFile(join(stateDir, 'snapshots', 'management.json'), 'utf8')
+  const { code, deps } = await feed(config, 'storage', cmp1Down, ['--dry-run'])
+  t.equal(code, 0)
+  t.match(deps.rec.stdout.join(''), /cmp1\tmanagement=up tenant=up storage=down\twould send STOPPED/)
+  t.equal(await readState(stateDir), before)
+  t.equal(await readFile(join(stateDir, 'snapshots', 'management.json'), 'utf8'), snap)
+  t.rejects(readFile(join(stateDir, 'snapshots', 'storage.json')))
+  t.same(deps.rec.spawned, [])
+})
+
+// Bad input: clear error, non-zero exit, state as it was.
+const badStdin: Array<[string, string, RegExp]> = [
+  ['truncated JSON', cmp1Down.slice(0, 100), /not valid JSON/],
+  ['malformed JSON', '[{"Node": cmp1}]', /not valid JSON/],
+  ['a non-array', '{"checks": []}', /must be a JSON array/],
+  ['an unknown check status', JSON.stringify([{ Node: 'cmp1', CheckID: 'serfHealth', Status: 'down' }]), /Status/],
+  ['missing fields', JSON.stringify([{ Node: 'cmp1' }]), /CheckID/],
+  ['empty stdin', '', /stdin is empty/],
+]
+for (const [name, stdin, message] of badStdin) {
+  t.test(`bad stdin: ${name}`, async (t) => {
+    const { stateDir, config } = await setup(t)
+    for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
+    await feed(config, 'storage', cmp1Down)
+    const state = await readState(stateDir)
+    const snap = await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8')
+    const { code, deps } = await feed(config, 'storage', stdin)
+    t.equal(code, EXIT.badInput)
+    t.match(deps.rec.stderr.at(-1), message)
+    t.match(deps.rec.stderr.at(-1), /^checks-handler: error:/)
+    t.equal(await readState(stateDir), state, 'ledger and outbox unchanged')
+    t.equal(await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8'), snap, 'snapshot unchanged')
+    t.same(deps.rec.spawned, [])
+  })
+}
+
+t.test('invalid config: every problem reported, nothing written', async (t) => {
+  const dir = t.testdir({ 'config.yaml': 'stateDir: ./state\nfirstSight: sometimes\nmasakari:\n  authUrl: not-a-url\n  auth: {username: u}\n' })
+  const { code, deps } = await feed(join(dir, 'config.yaml'), 'storage', allUp)
+  t.equal(code, EXIT.config)
+  const err = deps.rec.stderr.join('\n')
+  t.match(err, /config\.yaml/)
+  t.match(err, /firstSight/)
+  t.match(err, /masakari\.authUrl/)
+  t.rejects(readdir(join(dir, 'state')), 'no state dir created')
+})
+
+t.test('invalid strategy file: named with row and reason, nothing written', async (t) => {
+  const dir = t.testdir({ 'strategy.yaml': 'sequence: [manage, storage]\nmatrix:\n  - {health: [up, down, down], action: [recovery]}\n' })
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(join(dir, 'state'), { strategy: 'strategy.yaml' }))
+  const { code, deps } = await feed(config, 'storage', cmp1Down)
+  t.equal(code, EXIT.config)
+  t.match(deps.rec.stderr.join('\n'), /strategy\.yaml[\s\S]*matrix row 1 .*3 health values but sequence has 2/)
+  t.rejects(readdir(join(dir, 'state')))
+})
+
+t.test('corrupt state file: clear error, file left for the operator, snapshot still recorded', async (t) => {
+  const { stateDir, config } = await setup(t)
+  await feed(config, 'storage', allUp)
+  await writeFile(join(stateDir, 'state.json'), '{"version":1,"ledger":')
+  const { code, deps } = await feed(config, 'storage', cmp1Down)
+  t.equal(code, EXIT.stateFile)
+  t.match(deps.rec.stderr.at(-1), /state\.json: not valid JSON/)
+  t.equal(await readState(stateDir), '{"version":1,"ledger":')
+})
+
+t.test('usage errors', async (t) => {
+  const { config } = await setup(t)
+  const missing = await feed(config, 'storage', allUp, [])
+  t.equal(missing.code, 0)
+  const deps = fakeDeps()
+  t.equal(await main(['--config', config], deps), EXIT.usage)
+  t.match(deps.rec.stderr.join(''), /--network is required/)
+  t.equal(await main(['--network', 'backup', '--config', config], fakeDeps()), EXIT.usage)
+})

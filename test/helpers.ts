@@ -1,0 +1,92 @@
+/** Recording side effects for in-process tests of the handlers and lib. */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import type { Fetch, HttpResponse } from '../lib/masakari.js'
+import type { Deps } from '../lib/monitor.js'
+
+export interface Recorded {
+  stdout: string[]
+  stderr: string[]
+  spawned: string[]
+  logFile: string[]
+  requests: Array<{ url: string; method: string; headers: Record<string, string>; body?: unknown }>
+}
+
+export interface FakeOptions {
+  stdin?: string
+  now?: () => Date
+  fetch?: Fetch
+  env?: Record<string, string>
+}
+
+export function fakeDeps(opts: FakeOptions = {}): Deps & { rec: Recorded } {
+  const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [] }
+  return {
+    rec,
+    readStdin: async () => opts.stdin ?? '[]',
+    now: opts.now ?? (() => new Date('2026-11-25T12:00:00.000Z')),
+    fetch: async () => opts.fetch ?? refuseFetch,
+    tlsAgent: async () => undefined,
+    spawnDeliverer: (config) => rec.spawned.push(config),
+    sleep: async () => {},
+    stdout: (t) => rec.stdout.push(t),
+    stderr: (l) => rec.stderr.push(l),
+    appendLog: (_f, l) => rec.logFile.push(l),
+    configEnv: { readFile: (p) => readFile(p, 'utf8'), env: opts.env ?? {}, hostname: () => 'controller' },
+  }
+}
+
+const refuseFetch: Fetch = async (url) => {
+  throw new Error(`connect ECONNREFUSED (test: no network for ${url})`)
+}
+
+export function response(status: number, body: unknown, headers: Record<string, string> = {}): HttpResponse {
+  const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]))
+  return {
+    status,
+    headers: { get: (name) => lower[name.toLowerCase()] ?? null },
+    text: async () => (typeof body === 'string' ? body : JSON.stringify(body)),
+  }
+}
+
+/** A fetch answering from a script of responses, recording every request. */
+export function scriptedFetch(rec: Recorded, answer: (url: string, method: string, nth: number) => HttpResponse | Promise<HttpResponse>): Fetch {
+  let n = 0
+  return async (url, init) => {
+    rec.requests.push({ url, method: init.method, headers: init.headers, body: init.body === undefined ? undefined : JSON.parse(init.body) })
+    return answer(url, init.method, n++)
+  }
+}
+
+export function configYaml(stateDir: string, extra: Record<string, unknown> = {}): string {
+  return stringify({
+    stateDir,
+    hostname: 'controller',
+    masakari: {
+      authUrl: 'http://127.0.0.1:35000/v3',
+      auth: { username: 'masakari-consul', userDomainName: 'Default', password: 'secret', projectName: 'service', projectDomainName: 'Default' },
+      ...((extra.masakari as object | undefined) ?? {}),
+    },
+    ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'masakari')),
+  })
+}
+
+export function check(node: string, status: string, checkId = 'serfHealth', extra: Record<string, unknown> = {}) {
+  return { Node: node, CheckID: checkId, Name: checkId === 'serfHealth' ? 'Serf Health Status' : checkId, Status: status, Notes: '', Output: '', ServiceID: '', ServiceName: '', ServiceTags: [], Type: '', Definition: {}, CreateIndex: 6, ModifyIndex: 6, ...extra }
+}
+
+/** The checks payload a watch writes for nodes in the given serfHealth states. */
+export function payload(states: Record<string, 'passing' | 'critical'>, maintenance: string[] = []): string {
+  const checks: unknown[] = []
+  for (const [node, status] of Object.entries(states)) {
+    checks.push(check(node, status))
+    checks.push(check(node, 'passing', 'service:nova-compute', { ServiceID: 'nova-compute', ServiceName: 'nova-compute' }))
+  }
+  for (const node of maintenance) checks.push(check(node, 'critical', '_node_maintenance'))
+  return JSON.stringify(checks)
+}
+
+export async function readState(stateDir: string): Promise<string | undefined> {
+  return readFile(join(stateDir, 'state.json'), 'utf8').catch(() => undefined)
+}
