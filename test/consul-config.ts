@@ -1,0 +1,41 @@
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { readFile, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { NETWORKS } from '../lib/networks.js'
+import { DEFAULT_STRATEGY, matchStrategy, parseStrategy } from '../lib/strategy.js'
+
+const run = promisify(execFile)
+const root = join(import.meta.dirname, '..', 'consul-config')
+
+for (const network of NETWORKS) {
+  t.test(`${network}: controller agent + watch and compute agent pass consul validate`, async (t) => {
+    const server = await run('consul', ['validate', join(root, 'controller', `${network}.json`), join(root, 'watches', `${network}.json`)])
+    t.match(server.stdout, /Configuration is valid/)
+    const client = await run('consul', ['validate', join(root, 'compute', `${network}.json`)])
+    t.match(client.stdout, /Configuration is valid/)
+  })
+  t.test(`${network}: the watch runs the bundled handler for its own network`, async (t) => {
+    const watch = JSON.parse(await readFile(join(root, 'watches', `${network}.json`), 'utf8'))
+    t.match(watch, { watches: [{ type: 'checks' }] })
+    const args: string[] = watch.watches[0].args
+    t.match(args[1], /dist\/checks-handler\.js$/)
+    t.equal(args[args.indexOf('--network') + 1], network)
+  })
+}
+
+t.test('shipped strategies are valid; default.yaml decides like the built-in default', async (t) => {
+  const files = await readdir(join(root, 'strategies'))
+  t.ok(files.length >= 2)
+  for (const f of files) parseStrategy(await readFile(join(root, 'strategies', f), 'utf8'), f)
+  const shipped = parseStrategy(await readFile(join(root, 'strategies', 'default.yaml'), 'utf8'), 'default.yaml')
+  for (const m of ['up', 'down'] as const)
+    for (const te of ['up', 'down'] as const)
+      for (const s of ['up', 'down'] as const) {
+        const v = { management: m, tenant: te, storage: s }
+        t.equal(matchStrategy(shipped, v).recovery, matchStrategy(DEFAULT_STRATEGY, v).recovery)
+      }
+  const mgmt = parseStrategy(await readFile(join(root, 'strategies', 'management-only.yaml'), 'utf8'), 'm')
+  t.same(mgmt.sequence, ['management'])
+})
