@@ -58,7 +58,7 @@ const invalid: Array<[string, string, Record<string, string>, RegExp[]]> = [
 ]
 for (const [name, text, vars, messages] of invalid) {
   t.test(`rejects: ${name}`, async (t) => {
-    const files = text === '' ? {} : { '/etc/mc/config.yaml': text }
+    const files: Record<string, string> = text === '' ? {} : { '/etc/mc/config.yaml': text }
     const err = (await loadConfig('/etc/mc/config.yaml', env(files, vars)).catch((e) => e)) as ConfigError
     t.type(err, ConfigError)
     t.match(err.message, /invalid config \/etc\/mc\/config\.yaml/)
