@@ -13,12 +13,17 @@ export class LockError extends Error {
 
 const STALE_MS = 10_000
 
+// proper-lockfile keys the locks a process holds by the `file` argument, not by lockfilePath:
+// every lock here passes its own path as both, or two locks in one process (the deliverer
+// holds its lock while taking the state lock) would overwrite each other and one never be
+// released.
+
 /** Runs fn holding the lock at lockPath, waiting up to waitMs for it. */
 export async function withLock<T>(lockPath: string, fn: () => Promise<T>, waitMs = 30_000): Promise<T> {
   await mkdir(dirname(lockPath), { recursive: true })
   let release: () => Promise<void>
   try {
-    release = await lockfile.lock(dirname(lockPath), {
+    release = await lockfile.lock(lockPath, {
       lockfilePath: lockPath,
       realpath: false,
       stale: STALE_MS,
@@ -41,7 +46,7 @@ export async function tryLock(
 ): Promise<(() => Promise<void>) | undefined> {
   await mkdir(dirname(lockPath), { recursive: true })
   try {
-    return await lockfile.lock(dirname(lockPath), {
+    return await lockfile.lock(lockPath, {
       lockfilePath: lockPath,
       realpath: false,
       stale: STALE_MS,
