@@ -2,7 +2,8 @@
 import * as esbuild from 'esbuild'
 
 await esbuild.build({
-  entryPoints: { 'checks-handler': 'handlers/checks-handler.ts', evaluate: 'handlers/evaluate.ts' },
+  // demo.js is the local demo (npm run demo); it is not installed on monitors.
+  entryPoints: { 'checks-handler': 'handlers/checks-handler.ts', evaluate: 'handlers/evaluate.ts', demo: 'scripts/demo.ts' },
   outdir: 'dist',
   bundle: true,
   platform: 'node',

@@ -1,0 +1,32 @@
+// `npm test`: set everything up, type-check, run the unit tests, then the end-to-end tests
+// on the real stack (one file at a time: they start real services on 2 cores).
+import { spawnSync } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { prepare } from './prepare.mjs'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const started = Date.now()
+prepare()
+
+function run(title, args) {
+  process.stderr.write(`\n[test] ${title}\n`)
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' })
+  if (r.status !== 0) {
+    process.stderr.write(`[test] FAILED: ${title}\n`)
+    process.exit(r.status ?? 1)
+  }
+}
+
+const tap = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
+const files = (dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.ts') && f !== 'helpers.ts' && f !== 'harness.ts').map((f) => join(dir, f))
+const only = process.argv.slice(2)
+
+run('type check (tsc --noEmit, strict)', [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit'])
+if (only.length > 0) run(`tap ${only.join(' ')}`, [tap, ...only])
+else {
+  run('unit tests', [tap, ...files('test')])
+  run('end-to-end tests on the real stack', [tap, '--jobs=1', ...files('test/e2e')])
+}
+process.stderr.write(`\n[test] all passed in ${((Date.now() - started) / 1000).toFixed(0)} s\n`)

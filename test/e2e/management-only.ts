@@ -1,0 +1,42 @@
+/**
+ * A single-network deployment: the management-only strategy (as the Pacemaker-based monitor
+ * behaves), with only the management watch installed.
+ */
+import t from 'tap'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startRealStack, type RealStack } from './harness.js'
+
+let stack: RealStack
+
+t.before(async () => {
+  stack = await startRealStack(t, {
+    computes: ['cmp1', 'cmp2'],
+    octet: 70,
+    strategy: await readFile(join(import.meta.dirname, '..', '..', 'consul-config', 'strategies', 'management-only.yaml'), 'utf8'),
+    watched: ['management'],
+  })
+})
+
+t.test('management agent frozen: exactly one STOPPED under the management-only strategy', async (t) => {
+  stack.consul.freeze('cmp1', 'management')
+  const [n] = await stack.waitForNotifications('cmp1', 1, 60_000)
+  t.match(n, { hostname: 'cmp1', payload: { event: 'STOPPED' } })
+  await stack.waitForDelivery()
+  t.equal((await stack.notifications('cmp1')).length, 1)
+  const decision = stack.logLines().find((l) => l.msg === 'decision' && l.action === 'STOPPED')
+  t.match(decision, { host: 'cmp1', row: 1, vector: { management: 'down' } })
+})
+
+t.test('storage down does not matter to this strategy', async (t) => {
+  stack.consul.freeze('cmp2', 'storage')
+  await stack.consul.waitForSerf('cmp2', 'storage', 'critical', 60_000)
+  // give the (uninstalled) storage watch's would-be run time, then check nothing happened
+  await new Promise((r) => setTimeout(r, 2000))
+  await stack.waitForDelivery()
+  t.same(await stack.notifications('cmp2'), [])
+})
+
+t.test('nothing started by this test survives it', async (t) => {
+  t.same(await stack.stop(), [])
+})

@@ -1,0 +1,678 @@
+/**
+ * A real Keystone and a real masakari-api on loopback, for integration tests and the demo.
+ *
+ * Debian bookworm's packages (keystone, masakari-api, uwsgi-plugin-python3, python3-masakari;
+ * scripts/install-stack.sh installs them). Everything lives in a scratch directory: configs,
+ * SQLite databases, Fernet/credential keys, and the services' output under `${dir}/logs`.
+ * Nothing is reused between runs. Only 127.0.0.1 is ever contacted.
+ *
+ * Test infrastructure, not product code: it uses Node's global fetch.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export interface OpenStackOptions {
+  /** scratch dir: configs, sqlite dbs, fernet keys, logs under `${dir}/logs` */
+  dir: string
+  /** default 35000; bound on 127.0.0.1 */
+  keystonePort?: number
+  /** default 35868; bound on 127.0.0.1 */
+  masakariPort?: number
+  /** masakari [DEFAULT] duplicate_notification_detection_interval; default 0 (so tests can count duplicates) */
+  duplicateInterval?: number
+  /** progress lines ("keystone ready in 4.9 s") */
+  log?: (msg: string) => void
+}
+
+export interface Credentials {
+  authUrl: string
+  username: string
+  password: string
+  userDomainName: string
+  projectName: string
+  projectDomainName: string
+}
+
+export interface Notification {
+  notification_uuid: string
+  /** not in Masakari's answer: added by listNotifications from source_host_uuid */
+  hostname: string
+  source_host_uuid: string
+  type: string
+  generated_time: string
+  payload: any
+  status: string
+  created_at: string
+  [k: string]: unknown
+}
+
+export interface OpenStack {
+  /** http://127.0.0.1:<port>/v3 */
+  authUrl: string
+  /** RegionOne */
+  region: string
+  admin: Credentials
+  /** user 'masakari-consul' with role admin on project 'service' (what our monitor uses) */
+  monitor: Credentials
+  /** the instance-ha public endpoint from the monitor's token catalog (project 'service' id substituted) */
+  masakariUrl: string
+  logDir: string
+  /** every service process started (masters and their workers; masakari-api restarts add theirs) */
+  pids: number[]
+  /** ids Keystone gave to what was created (useful for application credentials, etc.) */
+  ids: { serviceProjectId: string; monitorUserId: string; adminRoleId: string }
+  /** how long startOpenStack took, in ms */
+  startupMs: number
+  createSegment(name: string): Promise<string>
+  addHost(segmentId: string, hostname: string): Promise<void>
+  setHostMaintenance(segmentId: string, hostname: string, on: boolean): Promise<void>
+  /** GET /notifications (newest first), each with `hostname` added from its source_host_uuid */
+  listNotifications(): Promise<Notification[]>
+  adminToken(): Promise<string>
+  /** restart masakari-api (same database, port and catalog) with another duplicate_notification_detection_interval */
+  setDuplicateInterval(seconds: number): Promise<void>
+  stop(): Promise<void>
+}
+
+export const REGION = 'RegionOne'
+export const ADMIN_PASSWORD = 'admin-secret'
+export const MASAKARI_SERVICE_PASSWORD = 'masakari-secret'
+export const MONITOR_USERNAME = 'masakari-consul'
+export const MONITOR_PASSWORD = 'masakari-consul-secret'
+
+const HERE = dirname(fileURLToPath(import.meta.url))
+export const LAUNCHER = join(HERE, 'masakari-api-launcher.py')
+const PYTHON = '/usr/bin/python3'
+
+// ---------------------------------------------------------------------------------------------
+// small helpers (exported where a test may want them)
+
+/** The last `n` lines of a file ('' when it does not exist). */
+export function tailFile(file: string, n = 25): string {
+  try {
+    const lines = readFileSync(file, 'utf8').replace(/\x1b\[[0-9;]*m/g, '').trimEnd().split('\n')
+    return lines.slice(-n).join('\n')
+  } catch {
+    return ''
+  }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr ? addr.port : 0
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+async function portInUse(port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const sock = connect({ host: '127.0.0.1', port })
+    sock.once('connect', () => {
+      sock.destroy()
+      resolve(true)
+    })
+    sock.once('error', () => resolve(false))
+  })
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`
+
+/** Processes (not zombies) whose process group is `pgid`, from /proc. */
+export function processGroupMembers(pgid: number): number[] {
+  const out: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+    } catch {
+      continue
+    }
+    // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const state = rest[0]
+    if (state === 'Z' || state === 'X') continue
+    if (Number(rest[2]) === pgid) out.push(Number(name))
+  }
+  return out
+}
+
+/** True while `pid` exists and is not a zombie. */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
+    return state !== 'Z' && state !== 'X'
+  } catch {
+    return false
+  }
+}
+
+/** Environment for Debian's Python tools: no pyenv or virtualenv leaking in. */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(PYTHON|PYENV|VIRTUAL_ENV|OS_|UWSGI)/.test(k)) continue
+    env[k] = v
+  }
+  env.PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  env.LANG = env.LANG ?? 'C.UTF-8'
+  return { ...env, ...extra }
+}
+
+/** Run a one-shot command, its output appended to `logFile`; rejects with the log's tail. */
+async function runTool(cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 120_000): Promise<void> {
+  writeFileSync(logFile, `\n$ ${cmd} ${args.join(' ')}\n`, { flag: 'a' })
+  const fd = openSync(logFile, 'a')
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', fd, fd] })
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error(`${cmd} ${args[0] ?? ''} timed out after ${secs(timeoutMs)}; log ${logFile}:\n${tailFile(logFile)}`))
+      }, timeoutMs)
+      child.once('error', (err) => {
+        clearTimeout(timer)
+        reject(new Error(`cannot run ${cmd}: ${err.message}`))
+      })
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer)
+        if (code === 0) resolve()
+        else reject(new Error(`${cmd} ${args.join(' ')} exited with ${code ?? signal}; log ${logFile}:\n${tailFile(logFile)}`))
+      })
+    })
+  } finally {
+    closeSync(fd)
+  }
+}
+
+interface Service {
+  name: string
+  child: ChildProcess
+  pgid: number
+  logFile: string
+  exited: boolean
+}
+
+/** Start a long-running service in its own process group (detached), output into `logFile`. */
+function startService(name: string, cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv, cwd: string): Service {
+  writeFileSync(logFile, `$ ${cmd} ${args.join(' ')}\n`, { flag: 'a' })
+  const fd = openSync(logFile, 'a')
+  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', fd, fd], detached: true })
+  closeSync(fd)
+  if (child.pid === undefined) throw new Error(`cannot start ${name} (${cmd})`)
+  const svc: Service = { name, child, pgid: child.pid, logFile, exited: false }
+  child.once('exit', () => {
+    svc.exited = true
+  })
+  child.once('error', () => {
+    svc.exited = true
+  })
+  return svc
+}
+
+/** Poll `check` until it returns true; fail early when the service died, with the log's tail. */
+async function waitReady(svc: Service, what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const t0 = Date.now()
+  let lastErr = ''
+  for (;;) {
+    if (svc.exited) {
+      throw new Error(`${svc.name} exited before ${what}; log ${svc.logFile}:\n${tailFile(svc.logFile)}`)
+    }
+    try {
+      if (await check()) return
+    } catch (err) {
+      lastErr = err instanceof Error ? `${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ''}` : String(err)
+    }
+    if (Date.now() - t0 > timeoutMs) {
+      throw new Error(
+        `${svc.name}: no ${what} after ${secs(timeoutMs)}${lastErr ? ` (last error: ${lastErr})` : ''}; log ${svc.logFile}:\n${tailFile(svc.logFile)}`,
+      )
+    }
+    await sleep(100)
+  }
+}
+
+async function killGroups(services: Service[], graceMs = 3000): Promise<void> {
+  const signal = (sig: NodeJS.Signals) => {
+    for (const s of services) {
+      try {
+        process.kill(-s.pgid, sig)
+      } catch {
+        /* ESRCH: already gone */
+      }
+    }
+  }
+  const alive = () => services.flatMap((s) => processGroupMembers(s.pgid))
+  if (alive().length === 0) return
+  signal('SIGTERM')
+  const t0 = Date.now()
+  while (alive().length > 0 && Date.now() - t0 < graceMs) await sleep(50)
+  if (alive().length > 0) {
+    signal('SIGKILL')
+    const t1 = Date.now()
+    while (alive().length > 0 && Date.now() - t1 < 5000) await sleep(50)
+  }
+  const left = alive()
+  if (left.length > 0) throw new Error(`processes survived SIGKILL: ${left.join(', ')}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP (loopback only)
+
+export interface Recorded {
+  status: number
+  headers: Record<string, string>
+  body: any
+}
+
+function assertLoopback(url: string): void {
+  const host = new URL(url).hostname
+  if (!/^127\.\d+\.\d+\.\d+$/.test(host)) throw new Error(`refusing to contact non-loopback address ${url}`)
+}
+
+/** One HTTP call with a JSON body; returns status, all headers and the parsed body (or text). */
+export async function httpJson(method: string, url: string, opts: { token?: string; body?: unknown; timeoutMs?: number } = {}): Promise<Recorded> {
+  assertLoopback(url)
+  const headers: Record<string, string> = { Accept: 'application/json' }
+  if (opts.body !== undefined) headers['Content-Type'] = 'application/json'
+  if (opts.token) headers['X-Auth-Token'] = opts.token
+  const res = await fetch(url, {
+    method,
+    headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+  })
+  const text = await res.text()
+  let body: any = text
+  if (text.length > 0) {
+    try {
+      body = JSON.parse(text)
+    } catch {
+      /* keep text */
+    }
+  } else body = null
+  const hs: Record<string, string> = {}
+  res.headers.forEach((v, k) => {
+    hs[k] = v
+  })
+  return { status: res.status, headers: hs, body }
+}
+
+function expectStatus(r: Recorded, ok: number[], what: string): Recorded {
+  if (!ok.includes(r.status)) throw new Error(`${what}: HTTP ${r.status} ${typeof r.body === 'string' ? r.body : JSON.stringify(r.body)}`)
+  return r
+}
+
+/** The body of a project-scoped password authentication. */
+export function passwordAuthBody(c: Credentials) {
+  return {
+    auth: {
+      identity: {
+        methods: ['password'],
+        password: { user: { name: c.username, domain: { name: c.userDomainName }, password: c.password } },
+      },
+      scope: { project: { name: c.projectName, domain: { name: c.projectDomainName } } },
+    },
+  }
+}
+
+export interface TokenResult {
+  token: string
+  expiresAt: string
+  catalog: Array<{ type: string; name?: string; endpoints: Array<{ interface: string; region_id?: string; region?: string; url: string }> }>
+  response: Recorded
+}
+
+/** Password authentication against Keystone; throws on anything but 201. */
+export async function passwordToken(c: Credentials): Promise<TokenResult> {
+  const r = expectStatus(await httpJson('POST', `${c.authUrl}/auth/tokens`, { body: passwordAuthBody(c) }), [201], `token for ${c.username}`)
+  const token = r.headers['x-subject-token']
+  if (!token) throw new Error(`Keystone answered 201 without X-Subject-Token for ${c.username}`)
+  return { token, expiresAt: r.body.token.expires_at, catalog: r.body.token.catalog ?? [], response: r }
+}
+
+/** The URL of a service endpoint in a token's catalog. */
+export function catalogUrl(catalog: TokenResult['catalog'], type: string, iface = 'public', region = REGION): string {
+  const svc = catalog.find((s) => s.type === type)
+  const ep = svc?.endpoints.find((e) => e.interface === iface && (e.region_id ?? e.region) === region)
+  if (!ep) throw new Error(`no ${iface} ${type} endpoint in region ${region} in the catalog`)
+  return ep.url.replace(/\/+$/, '')
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function fernetKey(): string {
+  // what keystone-manage fernet_setup / credential_setup write: urlsafe base64 of 32 random bytes
+  return randomBytes(32).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')
+}
+
+function writeKeyRepository(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  // 0 = staged key, 1 = primary key
+  writeFileSync(join(dir, '0'), fernetKey(), { mode: 0o600 })
+  writeFileSync(join(dir, '1'), fernetKey(), { mode: 0o600 })
+}
+
+function keystoneConf(dir: string): string {
+  return `[DEFAULT]
+# no log_file: everything goes to stderr, which uwsgi writes to logs/keystone.log
+[database]
+connection = sqlite:///${join(dir, 'keystone.db')}
+[fernet_tokens]
+key_repository = ${join(dir, 'fernet-keys')}
+[credential]
+key_repository = ${join(dir, 'credential-keys')}
+[identity]
+# bcrypt's minimum: tokens come in milliseconds instead of ~0.25 s (scratch instance)
+password_hash_rounds = 4
+[catalog]
+driver = sql
+[oslo_policy]
+policy_dirs = /etc/keystone/policy.d
+`
+}
+
+function masakariConf(dir: string, keystonePort: number, masakariPort: number, duplicateInterval: number): string {
+  const authUrl = `http://127.0.0.1:${keystonePort}/v3`
+  return `[DEFAULT]
+auth_strategy = keystone
+transport_url = fake://
+masakari_api_listen = 127.0.0.1
+masakari_api_listen_port = ${masakariPort}
+masakari_api_workers = 1
+duplicate_notification_detection_interval = ${duplicateInterval}
+graceful_shutdown_timeout = 1
+# no log_file: everything goes to stderr, which is logs/masakari-api.log
+[wsgi]
+api_paste_config = /etc/masakari/api-paste.ini
+[database]
+connection = sqlite:///${join(dir, 'masakari.db')}
+[keystone_authtoken]
+auth_url = ${authUrl}
+www_authenticate_uri = ${authUrl}
+auth_type = password
+project_name = service
+project_domain_name = Default
+username = masakari
+user_domain_name = Default
+password = ${MASAKARI_SERVICE_PASSWORD}
+region_name = ${REGION}
+interface = internal
+service_token_roles_required = true
+[oslo_messaging_notifications]
+driver = noop
+[oslo_policy]
+policy_dirs = /etc/masakari/policy.d
+`
+}
+
+export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack> {
+  const t0 = Date.now()
+  const log = opts.log ?? (() => {})
+  const keystonePort = opts.keystonePort ?? 35000
+  const masakariPort = opts.masakariPort ?? 35868
+  const duplicateInterval = opts.duplicateInterval ?? 0
+  const dir = opts.dir
+  const logDir = join(dir, 'logs')
+  mkdirSync(logDir, { recursive: true })
+  if (!existsSync('/usr/bin/keystone-manage') || !existsSync('/usr/bin/uwsgi_python3') || !existsSync('/usr/bin/masakari-manage')) {
+    throw new Error('keystone / uwsgi_python3 / masakari-api are not installed: run scripts/install-stack.sh')
+  }
+  for (const [what, port] of [['keystone', keystonePort], ['masakari', masakariPort]] as const) {
+    if (await portInUse(port)) throw new Error(`${what} port 127.0.0.1:${port} is already in use`)
+  }
+
+  const authUrl = `http://127.0.0.1:${keystonePort}/v3`
+  const keystoneConfFile = join(dir, 'keystone.conf')
+  const masakariConfFile = join(dir, 'masakari.conf')
+  writeFileSync(keystoneConfFile, keystoneConf(dir))
+  writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, duplicateInterval))
+  writeKeyRepository(join(dir, 'fernet-keys'))
+  writeKeyRepository(join(dir, 'credential-keys'))
+
+  const admin: Credentials = {
+    authUrl,
+    username: 'admin',
+    password: ADMIN_PASSWORD,
+    userDomainName: 'Default',
+    projectName: 'admin',
+    projectDomainName: 'Default',
+  }
+  const monitor: Credentials = {
+    authUrl,
+    username: MONITOR_USERNAME,
+    password: MONITOR_PASSWORD,
+    userDomainName: 'Default',
+    projectName: 'service',
+    projectDomainName: 'Default',
+  }
+
+  const services: Service[] = []
+  // If this process ends without stop() (a crash, tap's timeout), take the services along.
+  const killAll = () => {
+    for (const s of services) {
+      try {
+        process.kill(-s.pgid, 'SIGKILL')
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  const onSignal = (sig: NodeJS.Signals) => {
+    killAll()
+    unguard()
+    // let the signal do what it would have done without us (other listeners or the default action)
+    process.kill(process.pid, sig)
+  }
+  const guardSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
+  const unguard = () => {
+    process.removeListener('exit', killAll)
+    for (const sig of guardSignals) process.removeListener(sig, onSignal)
+  }
+  process.once('exit', killAll)
+  for (const sig of guardSignals) process.once(sig, onSignal)
+
+  const env = cleanEnv()
+  const keystoneEnv = cleanEnv({ OS_KEYSTONE_CONFIG_FILES: keystoneConfFile })
+
+  // -- Keystone: db_sync, bootstrap, uwsgi, then the service project, users, roles, catalog
+  const keystoneChain = async () => {
+    const t = Date.now()
+    const manageLog = join(logDir, 'keystone-manage.log')
+    const km = (...args: string[]) => runTool('/usr/bin/keystone-manage', ['--config-file', keystoneConfFile, ...args], manageLog, env, dir)
+    await km('db_sync')
+    await km(
+      'bootstrap',
+      '--bootstrap-password', ADMIN_PASSWORD,
+      '--bootstrap-admin-url', authUrl,
+      '--bootstrap-public-url', authUrl,
+      // the internal identity endpoint: masakari's keystonemiddleware looks it up
+      '--bootstrap-internal-url', authUrl,
+      '--bootstrap-region-id', REGION,
+    )
+    log(`keystone db_sync + bootstrap in ${secs(Date.now() - t)}`)
+    const ks = startService(
+      'keystone',
+      '/usr/bin/uwsgi_python3',
+      [
+        '--http-socket', `127.0.0.1:${keystonePort}`,
+        '--wsgi-file', '/usr/bin/keystone-wsgi-public',
+        '--processes', '1',
+        '--threads', '1', // several threads: SQLite answers "database is locked"
+        '--master',
+        '--die-on-term',
+        '--need-app',
+        '--buffer-size', '65535',
+        '--procname-prefix', `keystone-${keystonePort}-`,
+      ],
+      join(logDir, 'keystone.log'),
+      keystoneEnv,
+      dir,
+    )
+    services.push(ks)
+    let adminTok: TokenResult | undefined
+    await waitReady(ks, `token from ${authUrl}`, 60_000, async () => {
+      const r = await httpJson('POST', `${authUrl}/auth/tokens`, { body: passwordAuthBody(admin), timeoutMs: 10_000 })
+      if (r.status !== 201) throw new Error(`HTTP ${r.status}`)
+      adminTok = { token: r.headers['x-subject-token'] ?? '', expiresAt: r.body.token.expires_at, catalog: r.body.token.catalog, response: r }
+      return true
+    })
+    log(`keystone ready in ${secs(Date.now() - t)}`)
+    const tok = adminTok!.token
+    const call = async (method: string, path: string, body?: unknown) =>
+      expectStatus(await httpJson(method, `${authUrl}${path}`, { token: tok, body }), [200, 201, 204], `${method} ${path}`).body
+
+    const adminRoleId: string = (await call('GET', '/roles?name=admin')).roles[0].id
+    const serviceProjectId: string = (await call('POST', '/projects', { project: { name: 'service', domain_id: 'default', description: 'Service project' } })).project.id
+    const userIds: Record<string, string> = {}
+    for (const [name, password] of [['masakari', MASAKARI_SERVICE_PASSWORD], [MONITOR_USERNAME, MONITOR_PASSWORD]] as const) {
+      const id: string = (await call('POST', '/users', { user: { name, password, domain_id: 'default', default_project_id: serviceProjectId } })).user.id
+      await call('PUT', `/projects/${serviceProjectId}/users/${id}/roles/${adminRoleId}`)
+      userIds[name] = id
+    }
+    const serviceId: string = (await call('POST', '/services', { service: { type: 'instance-ha', name: 'masakari', description: 'OpenStack High Availability' } })).service.id
+    for (const iface of ['public', 'internal', 'admin']) {
+      await call('POST', '/endpoints', {
+        endpoint: { service_id: serviceId, interface: iface, region_id: REGION, url: `http://127.0.0.1:${masakariPort}/v1/$(tenant_id)s` },
+      })
+    }
+    log(`keystone users, roles and catalog in ${secs(Date.now() - t)}`)
+    return { adminRoleId, serviceProjectId, monitorUserId: userIds[MONITOR_USERNAME]! }
+  }
+
+  // -- masakari-api: db sync, then the patched launcher (it needs Keystone only per request)
+  const launchMasakari = async (): Promise<Service> => {
+    const ma = startService('masakari-api', PYTHON, [LAUNCHER, '--config-file', masakariConfFile], join(logDir, 'masakari-api.log'), env, dir)
+    services.push(ma)
+    await waitReady(ma, `version document from http://127.0.0.1:${masakariPort}/`, 60_000, async () => {
+      const r = await httpJson('GET', `http://127.0.0.1:${masakariPort}/`, { timeoutMs: 5000 })
+      return r.status === 200
+    })
+    return ma
+  }
+  const masakariChain = async () => {
+    const t = Date.now()
+    await runTool('/usr/bin/masakari-manage', ['--config-file', masakariConfFile, 'db', 'sync'], join(logDir, 'masakari-manage.log'), env, dir)
+    log(`masakari db sync in ${secs(Date.now() - t)}`)
+    const ma = await launchMasakari()
+    log(`masakari-api listening in ${secs(Date.now() - t)}`)
+    return ma
+  }
+  // First authenticated call: keystonemiddleware fetches its own token and the revocation data.
+  const authenticatedRoundTrip = async (ma: Service, masakariUrl: string) => {
+    const t = Date.now()
+    const monTok = await passwordToken(monitor)
+    await waitReady(ma, `authenticated answer from ${masakariUrl}/segments`, 30_000, async () => {
+      const r = await httpJson('GET', `${masakariUrl}/segments`, { token: monTok.token, timeoutMs: 10_000 })
+      if (r.status !== 200) throw new Error(`HTTP ${r.status} ${JSON.stringify(r.body)}`)
+      return true
+    })
+    log(`masakari-api authenticated round trip in ${secs(Date.now() - t)}`)
+  }
+  const groupPids = () => [...new Set(services.flatMap((s) => [s.pgid, ...processGroupMembers(s.pgid)]))]
+
+  try {
+    // allSettled, not all: on a failure, the other chain must finish starting before the clean-up
+    const [ksRes, maRes] = await Promise.allSettled([keystoneChain(), masakariChain()])
+    if (ksRes.status === 'rejected') throw ksRes.reason
+    if (maRes.status === 'rejected') throw maRes.reason
+    const ids = ksRes.value
+    let ma = maRes.value
+
+    // The monitor's view: the instance-ha endpoint from its token's catalog.
+    const masakariUrl = catalogUrl((await passwordToken(monitor)).catalog, 'instance-ha', 'public')
+    await authenticatedRoundTrip(ma, masakariUrl)
+
+    let cachedAdmin: { token: string; expires: number; masakariUrl: string } | undefined
+    const adminSession = async () => {
+      if (!cachedAdmin || cachedAdmin.expires - Date.now() < 60_000) {
+        const r = await passwordToken(admin)
+        cachedAdmin = { token: r.token, expires: Date.parse(r.expiresAt), masakariUrl: catalogUrl(r.catalog, 'instance-ha', 'public') }
+      }
+      return cachedAdmin
+    }
+    const masakari = async (method: string, path: string, body?: unknown) => {
+      const s = await adminSession()
+      return expectStatus(await httpJson(method, `${s.masakariUrl}${path}`, { token: s.token, body }), [200, 201, 202, 204], `${method} ${path}`).body
+    }
+
+    const pids = groupPids()
+    let stopping: Promise<void> | undefined
+    const startupMs = Date.now() - t0
+    log(`keystone + masakari-api ready in ${secs(startupMs)} (logs in ${logDir})`)
+
+    const os: OpenStack = {
+      authUrl,
+      region: REGION,
+      admin,
+      monitor,
+      masakariUrl,
+      logDir,
+      pids,
+      ids,
+      startupMs,
+      async createSegment(name) {
+        const b = await masakari('POST', '/segments', { segment: { name, recovery_method: 'auto', service_type: 'COMPUTE' } })
+        return b.segment.uuid as string
+      },
+      async addHost(segmentId, hostname) {
+        await masakari('POST', `/segments/${segmentId}/hosts`, { host: { name: hostname, type: 'COMPUTE', control_attributes: 'SSH' } })
+      },
+      async setHostMaintenance(segmentId, hostname, on) {
+        const hosts: Array<{ uuid: string; name: string }> = (await masakari('GET', `/segments/${segmentId}/hosts`)).hosts
+        const host = hosts.find((h) => h.name === hostname)
+        if (!host) throw new Error(`no host ${hostname} in segment ${segmentId}`)
+        await masakari('PUT', `/segments/${segmentId}/hosts/${host.uuid}`, { host: { on_maintenance: on } })
+      },
+      async listNotifications() {
+        // Masakari's answer names the host by source_host_uuid only; add its name as `hostname`.
+        const names = new Map<string, string>()
+        const segments: Array<{ uuid: string }> = (await masakari('GET', '/segments')).segments
+        for (const seg of segments) {
+          for (const h of (await masakari('GET', `/segments/${seg.uuid}/hosts`)).hosts as Array<{ uuid: string; name: string }>) names.set(h.uuid, h.name)
+        }
+        const list = (await masakari('GET', '/notifications')).notifications as Notification[]
+        return list.map((n) => ({ ...n, hostname: names.get(n.source_host_uuid) ?? '' }))
+      },
+      async setDuplicateInterval(seconds) {
+        const t = Date.now()
+        await killGroups([ma])
+        services.splice(services.indexOf(ma), 1)
+        writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, seconds))
+        ma = await launchMasakari()
+        await authenticatedRoundTrip(ma, masakariUrl)
+        for (const pid of groupPids()) if (!pids.includes(pid)) pids.push(pid)
+        log(`masakari-api restarted with duplicate_notification_detection_interval = ${seconds} in ${secs(Date.now() - t)}`)
+      },
+      async adminToken() {
+        return (await adminSession()).token
+      },
+      stop() {
+        stopping ??= (async () => {
+          const t = Date.now()
+          await killGroups(services)
+          unguard()
+          log(`keystone + masakari-api stopped in ${secs(Date.now() - t)}`)
+        })()
+        return stopping
+      },
+    }
+    return os
+  } catch (err) {
+    await killGroups(services).catch(() => {})
+    unguard()
+    throw err
+  }
+}
