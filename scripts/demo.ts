@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const started = await until('the STARTED notification in Masakari', async () =>
       (await openstack!.listNotifications()).find((n) => n.hostname === victim && n.payload?.event === 'STARTED'))
     note(`${victim} is back on every network; Masakari stored STARTED (${started.notification_uuid})`)
-    const all = await openstack.listNotifications()
+    const all = (await openstack.listNotifications()).reverse()
     note(`Masakari holds ${all.length} notification(s) in all: ${all.map((n) => `${n.hostname} ${n.payload?.event}`).join(', ')}. Exactly one per change.`)
 
     if (keep) {

@@ -85,7 +85,8 @@ export const MONITOR_USERNAME = 'masakari-consul'
 export const MONITOR_PASSWORD = 'masakari-consul-secret'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-export const LAUNCHER = join(HERE, 'masakari-api-launcher.py')
+// Beside this module, or, when bundled into dist/demo.js, in the source tree next to dist/.
+export const LAUNCHER = [join(HERE, 'masakari-api-launcher.py'), join(HERE, '..', 'test', 'stack', 'masakari-api-launcher.py')].find((p) => existsSync(p)) ?? join(HERE, 'masakari-api-launcher.py')
 const PYTHON = '/usr/bin/python3'
 
 // ---------------------------------------------------------------------------------------------
