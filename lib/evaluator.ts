@@ -1,14 +1,18 @@
 /**
- * The decision: per host, the vector over the networks, the strategy row it matches, and what
- * that means against the ledger. Pure: the same snapshots, strategy and state give the same
- * decisions; all I/O is the caller's.
+ * The decision: per host, the vector over the networks, the strategy row it matches, the
+ * guards, and what that means against the ledger. Pure: the same snapshots, strategy, state,
+ * confirmations and clock give the same decisions; all I/O is the caller's.
  */
+import { holdEnds, holdIsOver, isolationStatus, networkView, rateLimitSlot, DEFAULT_GUARDS, type GuardPolicy } from './guards.js'
 import { NETWORKS, type Network, type NetworkState } from './networks.js'
 import type { Snapshots } from './snapshot.js'
 import { matchStrategy, type Match, type Strategy, type Vector } from './strategy.js'
-import type { HostEvent, LedgerEntry, Notification, OutboxEntry, StoreState } from './store.js'
+import type { HostEvent, Isolation, LedgerEntry, Notification, OutboxEntry, StoreState } from './store.js'
 
 export type FirstSight = 'notify' | 'baseline'
+
+/** What the monitor's own agent of a network says right now (checked before a recovery). */
+export type Confirmation = { ok: true; critical: ReadonlySet<string> } | { ok: false; reason: string }
 
 export interface EvaluationInput {
   snapshots: Snapshots
@@ -19,18 +23,32 @@ export interface EvaluationInput {
   firstSight: FirstSight
   now: Date
   newId: () => string
+  guards?: GuardPolicy
+  /** Per network, the agent's answer; a host's `down` there counts only if the agent confirms it. */
+  confirmations?: Partial<Record<Network, Confirmation>>
 }
+
+export type GuardKind = 'isolation' | 'hold' | 'rate-limit' | 'unconfirmed'
 
 export interface HostDecision {
   host: string
-  /** State on every network (not only the strategy's), for reports. */
+  /** State on every network (not only the strategy's), as the snapshots say, for reports. */
   vector: Record<Network, NetworkState>
   vectorText: string
   match: Match
   action: HostEvent | 'none'
   reason: string
-  /** The vector differs from the one recorded at the last run. */
+  /** The guard that held an action back, and until when (if it knows). */
+  guard?: { kind: GuardKind; until?: string }
+  /** The vector or hold differs from the last run's: worth a log line. */
   changed: boolean
+}
+
+/** Something to log once, when it happens (not on every run). */
+export interface GuardEvent {
+  level: 'info' | 'warn' | 'error'
+  msg: string
+  fields: Record<string, unknown>
 }
 
 export interface Evaluation {
@@ -38,77 +56,200 @@ export interface Evaluation {
   next: StoreState
   /** Entries this evaluation added to the outbox. */
   queued: OutboxEntry[]
+  events: GuardEvent[]
   /** next differs from the input state: it must be written. */
   dirty: boolean
 }
 
 export function evaluate(input: EvaluationInput): Evaluation {
   const { snapshots, strategy, state, now } = input
+  const policy = input.guards ?? DEFAULT_GUARDS
   const nowText = now.toISOString()
   const ledger: Record<string, LedgerEntry> = { ...state.ledger }
   const outbox: OutboxEntry[] = [...state.outbox]
+  const events: GuardEvent[] = []
   const hosts = new Set<string>(Object.keys(state.ledger))
   for (const network of NETWORKS) for (const node of Object.keys(snapshots[network]?.nodes ?? {})) hosts.add(node)
+  hosts.delete(input.ownHost)
+  const vectorOf = (host: string) =>
+    Object.fromEntries(NETWORKS.map((n) => [n, snapshots[n]?.nodes[host] ?? 'unknown'])) as Record<Network, NetworkState>
 
-  const decisions: HostDecision[] = []
-  let dirty = false
-  for (const host of [...hosts].sort()) {
-    const vector = Object.fromEntries(
-      NETWORKS.map((n) => [n, snapshots[n]?.nodes[host] ?? 'unknown']),
-    ) as Record<Network, NetworkState>
-    const vectorText = NETWORKS.map((n) => `${n}=${vector[n]}`).join(' ')
-    const match = matchStrategy(strategy, vector as Vector)
+  // Since when each host is down on each network: the isolation guard counts recent downs.
+  const entries = new Map<string, LedgerEntry>()
+  for (const host of hosts) {
     const before = ledger[host]
-    const decide = (action: HostEvent | 'none', reason: string): void => {
-      decisions.push({ host, vector, vectorText, match, action, reason, changed: before?.vector !== vectorText })
+    const vector = vectorOf(host)
+    const downSince: Partial<Record<Network, string>> = {}
+    for (const n of NETWORKS) if (vector[n] === 'down') downSince[n] = before?.downSince?.[n] ?? nowText
+    const entry: LedgerEntry = { ...(before ?? { firstSeenAt: nowText }), vector: NETWORKS.map((n) => `${n}=${vector[n]}`).join(' ') }
+    if (Object.keys(downSince).length > 0) entry.downSince = downSince
+    else delete entry.downSince
+    entries.set(host, entry)
+  }
+
+  const isolation: Partial<Record<Network, Isolation>> = {}
+  for (const n of strategy.sequence) {
+    const view = networkView(snapshots[n], input.ownHost, (h) => entries.get(h)?.downSince?.[n], now, policy)
+    const status = isolationStatus(n, view, state.isolation[n], now, policy)
+    if (status) isolation[n] = status
+    if (status && !state.isolation[n]) {
+      events.push({ level: 'error', msg: 'SELF-ISOLATION SUSPECTED: recoveries for this network\'s failures are suppressed until the view recovers', fields: { network: n, reason: status.reason, down: view.down, known: view.known } })
+    } else if (!status && state.isolation[n]) {
+      events.push({ level: 'warn', msg: 'self-isolation guard released: the view recovered', fields: { network: n, since: state.isolation[n]!.since, down: view.down, known: view.known } })
     }
-    if (host === input.ownHost) {
-      decide('none', 'the monitor\'s own node is never notified about')
-      continue
-    }
-    const entry: LedgerEntry = { ...(before ?? { firstSeenAt: nowText }), vector: vectorText }
-    const pending = outbox.filter((o) => o.host === host)
-    const lastPending = pending.at(-1)?.notification.payload.event
-    const enqueue = (event: HostEvent, reason: string): void => {
-      outbox.push(outboxEntry(input, host, event, reason))
-      decide(event, reason)
-    }
+  }
+
+  const decisions = new Map<string, HostDecision>()
+  const ready: string[] = []
+  const wakes: number[] = []
+  const record = (host: string, match: Match, action: HostEvent | 'none', reason: string, guard?: HostDecision['guard']) => {
+    const vector = vectorOf(host)
+    const before = ledger[host]
+    const entry = entries.get(host)!
+    const changed = before?.vector !== entry.vector || JSON.stringify(before?.hold) !== JSON.stringify(entry.hold)
+    decisions.set(host, { host, vector, vectorText: entry.vector!, match, action, reason, guard, changed })
+  }
+  const enqueue = (host: string, match: Match, event: HostEvent, reason: string) => {
+    outbox.push(outboxEntry(input, host, event, reason))
+    record(host, match, event, reason)
+  }
+
+  for (const host of [...hosts].sort()) {
+    const entry = entries.get(host)!
+    const isNew = ledger[host] === undefined
+    const { vector: matchVector, unconfirmed } = confirmedVector(vectorOf(host), host, strategy, input.confirmations)
+    const match = matchStrategy(strategy, matchVector)
+    const lastPending = outbox.filter((o) => o.host === host).at(-1)?.notification.payload.event
 
     if (match.recovery) {
       const why = `matched row ${match.row} (recovery)`
-      if (entry.phase === 'recovery') decide('none', `${why}; already decided: ${recoveryStatus(entry, lastPending)}`)
-      else if (before === undefined && input.firstSight === 'baseline') {
+      const cutOff = strategy.sequence.filter((n) => matchVector[n] === 'down' && isolation[n])
+      if (entry.phase === 'recovery') {
+        if (entry.hold?.kind === 'back') delete entry.hold
+        record(host, match, 'none', `${why}; already decided: ${recoveryStatus(entry, lastPending)}`)
+      } else if (cutOff.length > 0) {
+        delete entry.hold
+        record(host, match, 'none', `${why}; held back by the self-isolation guard: ${cutOff.map((n) => isolation[n]!.reason).join('; ')}`, { kind: 'isolation' })
+      } else if (isNew && input.firstSight === 'baseline') {
         entry.phase = 'recovery'
-        decide('none', `${why} on first sight; firstSight is baseline, so it is not notified`)
+        delete entry.hold
+        record(host, match, 'none', `${why} on first sight; firstSight is baseline, so it is not notified`)
       } else {
-        entry.phase = 'recovery'
-        enqueue('STOPPED', before === undefined ? `${why} on first sight` : why)
+        if (entry.hold?.kind !== 'recovery') entry.hold = { kind: 'recovery', since: nowText }
+        if (holdIsOver(entry, 'recovery', now, policy)) ready.push(host)
+        else {
+          const until = holdEnds(entry.hold.since, policy.hold.recovery)
+          wakes.push(until.getTime())
+          record(host, match, 'none', `${why}; holding: in a recovery row since ${entry.hold.since}, STOPPED at ${until.toISOString()} if it stays`, { kind: 'hold', until: until.toISOString() })
+        }
       }
     } else if (match.allUp) {
       if (entry.phase === 'recovery') {
-        entry.phase = 'normal'
-        if (lastPending === 'STOPPED' || entry.notified?.event === 'STOPPED') enqueue('STARTED', 'back to all-up after STOPPED')
-        else decide('none', `back to all-up; no STOPPED was accepted for it (${entry.unsent ? `last: ${entry.unsent.event} ${entry.unsent.outcome}` : 'baseline'}), so no STARTED`)
+        if (entry.hold?.kind !== 'back') entry.hold = { kind: 'back', since: nowText }
+        if (!holdIsOver(entry, 'back', now, policy)) {
+          const until = holdEnds(entry.hold.since, policy.hold.back)
+          wakes.push(until.getTime())
+          record(host, match, 'none', `back to all-up; holding: STARTED at ${until.toISOString()} if it stays`, { kind: 'hold', until: until.toISOString() })
+        } else {
+          entry.phase = 'normal'
+          delete entry.hold
+          if (lastPending === 'STOPPED' || entry.notified?.event === 'STOPPED') enqueue(host, match, 'STARTED', 'back to all-up after STOPPED')
+          else record(host, match, 'none', `back to all-up; no STOPPED was accepted for it (${entry.unsent ? `last: ${entry.unsent.event} ${entry.unsent.outcome}` : 'baseline'}), so no STARTED`)
+        }
       } else {
         entry.phase = 'normal'
-        decide('none', 'all up')
+        delete entry.hold
+        record(host, match, 'none', 'all up')
       }
     } else {
-      decide('none', match.row === null ? `no recovery: ${match.reason}` : `matched row ${match.row} (no action)`)
+      // Any other vector breaks a hold: a flapping host never reaches its notification.
+      delete entry.hold
+      const why = match.row === null ? `no recovery: ${match.reason}` : `matched row ${match.row} (no action)`
+      record(host, match, 'none', unconfirmed ? `${why} (${unconfirmed})` : why, unconfirmed ? { kind: 'unconfirmed' } : undefined)
     }
-    if (JSON.stringify(entry) !== JSON.stringify(before)) {
+  }
+
+  // The rate limit serves the longest-waiting hosts first.
+  const slot = rateLimitSlot(state.recoveries, now, policy)
+  const recoveries = [...slot.recent]
+  ready.sort((a, b) => entries.get(a)!.hold!.since.localeCompare(entries.get(b)!.hold!.since) || a.localeCompare(b))
+  for (const host of ready) {
+    const entry = entries.get(host)!
+    const { vector: matchVector } = confirmedVector(vectorOf(host), host, strategy, input.confirmations)
+    const match = matchStrategy(strategy, matchVector)
+    const limit = rateLimitSlot(recoveries, now, policy)
+    if (limit.nextSlot) {
+      wakes.push(limit.nextSlot.getTime())
+      record(host, match, 'none', `matched row ${match.row} (recovery); held back by the rate limit: ${policy.rateLimit.maxRecoveries} recoveries in the last ${policy.rateLimit.window} s; next slot at ${limit.nextSlot.toISOString()}`, { kind: 'rate-limit', until: limit.nextSlot.toISOString() })
+      continue
+    }
+    const held = entry.hold!.since === nowText ? '' : `; held since ${entry.hold!.since}`
+    entry.phase = 'recovery'
+    delete entry.hold
+    recoveries.push(nowText)
+    enqueue(host, match, 'STOPPED', `matched row ${match.row} (recovery)${ledger[host] === undefined ? ' on first sight' : ''}${held}`)
+  }
+
+  let dirty = false
+  for (const [host, entry] of entries) {
+    if (JSON.stringify(entry) !== JSON.stringify(ledger[host])) {
       ledger[host] = entry
       dirty = true
     }
   }
-  dirty ||= outbox.length !== state.outbox.length
-  return { decisions, next: { version: 1, ledger, outbox }, queued: outbox.slice(state.outbox.length), dirty }
+  const wakeAt = wakes.length > 0 ? new Date(Math.min(...wakes)).toISOString() : undefined
+  const next: StoreState = { version: 1, ledger, outbox, recoveries, isolation, ...(wakeAt ? { wakeAt } : {}) }
+  dirty ||=
+    outbox.length !== state.outbox.length ||
+    wakeAt !== state.wakeAt ||
+    JSON.stringify(isolation) !== JSON.stringify(state.isolation) ||
+    recoveries.length !== state.recoveries.length
+  const ownDecision: HostDecision[] = snapshotsHave(snapshots, input.ownHost)
+    ? [{ host: input.ownHost, vector: vectorOf(input.ownHost), vectorText: '', match: matchStrategy(strategy, vectorOf(input.ownHost)), action: 'none', reason: 'the monitor\'s own node is never notified about', changed: false }]
+    : []
+  const all = [...decisions.values(), ...ownDecision].sort((a, b) => a.host.localeCompare(b.host))
+  for (const d of ownDecision) d.vectorText = NETWORKS.map((n) => `${n}=${d.vector[n]}`).join(' ')
+  return { decisions: all, next, queued: outbox.slice(state.outbox.length), events, dirty }
+}
+
+function snapshotsHave(snapshots: Snapshots, host: string): boolean {
+  return NETWORKS.some((n) => snapshots[n]?.nodes[host] !== undefined)
+}
+
+/**
+ * A `down` counts only if the network's agent, asked just now, still shows the host failed and
+ * has a leader; otherwise that network is unknown for this decision.
+ */
+function confirmedVector(
+  vector: Record<Network, NetworkState>,
+  host: string,
+  strategy: Strategy,
+  confirmations: EvaluationInput['confirmations'],
+): { vector: Vector; unconfirmed?: string } {
+  if (!confirmations) return { vector }
+  const out: Vector = { ...vector }
+  const notes: string[] = []
+  for (const n of strategy.sequence) {
+    const c = confirmations[n]
+    if (vector[n] !== 'down' || c === undefined) continue
+    if (!c.ok) {
+      out[n] = 'unknown'
+      notes.push(`${n} agent did not confirm: ${c.reason}`)
+    } else if (!c.critical.has(host)) {
+      out[n] = 'unknown'
+      notes.push(`${n} agent no longer shows it failed`)
+    }
+  }
+  return { vector: out, unconfirmed: notes.length > 0 ? notes.join('; ') : undefined }
 }
 
 function recoveryStatus(entry: LedgerEntry, lastPending: HostEvent | undefined): string {
   if (lastPending === 'STOPPED') return 'STOPPED waiting in the outbox'
   if (entry.notified?.event === 'STOPPED') return `STOPPED ${entry.notified.outcome} at ${entry.notified.at}`
-  if (entry.unsent?.event === 'STOPPED') return `STOPPED ${entry.unsent.outcome} at ${entry.unsent.at}${entry.unsent.message ? ` (${entry.unsent.message})` : ''}`
+  if (entry.unsent?.event === 'STOPPED') {
+    const what = entry.unsent.outcome === 'on-maintenance' ? 'refused: on maintenance in Masakari' : entry.unsent.outcome
+    return `STOPPED ${what} at ${entry.unsent.at}${entry.unsent.message ? ` (${entry.unsent.message})` : ''}`
+  }
   return 'taken as baseline on first sight'
 }
 

@@ -4,11 +4,13 @@
  * the delivery process.
  */
 import { randomUUID } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { loadConfig, type Config, type ConfigEnv } from './config.js'
-import { deliverAll } from './delivery.js'
-import { evaluate, type HostDecision } from './evaluator.js'
+import { askAgents } from './consul-agents.js'
+import { deliveryPass } from './delivery.js'
+import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
+import { nextDue } from './outbox.js'
 import { tryLock } from './lock.js'
 import { jsonLogger, type Logger } from './log.js'
 import { masakariClient, type Fetch, type MasakariClient } from './masakari.js'
@@ -79,14 +81,20 @@ export interface RunResult {
 
 /**
  * Evaluates under the store lock. `incoming` replaces the stored snapshot of its network (a
- * dry run shows what a new snapshot would do without writing it).
+ * dry run shows what a new snapshot would do without writing it). When the evaluation would
+ * decide a recovery and the monitor's own agents are configured, it asks them first and
+ * decides again on their answer.
  */
-export async function evaluateAndRecord(monitor: Monitor, deps: Deps, opts: { dryRun: boolean; incoming?: Snapshot }): Promise<RunResult> {
+export async function evaluateAndRecord(
+  monitor: Monitor,
+  deps: Deps,
+  opts: { dryRun: boolean; incoming?: Snapshot; startWorker?: boolean },
+): Promise<RunResult> {
   const { config, strategy, store, logger } = monitor
   const run = async (state: StoreState) => {
     const snapshots = await readSnapshots(config.stateDir)
     if (opts.incoming) snapshots[opts.incoming.network] = opts.incoming
-    const evaluation = evaluate({
+    const input = {
       snapshots,
       strategy,
       state,
@@ -94,46 +102,75 @@ export async function evaluateAndRecord(monitor: Monitor, deps: Deps, opts: { dr
       firstSight: config.firstSight,
       now: deps.now(),
       newId: randomUUID,
-    })
+      guards: config.guards,
+    }
+    let evaluation = evaluate(input)
+    const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
+    if (recovering && Object.keys(config.consul.agents).length > 0) {
+      const confirmations = await askAgents(strategy.sequence, config.consul, await deps.fetch())
+      evaluation = evaluate({ ...input, confirmations })
+      for (const [network, c] of Object.entries(confirmations)) {
+        if (!c.ok) logger.warn('own agent did not confirm; its network counts as unknown for recoveries', { network, reason: c.reason })
+      }
+    }
     return { evaluation, snapshots }
   }
+  const result = (evaluation: Evaluation, snapshots: Snapshots): RunResult => ({
+    decisions: evaluation.decisions,
+    snapshots,
+    state: evaluation.next,
+    queued: evaluation.queued.map((e) => e.notification),
+  })
   if (opts.dryRun) {
     const { evaluation, snapshots } = await run(await store.read())
-    return { decisions: evaluation.decisions, snapshots, state: evaluation.next, queued: evaluation.queued.map((e) => e.notification) }
+    return result(evaluation, snapshots)
   }
   const { evaluation, snapshots } = await store.transact(async (state) => {
-    const result = await run(state)
-    return { next: result.evaluation.dirty ? result.evaluation.next : undefined, result }
+    const r = await run(state)
+    return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
   })
+  for (const e of evaluation.events) logger[e.level](e.msg, e.fields)
   logDecisions(logger, evaluation.decisions, strategy)
-  if (evaluation.next.outbox.length > 0) deps.spawnDeliverer(config.source)
-  return { decisions: evaluation.decisions, snapshots, state: evaluation.next, queued: evaluation.queued.map((e) => e.notification) }
+  const next = evaluation.next
+  if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) deps.spawnDeliverer(config.source)
+  return result(evaluation, snapshots)
 }
 
 /**
- * One line per decision that acts or whose host changed state, and one summary line: a quiet
- * run of a 10,000-host cloud must not write 10,000 lines.
+ * One line per decision that acts, or whose host changed state or hold, and one summary line:
+ * a quiet run of a 10,000-host cloud must not write 10,000 lines.
  */
 function logDecisions(logger: Logger, decisions: HostDecision[], strategy: Strategy): void {
   let acted = 0
   for (const d of decisions) {
     if (d.action === 'none' && !d.changed) continue
     if (d.action !== 'none') acted++
-    const fields = { host: d.host, vector: d.vector, row: d.match.row, action: d.action === 'none' ? 'no action' : d.action, reason: d.reason }
+    const fields = {
+      host: d.host,
+      vector: d.vector,
+      row: d.match.row,
+      action: d.action === 'none' ? 'no action' : d.action,
+      reason: d.reason,
+      ...(d.guard ? { guard: d.guard.kind, until: d.guard.until } : {}),
+    }
     if (d.action === 'STOPPED') logger.warn('decision', fields)
     else logger.info('decision', fields)
   }
   logger.info('evaluated', { hosts: decisions.length, notifications: acted, strategy: strategy.source })
 }
 
-/** The detached delivery process: one at a time; exits when the outbox is empty. */
-export async function runDeliverer(monitor: Monitor, deps: Deps): Promise<number> {
+/**
+ * The detached follow-up process, one at a time: delivers the outbox, and re-evaluates when a
+ * held-back decision (hold time, rate limit) comes due, since Consul only runs the handler on
+ * changes. Exits when nothing is left to deliver or wait for.
+ */
+export async function runWorker(monitor: Monitor, deps: Deps): Promise<number> {
   const { config, store, logger } = monitor
   const lockPath = join(config.stateDir, 'deliverer.lock')
   const onCompromised = (err: Error) => {
-    // We were frozen past the lock's staleness and another deliverer took over: stop at once
-    // (the uncaught error ends this process) rather than deliver beside it.
-    logger.error('delivery lock taken over by another process; stopping', { error: err.message })
+    // We were frozen past the lock's staleness and another worker took over: stop at once
+    // (the uncaught error ends this process) rather than work beside it.
+    logger.error('worker lock taken over by another process; stopping', { error: err.message })
     throw err
   }
   let client: MasakariClient | undefined
@@ -143,26 +180,59 @@ export async function runDeliverer(monitor: Monitor, deps: Deps): Promise<number
     config.masakari.insecure,
   )
   const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
+  const delivery = {
+    store,
+    client: () => (client ??= masakariClient(config, clientDeps)),
+    policy: config.masakari.delivery,
+    now: deps.now,
+    sleep: deps.sleep,
+    logger,
+  }
+  const pendingWork = (s: StoreState) => s.outbox.length > 0 || s.wakeAt !== undefined
+  const statePath = join(config.stateDir, 'state.json')
   for (;;) {
     const release = await tryLock(lockPath, onCompromised)
     if (!release) {
-      logger.debug('another delivery process is running; leaving the outbox to it')
+      logger.debug('another worker is running; leaving the outbox to it')
       return 0
     }
     try {
-      await deliverAll({
-        store,
-        client: () => (client ??= masakariClient(config, clientDeps)),
-        policy: config.masakari.delivery,
-        now: deps.now,
-        sleep: deps.sleep,
-        logger,
-      })
+      for (;;) {
+        let sent = 0
+        if ((await store.read()).outbox.length > 0) sent = (await deliveryPass(delivery)).sent
+        let state = await store.read()
+        if (state.wakeAt !== undefined && Date.parse(state.wakeAt) <= deps.now().getTime()) {
+          await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
+          state = await store.read()
+        }
+        if (!pendingWork(state)) break
+        if (sent > 0) continue
+        const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt)]
+          .filter((d): d is Date => d !== undefined)
+          .map((d) => d.getTime())
+        await sleepUnlessChanged(statePath, Math.max(20, Math.min(...times) - deps.now().getTime()), deps)
+      }
     } finally {
       await release()
     }
-    // A handler may have queued an entry after our last look and found the lock still held:
-    // look once more now that it is free, so that entry is not left without a deliverer.
-    if ((await store.read()).outbox.length === 0) return 0
+    // A handler may have queued work after our last look and found the lock still held:
+    // look once more now that it is free, so that work is not left without a worker.
+    if (!pendingWork(await store.read())) return 0
+  }
+}
+
+/**
+ * Sleeps up to `ms`, waking early when the state document changes: a handler that queued work
+ * while we wait for a backoff or a hold could not start a worker of its own (we hold the lock).
+ */
+async function sleepUnlessChanged(path: string, ms: number, deps: Deps): Promise<void> {
+  const mtime = async () => (await stat(path).catch(() => undefined))?.mtimeMs
+  const before = await mtime()
+  const end = deps.now().getTime() + ms
+  for (;;) {
+    const left = end - deps.now().getTime()
+    if (left <= 0) return
+    await deps.sleep(Math.min(left, 100))
+    if ((await mtime()) !== before) return
   }
 }

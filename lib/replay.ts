@@ -1,5 +1,5 @@
 /** evaluate.js: evaluate the stored snapshots by hand and show the result. */
-import { evaluateAndRecord, loadMonitor, runDeliverer, type Deps } from './monitor.js'
+import { evaluateAndRecord, loadMonitor, runWorker, type Deps } from './monitor.js'
 import { buildReport, formatReport } from './report.js'
 
 export interface EvaluateArgs {
@@ -17,5 +17,5 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
 }
 
 export async function runDelivery(configPath: string, deps: Deps): Promise<number> {
-  return runDeliverer(await loadMonitor(configPath, deps, 'deliver'), deps)
+  return runWorker(await loadMonitor(configPath, deps, 'worker'), deps)
 }

@@ -13,6 +13,7 @@ import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
 import { withLock } from './lock.js'
 import { StateFileError } from './snapshot.js'
+import { NETWORKS } from './networks.js'
 
 export const EVENTS = ['STOPPED', 'STARTED'] as const
 export type HostEvent = (typeof EVENTS)[number]
@@ -75,17 +76,38 @@ export const LedgerEntrySchema = z.object({
   notified: RecordSchema.optional(),
   /** The last notification that ended otherwise (refused, expired, skipped). */
   unsent: RecordSchema.optional(),
+  /**
+   * A change waiting out its hold time: `recovery` (in a recovery row, STOPPED not yet sent) or
+   * `back` (all up again after a recovery, STARTED not yet sent), since when.
+   */
+  hold: z.object({ kind: z.enum(['recovery', 'back']), since: z.string() }).optional(),
+  /** Since when the host has been down on each network (for the self-isolation guard's window). */
+  downSince: z.partialRecord(z.enum(NETWORKS), z.string()).optional(),
 })
 export type LedgerEntry = z.infer<typeof LedgerEntrySchema>
+
+export const IsolationSchema = z.object({
+  /** When the guard tripped. */
+  since: z.string(),
+  /** Why, in words: how many hosts turned down, out of how many. */
+  reason: z.string(),
+})
+export type Isolation = z.infer<typeof IsolationSchema>
 
 export const StoreStateSchema = z.object({
   version: z.literal(1),
   ledger: z.record(z.string(), LedgerEntrySchema),
   outbox: z.array(OutboxEntrySchema),
+  /** When each recent STOPPED was decided (the rate limit's window). */
+  recoveries: z.array(z.string()).default([]),
+  /** Networks whose failures are suppressed because the monitor itself looks cut off. */
+  isolation: z.partialRecord(z.enum(NETWORKS), IsolationSchema).default({}),
+  /** When a held-back decision (hold time, rate limit) is due to be looked at again. */
+  wakeAt: z.string().optional(),
 })
 export type StoreState = z.infer<typeof StoreStateSchema>
 
-export const emptyState = (): StoreState => ({ version: 1, ledger: {}, outbox: [] })
+export const emptyState = (): StoreState => ({ version: 1, ledger: {}, outbox: [], recoveries: [], isolation: {} })
 
 export interface Store {
   /** The current document, without locking: for reports. */

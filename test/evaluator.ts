@@ -6,6 +6,7 @@ import type { Snapshots } from '../lib/snapshot.js'
 import { emptyState, type LedgerEntry, type StoreState } from '../lib/store.js'
 import { DEFAULT_STRATEGY, parseStrategy } from '../lib/strategy.js'
 import { finish } from '../lib/outbox.js'
+import type { GuardPolicy } from '../lib/guards.js'
 
 const now = new Date('2026-11-25T12:00:00.000Z')
 let ids = 0
@@ -25,8 +26,10 @@ function view(m: NodeState | null, te: NodeState | null, s: NodeState | null): S
   return snapshots({ management: on(m), tenant: on(te), storage: on(s) })
 }
 
+const OFF: GuardPolicy = { hold: { recovery: 0, back: 0 }, isolation: { maxDownFraction: 1, maxDownCount: null, window: 30 }, rateLimit: { maxRecoveries: 0, window: 300 } }
+
 function run(state: StoreState, snaps: Snapshots, firstSight: FirstSight = 'notify', strategy = DEFAULT_STRATEGY) {
-  return evaluate({ snapshots: snaps, strategy, state, ownHost: 'controller', firstSight, now, newId })
+  return evaluate({ snapshots: snaps, strategy, state, ownHost: 'controller', firstSight, now, newId, guards: OFF })
 }
 
 const seen = (phase: LedgerEntry['phase'], extra: Partial<LedgerEntry> = {}): StoreState => ({
@@ -131,4 +134,120 @@ t.test('an unchanged view writes nothing', async (t) => {
   const first = run(emptyState(), view('up', 'up', 'up'))
   t.equal(first.dirty, true)
   t.equal(run(first.next, view('up', 'up', 'up')).dirty, false)
+})
+
+// ---- guards ----------------------------------------------------------------------------------
+
+const at = (s: number) => new Date(now.getTime() + s * 1000)
+function runAt(s: number, state: StoreState, snaps: Snapshots, guards: Partial<GuardPolicy>, confirmations?: Parameters<typeof evaluate>[0]['confirmations']) {
+  return evaluate({ snapshots: snaps, strategy: DEFAULT_STRATEGY, state, ownHost: 'controller', firstSight: 'notify', now: at(s), newId, guards: { ...OFF, ...guards }, confirmations })
+}
+const cmp1 = (r: ReturnType<typeof run>) => r.decisions.find((d) => d.host === 'cmp1')!
+
+t.test('hold: STOPPED only after the host stayed in a recovery row for the hold time', async (t) => {
+  const hold = { hold: { recovery: 5, back: 5 } }
+  const r0 = runAt(0, seen('normal'), view('up', 'up', 'down'), hold)
+  t.match(cmp1(r0), { action: 'none', guard: { kind: 'hold', until: at(5).toISOString() } })
+  t.equal(r0.next.wakeAt, at(5).toISOString(), 'a wake-up is recorded: the hold fires with no new event')
+  t.equal(r0.next.ledger.cmp1!.phase, 'normal', 'an unstable vector is not recorded as the host\'s state')
+  const r1 = runAt(4.999, r0.next, view('up', 'down', 'down'), hold)
+  t.match(cmp1(r1), { action: 'none', guard: { kind: 'hold' } }, 'moving between recovery rows keeps the hold')
+  const r2 = runAt(5, r1.next, view('up', 'down', 'down'), hold)
+  t.match(cmp1(r2), { action: 'STOPPED', reason: /held since/ })
+  t.equal(r2.next.wakeAt, undefined)
+})
+
+t.test('hold: a flapping host never reaches its notification', async (t) => {
+  const hold = { hold: { recovery: 5, back: 5 } }
+  let s = seen('normal')
+  for (let i = 0; i < 4; i++) {
+    s = runAt(i * 3, s, view('up', 'up', 'down'), hold).next
+    const up = runAt(i * 3 + 2, s, view('up', 'up', 'up'), hold)
+    t.equal(up.queued.length, 0)
+    s = up.next
+    t.equal(s.ledger.cmp1!.hold, undefined, 'the hold is broken')
+  }
+  t.same(s.outbox, [])
+})
+
+t.test('hold: STARTED only after the host stayed all-up for the hold time; a relapse sends nothing', async (t) => {
+  const hold = { hold: { recovery: 0, back: 5 } }
+  const stoppedState = seen('recovery', { notified: accepted('STOPPED') })
+  const r0 = runAt(0, stoppedState, view('up', 'up', 'up'), hold)
+  t.match(cmp1(r0), { action: 'none', guard: { kind: 'hold', until: at(5).toISOString() } })
+  const relapse = runAt(2, r0.next, view('up', 'up', 'down'), hold)
+  t.match(cmp1(relapse), { action: 'none', reason: /already decided/ })
+  t.equal(relapse.next.ledger.cmp1!.hold, undefined)
+  const back = runAt(3, relapse.next, view('up', 'up', 'up'), hold)
+  t.equal(runAt(7.999, back.next, view('up', 'up', 'up'), hold).queued.length, 0)
+  t.match(cmp1(runAt(8, back.next, view('up', 'up', 'up'), hold)), { action: 'STARTED' })
+})
+
+function cloud(down: string[], maintenance: string[] = [], size = 6): Snapshots {
+  const nodes: Record<string, NodeState> = { controller: 'up' }
+  for (let i = 1; i <= size; i++) nodes[`cmp${i}`] = down.includes(`cmp${i}`) ? 'down' : maintenance.includes(`cmp${i}`) ? 'maintenance' : 'up'
+  const up = Object.fromEntries(Object.keys(nodes).map((n) => [n, 'up' as NodeState]))
+  return snapshots({ management: up, tenant: up, storage: nodes })
+}
+const isolationOn = { isolation: { maxDownFraction: 0.55, maxDownCount: null, window: 30 } }
+
+t.test('isolation: most hosts down at once on storage → no STOPPED, one loud event; view restored → no STARTED', async (t) => {
+  const base = runAt(0, emptyState(), cloud([]), isolationOn).next
+  const cut = runAt(10, base, cloud(['cmp1', 'cmp2', 'cmp3', 'cmp4']), isolationOn)
+  t.same(cut.queued, [])
+  t.equal(cut.events.length, 1)
+  t.match(cut.events[0], { level: 'error', msg: /SELF-ISOLATION/, fields: { network: 'storage', down: 4, known: 6 } })
+  t.match(cut.decisions.find((d) => d.host === 'cmp1'), { guard: { kind: 'isolation' }, reason: /4 of 6 hosts \(67% > 55%\)/ })
+  const still = runAt(100, cut.next, cloud(['cmp1', 'cmp2', 'cmp3', 'cmp4']), isolationOn)
+  t.same(still.queued, [], 'still suppressed long after the window')
+  t.same(still.events, [], 'logged once, not on every run')
+  const back = runAt(110, still.next, cloud([]), isolationOn)
+  t.same(back.queued, [], 'no spurious STARTED')
+  t.match(back.events, [{ level: 'warn', msg: /released/ }])
+})
+
+t.test('isolation armed: one host down is still recovered; a partition while it is down does not add any', async (t) => {
+  const base = runAt(0, emptyState(), cloud([]), isolationOn).next
+  const one = runAt(10, base, cloud(['cmp1']), isolationOn)
+  t.same(one.queued.map((q) => q.host), ['cmp1'])
+  const partition = runAt(20, one.next, cloud(['cmp1', 'cmp2', 'cmp3', 'cmp4', 'cmp5']), isolationOn)
+  t.same(partition.queued, [])
+})
+
+t.test('isolation trips on a count too', async (t) => {
+  const g = { isolation: { maxDownFraction: 1, maxDownCount: 1, window: 30 } }
+  const base = runAt(0, emptyState(), cloud([]), g).next
+  t.equal(runAt(1, base, cloud(['cmp1']), g).queued.length, 1)
+  t.equal(runAt(1, base, cloud(['cmp1', 'cmp2']), g).queued.length, 0)
+})
+
+t.test('rate limit: two per window, the third when the window allows', async (t) => {
+  const g = { rateLimit: { maxRecoveries: 2, window: 60 } }
+  const base = runAt(0, emptyState(), cloud([]), g).next
+  const three = runAt(10, base, cloud(['cmp1', 'cmp2', 'cmp3']), g)
+  t.same(three.queued.map((q) => q.host), ['cmp1', 'cmp2'])
+  t.match(three.decisions.find((d) => d.host === 'cmp3'), { action: 'none', guard: { kind: 'rate-limit', until: at(70).toISOString() } })
+  t.equal(three.next.wakeAt, at(70).toISOString())
+  t.equal(runAt(69.999, three.next, cloud(['cmp1', 'cmp2', 'cmp3']), g).queued.length, 0)
+  const later = runAt(70, three.next, cloud(['cmp1', 'cmp2', 'cmp3']), g)
+  t.same(later.queued.map((q) => q.host), ['cmp3'])
+})
+
+t.test('maintenance and absence never recover, and say so', async (t) => {
+  const r = runAt(0, runAt(0, emptyState(), cloud([]), {}).next, cloud([], ['cmp2']), {})
+  t.match(r.decisions.find((d) => d.host === 'cmp2'), { action: 'none', reason: /storage is maintenance/ })
+})
+
+t.test('confirmation with the own agents', async (t) => {
+  const table: Array<[string, Parameters<typeof evaluate>[0]['confirmations'], number, RegExp]> = [
+    ['agent confirms', { storage: { ok: true, critical: new Set(['cmp1']) } }, 1, /row 1/],
+    ['agent no longer shows it failed', { storage: { ok: true, critical: new Set() } }, 0, /storage agent no longer shows it failed/],
+    ['agent without leader', { storage: { ok: false, reason: 'no cluster leader' } }, 0, /storage agent did not confirm: no cluster leader/],
+    ['agent unreachable', { storage: { ok: false, reason: 'no answer within 1 s' } }, 0, /did not confirm/],
+  ]
+  for (const [name, c, n, reason] of table) {
+    const r = runAt(0, seen('normal'), view('up', 'up', 'down'), {}, c)
+    t.equal(r.queued.length, n, name)
+    t.match(cmp1(r).reason, reason, name)
+  }
 })

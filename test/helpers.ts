@@ -59,10 +59,14 @@ export function scriptedFetch(rec: Recorded, answer: (url: string, method: strin
   }
 }
 
+/** Guards that never hold anything back: the pipeline's own behaviour, for tests not about guards. */
+export const GUARDS_OFF = { hold: { recovery: 0, back: 0 }, isolation: { maxDownFraction: 1 }, rateLimit: { maxRecoveries: 0 } }
+
 export function configYaml(stateDir: string, extra: Record<string, unknown> = {}): string {
   return stringify({
     stateDir,
     hostname: 'controller',
+    guards: GUARDS_OFF,
     masakari: {
       authUrl: 'http://127.0.0.1:35000/v3',
       auth: { username: 'masakari-consul', userDomainName: 'Default', password: 'secret', projectName: 'service', projectDomainName: 'Default' },

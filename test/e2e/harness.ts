@@ -123,6 +123,8 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
       stateDir,
       hostname: 'controller',
       ...(opts.strategy ? { strategy: 'strategy.yaml' } : {}),
+      // the controller's own agents (test/stack/consul.ts address plan), asked before a recovery
+      consul: { agents: Object.fromEntries(NETWORKS.map((n, i) => [n, `127.${opts.octet + i}.0.1:8500`])) },
       masakari: {
         authUrl: openstack.authUrl,
         auth: {
