@@ -14,5 +14,6 @@ await esbuild.build({
   format: 'esm',
   sourcemap: 'linked',
   banner: { js: "import { createRequire as __mcCreateRequire } from 'node:module'; const require = __mcCreateRequire(import.meta.url);" },
+  external: ['esbuild'],
   logLevel: 'warning',
 })

@@ -1,6 +1,6 @@
 /** Running a child process and measuring it: wall time from spawn to exit, peak RSS, CPU. */
 import { spawn } from 'node:child_process'
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, createReadStream, openSync, readFileSync, rmSync } from 'node:fs'
 import { basename, join } from 'node:path'
 
 /** bench/, whether this runs bundled (bench/out/bench.js) or not. */
@@ -22,6 +22,8 @@ export interface RunResult {
 export interface RunOptions {
   /** A file fed as stdin (opened as a file descriptor: no pipe copy through this process). */
   stdinFile?: string
+  /** A file written into the child's stdin through a pipe, as Consul feeds a watch handler. */
+  pipeFile?: string
   env?: Record<string, string | undefined>
   cwd?: string
   /** Load rss-probe.mjs into the child (node children only) to learn its peak RSS. */
@@ -37,8 +39,12 @@ export async function run(cmd: string, args: string[], opts: RunOptions = {}): P
   const fullArgs = opts.probe ? ['--import', RSS_PROBE, ...args] : args
   const env = { ...process.env, ...opts.env, ...(probeFile ? { BENCH_RSS_FILE: probeFile } : {}) }
   const t0 = performance.now()
-  const child = spawn(cmd, fullArgs, { cwd: opts.cwd ?? ROOT, env, stdio: [stdinFd, 'pipe', 'pipe'] })
+  const child = spawn(cmd, fullArgs, { cwd: opts.cwd ?? ROOT, env, stdio: [opts.pipeFile ? 'pipe' : stdinFd, 'pipe', 'pipe'] })
   if (typeof stdinFd === 'number') closeSync(stdinFd)
+  if (opts.pipeFile) {
+    child.stdin!.on('error', () => {}) // the child may exit without reading it all
+    createReadStream(opts.pipeFile, { highWaterMark: 1 << 20 }).pipe(child.stdin!)
+  }
   let stderr = ''
   let stdout = ''
   child.stdout!.on('data', (d) => (stdout += d))

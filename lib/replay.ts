@@ -1,17 +1,26 @@
 /** evaluate.js: evaluate the stored snapshots by hand and show the result. */
 import { evaluateAndRecord, loadMonitor, runWorker, type Deps } from './monitor.js'
-import { buildReport, formatReport } from './report.js'
+import { UsageError } from './cli.js'
+import { buildReport, explainHost, formatExplanation, formatReport } from './report.js'
 
 export interface EvaluateArgs {
   config: string
   dryRun: boolean
   json: boolean
+  /** Explain one host's decision instead of printing the table. */
+  explain?: string
 }
 
 export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void> {
   const monitor = await loadMonitor(args.config, deps, 'evaluate')
   const now = deps.now()
   const { decisions, snapshots, state, queued } = await evaluateAndRecord(monitor, deps, { dryRun: args.dryRun })
+  if (args.explain !== undefined) {
+    const e = explainHost(args.explain, decisions, snapshots, state, monitor.strategy, monitor.config.guards.rateLimit, now)
+    if (!e) throw new UsageError(`--explain: no host named "${args.explain}" in the snapshots or the ledger (hosts: ${decisions.map((d) => d.host).join(', ') || 'none'})`)
+    deps.stdout(args.json ? JSON.stringify(e, null, 2) + '\n' : formatExplanation(e, monitor.strategy))
+    return
+  }
   const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, now, args.dryRun)
   deps.stdout(args.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report))
 }

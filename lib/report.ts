@@ -13,6 +13,8 @@ export interface HostReport {
   /** What this evaluation decides: STOPPED, STARTED or "none". */
   action: HostDecision['action']
   reason: string
+  /** The guard holding a decision back (isolation, hold, rate-limit, unconfirmed) and until when. */
+  guard: { kind: string; until?: string } | null
   /** The last notification Masakari holds for the host. */
   lastNotified: { event: string; outcome: string; at: string } | null
   /** The last notification that ended otherwise (refused, expired, skipped). */
@@ -27,6 +29,8 @@ export interface Report {
   strategy: { source: string; sequence: string[] }
   snapshots: Record<string, { consulIndex: string; receivedAt: string; nodes: number } | null>
   hosts: HostReport[]
+  /** Networks whose failures are suppressed by the self-isolation guard. */
+  isolation: Record<string, { since: string; reason: string }>
   /** Notifications this evaluation decides to send (or would, with --dry-run). */
   notifications: Notification[]
 }
@@ -48,6 +52,7 @@ export function buildReport(
       row: d.match.row,
       action: d.action,
       reason: d.reason,
+      guard: d.guard ?? null,
       lastNotified: entry?.notified ? { event: entry.notified.event, outcome: entry.notified.outcome, at: entry.notified.at } : null,
       lastUnsent: entry?.unsent
         ? { event: entry.unsent.event, outcome: entry.unsent.outcome, at: entry.unsent.at, message: entry.unsent.message }
@@ -68,6 +73,7 @@ export function buildReport(
       }),
     ),
     hosts,
+    isolation: { ...state.isolation } as Report['isolation'],
     notifications: queued,
   }
 }
@@ -79,6 +85,7 @@ export function formatReport(report: Report): string {
     const s = report.snapshots[n]
     lines.push(`snapshot ${n}: ${s ? `${s.nodes} nodes, consul index ${s.consulIndex || '-'}, received ${s.receivedAt}` : 'none yet (every host unknown there)'}`)
   }
+  for (const [n, i] of Object.entries(report.isolation)) lines.push(`SELF-ISOLATION GUARD on ${n} since ${i.since}: ${i.reason}; no recovery for ${n} failures`)
   lines.push('')
   const header = ['HOST', ...NETWORKS.map((n) => n.toUpperCase()), 'ROW', 'ACTION', 'LAST NOTIFIED', 'PENDING', 'WHY']
   const rows = report.hosts.map((h) => [
@@ -86,7 +93,11 @@ export function formatReport(report: Report): string {
     ...NETWORKS.map((n) => h.vector[n]),
     h.row === null ? '-' : String(h.row),
     h.action === 'none' ? 'none' : (report.dryRun ? 'would send ' : 'send ') + h.action,
-    h.lastNotified ? `${h.lastNotified.event} ${h.lastNotified.outcome} ${h.lastNotified.at}` : h.lastUnsent ? `(${h.lastUnsent.event} ${h.lastUnsent.outcome})` : '-',
+    h.lastNotified
+      ? `${h.lastNotified.event} ${h.lastNotified.outcome} ${h.lastNotified.at}`
+      : h.lastUnsent
+        ? `(${h.lastUnsent.event} ${h.lastUnsent.outcome === 'on-maintenance' ? 'refused: on maintenance in Masakari' : h.lastUnsent.outcome})`
+        : '-',
     h.pending.length === 0 ? '-' : h.pending.map((p) => `${p.event}${p.attempts ? ` ×${p.attempts}` : ''}`).join(','),
     h.reason,
   ])
@@ -101,4 +112,80 @@ export function formatReport(report: Report): string {
     for (const n of report.notifications) lines.push(`  ${JSON.stringify({ notification: n })}`)
   }
   return lines.join('\n') + '\n'
+}
+
+export interface Explanation {
+  host: string
+  networks: Array<{ network: string; state: string; downSince?: string; consulIndex?: string; receivedAt?: string; inStrategy: boolean }>
+  rows: Array<{ row: number; health: string[]; action: 'recovery' | 'none'; matches: boolean }>
+  decision: { action: string; reason: string; guard?: { kind: string; until?: string } }
+  ledger: { phase?: string; firstSeenAt?: string; notified?: unknown; unsent?: unknown; hold?: unknown }
+  pending: HostReport['pending']
+  isolation: Record<string, { since: string; reason: string }>
+  rateLimit: { recentRecoveries: number; maxRecoveries: number; window: number }
+}
+
+export function explainHost(
+  host: string,
+  decisions: HostDecision[],
+  snapshots: Snapshots,
+  state: StoreState,
+  strategy: Strategy,
+  rateLimit: { maxRecoveries: number; window: number },
+  now: Date,
+): Explanation | undefined {
+  const d = decisions.find((x) => x.host === host)
+  if (!d) return undefined
+  const entry = state.ledger[host]
+  const states = strategy.sequence.map((n) => d.vector[n])
+  return {
+    host,
+    networks: NETWORKS.map((n) => ({
+      network: n,
+      state: d.vector[n],
+      downSince: entry?.downSince?.[n],
+      consulIndex: snapshots[n]?.consulIndex,
+      receivedAt: snapshots[n]?.receivedAt,
+      inStrategy: strategy.sequence.includes(n),
+    })),
+    rows: strategy.rows.map((r, i) => ({
+      row: i + 1,
+      health: r.health,
+      action: r.recovery ? 'recovery' : 'none',
+      matches: r.health.every((h, j) => h === states[j]),
+    })),
+    decision: { action: d.action, reason: d.reason, ...(d.guard ? { guard: d.guard } : {}) },
+    ledger: { phase: entry?.phase, firstSeenAt: entry?.firstSeenAt, notified: entry?.notified, unsent: entry?.unsent, hold: entry?.hold },
+    pending: state.outbox
+      .filter((o) => o.host === host)
+      .map((o) => ({ event: o.notification.payload.event, attempts: o.attempts, nextAttemptAt: o.nextAttemptAt, lastError: o.lastError })),
+    isolation: { ...state.isolation } as Record<string, { since: string; reason: string }>,
+    rateLimit: {
+      recentRecoveries: state.recoveries.filter((r) => now.getTime() - Date.parse(r) < rateLimit.window * 1000).length,
+      ...rateLimit,
+    },
+  }
+}
+
+export function formatExplanation(e: Explanation, strategy: Strategy): string {
+  const out: string[] = [`host ${e.host}`, '', 'state per network:']
+  for (const n of e.networks) {
+    const from = n.receivedAt ? `snapshot of ${n.receivedAt}, consul index ${n.consulIndex || '-'}` : 'no snapshot yet'
+    const since = n.downSince ? `, down since ${n.downSince}` : ''
+    out.push(`  ${n.network.padEnd(10)} ${n.state.padEnd(11)} (${from}${since})${n.inStrategy ? '' : ' — not in the strategy'}`)
+  }
+  out.push('', `strategy ${strategy.source}, networks [${strategy.sequence.join(', ')}]; rows considered:`)
+  for (const r of e.rows) out.push(`  ${r.matches ? '→' : ' '} row ${r.row}: [${r.health.join(', ')}] ${r.action}${r.matches ? '   (matches)' : ''}`)
+  if (!e.rows.some((r) => r.matches)) out.push('    no row matches: no action')
+  out.push('', `decision: ${e.decision.action === 'none' ? 'no action' : e.decision.action} — ${e.decision.reason}`)
+  if (e.decision.guard) out.push(`held back by: ${e.decision.guard.kind}${e.decision.guard.until ? ` until ${e.decision.guard.until}` : ''}`)
+  const isolated = Object.entries(e.isolation)
+  out.push(`self-isolation guard: ${isolated.length === 0 ? 'not tripped' : isolated.map(([n, i]) => `${n} since ${i.since} (${i.reason})`).join('; ')}`)
+  out.push(`rate limit: ${e.rateLimit.recentRecoveries} recoveries in the last ${e.rateLimit.window} s (limit ${e.rateLimit.maxRecoveries === 0 ? 'lifted' : e.rateLimit.maxRecoveries})`)
+  out.push('', `ledger: phase ${e.ledger.phase ?? '-'}, first seen ${e.ledger.firstSeenAt ?? '-'}`)
+  if (e.ledger.notified) out.push(`  last held by Masakari: ${JSON.stringify(e.ledger.notified)}`)
+  if (e.ledger.unsent) out.push(`  last not delivered: ${JSON.stringify(e.ledger.unsent)}`)
+  if (e.ledger.hold) out.push(`  hold: ${JSON.stringify(e.ledger.hold)}`)
+  out.push(`outbox: ${e.pending.length === 0 ? 'nothing pending' : e.pending.map((p) => `${p.event} (attempts ${p.attempts}, next ${p.nextAttemptAt}${p.lastError ? `, last error: ${p.lastError}` : ''})`).join('; ')}`)
+  return out.join('\n') + '\n'
 }

@@ -1,21 +1,49 @@
 /** The real side effects, for the bundles' entry points. */
 import { spawn } from 'node:child_process'
-import { appendFileSync, mkdirSync } from 'node:fs'
+import { appendFileSync, mkdirSync, readSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { realConfigEnv } from './config.js'
 import type { Fetch } from './masakari.js'
 import type { Deps } from './monitor.js'
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+/**
+ * All of stdin, read with plain read(2) calls of 1 MiB: for the 35 MB a 10,000-node cluster
+ * sends, the stream machinery's 64 KiB chunks cost more than the read itself. A stdin that is
+ * non-blocking (EAGAIN) is waited for, never cut short.
+ */
+function readStdinSync(): string {
   const chunks: Buffer[] = []
-  for await (const chunk of stream) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8')
+  let buf = Buffer.allocUnsafe(1 << 20)
+  let used = 0
+  for (;;) {
+    if (used === buf.length) {
+      chunks.push(buf)
+      buf = Buffer.allocUnsafe(Math.min(buf.length * 2, 16 << 20))
+      used = 0
+    }
+    let n: number
+    try {
+      n = readSync(0, buf, used, buf.length - used, null)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'EAGAIN') {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
+        continue
+      }
+      if (code === 'EOF') break
+      throw err
+    }
+    if (n === 0) break
+    used += n
+  }
+  chunks.push(buf.subarray(0, used))
+  return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8')
 }
 
 export function realDeps(): Deps {
   const madeDirs = new Set<string>()
   return {
-    readStdin: () => readAll(process.stdin),
+    readStdin: async () => readStdinSync(),
     now: () => new Date(),
     // Loaded on first use: a run that sends nothing does not pay for the HTTP client.
     fetch: async () => (await import('node-fetch')).default as unknown as Fetch,

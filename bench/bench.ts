@@ -1,0 +1,92 @@
+/**
+ * `npm run bench`: the benchmarks of bench/README.md. Prints a table and writes
+ * bench/results.json (date, machine, every figure with its repetitions).
+ *
+ *   --only cost,scale,mass,latency   run some sections (results go to bench/out/results-partial.json)
+ *   --no-upstream                    skip the upstream Python monitor's trials
+ *   --trials N   latency trials per mode (default 5)      --runs N   handler-cost runs (default 30)
+ *   --reps N     scale repetitions per size (default 5)   --sizes 100,1000,10000
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { freePort, startOpenStack, type OpenStack } from '../test/stack/openstack.js'
+import { machine } from './common.js'
+import { handlerCost, type CostResult } from './cost.js'
+import { detectionLatency, GOSSIP_FAST, type LatencyMode } from './latency.js'
+import { massFailure, type MassResult } from './mass.js'
+import { BENCH_DIR, ROOT } from './proc.js'
+import { markdown, targets, type Results } from './report.js'
+import { scale, type ScaleRow } from './scale.js'
+
+const { values } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    'no-upstream': { type: 'boolean', default: false },
+    trials: { type: 'string', default: '5' },
+    runs: { type: 'string', default: '30' },
+    reps: { type: 'string', default: '5' },
+    sizes: { type: 'string', default: '100,1000,10000' },
+    keep: { type: 'boolean', default: false },
+  },
+})
+const only = values.only ? new Set(values.only.split(',')) : undefined
+const want = (s: string) => !only || only.has(s)
+const started = Date.now()
+const log = (m: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${m}\n`)
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'masakari-consul-bench-'))
+  log(`scratch directory ${dir}`)
+  const results: Results = { date: new Date().toISOString(), durationS: 0, machine: machine(), sections: {} }
+  // The gossip profile we ship must be a valid agent config with our controller and compute configs.
+  results.gossipFastValidates = ['controller', 'compute'].every((role) => {
+    try {
+      return /valid/i.test(execFileSync('consul', ['validate', join(ROOT, 'consul-config', role, 'storage.json'), GOSSIP_FAST], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))
+    } catch {
+      return false
+    }
+  })
+
+  // CPU-bound sections first, with no service running beside them.
+  if (want('cost')) results.sections.handlerCost = await handlerCost({ runs: Number(values.runs), dir: join(dir, 'cost'), log }) satisfies CostResult
+  if (want('scale')) {
+    results.sections.scale = await scale({ sizes: values.sizes.split(',').map(Number), reps: Number(values.reps), dir: join(dir, 'scale'), log }) satisfies ScaleRow[]
+    rmSync(join(dir, 'scale'), { recursive: true, force: true })
+  }
+
+  let openstack: OpenStack | undefined
+  try {
+    if (want('mass') || want('latency')) {
+      log('starting Keystone and masakari-api (duplicate_notification_detection_interval = 0)')
+      openstack = await startOpenStack({ dir: join(dir, 'openstack'), keystonePort: await freePort(), masakariPort: await freePort(), duplicateInterval: 0 })
+    }
+    if (want('mass')) results.sections.massFailure = await massFailure({ openstack: openstack!, dir: join(dir, 'mass'), hosts: 100, log }) satisfies MassResult
+    if (want('latency')) {
+      results.sections.latency = await detectionLatency({ openstack: openstack!, dir: join(dir, 'latency'), trials: Number(values.trials), octet: 70, upstream: !values['no-upstream'], log }) satisfies LatencyMode[]
+    }
+  } finally {
+    await openstack?.stop()
+  }
+
+  results.durationS = Math.round((Date.now() - started) / 1000)
+  results.targets = targets(results)
+  const file = only ? join(BENCH_DIR, 'out', 'results-partial.json') : join(BENCH_DIR, 'results.json')
+  mkdirSync(join(BENCH_DIR, 'out'), { recursive: true })
+  writeFileSync(file, JSON.stringify(results, null, 2) + '\n')
+  const md = markdown(results)
+  writeFileSync(join(BENCH_DIR, 'out', 'results.md'), md)
+  process.stdout.write('\n' + md + '\n')
+  log(`wrote ${file} and bench/out/results.md in ${results.durationS} s`)
+  if (!values.keep) rmSync(dir, { recursive: true, force: true })
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`)
+    process.exit(1)
+  },
+)
