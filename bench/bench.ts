@@ -17,6 +17,7 @@ import { machine } from './common.js'
 import { handlerCost, type CostResult } from './cost.js'
 import { detectionLatency, GOSSIP_FAST, type LatencyMode } from './latency.js'
 import { massFailure, type MassResult } from './mass.js'
+import { pipeline, type PipelineResult } from './pipeline.js'
 import { BENCH_DIR, ROOT } from './proc.js'
 import { markdown, targets, type Results } from './report.js'
 import { scale, type ScaleRow } from './scale.js'
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
 
   // CPU-bound sections first, with no service running beside them.
   if (want('cost')) results.sections.handlerCost = await handlerCost({ runs: Number(values.runs), dir: join(dir, 'cost'), log }) satisfies CostResult
+  if (want('cost')) results.sections.pipeline = await pipeline({ runs: Math.max(10, Math.round(Number(values.runs) / 2)), dir: join(dir, 'pipeline'), log }) satisfies PipelineResult
   if (want('scale')) {
     results.sections.scale = await scale({ sizes: values.sizes.split(',').map(Number), reps: Number(values.reps), dir: join(dir, 'scale'), log }) satisfies ScaleRow[]
     rmSync(join(dir, 'scale'), { recursive: true, force: true })

@@ -1,6 +1,7 @@
 // Bundles the benchmark (bench/*.ts) into bench/out/ (git-ignored), the way build.mjs bundles
 // the handlers: one file per entry point that runs with `node` alone.
 import * as esbuild from 'esbuild'
+import { copyFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -17,3 +18,5 @@ await esbuild.build({
   external: ['esbuild'],
   logLevel: 'warning',
 })
+// test/stack/openstack.ts looks for masakari-api's launcher beside the bundle that contains it.
+copyFileSync(join(here, '..', 'test', 'stack', 'masakari-api-launcher.py'), join(here, 'out', 'masakari-api-launcher.py'))

@@ -26,11 +26,14 @@ export interface CostResult {
   stages: Record<string, Summary>
 }
 
+// Each as the handler uses it: zod with one small schema (the namespace object of classic zod
+// keeps all of it; zod/mini tree-shakes to what is used), yargs with its helpers, etc.
+const SCHEMA = '.object({ Node: z.string(), Status: z.enum(["passing", "critical"]) })'
 const DEPS: Array<{ name: string; code: string }> = [
-  { name: 'zod (classic)', code: "import { z } from 'zod'; globalThis.__dep = z" },
-  { name: 'zod/mini', code: "import * as z from 'zod/mini'; globalThis.__dep = z" },
+  { name: 'zod (classic), one schema', code: `import { z } from 'zod'; globalThis.__dep = z${SCHEMA}.parse({ Node: 'a', Status: 'passing' })` },
+  { name: 'zod/mini, one schema', code: `import * as z from 'zod/mini'; globalThis.__dep = z${SCHEMA}.parse({ Node: 'a', Status: 'passing' })` },
   { name: 'yargs + helpers', code: "import yargs from 'yargs'; import { hideBin } from 'yargs/helpers'; globalThis.__dep = [yargs, hideBin]" },
-  { name: 'yaml', code: "import * as y from 'yaml'; globalThis.__dep = y" },
+  { name: 'yaml', code: "import { parse } from 'yaml'; globalThis.__dep = parse('a: 1')" },
   { name: 'proper-lockfile', code: "import l from 'proper-lockfile'; globalThis.__dep = l" },
   { name: 'node-fetch', code: "import f from 'node-fetch'; globalThis.__dep = f" },
 ]

@@ -94,7 +94,7 @@ export async function massFailure(opts: { openstack: OpenStack; dir: string; hos
           accepted: accepted.length,
           peakInFlight: peakOf(posts),
           perSecond: round(accepted.length / ((last - t0) / 1000), 1),
-          keystoneAuths: readLog(join(stateDir, 'decisions.log')).filter((l) => l.msg === 'authenticated with Keystone').length,
+          keystoneAuths: readLog(join(stateDir, 'decisions.log')).filter((l) => l.msg === 'authenticated with Keystone' && Date.parse(l.time) >= t0).length,
         }
         if (logAccepted.length !== names.length) log(`mass failure: WARNING ${logAccepted.length} accepted lines in the log for ${names.length} hosts`)
         runs.push(run)

@@ -3,6 +3,7 @@ import type { machine } from './common.js'
 import type { CostResult } from './cost.js'
 import type { LatencyMode } from './latency.js'
 import type { MassResult } from './mass.js'
+import type { PipelineResult } from './pipeline.js'
 import type { ScaleRow } from './scale.js'
 import { fmt, round } from './stats.js'
 
@@ -20,6 +21,7 @@ export interface Results {
   gossipFastValidates?: boolean
   sections: {
     handlerCost?: CostResult
+    pipeline?: PipelineResult
     scale?: ScaleRow[]
     massFailure?: MassResult
     latency?: LatencyMode[]
@@ -90,6 +92,12 @@ export function markdown(r: Results): string {
     lines.push(`| handler run, no change | ${fmt(c.handlerMs, ' ms', 0)} | ${fmt(c.ratio, '×')} |`)
     for (const d of c.dependencies) lines.push(`| ${d.name} alone (${(d.bytes / 1024).toFixed(0)} KB bundle) | ${fmt(d.ms, ' ms', 0)} | ${fmt(d.ratio, '×')} |`)
     lines.push('', `Bundle \`dist/checks-handler.js\`: ${(c.bundleBytes / 1024).toFixed(0)} KB. In-process stages of one run (median ms): ${Object.entries(c.stages).map(([k, v]) => `${k} ${v.median.toFixed(1)}`).join(', ')}.`)
+  }
+  const p = r.sections.pipeline
+  if (p) {
+    lines.push('', `**Our pipeline alone** (fake Keystone/Masakari on loopback answering at once; one host's storage turns critical or back, ${p.runs} runs)`, '')
+    lines.push('| handler process (spawn → exit) | worker (handler exit → POST arrives) | handler spawn → POST arrives |', '|---|---|---|')
+    lines.push(`| ${fmt(p.handlerMs, ' ms', 0)} | ${fmt(p.workerMs, ' ms', 0)} | ${fmt(p.toPostMs, ' ms', 0)} |`)
   }
   const s = r.sections.scale
   if (s) {

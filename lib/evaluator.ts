@@ -99,6 +99,17 @@ export function evaluate(input: EvaluationInput): Evaluation {
     }
   }
 
+  // When each host turned down on each network, latest first: the hold waits for other hosts' downs.
+  const downs = new Map<Network, Array<[string, string]>>()
+  for (const [host, entry] of entries) {
+    for (const [n, since] of Object.entries(entry.downSince ?? {}) as Array<[Network, string]>) {
+      if (!downs.has(n)) downs.set(n, [])
+      downs.get(n)!.push([since, host])
+    }
+  }
+  for (const list of downs.values()) list.sort((a, b) => b[0].localeCompare(a[0]))
+  const lastOtherDown = (n: Network, host: string) => downs.get(n)?.find(([, h]) => h !== host)?.[0]
+
   const decisions = new Map<string, HostDecision>()
   const ready: string[] = []
   const wakes: number[] = []
@@ -106,7 +117,9 @@ export function evaluate(input: EvaluationInput): Evaluation {
     const vector = vectorOf(host)
     const before = ledger[host]
     const entry = entries.get(host)!
-    const changed = before?.vector !== entry.vector || JSON.stringify(before?.hold) !== JSON.stringify(entry.hold)
+    if (guard) entry.guard = guard.kind
+    else delete entry.guard
+    const changed = before?.vector !== entry.vector || JSON.stringify(before?.hold) !== JSON.stringify(entry.hold) || before?.guard !== entry.guard
     decisions.set(host, { host, vector, vectorText: entry.vector!, match, action, reason, guard, changed })
   }
   const enqueue = (host: string, match: Match, event: HostEvent, reason: string) => {
@@ -136,11 +149,19 @@ export function evaluate(input: EvaluationInput): Evaluation {
         record(host, match, 'none', `${why} on first sight; firstSight is baseline, so it is not notified`)
       } else {
         if (entry.hold?.kind !== 'recovery') entry.hold = { kind: 'recovery', since: nowText }
-        if (holdIsOver(entry, 'recovery', now, policy)) ready.push(host)
+        // The hold also waits for the network's view to settle: while more hosts keep turning
+        // down there, this may be the start of a partition the isolation guard has yet to see.
+        const settling = strategy.sequence
+          .filter((n) => matchVector[n] === 'down')
+          .map((n) => lastOtherDown(n, host))
+          .filter((since): since is string => since !== undefined && since > entry.hold!.since)
+        const holdFrom = [entry.hold.since, ...settling].sort().at(-1)!
+        const until = holdEnds(holdFrom, policy.hold.recovery)
+        if (until.getTime() <= now.getTime()) ready.push(host)
         else {
-          const until = holdEnds(entry.hold.since, policy.hold.recovery)
           wakes.push(until.getTime())
-          record(host, match, 'none', `${why}; holding: in a recovery row since ${entry.hold.since}, STOPPED at ${until.toISOString()} if it stays`, { kind: 'hold', until: until.toISOString() })
+          const more = holdFrom === entry.hold.since ? '' : `, and until ${policy.hold.recovery} s after the last host turned down on the same network (${holdFrom})`
+          record(host, match, 'none', `${why}; holding: in a recovery row since ${entry.hold.since}${more}; STOPPED at ${until.toISOString()} if it stays`, { kind: 'hold', until: until.toISOString() })
         }
       }
     } else if (match.allUp) {

@@ -80,6 +80,9 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
     .digest('hex')
     .slice(0, 16)
   let current: CachedToken | undefined
+  // One token request at a time: the worker sends `concurrency` notifications at once, and
+  // each of them finding no token must not authenticate on its own.
+  let pending: Promise<CachedToken> | undefined
 
   const request = async (url: string, method: string, headers: Record<string, string>, body?: string) => {
     const controller = new AbortController()
@@ -117,9 +120,16 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
 
   const token = async (): Promise<CachedToken> => {
     if (usable(current)) return current
-    const cached = await deps.tokenCache.load().catch(() => undefined)
-    current = usable(cached) ? cached : await authenticate()
-    return current
+    pending ??= (async () => {
+      try {
+        const cached = await deps.tokenCache.load().catch(() => undefined)
+        current = usable(cached) ? cached : await authenticate()
+        return current
+      } finally {
+        pending = undefined
+      }
+    })()
+    return pending
   }
 
   const post = async (t: CachedToken, notification: Notification) =>

@@ -81,6 +81,8 @@ export const LedgerEntrySchema = z.object({
    * `back` (all up again after a recovery, STARTED not yet sent), since when.
    */
   hold: z.object({ kind: z.enum(['recovery', 'back']), since: z.string() }).optional(),
+  /** The guard that held the host's decision back at the last run (so a change is logged once). */
+  guard: z.enum(['isolation', 'hold', 'rate-limit', 'unconfirmed']).optional(),
   /** Since when the host has been down on each network (for the self-isolation guard's window). */
   downSince: z.partialRecord(z.enum(NETWORKS), z.string()).optional(),
 })

@@ -251,3 +251,13 @@ t.test('confirmation with the own agents', async (t) => {
     t.match(cmp1(r).reason, reason, name)
   }
 })
+
+t.test('hold waits for the network\'s view to settle: a second host turning down restarts the first one\'s wait', async (t) => {
+  const g = { hold: { recovery: 5, back: 5 } }
+  const base = runAt(0, emptyState(), cloud([]), g).next
+  const first = runAt(10, base, cloud(['cmp1']), g)
+  const second = runAt(13, first.next, cloud(['cmp1', 'cmp2']), g)
+  t.match(second.decisions.find((d) => d.host === 'cmp1'), { guard: { kind: 'hold', until: at(18).toISOString() }, reason: /after the last host turned down on the same network/ })
+  t.equal(runAt(15, second.next, cloud(['cmp1', 'cmp2']), g).queued.length, 0, 'not at 10 + 5')
+  t.same(runAt(18, second.next, cloud(['cmp1', 'cmp2']), g).queued.map((q) => q.host), ['cmp1', 'cmp2'], 'both once the view settled')
+})
