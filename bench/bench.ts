@@ -5,7 +5,7 @@
  *   --only cost,scale,mass,latency   run some sections (results go to bench/out/results-partial.json)
  *   --no-upstream                    skip the upstream Python monitor's trials
  *   --trials N   latency trials per mode (default 5)      --runs N   handler-cost runs (default 30)
- *   --reps N     scale repetitions per size (default 5)   --sizes 100,1000,10000
+ *   --reps N     scale repetitions per size (default 7)   --sizes 100,1000,10000
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
@@ -28,7 +28,7 @@ const { values } = parseArgs({
     'no-upstream': { type: 'boolean', default: false },
     trials: { type: 'string', default: '5' },
     runs: { type: 'string', default: '30' },
-    reps: { type: 'string', default: '5' },
+    reps: { type: 'string', default: '7' },
     sizes: { type: 'string', default: '100,1000,10000' },
     keep: { type: 'boolean', default: false },
   },

@@ -11,7 +11,7 @@ import { GUARDS_OFF, HANDLER, readLog, waitIdle, writeMonitorConfig } from './co
 import { checksPayload } from './payloads.js'
 import { startCountingProxy } from './proxy.js'
 import { runOk } from './proc.js'
-import { round } from './stats.js'
+import { round, summarize, type Summary } from './stats.js'
 
 export interface MassRun {
   concurrency: number
@@ -28,6 +28,8 @@ export interface MassRun {
   /** Accepted notifications per second, over allAcceptedS. */
   perSecond: number
   keystoneAuths: number
+  /** How long masakari-api took per notification POST, as the proxy saw it (ms). */
+  postMs: Summary
 }
 
 export interface MassResult {
@@ -94,6 +96,7 @@ export async function massFailure(opts: { openstack: OpenStack; dir: string; hos
           accepted: accepted.length,
           peakInFlight: peakOf(posts),
           perSecond: round(accepted.length / ((last - t0) / 1000), 1),
+          postMs: summarize(posts.map((e) => e.endedAt - e.startedAt), 1),
           keystoneAuths: readLog(join(stateDir, 'decisions.log')).filter((l) => l.msg === 'authenticated with Keystone' && Date.parse(l.time) >= t0).length,
         }
         if (logAccepted.length !== names.length) log(`mass failure: WARNING ${logAccepted.length} accepted lines in the log for ${names.length} hosts`)

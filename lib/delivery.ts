@@ -24,7 +24,14 @@ export interface PassResult {
   nextDueAt?: Date
 }
 
-/** One pass: expire, skip, send what is due, record the answers. */
+/**
+ * One pass: expire, skip, then send the head of every host's queue that is due, at most
+ * `concurrency` requests in flight: as one answer comes back the next request goes out (a
+ * sliding window, not batches that wait for their slowest request). Answers are recorded as
+ * they arrive, those that arrive while a record is being written together in the next one
+ * (group commit), so writing the state overlaps with Masakari's work on the next requests. A
+ * host's later entries wait for the next pass: its STARTED never overtakes its STOPPED.
+ */
 export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
   const { store, policy, logger } = deps
   const picked = await store.transact(async (state) => {
@@ -48,38 +55,65 @@ export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
         next = finish(next, entry.id, 'skipped', 'its STOPPED was not accepted', now)
       }
     }
-    return { next: next === state ? undefined : next, result: dueEntries(next, now, policy.concurrency) }
+    return { next: next === state ? undefined : next, result: dueEntries(next, now, next.outbox.length) }
   })
 
-  const results = await Promise.all(
-    picked.map(async (entry): Promise<[OutboxEntry, SendResult]> => {
+  const summary = (state: StoreState, sent: number): PassResult => ({ sent, remaining: state.outbox.length, nextDueAt: nextDue(state) })
+  if (picked.length === 0) return store.transact(async (state) => ({ result: summary(state, 0) }))
+
+  // Group commit: answers wait in `answered`; one recorder at a time writes all that are there.
+  const answered: Array<[OutboxEntry, SendResult]> = []
+  const recordAnswered = (): Promise<PassResult> =>
+    store.transact(async (state) => {
+      const now = deps.now()
+      let next: StoreState = state
+      for (const [entry, result] of answered.splice(0)) {
+        if (!state.outbox.some((e) => e.id === entry.id)) continue
+        if (result.final) {
+          logOutcome(logger, entry, result)
+          next = finish(next, entry.id, result.outcome, result.message, now)
+        } else {
+          next = retryLater(next, entry.id, result.message, now, policy)
+          const retryAt = next.outbox.find((e) => e.id === entry.id)?.nextAttemptAt
+          logger.warn('notification not delivered, will retry', { ...describe(entry), attempt: entry.attempts + 1, error: result.message, retryAt })
+        }
+      }
+      return { next: next === state ? undefined : next, result: summary(next, picked.length) }
+    })
+  let latest: PassResult | undefined
+  let recorder: Promise<void> | undefined
+  let failure: { error: unknown } | undefined
+  const startRecorder = () => {
+    recorder ??= (async () => {
       try {
-        return [entry, await deps.client().send(entry.notification)]
-      } catch (err) {
-        return [entry, { final: false, message: `unexpected: ${(err as Error).message}` }]
+        while (answered.length > 0 && !failure) latest = await recordAnswered()
+      } catch (error) {
+        failure = { error }
+      } finally {
+        recorder = undefined
       }
-    }),
-  )
+    })()
+  }
 
-  return store.transact(async (state) => {
-    const now = deps.now()
-    let next: StoreState = state
-    for (const [entry, result] of results) {
-      if (!state.outbox.some((e) => e.id === entry.id)) continue
-      if (result.final) {
-        logOutcome(logger, entry, result)
-        next = finish(next, entry.id, result.outcome, result.message, now)
-      } else {
-        next = retryLater(next, entry.id, result.message, now, policy)
-        const retryAt = next.outbox.find((e) => e.id === entry.id)?.nextAttemptAt
-        logger.warn('notification not delivered, will retry', { ...describe(entry), attempt: entry.attempts + 1, error: result.message, retryAt })
+  let taken = 0
+  const sender = async (): Promise<void> => {
+    while (!failure && taken < picked.length) {
+      const entry = picked[taken++]!
+      let result: SendResult
+      try {
+        result = await deps.client().send(entry.notification)
+      } catch (err) {
+        result = { final: false, message: `unexpected: ${(err as Error).message}` }
       }
+      answered.push([entry, result])
+      startRecorder()
     }
-    return {
-      next: next === state ? undefined : next,
-      result: { sent: results.length, remaining: next.outbox.length, nextDueAt: nextDue(next) },
-    }
-  })
+  }
+  await Promise.all(Array.from({ length: Math.min(policy.concurrency, picked.length) }, sender))
+  while (recorder) await recorder
+  if (failure) throw failure.error
+  // Every answer is recorded by now; the last record's summary is the pass's.
+  return latest!
 }
 
 /** Passes until the outbox is empty, sleeping until the next entry is due. */
