@@ -22,8 +22,10 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
       .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
       .option('deliver', { type: 'boolean', default: false, hidden: true })
-      .strict().exitProcess(false).fail((msg, err) => { throw err ?? new UsageError(msg) })
+      .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+      .version(false).strict().exitProcess(false).fail((msg, err) => { throw err ?? new UsageError(msg) })
       .parseAsync()
+    if (args.help) return 0 // yargs has printed it
     if (args.deliver) return runDelivery(args.config, deps)
     if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
     await runChecksHandler({ network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX }, deps)

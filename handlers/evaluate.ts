@@ -21,8 +21,10 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
       .option('json', { type: 'boolean', default: false, describe: 'print JSON (shape in the README)' })
       .option('explain', { type: 'string', describe: 'explain one host: states with their time and Consul index, rows, guards' })
       .option('deliver', { type: 'boolean', default: false, hidden: true })
-      .strict().exitProcess(false).fail((msg, err) => { throw err ?? new UsageError(msg) })
+      .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+      .version(false).strict().exitProcess(false).fail((msg, err) => { throw err ?? new UsageError(msg) })
       .parseAsync()
+    if (args.help) return 0 // yargs has printed it
     if (args.deliver) return runDelivery(args.config, deps)
     await runEvaluate({ config: args.config, dryRun: args.dryRun, json: args.json, explain: args.explain }, deps)
   }, deps.stderr)

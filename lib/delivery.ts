@@ -25,6 +25,13 @@ export interface PassResult {
 }
 
 /**
+ * A pass starts no new request after this long (its first `concurrency` requests always go):
+ * the caller looks at new work and due timers between passes, so a pass over many entries
+ * towards a slow Masakari must not keep it waiting.
+ */
+const PASS_BUDGET_MS = 1000
+
+/**
  * One pass: expire, skip, then send the head of every host's queue that is due, at most
  * `concurrency` requests in flight: as one answer comes back the next request goes out (a
  * sliding window, not batches that wait for their slowest request). Answers are recorded as
@@ -61,6 +68,7 @@ export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
   const summary = (state: StoreState, sent: number): PassResult => ({ sent, remaining: state.outbox.length, nextDueAt: nextDue(state) })
   if (picked.length === 0) return store.transact(async (state) => ({ result: summary(state, 0) }))
 
+  let taken = 0 // entries sent (or being sent) so far
   // Group commit: answers wait in `answered`; one recorder at a time writes all that are there.
   const answered: Array<[OutboxEntry, SendResult]> = []
   const recordAnswered = (): Promise<PassResult> =>
@@ -78,7 +86,7 @@ export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
           logger.warn('notification not delivered, will retry', { ...describe(entry), attempt: entry.attempts + 1, error: result.message, retryAt })
         }
       }
-      return { next: next === state ? undefined : next, result: summary(next, picked.length) }
+      return { next: next === state ? undefined : next, result: summary(next, taken) }
     })
   let latest: PassResult | undefined
   let recorder: Promise<void> | undefined
@@ -95,9 +103,9 @@ export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
     })()
   }
 
-  let taken = 0
+  const startedAt = deps.now().getTime()
   const sender = async (): Promise<void> => {
-    while (!failure && taken < picked.length) {
+    while (!failure && taken < picked.length && (taken < policy.concurrency || deps.now().getTime() - startedAt < PASS_BUDGET_MS)) {
       const entry = picked[taken++]!
       let result: SendResult
       try {

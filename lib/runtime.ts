@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, openSync, readSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { realConfigEnv } from './config.js'
-import type { Fetch, HttpResponse } from './masakari.js'
+import type { Fetch } from './masakari.js'
 import type { Deps } from './monitor.js'
 
 /**
@@ -40,57 +40,14 @@ function readStdinSync(): string {
   return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8')
 }
 
-/**
- * The HTTP client for Keystone, Masakari and the Consul agents: node:http/https themselves.
- * A detached worker makes a handful of requests and exits, and its start-up is on the path
- * from a failure to Masakari: a fetch library costs more to load than these requests take.
- * No redirect is followed, no compression is asked for, the body is read as UTF-8 text; an
- * aborted signal rejects with an error named AbortError, as fetch does.
- */
-export const httpFetch: Fetch = async (url, init) => {
-  const target = new URL(url)
-  if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new Error(`unsupported URL ${url}`)
-  const { request } = target.protocol === 'https:' ? await import('node:https') : await import('node:http')
-  const abortError = () => Object.assign(new Error(`the request to ${url} was aborted`), { name: 'AbortError' })
-  if (init.signal.aborted) throw abortError()
-  const headers: Record<string, string | number> = { ...init.headers }
-  if (init.body !== undefined) headers['Content-Length'] = Buffer.byteLength(init.body)
-  return new Promise<HttpResponse>((resolve, reject) => {
-    const req = request(target, { method: init.method, headers, ...(init.agent ? { agent: init.agent as never } : {}) }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('error', reject)
-      res.on('end', () => {
-        init.signal.removeEventListener('abort', onAbort)
-        const text = Buffer.concat(chunks).toString('utf8')
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: {
-            get: (name) => {
-              const v = res.headers[name.toLowerCase()]
-              return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v
-            },
-          },
-          text: async () => text,
-        })
-      })
-    })
-    const onAbort = () => req.destroy(abortError())
-    init.signal.addEventListener('abort', onAbort, { once: true })
-    req.on('error', (err) => {
-      init.signal.removeEventListener('abort', onAbort)
-      reject(err)
-    })
-    req.end(init.body)
-  })
-}
-
 export function realDeps(): Deps {
   const logFds = new Map<string, number>()
   return {
     readStdin: async () => readStdinSync(),
     now: () => new Date(),
-    fetch: async () => httpFetch,
+    // node-fetch is loaded on first use: a run that sends nothing and asks no agent does not
+    // pay for it.
+    fetch: async () => (await import('node-fetch')).default as unknown as Fetch,
     tlsAgent: async (ca, insecure) => {
       if (ca === undefined && !insecure) return undefined
       const { Agent } = await import('node:https')

@@ -132,4 +132,7 @@ t.test('usage errors', async (t) => {
   t.equal(await main(['--config', config], deps), EXIT.usage)
   t.match(deps.rec.stderr.join(''), /--network is required/)
   t.equal(await main(['--network', 'backup', '--config', config], fakeDeps()), EXIT.usage)
+  const help = fakeDeps()
+  t.equal(await main(['--help'], help), 0, '--help is not an error')
+  t.same(help.rec.spawned, [])
 })

@@ -25,6 +25,15 @@ for (const network of NETWORKS) {
   })
 }
 
+t.test('the fast-detection gossip profile validates with the agent configs', async (t) => {
+  for (const role of ['controller', 'compute']) {
+    const r = await run('consul', ['validate', join(root, role, 'storage.json'), join(root, 'gossip-fast.json')])
+    t.match(r.stdout, /Configuration is valid/, role)
+  }
+  const profile = JSON.parse(await readFile(join(root, 'gossip-fast.json'), 'utf8'))
+  t.match(profile, { gossip_lan: { probe_interval: String, probe_timeout: String, suspicion_mult: Number } })
+})
+
 t.test('shipped strategies are valid; default.yaml decides like the built-in default', async (t) => {
   const files = await readdir(join(root, 'strategies'))
   t.ok(files.length >= 2)

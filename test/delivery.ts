@@ -137,3 +137,18 @@ t.test('an entry answered while the outbox changed is still recorded once', asyn
   t.same(h.sent.map((n) => n.hostname), ['cmp1', 'cmp2'])
   t.same((await h.store.read()).outbox, [])
 })
+
+t.test('a slow answer does not hold back the other hosts\' notifications', async (t) => {
+  const order: string[] = []
+  const h = harness(t, async (n) => {
+    if (n.hostname === 'slow') await new Promise((r) => setTimeout(r, 150))
+    order.push(n.hostname)
+    return ok
+  })
+  await seed(h.store, entry('s', 'slow', 'STOPPED'), ...Array.from({ length: 6 }, (_, i) => entry(`f${i}`, `fast${i}`, 'STOPPED')))
+  h.deps.policy.concurrency = 2
+  await deliverAll(h.deps)
+  t.equal(order.at(-1), 'slow', 'the fast ones went through while the slow one was in flight')
+  t.equal(order.length, 7)
+  t.same((await h.store.read()).outbox, [])
+})
