@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     }
     if (want('mass')) results.sections.massFailure = await massFailure({ openstack: openstack!, dir: join(dir, 'mass'), hosts: 100, log }) satisfies MassResult
     if (want('latency')) {
-      results.sections.latency = await detectionLatency({ openstack: openstack!, dir: join(dir, 'latency'), trials: Number(values.trials), octet: 70, upstream: !values['no-upstream'], log }) satisfies LatencyMode[]
+      results.sections.latency = await detectionLatency({ openstack: openstack!, dir: join(dir, 'latency'), trials: Number(values.trials), octet: 110, upstream: !values['no-upstream'], log }) satisfies LatencyMode[]
     }
   } finally {
     await openstack?.stop()

@@ -71,8 +71,18 @@ export function evaluate(input: EvaluationInput): Evaluation {
   const hosts = new Set<string>(Object.keys(state.ledger))
   for (const network of NETWORKS) for (const node of Object.keys(snapshots[network]?.nodes ?? {})) hosts.add(node)
   hosts.delete(input.ownHost)
-  const vectorOf = (host: string) =>
-    Object.fromEntries(NETWORKS.map((n) => [n, snapshots[n]?.nodes[host] ?? 'unknown'])) as Record<Network, NetworkState>
+  const vectors = new Map<string, Record<Network, NetworkState>>()
+  const vectorOf = (host: string) => {
+    let v = vectors.get(host)
+    if (!v) {
+      v = { management: 'unknown', tenant: 'unknown', storage: 'unknown' }
+      for (const n of NETWORKS) v[n] = snapshots[n]?.nodes[host] ?? 'unknown'
+      vectors.set(host, v)
+    }
+    return v
+  }
+  const lastPendingOf = new Map<string, HostEvent>()
+  for (const o of state.outbox) lastPendingOf.set(o.host, o.notification.payload.event)
 
   // Since when each host is down on each network: the isolation guard counts recent downs.
   const entries = new Map<string, LedgerEntry>()
@@ -132,7 +142,7 @@ export function evaluate(input: EvaluationInput): Evaluation {
     const isNew = ledger[host] === undefined
     const { vector: matchVector, unconfirmed } = confirmedVector(vectorOf(host), host, strategy, input.confirmations)
     const match = matchStrategy(strategy, matchVector)
-    const lastPending = outbox.filter((o) => o.host === host).at(-1)?.notification.payload.event
+    const lastPending = lastPendingOf.get(host)
 
     if (match.recovery) {
       const why = `matched row ${match.row} (recovery)`
