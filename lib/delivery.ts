@@ -124,17 +124,6 @@ export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
   return latest!
 }
 
-/** Passes until the outbox is empty, sleeping until the next entry is due. */
-export async function deliverAll(deps: DeliveryDeps): Promise<void> {
-  for (;;) {
-    const pass = await deliveryPass(deps)
-    if (pass.remaining === 0) return
-    if (pass.sent === 0 && pass.nextDueAt) {
-      await deps.sleep(Math.max(10, Math.min(pass.nextDueAt.getTime() - deps.now().getTime(), 60_000)))
-    }
-  }
-}
-
 function describe(entry: OutboxEntry) {
   return { host: entry.host, event: entry.notification.payload.event, id: entry.id, generatedTime: entry.notification.generated_time }
 }

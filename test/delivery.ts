@@ -1,12 +1,21 @@
 import t, { type Test } from 'tap'
 import { join } from 'node:path'
-import { deliverAll, deliveryPass } from '../lib/delivery.js'
+import { deliveryPass, type DeliveryDeps } from '../lib/delivery.js'
 import { hostNotification } from '../lib/evaluator.js'
 import { recordingLogger } from '../lib/log.js'
 import type { MasakariClient, SendResult } from '../lib/masakari.js'
 import { localStore, type Notification, type OutboxEntry, type Store } from '../lib/store.js'
 
 const t0 = new Date('2026-11-25T12:00:00.000Z')
+
+/** Passes until the outbox is empty, sleeping (on the fake clock) until the next entry is due: the worker's delivery without holds. */
+async function deliverAll(deps: DeliveryDeps): Promise<void> {
+  for (;;) {
+    const pass = await deliveryPass(deps)
+    if (pass.remaining === 0) return
+    if (pass.sent === 0 && pass.nextDueAt) await deps.sleep(Math.max(10, pass.nextDueAt.getTime() - deps.now().getTime()))
+  }
+}
 
 function entry(id: string, host: string, event: 'STOPPED' | 'STARTED'): OutboxEntry {
   return { id, host, notification: hostNotification(host, event, t0), reason: 'test', decidedAt: t0.toISOString(), attempts: 0, nextAttemptAt: t0.toISOString() }
