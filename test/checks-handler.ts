@@ -136,3 +136,14 @@ t.test('usage errors', async (t) => {
   t.equal(await main(['--help'], help), 0, '--help is not an error')
   t.same(help.rec.spawned, [])
 })
+
+t.test('state directory that cannot be written: clear error naming the path, nothing half-written', async (t) => {
+  const dir = t.testdir({ 'not-a-dir': 'a file where the state directory should be' })
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(join(dir, 'not-a-dir')))
+  const { code, deps } = await feed(config, 'storage', cmp1Down)
+  t.equal(code, EXIT.stateFile)
+  t.match(deps.rec.stderr.at(-1), /checks-handler: error: .*(ENOTDIR|EEXIST).*not-a-dir/)
+  t.equal(await readFile(join(dir, 'not-a-dir'), 'utf8'), 'a file where the state directory should be')
+  t.same(deps.rec.spawned, [])
+})
