@@ -87,6 +87,7 @@ async function main(): Promise<void> {
     consul.freeze(victim, 'storage')
     const detect = await consul.waitForSerf(victim, 'storage', 'critical', 60_000)
     note(`Consul's gossip declared ${victim} failed on storage after ${(detect / 1000).toFixed(1)} s (serfHealth critical)`)
+    note('the monitor holds a recovery for guards.hold.recovery (5 s by default) so that a flapping link sends nothing, then decides')
     const stopped = await until('the STOPPED notification in Masakari', async () =>
       (await openstack!.listNotifications()).find((n) => n.hostname === victim && n.payload?.event === 'STOPPED'))
     note(`Masakari stored it ${((Date.now() - t0) / 1000).toFixed(1)} s after the fault`)
