@@ -13,7 +13,7 @@ import { writeSnapshot } from '../lib/snapshot.js'
 
 const loaded = performance.now()
 const { values } = parseArgs({ options: { config: { type: 'string' }, payload: { type: 'string' }, network: { type: 'string', default: 'storage' } } })
-const deps = { ...realDeps(), spawnDeliverer: () => {}, stderr: () => {} }
+const deps = { ...realDeps(), spawnWorker: () => {}, stderr: () => {} }
 const network = values.network as Network
 const marks: Record<string, number> = { 'node start + bundle load': loaded }
 let t = performance.now()

@@ -1,7 +1,7 @@
 /**
  * The monitor's run, shared by the checks handler and evaluate.js: load config and strategy,
- * evaluate the stored snapshots under the store lock, record decisions, hand the outbox to
- * the delivery process.
+ * evaluate the stored snapshots under the store lock, record decisions, hand the outbox and
+ * any held-back decision to the worker.
  */
 import { randomUUID } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
@@ -26,8 +26,8 @@ export interface Deps {
   fetch: () => Promise<Fetch>
   /** Builds the https.Agent for a CA bundle / insecure switch. */
   tlsAgent: (caPem: string | undefined, insecure: boolean) => Promise<unknown>
-  /** Starts `--deliver` in a detached process that outlives the handler. */
-  spawnDeliverer: (configPath: string) => void
+  /** Starts the worker (`--deliver`) in a detached process that outlives the handler. */
+  spawnWorker: (configPath: string) => void
   sleep: (ms: number) => Promise<void>
   stdout: (text: string) => void
   stderr: (line: string) => void
@@ -132,7 +132,7 @@ export async function evaluateAndRecord(
   for (const e of evaluation.events) logger[e.level](e.msg, e.fields)
   logDecisions(logger, evaluation.decisions, strategy)
   const next = evaluation.next
-  if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) deps.spawnDeliverer(config.source)
+  if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) deps.spawnWorker(config.source)
   return result(evaluation, snapshots)
 }
 

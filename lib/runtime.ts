@@ -53,7 +53,7 @@ export function realDeps(): Deps {
       const { Agent } = await import('node:https')
       return new Agent({ ca, rejectUnauthorized: !insecure, keepAlive: true })
     },
-    spawnDeliverer: (configPath) => {
+    spawnWorker: (configPath) => {
       const script = process.argv[1]
       if (!script) return
       const child = spawn(process.execPath, [script, '--deliver', '--config', configPath], { detached: true, stdio: 'ignore' })
