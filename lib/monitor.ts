@@ -27,7 +27,7 @@ export interface Deps {
   /** Builds the https.Agent for a CA bundle / insecure switch. */
   tlsAgent: (caPem: string | undefined, insecure: boolean) => Promise<unknown>
   /** Starts the worker (`--deliver`) in a detached process that outlives the handler. */
-  spawnWorker: (configPath: string) => void
+  spawnWorker: (configPath: string, stateDir: string) => void
   sleep: (ms: number) => Promise<void>
   stdout: (text: string) => void
   stderr: (line: string) => void
@@ -132,7 +132,7 @@ export async function evaluateAndRecord(
   for (const e of evaluation.events) logger[e.level](e.msg, e.fields)
   logDecisions(logger, evaluation.decisions, strategy)
   const next = evaluation.next
-  if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) deps.spawnWorker(config.source)
+  if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) deps.spawnWorker(config.source, config.stateDir)
   return result(evaluation, snapshots)
 }
 

@@ -1,7 +1,7 @@
 /** The real side effects, for the bundles' entry points. */
 import { spawn } from 'node:child_process'
-import { mkdirSync, openSync, readSync, writeSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { closeSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { realConfigEnv } from './config.js'
 import type { Fetch } from './masakari.js'
 import type { Deps } from './monitor.js'
@@ -53,10 +53,20 @@ export function realDeps(): Deps {
       const { Agent } = await import('node:https')
       return new Agent({ ca, rejectUnauthorized: !insecure, keepAlive: true })
     },
-    spawnWorker: (configPath) => {
+    spawnWorker: (configPath, stateDir) => {
       const script = process.argv[1]
       if (!script) return
-      const child = spawn(process.execPath, [script, '--deliver', '--config', configPath], { detached: true, stdio: 'ignore' })
+      // Its log lines go to logFile like every run's; its stderr keeps what nothing else would
+      // (a crash's stack trace).
+      let err: number | 'ignore' = 'ignore'
+      try {
+        mkdirSync(stateDir, { recursive: true })
+        err = openSync(join(stateDir, 'worker.stderr'), 'a', 0o600)
+      } catch {
+        // no place for it: the worker still runs
+      }
+      const child = spawn(process.execPath, [script, '--deliver', '--config', configPath], { detached: true, stdio: ['ignore', 'ignore', err] })
+      if (typeof err === 'number') closeSync(err)
       child.on('error', () => {}) // the next run starts one again; the outbox keeps the work
       child.unref()
     },

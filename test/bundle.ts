@@ -70,6 +70,10 @@ t.test('bundles run from a directory without node_modules', async (t) => {
   const log = await readFile(join(stateDir, 'decisions.log'), 'utf8')
   t.match(log, /notification not delivered, will retry/)
   t.match(log, /notification expired undelivered/)
+  const workerStderr = await readFile(join(stateDir, 'worker.stderr'), 'utf8')
+  const nonJson = workerStderr.trim().split('\n').filter((l) => { try { JSON.parse(l); return false } catch { return true } })
+  t.same(nonJson, [], 'the worker did not crash: its stderr holds only log lines')
+  t.match(workerStderr, /"component":"worker"/)
 
   const table = await runBundle(cwd, evaluate, ['--config', config, '--dry-run'])
   t.match(table.stdout, /HOST\s+MANAGEMENT\s+TENANT\s+STORAGE/)
