@@ -91,7 +91,7 @@ export function evaluate(input: EvaluationInput): Evaluation {
     const vector = vectorOf(host)
     const downSince: Partial<Record<Network, string>> = {}
     for (const n of NETWORKS) if (vector[n] === 'down') downSince[n] = before?.downSince?.[n] ?? nowText
-    const entry: LedgerEntry = { ...(before ?? { firstSeenAt: nowText }), vector: NETWORKS.map((n) => `${n}=${vector[n]}`).join(' ') }
+    const entry: LedgerEntry = { ...(before ?? { firstSeenAt: nowText }), vector: vectorText(vector) }
     if (Object.keys(downSince).length > 0) entry.downSince = downSince
     else delete entry.downSince
     entries.set(host, entry)
@@ -121,7 +121,8 @@ export function evaluate(input: EvaluationInput): Evaluation {
   const lastOtherDown = (n: Network, host: string) => downs.get(n)?.find(([, h]) => h !== host)?.[0]
 
   const decisions = new Map<string, HostDecision>()
-  const ready: string[] = []
+  /** Hosts whose hold is over, with the match that made them ready: the rate limit decides next. */
+  const ready = new Map<string, Match>()
   const wakes: number[] = []
   const record = (host: string, match: Match, action: HostEvent | 'none', reason: string, guard?: HostDecision['guard']) => {
     const vector = vectorOf(host)
@@ -167,7 +168,7 @@ export function evaluate(input: EvaluationInput): Evaluation {
           .filter((since): since is string => since !== undefined && since > entry.hold!.since)
         const holdFrom = [entry.hold.since, ...settling].sort().at(-1)!
         const until = holdEnds(holdFrom, policy.hold.recovery)
-        if (until.getTime() <= now.getTime()) ready.push(host)
+        if (until.getTime() <= now.getTime()) ready.set(host, match)
         else {
           wakes.push(until.getTime())
           const more = holdFrom === entry.hold.since ? '' : `, and until ${policy.hold.recovery} s after the last host turned down on the same network (${holdFrom})`
@@ -203,11 +204,9 @@ export function evaluate(input: EvaluationInput): Evaluation {
   // The rate limit serves the longest-waiting hosts first.
   const slot = rateLimitSlot(state.recoveries, now, policy)
   const recoveries = [...slot.recent]
-  ready.sort((a, b) => entries.get(a)!.hold!.since.localeCompare(entries.get(b)!.hold!.since) || a.localeCompare(b))
-  for (const host of ready) {
+  const byWait = [...ready].sort(([a], [b]) => entries.get(a)!.hold!.since.localeCompare(entries.get(b)!.hold!.since) || a.localeCompare(b))
+  for (const [host, match] of byWait) {
     const entry = entries.get(host)!
-    const { vector: matchVector } = confirmedVector(vectorOf(host), host, strategy, input.confirmations)
-    const match = matchStrategy(strategy, matchVector)
     const limit = rateLimitSlot(recoveries, now, policy)
     if (limit.nextSlot) {
       wakes.push(limit.nextSlot.getTime())
@@ -235,12 +234,17 @@ export function evaluate(input: EvaluationInput): Evaluation {
     wakeAt !== state.wakeAt ||
     JSON.stringify(isolation) !== JSON.stringify(state.isolation) ||
     recoveries.length !== state.recoveries.length
+  const own = vectorOf(input.ownHost)
   const ownDecision: HostDecision[] = snapshotsHave(snapshots, input.ownHost)
-    ? [{ host: input.ownHost, vector: vectorOf(input.ownHost), vectorText: '', match: matchStrategy(strategy, vectorOf(input.ownHost)), action: 'none', reason: 'the monitor\'s own node is never notified about', changed: false }]
+    ? [{ host: input.ownHost, vector: own, vectorText: vectorText(own), match: matchStrategy(strategy, own), action: 'none', reason: 'the monitor\'s own node is never notified about', changed: false }]
     : []
   const all = [...decisions.values(), ...ownDecision].sort((a, b) => a.host.localeCompare(b.host))
-  for (const d of ownDecision) d.vectorText = NETWORKS.map((n) => `${n}=${d.vector[n]}`).join(' ')
   return { decisions: all, next, queued: outbox.slice(state.outbox.length), events, dirty }
+}
+
+/** "management=up tenant=up storage=down": the form logs and the ledger use. */
+function vectorText(vector: Record<Network, NetworkState>): string {
+  return NETWORKS.map((n) => `${n}=${vector[n]}`).join(' ')
 }
 
 function snapshotsHave(snapshots: Snapshots, host: string): boolean {
