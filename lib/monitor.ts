@@ -198,9 +198,12 @@ export async function runWorker(monitor: Monitor, deps: Deps): Promise<number> {
     }
     try {
       for (;;) {
-        let sent = 0
-        if ((await store.read()).outbox.length > 0) sent = (await deliveryPass(delivery)).sent
         let state = await store.read()
+        let sent = 0
+        if (state.outbox.length > 0) {
+          sent = (await deliveryPass(delivery)).sent
+          state = await store.read()
+        }
         if (state.wakeAt !== undefined && Date.parse(state.wakeAt) <= deps.now().getTime()) {
           await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
           state = await store.read()
