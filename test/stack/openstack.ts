@@ -373,6 +373,9 @@ function keystoneConf(dir: string): string {
 connection = sqlite:///${join(dir, 'keystone.db')}
 [fernet_tokens]
 key_repository = ${join(dir, 'fernet-keys')}
+[fernet_receipts]
+# its default is /etc/keystone/fernet-keys/, which bootstrap checks: absent on a fresh machine
+key_repository = ${join(dir, 'fernet-keys')}
 [credential]
 key_repository = ${join(dir, 'credential-keys')}
 [identity]
