@@ -45,17 +45,33 @@ async function main(): Promise<void> {
   // The gossip profile we ship must be a valid agent config with our controller and compute configs.
   results.gossipFastValidates = ['controller', 'compute'].every((role) => {
     try {
-      return /valid/i.test(execFileSync('consul', ['validate', join(ROOT, 'consul-config', role, 'storage.json'), GOSSIP_FAST], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))
+      return /valid/i.test(
+        execFileSync('consul', ['validate', join(ROOT, 'consul-config', role, 'storage.json'), GOSSIP_FAST], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      )
     } catch {
       return false
     }
   })
 
   // CPU-bound sections first, with no service running beside them.
-  if (want('cost')) results.sections.handlerCost = await handlerCost({ runs: Number(values.runs), dir: join(dir, 'cost'), log }) satisfies CostResult
-  if (want('cost')) results.sections.pipeline = await pipeline({ runs: Math.max(10, Math.round(Number(values.runs) / 2)), dir: join(dir, 'pipeline'), log }) satisfies PipelineResult
+  if (want('cost'))
+    results.sections.handlerCost = (await handlerCost({ runs: Number(values.runs), dir: join(dir, 'cost'), log })) satisfies CostResult
+  if (want('cost'))
+    results.sections.pipeline = (await pipeline({
+      runs: Math.max(10, Math.round(Number(values.runs) / 2)),
+      dir: join(dir, 'pipeline'),
+      log,
+    })) satisfies PipelineResult
   if (want('scale')) {
-    results.sections.scale = await scale({ sizes: values.sizes.split(',').map(Number), reps: Number(values.reps), dir: join(dir, 'scale'), log }) satisfies ScaleRow[]
+    results.sections.scale = (await scale({
+      sizes: values.sizes.split(',').map(Number),
+      reps: Number(values.reps),
+      dir: join(dir, 'scale'),
+      log,
+    })) satisfies ScaleRow[]
     rmSync(join(dir, 'scale'), { recursive: true, force: true })
   }
 
@@ -63,11 +79,29 @@ async function main(): Promise<void> {
   try {
     if (want('mass') || want('latency')) {
       log('starting Keystone and masakari-api (duplicate_notification_detection_interval = 0)')
-      openstack = await startOpenStack({ dir: join(dir, 'openstack'), keystonePort: await freePort(), masakariPort: await freePort(), duplicateInterval: 0 })
+      openstack = await startOpenStack({
+        dir: join(dir, 'openstack'),
+        keystonePort: await freePort(),
+        masakariPort: await freePort(),
+        duplicateInterval: 0,
+      })
     }
-    if (want('mass')) results.sections.massFailure = await massFailure({ openstack: openstack!, dir: join(dir, 'mass'), hosts: 100, log }) satisfies MassResult
+    if (want('mass'))
+      results.sections.massFailure = (await massFailure({
+        openstack: openstack!,
+        dir: join(dir, 'mass'),
+        hosts: 100,
+        log,
+      })) satisfies MassResult
     if (want('latency')) {
-      results.sections.latency = await detectionLatency({ openstack: openstack!, dir: join(dir, 'latency'), trials: Number(values.trials), octet: 110, upstream: !values['no-upstream'], log }) satisfies LatencyMode[]
+      results.sections.latency = (await detectionLatency({
+        openstack: openstack!,
+        dir: join(dir, 'latency'),
+        trials: Number(values.trials),
+        octet: 110,
+        upstream: !values['no-upstream'],
+        log,
+      })) satisfies LatencyMode[]
     }
   } finally {
     await openstack?.stop()
@@ -77,10 +111,10 @@ async function main(): Promise<void> {
   results.targets = targets(results)
   const file = only ? join(BENCH_DIR, 'out', 'results-partial.json') : join(BENCH_DIR, 'results.json')
   mkdirSync(join(BENCH_DIR, 'out'), { recursive: true })
-  writeFileSync(file, JSON.stringify(results, null, 2) + '\n')
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
   const md = markdown(results)
   writeFileSync(join(BENCH_DIR, 'out', 'results.md'), md)
-  process.stdout.write('\n' + md + '\n')
+  process.stdout.write(`\n${md}\n`)
   log(`wrote ${file} and bench/out/results.md in ${results.durationS} s`)
   if (!values.keep) rmSync(dir, { recursive: true, force: true })
 }

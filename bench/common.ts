@@ -24,7 +24,7 @@ export interface MonitorConfig {
 export function writeMonitorConfig(dir: string, config: MonitorConfig): string {
   mkdirSync(dir, { recursive: true })
   const path = join(dir, 'config.yaml')
-  writeFileSync(path, JSON.stringify({ hostname: 'controller', ...config }, null, 2) + '\n')
+  writeFileSync(path, `${JSON.stringify({ hostname: 'controller', ...config }, null, 2)}\n`)
   return path
 }
 
@@ -45,7 +45,10 @@ export type LogLine = { time: string; level: string; msg: string; [k: string]: u
 
 export function readLog(file: string): LogLine[] {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine)
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as LogLine)
   } catch {
     return []
   }
@@ -63,10 +66,17 @@ export function pidsWith(needle: string): number[] {
   return found
 }
 
-export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50): Promise<T> {
+export async function waitUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const v = await Promise.resolve().then(probe).catch(() => undefined)
+    const v = await Promise.resolve()
+      .then(probe)
+      .catch(() => undefined)
     if (v !== undefined) return v
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await new Promise((r) => setTimeout(r, everyMs))
@@ -75,10 +85,14 @@ export async function waitUntil<T>(what: string, probe: () => Promise<T | undefi
 
 /** The state document's outbox is empty and no worker process runs for this config. */
 export async function waitIdle(stateDir: string, configPath: string, timeoutMs = 60_000): Promise<void> {
-  await waitUntil('the outbox to empty and the worker to exit', () => {
-    const state = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as { outbox: unknown[] }
-    return state.outbox.length === 0 && pidsWith(configPath).length === 0 ? true : undefined
-  }, timeoutMs)
+  await waitUntil(
+    'the outbox to empty and the worker to exit',
+    () => {
+      const state = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as { outbox: unknown[] }
+      return state.outbox.length === 0 && pidsWith(configPath).length === 0 ? true : undefined
+    },
+    timeoutMs,
+  )
 }
 
 function tryRun(cmd: string, args: string[]): string | undefined {
@@ -91,7 +105,7 @@ function tryRun(cmd: string, args: string[]): string | undefined {
 
 export function machine() {
   const cpu = cpus()
-  const pkg = (name: string) => tryRun('dpkg-query', ['-W', '-f=${Version}', name])
+  const pkg = (name: string) => tryRun('dpkg-query', ['-W', `-f=${'$'}{Version}`, name])
   return {
     cpuModel: cpu[0]?.model ?? 'unknown',
     cores: cpu.length,

@@ -30,9 +30,18 @@ export interface CostResult {
 // keeps all of it; zod/mini tree-shakes to what is used), yargs with its helpers, etc.
 const SCHEMA = '.object({ Node: z.string(), Status: z.enum(["passing", "critical"]) })'
 const DEPS: Array<{ name: string; code: string }> = [
-  { name: 'zod (classic), one schema', code: `import { z } from 'zod'; globalThis.__dep = z${SCHEMA}.parse({ Node: 'a', Status: 'passing' })` },
-  { name: 'zod/mini, one schema', code: `import * as z from 'zod/mini'; globalThis.__dep = z${SCHEMA}.parse({ Node: 'a', Status: 'passing' })` },
-  { name: 'yargs + helpers', code: "import yargs from 'yargs'; import { hideBin } from 'yargs/helpers'; globalThis.__dep = [yargs, hideBin]" },
+  {
+    name: 'zod (classic), one schema',
+    code: `import { z } from 'zod'; globalThis.__dep = z${SCHEMA}.parse({ Node: 'a', Status: 'passing' })`,
+  },
+  {
+    name: 'zod/mini, one schema',
+    code: `import * as z from 'zod/mini'; globalThis.__dep = z${SCHEMA}.parse({ Node: 'a', Status: 'passing' })`,
+  },
+  {
+    name: 'yargs + helpers',
+    code: "import yargs from 'yargs'; import { hideBin } from 'yargs/helpers'; globalThis.__dep = [yargs, hideBin]",
+  },
   { name: 'yaml', code: "import { parse } from 'yaml'; globalThis.__dep = parse('a: 1')" },
   { name: 'proper-lockfile', code: "import l from 'proper-lockfile'; globalThis.__dep = l" },
   { name: 'node-fetch', code: "import f from 'node-fetch'; globalThis.__dep = f" },
@@ -52,7 +61,9 @@ async function buildDeps(outDir: string): Promise<Array<{ name: string; file: st
       target: 'node20',
       format: 'esm',
       minify: true,
-      banner: { js: "import { createRequire as __mcCreateRequire } from 'node:module'; const require = __mcCreateRequire(import.meta.url);" },
+      banner: {
+        js: "import { createRequire as __mcCreateRequire } from 'node:module'; const require = __mcCreateRequire(import.meta.url);",
+      },
       logLevel: 'error',
     })
     out.push({ name: dep.name, file, bytes: statSync(file).size })
@@ -104,7 +115,15 @@ export async function handlerCost(opts: { runs: number; dir: string; log: (m: st
       base.push((await runOk(process.execPath, ['-e', '0'])).ms)
       ms.push((await runOk(process.execPath, [dep.file])).ms)
     }
-    dependencies.push({ name: dep.name, bytes: dep.bytes, ms: summarize(ms, 1), ratio: summarize(ms.map((m, i) => m / base[i]!), 2) })
+    dependencies.push({
+      name: dep.name,
+      bytes: dep.bytes,
+      ms: summarize(ms, 1),
+      ratio: summarize(
+        ms.map((m, i) => m / base[i]!),
+        2,
+      ),
+    })
   }
 
   log('handler cost: in-process stages')
@@ -114,7 +133,11 @@ export async function handlerCost(opts: { runs: number; dir: string; log: (m: st
     stageRuns.push(JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, number>)
   }
   const stages: Record<string, Summary> = {}
-  for (const key of Object.keys(stageRuns[0] ?? {})) stages[key] = summarize(stageRuns.map((s) => s[key]!), 2)
+  for (const key of Object.keys(stageRuns[0] ?? {}))
+    stages[key] = summarize(
+      stageRuns.map((s) => s[key]!),
+      2,
+    )
 
   return {
     runs: opts.runs,

@@ -48,7 +48,11 @@ const computes = ['cmp1', 'cmp2', 'cmp3', 'cmp4', 'cmp5', 'cmp6', 'cmp7', 'cmp8'
 function mode(name: string, monitor: LatencyMode['monitor'], gossip: LatencyMode['gossip'], note: string, trials: Trial[]): LatencyMode {
   const decided = trials.map((t) => t.decidedS).filter((x): x is number => x !== undefined)
   return {
-    name, monitor, gossip, note, trials,
+    name,
+    monitor,
+    gossip,
+    note,
+    trials,
     serfS: summarize(trials.map((t) => t.serfS)),
     storedS: summarize(trials.map((t) => t.storedS)),
     addedS: summarize(trials.map((t) => t.addedS)),
@@ -73,7 +77,13 @@ function oursConfig(dir: string, openstack: OpenStack): Ours {
     guards: GUARDS_OFF,
     masakari: {
       authUrl: openstack.authUrl,
-      auth: { username: openstack.monitor.username, userDomainName: 'Default', password: openstack.monitor.password, projectName: 'service', projectDomainName: 'Default' },
+      auth: {
+        username: openstack.monitor.username,
+        userDomainName: 'Default',
+        password: openstack.monitor.password,
+        projectName: 'service',
+        projectDomainName: 'Default',
+      },
       region: openstack.region,
       delivery: { initialBackoff: 0.5, maxBackoff: 2, expiry: 120 },
     },
@@ -89,13 +99,20 @@ async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: string) => v
     await consul.reloadController(network)
   }
   // The watch fires once when loaded: every node up in every snapshot.
-  await waitUntil('our first snapshots', () => {
-    for (const network of NETWORKS) {
-      const snap = JSON.parse(readFileSync(join(ours.stateDir, 'snapshots', `${network}.json`), 'utf8')) as { nodes: Record<string, string> }
-      if (!computes.every((c) => snap.nodes[c] === 'up')) return undefined
-    }
-    return true
-  }, 60_000, 100)
+  await waitUntil(
+    'our first snapshots',
+    () => {
+      for (const network of NETWORKS) {
+        const snap = JSON.parse(readFileSync(join(ours.stateDir, 'snapshots', `${network}.json`), 'utf8')) as {
+          nodes: Record<string, string>
+        }
+        if (!computes.every((c) => snap.nodes[c] === 'up')) return undefined
+      }
+      return true
+    },
+    60_000,
+    100,
+  )
   log('latency: our watches are loaded')
 }
 
@@ -114,7 +131,9 @@ function lineAfter(ours: Ours, after: number, match: (l: Record<string, unknown>
 
 async function createdAt(openstack: OpenStack, host: string, event: string, after: number): Promise<number | undefined> {
   const list = await openstack.listNotifications()
-  const n = list.find((x) => x.hostname === host && x.payload?.event === event && Date.parse(`${x.created_at}Z`) >= Math.floor(after / 1000) * 1000)
+  const n = list.find(
+    (x) => x.hostname === host && x.payload?.event === event && Date.parse(`${x.created_at}Z`) >= Math.floor(after / 1000) * 1000,
+  )
   return n ? Date.parse(`${n.created_at}Z`) : undefined
 }
 
@@ -124,12 +143,24 @@ async function oursTrial(consul: ConsulStack, openstack: OpenStack, ours: Ours, 
   const t0 = Date.now()
   consul.freeze(host, 'storage')
   const serfMs = await consul.waitForSerf(host, 'storage', 'critical', 60_000)
-  const decided = await waitUntil(`our STOPPED decision for ${host}`, () => lineAfter(ours, t0, (l) => l.msg === 'decision' && l.host === host && l.action === 'STOPPED'), 30_000)
-  const stored = await waitUntil(`Masakari's 202 for ${host}'s STOPPED`, () => lineAfter(ours, t0, (l) => l.msg === 'notification accepted by Masakari' && l.host === host && l.event === 'STOPPED'), 30_000)
+  const decided = await waitUntil(
+    `our STOPPED decision for ${host}`,
+    () => lineAfter(ours, t0, (l) => l.msg === 'decision' && l.host === host && l.action === 'STOPPED'),
+    30_000,
+  )
+  const stored = await waitUntil(
+    `Masakari's 202 for ${host}'s STOPPED`,
+    () => lineAfter(ours, t0, (l) => l.msg === 'notification accepted by Masakari' && l.host === host && l.event === 'STOPPED'),
+    30_000,
+  )
   const created = await createdAt(openstack, host, 'STOPPED', t0)
   const t1 = Date.now()
   consul.thaw(host, 'storage')
-  await waitUntil(`Masakari's 202 for ${host}'s STARTED`, () => lineAfter(ours, t1, (l) => l.msg === 'notification accepted by Masakari' && l.host === host && l.event === 'STARTED'), 60_000)
+  await waitUntil(
+    `Masakari's 202 for ${host}'s STARTED`,
+    () => lineAfter(ours, t1, (l) => l.msg === 'notification accepted by Masakari' && l.host === host && l.event === 'STARTED'),
+    60_000,
+  )
   return trial(host, t0, serfMs, stored, decided, created)
 }
 
@@ -164,23 +195,36 @@ async function upstreamTrial(consul: ConsulStack, openstack: OpenStack, up: Upst
  * polling period (at (i + 0.5) × 60 / n s after a poll), so the trials sample the poll phase
  * the way faults at random moments would, in ~3 minutes instead of ~2 per trial.
  */
-async function upstreamSpreadTrials(consul: ConsulStack, openstack: OpenStack, up: UpstreamMonitor, hosts: string[], periodS: number, log: (m: string) => void): Promise<Trial[]> {
+async function upstreamSpreadTrials(
+  consul: ConsulStack,
+  openstack: OpenStack,
+  up: UpstreamMonitor,
+  hosts: string[],
+  periodS: number,
+  log: (m: string) => void,
+): Promise<Trial[]> {
   const poll = up.polls().at(-1)!
   const plan = hosts.map((host, i) => ({ host, at: poll + ((i + 0.5) * periodS * 1000) / hosts.length }))
-  const results = await Promise.all(plan.map(async ({ host, at }) => {
-    await sleep(Math.max(0, at - Date.now()))
-    const t0 = Date.now()
-    consul.freeze(host, 'storage')
-    const serfMs = await consul.waitForSerf(host, 'storage', 'critical', 60_000)
-    const stored = await waitUntil(`upstream's STOPPED for ${host}`, () => up.answered(host, 'STOPPED', t0), 3 * periodS * 1000, 100)
-    log(`latency: upstream (interval ${periodS} s) ${host}: frozen ${((t0 - poll) / 1000).toFixed(1)} s after a poll, serf ${(serfMs / 1000).toFixed(1)} s, stored after ${((stored - t0) / 1000).toFixed(1)} s`)
-    return { host, t0, serfMs, stored }
-  }))
+  const results = await Promise.all(
+    plan.map(async ({ host, at }) => {
+      await sleep(Math.max(0, at - Date.now()))
+      const t0 = Date.now()
+      consul.freeze(host, 'storage')
+      const serfMs = await consul.waitForSerf(host, 'storage', 'critical', 60_000)
+      const stored = await waitUntil(`upstream's STOPPED for ${host}`, () => up.answered(host, 'STOPPED', t0), 3 * periodS * 1000, 100)
+      log(
+        `latency: upstream (interval ${periodS} s) ${host}: frozen ${((t0 - poll) / 1000).toFixed(1)} s after a poll, serf ${(serfMs / 1000).toFixed(1)} s, stored after ${((stored - t0) / 1000).toFixed(1)} s`,
+      )
+      return { host, t0, serfMs, stored }
+    }),
+  )
   const trials = []
-  for (const r of results) trials.push(trial(r.host, r.t0, r.serfMs, r.stored, undefined, await createdAt(openstack, r.host, 'STOPPED', r.t0)))
+  for (const r of results)
+    trials.push(trial(r.host, r.t0, r.serfMs, r.stored, undefined, await createdAt(openstack, r.host, 'STOPPED', r.t0)))
   const t1 = Date.now()
   for (const host of hosts) consul.thaw(host, 'storage')
-  for (const host of hosts) await waitUntil(`upstream's STARTED for ${host}`, () => up.answered(host, 'STARTED', t1), 3 * periodS * 1000, 200)
+  for (const host of hosts)
+    await waitUntil(`upstream's STARTED for ${host}`, () => up.answered(host, 'STARTED', t1), 3 * periodS * 1000, 200)
   return trials
 }
 
@@ -223,7 +267,15 @@ export async function detectionLatency(opts: {
             t.push(await upstreamTrial(consul, openstack, up, host))
             log(`latency: upstream, interval 1 s, ${host}: ${JSON.stringify(t.at(-1))}`)
           }
-          modes.push(mode('upstream masakari-hostmonitor 14.0.0, monitoring_interval = 1', 'upstream', 'default', 'polls agent.members() every 1 s', t))
+          modes.push(
+            mode(
+              'upstream masakari-hostmonitor 14.0.0, monitoring_interval = 1',
+              'upstream',
+              'default',
+              'polls agent.members() every 1 s',
+              t,
+            ),
+          )
         } finally {
           await up.stop()
         }
@@ -232,7 +284,15 @@ export async function detectionLatency(opts: {
         const up = await startUpstream(upstreamConfig(upDir, consul, openstack, undefined), join(upDir, 'hostmonitor-default.log'))
         try {
           const t = await upstreamSpreadTrials(consul, openstack, up, victims(Math.min(opts.trials, 5)), 60, log)
-          modes.push(mode('upstream masakari-hostmonitor 14.0.0, defaults (monitoring_interval 60)', 'upstream', 'default', 'faults spread evenly over one 60 s polling period, one host each', t))
+          modes.push(
+            mode(
+              'upstream masakari-hostmonitor 14.0.0, defaults (monitoring_interval 60)',
+              'upstream',
+              'default',
+              'faults spread evenly over one 60 s polling period, one host each',
+              t,
+            ),
+          )
         } finally {
           await up.stop()
         }
@@ -253,7 +313,9 @@ export async function detectionLatency(opts: {
       trials.push(await oursTrial(consul, openstack, ours, host))
       log(`latency: ours, fast gossip, ${host}: ${JSON.stringify(trials.at(-1))}`)
     }
-    modes.push(mode('masakari-consul, gossip-fast.json', 'ours', 'fast', 'consul-config/gossip-fast.json on every agent; guards off', trials))
+    modes.push(
+      mode('masakari-consul, gossip-fast.json', 'ours', 'fast', 'consul-config/gossip-fast.json on every agent; guards off', trials),
+    )
     await disableOurs(consul, ours)
   } finally {
     await consul.stop()

@@ -40,7 +40,12 @@ export interface MassResult {
   storedPerHost: Record<string, number>
 }
 
-export async function massFailure(opts: { openstack: OpenStack; dir: string; hosts: number; log: (m: string) => void }): Promise<MassResult> {
+export async function massFailure(opts: {
+  openstack: OpenStack
+  dir: string
+  hosts: number
+  log: (m: string) => void
+}): Promise<MassResult> {
   const { openstack, log } = opts
   const proxy = await startCountingProxy(Number(new URL(openstack.masakariUrl).port))
   const runs: MassRun[] = []
@@ -64,7 +69,13 @@ export async function massFailure(opts: { openstack: OpenStack; dir: string; hos
         guards: GUARDS_OFF,
         masakari: {
           authUrl: openstack.authUrl,
-          auth: { username: openstack.monitor.username, userDomainName: 'Default', password: openstack.monitor.password, projectName: 'service', projectDomainName: 'Default' },
+          auth: {
+            username: openstack.monitor.username,
+            userDomainName: 'Default',
+            password: openstack.monitor.password,
+            projectName: 'service',
+            projectDomainName: 'Default',
+          },
           region: openstack.region,
           endpoint,
           delivery: { concurrency, initialBackoff: 0.5, maxBackoff: 2, expiry: 300 },
@@ -77,7 +88,10 @@ export async function massFailure(opts: { openstack: OpenStack; dir: string; hos
       for (const network of ['management', 'tenant', 'storage']) {
         await runOk(process.execPath, [HANDLER, '--network', network, '--config', config], { pipeFile: up })
       }
-      for (const [event, payload] of [['STOPPED', down], ['STARTED', up]] as const) {
+      for (const [event, payload] of [
+        ['STOPPED', down],
+        ['STARTED', up],
+      ] as const) {
         proxy.reset()
         const t0 = Date.now()
         const h = await runOk(process.execPath, [HANDLER, '--network', 'storage', '--config', config], { pipeFile: payload })
@@ -85,7 +99,9 @@ export async function massFailure(opts: { openstack: OpenStack; dir: string; hos
         const posts = proxy.events.filter((e) => e.method === 'POST' && e.path.endsWith('/notifications'))
         const accepted = posts.filter((e) => e.status === 202)
         const last = Math.max(...accepted.map((e) => e.endedAt))
-        const logAccepted = readLog(join(stateDir, 'decisions.log')).filter((l) => l.msg === 'notification accepted by Masakari' && l.event === event)
+        const logAccepted = readLog(join(stateDir, 'decisions.log')).filter(
+          (l) => l.msg === 'notification accepted by Masakari' && l.event === event,
+        )
         const run: MassRun = {
           concurrency,
           event,
@@ -96,12 +112,20 @@ export async function massFailure(opts: { openstack: OpenStack; dir: string; hos
           accepted: accepted.length,
           peakInFlight: peakOf(posts),
           perSecond: round(accepted.length / ((last - t0) / 1000), 1),
-          postMs: summarize(posts.map((e) => e.endedAt - e.startedAt), 1),
-          keystoneAuths: readLog(join(stateDir, 'decisions.log')).filter((l) => l.msg === 'authenticated with Keystone' && Date.parse(l.time) >= t0).length,
+          postMs: summarize(
+            posts.map((e) => e.endedAt - e.startedAt),
+            1,
+          ),
+          keystoneAuths: readLog(join(stateDir, 'decisions.log')).filter(
+            (l) => l.msg === 'authenticated with Keystone' && Date.parse(l.time) >= t0,
+          ).length,
         }
-        if (logAccepted.length !== names.length) log(`mass failure: WARNING ${logAccepted.length} accepted lines in the log for ${names.length} hosts`)
+        if (logAccepted.length !== names.length)
+          log(`mass failure: WARNING ${logAccepted.length} accepted lines in the log for ${names.length} hosts`)
         runs.push(run)
-        log(`mass failure: concurrency ${concurrency}, ${names.length} ${event}: all accepted after ${run.allAcceptedS} s, peak in flight ${run.peakInFlight}`)
+        log(
+          `mass failure: concurrency ${concurrency}, ${names.length} ${event}: all accepted after ${run.allAcceptedS} s, peak in flight ${run.peakInFlight}`,
+        )
       }
     }
   } finally {
@@ -127,10 +151,21 @@ export async function massFailure(opts: { openstack: OpenStack; dir: string; hos
 
 /** The most requests whose [start, end] intervals overlap at one instant. */
 function peakOf(events: Array<{ startedAt: number; endedAt: number }>): number {
-  const points = events.flatMap((e) => [[e.startedAt, 1], [e.endedAt, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+  const points = events
+    .flatMap(
+      (e) =>
+        [
+          [e.startedAt, 1],
+          [e.endedAt, -1],
+        ] as const,
+    )
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1])
   let cur = 0
   let peak = 0
-  for (const [, d] of points) peak = Math.max(peak, (cur += d))
+  for (const [, d] of points) {
+    cur += d
+    peak = Math.max(peak, cur)
+  }
   return peak
 }
 

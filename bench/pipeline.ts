@@ -61,7 +61,8 @@ export async function pipeline(opts: { runs: number; dir: string; log: (m: strin
     const down = join(opts.dir, 'down.json')
     writeFileSync(up, checksPayload({ hosts: 3, servicesPerHost: 10, names }))
     writeFileSync(down, checksPayload({ hosts: 3, servicesPerHost: 10, names, down: new Set(['cmp2']) }))
-    for (const network of ['management', 'tenant', 'storage']) await runOk(process.execPath, [HANDLER, '--network', network, '--config', config], { pipeFile: up })
+    for (const network of ['management', 'tenant', 'storage'])
+      await runOk(process.execPath, [HANDLER, '--network', network, '--config', config], { pipeFile: up })
     const handler: number[] = []
     const toPost: number[] = []
     const worker: number[] = []

@@ -37,7 +37,14 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
       state.events.push({ method: req.method ?? '', path: req.url ?? '', status, startedAt, endedAt: Date.now() })
     }
     const upstream = http.request(
-      { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` }, agent },
+      {
+        host: '127.0.0.1',
+        port: targetPort,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: `127.0.0.1:${targetPort}` },
+        agent,
+      },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers)
         up.pipe(res)

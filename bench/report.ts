@@ -42,28 +42,71 @@ export function targets(r: Results): Target[] {
   const lat = r.sections.latency
   const ours = lat?.find((m) => m.monitor === 'ours' && m.gossip === 'default')
   const fast = lat?.find((m) => m.monitor === 'ours' && m.gossip === 'fast')
-  if (ours) out.push({ name: 'added latency over Consul detection (median)', target: '≤ 0.3 s', measured: `${ours.addedS.median.toFixed(2)} s`, met: ours.addedS.median <= 0.3 })
-  if (fast) out.push({ name: 'fault → stored notification, gossip-fast (median)', target: '≤ 2.5 s', measured: `${fast.storedS.median.toFixed(2)} s`, met: fast.storedS.median <= 2.5 })
+  if (ours)
+    out.push({
+      name: 'added latency over Consul detection (median)',
+      target: '≤ 0.3 s',
+      measured: `${ours.addedS.median.toFixed(2)} s`,
+      met: ours.addedS.median <= 0.3,
+    })
+  if (fast)
+    out.push({
+      name: 'fault → stored notification, gossip-fast (median)',
+      target: '≤ 2.5 s',
+      measured: `${fast.storedS.median.toFixed(2)} s`,
+      met: fast.storedS.median <= 2.5,
+    })
   const cost = r.sections.handlerCost
-  if (cost) out.push({ name: 'handler run, nothing to decide, vs node -e 0 (median ratio)', target: '≤ 1.3×', measured: `${cost.ratio.median.toFixed(2)}×`, met: cost.ratio.median <= 1.3 })
+  if (cost)
+    out.push({
+      name: 'handler run, nothing to decide, vs node -e 0 (median ratio)',
+      target: '≤ 1.3×',
+      measured: `${cost.ratio.median.toFixed(2)}×`,
+      met: cost.ratio.median <= 1.3,
+    })
   const rows = r.sections.scale
   const big = rows?.find((x) => x.hosts === 10000)
   if (big) {
-    out.push({ name: '10,000 hosts: handler vs floor (median ratio)', target: '≤ 1.5×', measured: `${big.ratio.median.toFixed(2)}×`, met: big.ratio.median <= 1.5 })
-    out.push({ name: '10,000 hosts: handler peak RSS (max)', target: '≤ 250 MB', measured: `${big.handlerRssMB.max.toFixed(0)} MB`, met: big.handlerRssMB.max <= 250 })
+    out.push({
+      name: '10,000 hosts: handler vs floor (median ratio)',
+      target: '≤ 1.5×',
+      measured: `${big.ratio.median.toFixed(2)}×`,
+      met: big.ratio.median <= 1.5,
+    })
+    out.push({
+      name: '10,000 hosts: handler peak RSS (max)',
+      target: '≤ 250 MB',
+      measured: `${big.handlerRssMB.max.toFixed(0)} MB`,
+      met: big.handlerRssMB.max <= 250,
+    })
   }
   if (rows && rows.length >= 3) {
     const [a, b, c] = rows
     const early = marginal(a!, b!, 'handlerMs')
     const late = marginal(b!, c!, 'handlerMs')
-    out.push({ name: `growth: marginal time per host ${b!.hosts}→${c!.hosts} vs ${a!.hosts}→${b!.hosts}`, target: 'linear or better (≤ 1.25×)', measured: `${late.toFixed(1)} vs ${early.toFixed(1)} µs/host`, met: late <= 1.25 * Math.max(early, 1) })
+    out.push({
+      name: `growth: marginal time per host ${b!.hosts}→${c!.hosts} vs ${a!.hosts}→${b!.hosts}`,
+      target: 'linear or better (≤ 1.25×)',
+      measured: `${late.toFixed(1)} vs ${early.toFixed(1)} µs/host`,
+      met: late <= 1.25 * Math.max(early, 1),
+    })
   }
   const mass = r.sections.massFailure
   if (mass) {
     const all = mass.runs.every((x) => x.accepted === x.hosts)
-    out.push({ name: 'mass failure: every notification accepted, none twice', target: '100 / 100, 0 duplicates', measured: `${mass.runs.map((x) => `${x.accepted}/${x.hosts}`).join(', ')}; ${mass.duplicates} duplicates, ${mass.missing} missing`, met: all && mass.duplicates === 0 && mass.missing === 0 })
+    out.push({
+      name: 'mass failure: every notification accepted, none twice',
+      target: '100 / 100, 0 duplicates',
+      measured: `${mass.runs.map((x) => `${x.accepted}/${x.hosts}`).join(', ')}; ${mass.duplicates} duplicates, ${mass.missing} missing`,
+      met: all && mass.duplicates === 0 && mass.missing === 0,
+    })
     const bad = mass.runs.filter((x) => x.peakInFlight > x.concurrency)
-    out.push({ name: 'mass failure: requests in flight never above delivery.concurrency', target: '≤ concurrency', measured: mass.runs.map((x) => `${x.peakInFlight} (c=${x.concurrency})`).join(', '), met: bad.length === 0 })
+    out.push({
+      name: 'mass failure: requests in flight never above delivery.concurrency',
+      target: '≤ concurrency',
+      measured: mass.runs.map((x) => `${x.peakInFlight} (c=${x.concurrency})`).join(', '),
+      met: bad.length === 0,
+    })
   }
   return out
 }
@@ -71,7 +114,9 @@ export function targets(r: Results): Target[] {
 export function markdown(r: Results): string {
   const m = r.machine
   const lines: string[] = []
-  lines.push(`Measured ${r.date.slice(0, 10)} on ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.os}; ${m.consul ?? 'consul ?'}, masakari-api ${m.masakariApi ?? '?'}, masakari-host-monitor ${m.upstreamHostMonitor ?? '?'}; bench run ${r.durationS} s. Figures: median [min–max].`)
+  lines.push(
+    `Measured ${r.date.slice(0, 10)} on ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.os}; ${m.consul ?? 'consul ?'}, masakari-api ${m.masakariApi ?? '?'}, masakari-host-monitor ${m.upstreamHostMonitor ?? '?'}; bench run ${r.durationS} s. Figures: median [min–max].`,
+  )
   const lat = r.sections.latency
   if (lat) {
     const ours = lat.find((x) => x.monitor === 'ours' && x.gossip === 'default')
@@ -79,8 +124,11 @@ export function markdown(r: Results): string {
     lines.push('| monitor | trials | serfHealth critical (floor) | decision | Masakari 202 | added over floor | vs ours (mean) |')
     lines.push('|---|---|---|---|---|---|---|')
     for (const x of lat) {
-      const vs = ours && x !== ours ? `${(mean(x.trials.map((t) => t.storedS)) / mean(ours.trials.map((t) => t.storedS))).toFixed(1)}×` : '—'
-      lines.push(`| ${x.name} | ${x.trials.length} | ${fmt(x.serfS, ' s')} | ${fmt(x.decidedS, ' s')} | ${fmt(x.storedS, ' s')} | ${fmt(x.addedS, ' s')} | ${vs} |`)
+      const vs =
+        ours && x !== ours ? `${(mean(x.trials.map((t) => t.storedS)) / mean(ours.trials.map((t) => t.storedS))).toFixed(1)}×` : '—'
+      lines.push(
+        `| ${x.name} | ${x.trials.length} | ${fmt(x.serfS, ' s')} | ${fmt(x.decidedS, ' s')} | ${fmt(x.storedS, ' s')} | ${fmt(x.addedS, ' s')} | ${vs} |`,
+      )
     }
   }
   const c = r.sections.handlerCost
@@ -90,37 +138,65 @@ export function markdown(r: Results): string {
     lines.push(`| \`node -e 0\` | ${fmt(c.bareNodeMs, ' ms', 0)} | 1 |`)
     lines.push(`| \`checks-handler.js --help\` (bundle load) | ${fmt(c.helpMs, ' ms', 0)} | ${fmt(c.helpRatio, '×')} |`)
     lines.push(`| handler run, no change | ${fmt(c.handlerMs, ' ms', 0)} | ${fmt(c.ratio, '×')} |`)
-    for (const d of c.dependencies) lines.push(`| ${d.name} alone (${(d.bytes / 1024).toFixed(0)} KB bundle) | ${fmt(d.ms, ' ms', 0)} | ${fmt(d.ratio, '×')} |`)
-    lines.push('', `Bundle \`dist/checks-handler.js\`: ${(c.bundleBytes / 1024).toFixed(0)} KB. In-process stages of one run (median ms): ${Object.entries(c.stages).map(([k, v]) => `${k} ${v.median.toFixed(1)}`).join(', ')}.`)
+    for (const d of c.dependencies)
+      lines.push(`| ${d.name} alone (${(d.bytes / 1024).toFixed(0)} KB bundle) | ${fmt(d.ms, ' ms', 0)} | ${fmt(d.ratio, '×')} |`)
+    lines.push(
+      '',
+      `Bundle \`dist/checks-handler.js\`: ${(c.bundleBytes / 1024).toFixed(0)} KB. In-process stages of one run (median ms): ${Object.entries(
+        c.stages,
+      )
+        .map(([k, v]) => `${k} ${v.median.toFixed(1)}`)
+        .join(', ')}.`,
+    )
   }
   const p = r.sections.pipeline
   if (p) {
-    lines.push('', `**Our pipeline alone** (fake Keystone/Masakari on loopback answering at once; one host's storage turns critical or back, ${p.runs} runs)`, '')
+    lines.push(
+      '',
+      `**Our pipeline alone** (fake Keystone/Masakari on loopback answering at once; one host's storage turns critical or back, ${p.runs} runs)`,
+      '',
+    )
     lines.push('| handler process (spawn → exit) | worker (handler exit → POST arrives) | handler spawn → POST arrives |', '|---|---|---|')
     lines.push(`| ${fmt(p.handlerMs, ' ms', 0)} | ${fmt(p.workerMs, ' ms', 0)} | ${fmt(p.toPostMs, ' ms', 0)} |`)
   }
   const s = r.sections.scale
   if (s) {
-    lines.push('', '**Scale** (N hosts × 10 service checks + serfHealth; storage handler run with nothing to decide vs the floor: `node` reading the same stdin and `JSON.parse`)', '')
+    lines.push(
+      '',
+      '**Scale** (N hosts × 10 service checks + serfHealth; storage handler run with nothing to decide vs the floor: `node` reading the same stdin and `JSON.parse`)',
+      '',
+    )
     lines.push('| hosts | payload | handler | floor | handler / floor | handler peak RSS | floor peak RSS | first run (ledger written) |')
     lines.push('|---|---|---|---|---|---|---|---|')
     for (const x of s) {
-      lines.push(`| ${x.hosts.toLocaleString('en')} | ${x.payloadMB} MB | ${fmt(x.handlerMs, ' ms', 0)} | ${fmt(x.floorMs, ' ms', 0)} | ${fmt(x.ratio, '×')} | ${fmt(x.handlerRssMB, ' MB', 0)} | ${fmt(x.floorRssMB, ' MB', 0)} | ${x.firstRunMs.map((v) => v.toFixed(0)).join(' / ')} ms |`)
+      lines.push(
+        `| ${x.hosts.toLocaleString('en')} | ${x.payloadMB} MB | ${fmt(x.handlerMs, ' ms', 0)} | ${fmt(x.floorMs, ' ms', 0)} | ${fmt(x.ratio, '×')} | ${fmt(x.handlerRssMB, ' MB', 0)} | ${fmt(x.floorRssMB, ' MB', 0)} | ${x.firstRunMs.map((v) => v.toFixed(0)).join(' / ')} ms |`,
+      )
     }
   }
   const mass = r.sections.massFailure
   if (mass) {
     lines.push('', '**Mass failure** (100 hosts in one storage payload, real deliverer → real masakari-api through a counting proxy)', '')
-    lines.push('| delivery.concurrency | event | handler run | all 100 accepted after | notifications/s | peak in flight | POSTs | masakari-api time per POST | Keystone auths |')
+    lines.push(
+      '| delivery.concurrency | event | handler run | all 100 accepted after | notifications/s | peak in flight | POSTs | masakari-api time per POST | Keystone auths |',
+    )
     lines.push('|---|---|---|---|---|---|---|---|---|')
-    for (const x of mass.runs) lines.push(`| ${x.concurrency} | ${x.event} | ${x.handlerMs.toFixed(0)} ms | ${x.allAcceptedS.toFixed(2)} s | ${x.perSecond} | ${x.peakInFlight} | ${x.notificationPosts} | ${fmt(x.postMs, ' ms', 0)} | ${x.keystoneAuths} |`)
-    lines.push('', `Stored per host and event: ${Object.entries(mass.storedPerHost).map(([k, v]) => `${v} × ${k}`).join(', ')}; duplicates ${mass.duplicates}, missing ${mass.missing}.`)
+    for (const x of mass.runs)
+      lines.push(
+        `| ${x.concurrency} | ${x.event} | ${x.handlerMs.toFixed(0)} ms | ${x.allAcceptedS.toFixed(2)} s | ${x.perSecond} | ${x.peakInFlight} | ${x.notificationPosts} | ${fmt(x.postMs, ' ms', 0)} | ${x.keystoneAuths} |`,
+      )
+    lines.push(
+      '',
+      `Stored per host and event: ${Object.entries(mass.storedPerHost)
+        .map(([k, v]) => `${v} × ${k}`)
+        .join(', ')}; duplicates ${mass.duplicates}, missing ${mass.missing}.`,
+    )
   }
   if (r.targets?.length) {
     lines.push('', '**Targets**', '', '| target | wanted | measured | met |', '|---|---|---|---|')
     for (const t of r.targets) lines.push(`| ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`)
   }
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 export { round }

@@ -6,6 +6,6 @@ const file = process.env.BENCH_RSS_FILE
 if (file) {
   process.on('exit', () => {
     const u = process.resourceUsage()
-    appendFileSync(file, JSON.stringify({ maxRssKb: u.maxRSS, userUs: u.userCPUTime, systemUs: u.systemCPUTime }) + '\n')
+    appendFileSync(file, `${JSON.stringify({ maxRssKb: u.maxRSS, userUs: u.userCPUTime, systemUs: u.systemCPUTime })}\n`)
   })
 }

@@ -44,7 +44,9 @@ export async function scale(opts: { sizes: number[]; reps: number; dir: string; 
     opts.log(`scale: ${hosts} hosts, ${(bytes / 1e6).toFixed(1)} MB per network`)
     const firstRunMs: number[] = []
     for (const network of ['management', 'tenant', 'storage']) {
-      firstRunMs.push(round((await runOk(process.execPath, [HANDLER, '--network', network, '--config', config], { pipeFile: files[network] })).ms, 1))
+      firstRunMs.push(
+        round((await runOk(process.execPath, [HANDLER, '--network', network, '--config', config], { pipeFile: files[network] })).ms, 1),
+      )
     }
     const handler: number[] = []
     const floor: number[] = []
@@ -53,7 +55,10 @@ export async function scale(opts: { sizes: number[]; reps: number; dir: string; 
     const hCpu: number[] = []
     for (let i = 0; i < opts.reps; i++) {
       const f = await runOk(process.execPath, [FLOOR], { pipeFile: files.storage, probe: true })
-      const h = await runOk(process.execPath, [HANDLER, '--network', 'storage', '--config', config], { pipeFile: files.storage, probe: true })
+      const h = await runOk(process.execPath, [HANDLER, '--network', 'storage', '--config', config], {
+        pipeFile: files.storage,
+        probe: true,
+      })
       handler.push(h.ms)
       floor.push(f.ms)
       hRss.push((h.maxRssKb ?? NaN) / 1024)
@@ -67,7 +72,10 @@ export async function scale(opts: { sizes: number[]; reps: number; dir: string; 
       firstRunMs,
       handlerMs: summarize(handler, 1),
       floorMs: summarize(floor, 1),
-      ratio: summarize(handler.map((h, i) => h / floor[i]!), 2),
+      ratio: summarize(
+        handler.map((h, i) => h / floor[i]!),
+        2,
+      ),
       handlerRssMB: summarize(hRss, 1),
       floorRssMB: summarize(fRss, 1),
       handlerCpuMs: summarize(hCpu, 1),

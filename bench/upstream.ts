@@ -29,7 +29,9 @@ export function upstreamConfig(dir: string, consul: ConsulStack, openstack: Open
   writeFileSync(matrix, MATRIX)
   const conf = join(dir, `masakarimonitors-${monitoringInterval ?? 'default'}.conf`)
   const m = openstack.monitor
-  writeFileSync(conf, `[DEFAULT]
+  writeFileSync(
+    conf,
+    `[DEFAULT]
 debug = true
 use_stderr = true
 
@@ -53,7 +55,8 @@ password = ${m.password}
 project_name = ${m.projectName}
 user_domain_name = ${m.userDomainName}
 project_domain_name = ${m.projectDomainName}
-`)
+`,
+  )
   return conf
 }
 
@@ -77,7 +80,11 @@ export async function startUpstream(conf: string, log: string): Promise<Upstream
   for (const [k, v] of Object.entries(process.env)) if (!/^(PYTHON|PYENV|VIRTUAL_ENV|OS_)/.test(k)) env[k] = v
   env.PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
   const fd = openSync(log, 'w')
-  const child: ChildProcess = spawn('/usr/bin/python3', [UPSTREAM_BIN, '--config-file', conf], { detached: true, stdio: ['ignore', fd, fd], env })
+  const child: ChildProcess = spawn('/usr/bin/python3', [UPSTREAM_BIN, '--config-file', conf], {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env,
+  })
   closeSync(fd)
   child.unref()
   const pgid = child.pid!
@@ -90,7 +97,11 @@ export async function startUpstream(conf: string, log: string): Promise<Upstream
   const lines = () => readFileSync(log, 'utf8').split('\n')
   const monitor: UpstreamMonitor = {
     log,
-    polls: () => lines().filter((l) => l.includes('Current cluster state')).map(lineTime).filter((t): t is number => t !== undefined),
+    polls: () =>
+      lines()
+        .filter((l) => l.includes('Current cluster state'))
+        .map(lineTime)
+        .filter((t): t is number => t !== undefined),
     answered(host, event, after) {
       const all = lines()
       for (let i = 0; i < all.length; i++) {
@@ -113,7 +124,12 @@ export async function startUpstream(conf: string, log: string): Promise<Upstream
     },
   }
   try {
-    await waitUntil(`the upstream host monitor's first poll (log ${log})`, () => (monitor.polls().length > 0 ? true : undefined), 60_000, 100)
+    await waitUntil(
+      `the upstream host monitor's first poll (log ${log})`,
+      () => (monitor.polls().length > 0 ? true : undefined),
+      60_000,
+      100,
+    )
   } catch (err) {
     kill()
     throw new Error(`${(err as Error).message}\n${lines().slice(-20).join('\n')}`)

@@ -14,22 +14,34 @@ import type { Deps } from '../lib/monitor.js'
 import { realDeps } from '../lib/runtime.js'
 
 export async function main(argv: string[], deps: Deps): Promise<number> {
-  return guarded('checks-handler', async () => {
-    const args = await yargs(argv)
-      .scriptName('checks-handler.js')
-      .usage('$0 --network <network> [--config FILE] [--dry-run]\n\nReads a Consul checks watch payload on stdin.')
-      .option('network', { choices: NETWORKS, describe: 'the network this agent watches' })
-      .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
-      .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
-      .option('deliver', { type: 'boolean', default: false, hidden: true })
-      .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
-      .version(false).strict().exitProcess(false).fail((msg, err) => { throw err ?? new UsageError(msg) })
-      .parseAsync()
-    if (args.help) return 0 // yargs has printed it
-    if (args.deliver) return runDelivery(args.config, deps)
-    if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
-    await runChecksHandler({ network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX }, deps)
-  }, deps.stderr)
+  return guarded(
+    'checks-handler',
+    async () => {
+      const args = await yargs(argv)
+        .scriptName('checks-handler.js')
+        .usage('$0 --network <network> [--config FILE] [--dry-run]\n\nReads a Consul checks watch payload on stdin.')
+        .option('network', { choices: NETWORKS, describe: 'the network this agent watches' })
+        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
+        .option('deliver', { type: 'boolean', default: false, hidden: true })
+        .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+        .version(false)
+        .strict()
+        .exitProcess(false)
+        .fail((msg, err) => {
+          throw err ?? new UsageError(msg)
+        })
+        .parseAsync()
+      if (args.help) return 0 // yargs has printed it
+      if (args.deliver) return runDelivery(args.config, deps)
+      if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
+      await runChecksHandler(
+        { network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX },
+        deps,
+      )
+    },
+    deps.stderr,
+  )
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

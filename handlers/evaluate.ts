@@ -12,22 +12,33 @@ import { runDelivery, runEvaluate } from '../lib/replay.js'
 import { realDeps } from '../lib/runtime.js'
 
 export async function main(argv: string[], deps: Deps): Promise<number> {
-  return guarded('evaluate', async () => {
-    const args = await yargs(argv)
-      .scriptName('evaluate.js')
-      .usage('$0 [--config FILE] [--dry-run] [--json] [--explain HOST]\n\nEvaluates the stored snapshots; without --dry-run it acts as a handler run would.')
-      .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
-      .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing' })
-      .option('json', { type: 'boolean', default: false, describe: 'print JSON (shape in the README)' })
-      .option('explain', { type: 'string', describe: 'explain one host: states with their time and Consul index, rows, guards' })
-      .option('deliver', { type: 'boolean', default: false, hidden: true })
-      .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
-      .version(false).strict().exitProcess(false).fail((msg, err) => { throw err ?? new UsageError(msg) })
-      .parseAsync()
-    if (args.help) return 0 // yargs has printed it
-    if (args.deliver) return runDelivery(args.config, deps)
-    await runEvaluate({ config: args.config, dryRun: args.dryRun, json: args.json, explain: args.explain }, deps)
-  }, deps.stderr)
+  return guarded(
+    'evaluate',
+    async () => {
+      const args = await yargs(argv)
+        .scriptName('evaluate.js')
+        .usage(
+          '$0 [--config FILE] [--dry-run] [--json] [--explain HOST]\n\nEvaluates the stored snapshots; without --dry-run it acts as a handler run would.',
+        )
+        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing' })
+        .option('json', { type: 'boolean', default: false, describe: 'print JSON (shape in the README)' })
+        .option('explain', { type: 'string', describe: 'explain one host: states with their time and Consul index, rows, guards' })
+        .option('deliver', { type: 'boolean', default: false, hidden: true })
+        .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+        .version(false)
+        .strict()
+        .exitProcess(false)
+        .fail((msg, err) => {
+          throw err ?? new UsageError(msg)
+        })
+        .parseAsync()
+      if (args.help) return 0 // yargs has printed it
+      if (args.deliver) return runDelivery(args.config, deps)
+      await runEvaluate({ config: args.config, dryRun: args.dryRun, json: args.json, explain: args.explain }, deps)
+    },
+    deps.stderr,
+  )
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -35,7 +35,7 @@ export function exitCodeFor(err: unknown): number {
 }
 
 /** Runs a command body; any error becomes one line on stderr and its exit code. */
-export async function guarded(program: string, body: () => Promise<number | void>, stderr: (line: string) => void): Promise<number> {
+export async function guarded(program: string, body: () => Promise<number | undefined>, stderr: (line: string) => void): Promise<number> {
   try {
     return (await body()) ?? EXIT.ok
   } catch (err) {

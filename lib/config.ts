@@ -229,7 +229,8 @@ function authProblems(auth: AuthConfig): string[] {
   const userByName = auth.username !== undefined
   if (auth.method === 'password') {
     if (!userByName && auth.userId === undefined) problems.push(`${at}: set username (with userDomainName or userDomainId) or userId`)
-    if (auth.projectName === undefined && auth.projectId === undefined) problems.push(`${at}: set projectName (with projectDomainName or projectDomainId) or projectId`)
+    if (auth.projectName === undefined && auth.projectId === undefined)
+      problems.push(`${at}: set projectName (with projectDomainName or projectDomainId) or projectId`)
     if (auth.projectName !== undefined && auth.projectDomainName === undefined && auth.projectDomainId === undefined) {
       problems.push(`${at}: projectName needs projectDomainName or projectDomainId`)
     }
@@ -237,7 +238,12 @@ function authProblems(auth: AuthConfig): string[] {
     if (auth.applicationCredentialId === undefined && auth.applicationCredentialName === undefined) {
       problems.push(`${at}: set applicationCredentialId, or applicationCredentialName with its user`)
     }
-    if (auth.applicationCredentialId === undefined && auth.applicationCredentialName !== undefined && !userByName && auth.userId === undefined) {
+    if (
+      auth.applicationCredentialId === undefined &&
+      auth.applicationCredentialName !== undefined &&
+      !userByName &&
+      auth.userId === undefined
+    ) {
       problems.push(`${at}: applicationCredentialName needs username (with userDomainName or userDomainId) or userId`)
     }
   }
@@ -256,7 +262,12 @@ async function resolveSecret(
   const [key, inline, file, envName] =
     auth.method === 'password'
       ? (['password', auth.password, auth.passwordFile, auth.passwordEnv] as const)
-      : (['applicationCredentialSecret', auth.applicationCredentialSecret, auth.applicationCredentialSecretFile, auth.applicationCredentialSecretEnv] as const)
+      : ([
+          'applicationCredentialSecret',
+          auth.applicationCredentialSecret,
+          auth.applicationCredentialSecretFile,
+          auth.applicationCredentialSecretEnv,
+        ] as const)
   const given = [inline, file, envName].filter((v) => v !== undefined).length
   if (given !== 1) {
     problems.push(`masakari.auth: set exactly one of ${key}, ${key}File, ${key}Env (${given} given)`)

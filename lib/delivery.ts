@@ -83,7 +83,12 @@ export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
         } else {
           next = retryLater(next, entry.id, result.message, now, policy)
           const retryAt = next.outbox.find((e) => e.id === entry.id)?.nextAttemptAt
-          logger.warn('notification not delivered, will retry', { ...describe(entry), attempt: entry.attempts + 1, error: result.message, retryAt })
+          logger.warn('notification not delivered, will retry', {
+            ...describe(entry),
+            attempt: entry.attempts + 1,
+            error: result.message,
+            retryAt,
+          })
         }
       }
       return { next: next === state ? undefined : next, result: summary(next, taken) }
@@ -132,14 +137,19 @@ function logOutcome(logger: Logger, entry: OutboxEntry, result: Extract<SendResu
   const fields = { ...describe(entry), outcome: result.outcome, message: result.message, attempts: entry.attempts + 1, uuid: result.uuid }
   switch (result.outcome) {
     case 'accepted':
-      return logger.info('notification accepted by Masakari', fields)
+      logger.info('notification accepted by Masakari', fields)
+      return
     case 'duplicate':
-      return logger.info('Masakari already holds this notification (duplicate): counted as delivered', fields)
+      logger.info('Masakari already holds this notification (duplicate): counted as delivered', fields)
+      return
     case 'on-maintenance':
-      return logger.warn('Masakari has the host on maintenance: not retried', fields)
+      logger.warn('Masakari has the host on maintenance: not retried', fields)
+      return
     case 'host-not-found':
-      return logger.error('Masakari does not know this host: not retried; add it to a failover segment (operator error)', fields)
+      logger.error('Masakari does not know this host: not retried; add it to a failover segment (operator error)', fields)
+      return
     default:
-      return logger.error('Masakari rejected the notification: not retried', fields)
+      logger.error('Masakari rejected the notification: not retried', fields)
+      return
   }
 }

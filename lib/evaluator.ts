@@ -103,9 +103,17 @@ export function evaluate(input: EvaluationInput): Evaluation {
     const status = isolationStatus(n, view, state.isolation[n], now, policy)
     if (status) isolation[n] = status
     if (status && !state.isolation[n]) {
-      events.push({ level: 'error', msg: 'SELF-ISOLATION SUSPECTED: recoveries for this network\'s failures are suppressed until the view recovers', fields: { network: n, reason: status.reason, down: view.down, known: view.known } })
+      events.push({
+        level: 'error',
+        msg: "SELF-ISOLATION SUSPECTED: recoveries for this network's failures are suppressed until the view recovers",
+        fields: { network: n, reason: status.reason, down: view.down, known: view.known },
+      })
     } else if (!status && state.isolation[n]) {
-      events.push({ level: 'warn', msg: 'self-isolation guard released: the view recovered', fields: { network: n, since: state.isolation[n]!.since, down: view.down, known: view.known } })
+      events.push({
+        level: 'warn',
+        msg: 'self-isolation guard released: the view recovered',
+        fields: { network: n, since: state.isolation[n]!.since, down: view.down, known: view.known },
+      })
     }
   }
 
@@ -130,7 +138,8 @@ export function evaluate(input: EvaluationInput): Evaluation {
     const entry = entries.get(host)!
     if (guard) entry.guard = guard.kind
     else delete entry.guard
-    const changed = before?.vector !== entry.vector || JSON.stringify(before?.hold) !== JSON.stringify(entry.hold) || before?.guard !== entry.guard
+    const changed =
+      before?.vector !== entry.vector || JSON.stringify(before?.hold) !== JSON.stringify(entry.hold) || before?.guard !== entry.guard
     decisions.set(host, { host, vector, vectorText: entry.vector!, match, action, reason, guard, changed })
   }
   const enqueue = (host: string, match: Match, event: HostEvent, reason: string) => {
@@ -153,7 +162,13 @@ export function evaluate(input: EvaluationInput): Evaluation {
         record(host, match, 'none', `${why}; already decided: ${recoveryStatus(entry, lastPending)}`)
       } else if (cutOff.length > 0) {
         delete entry.hold
-        record(host, match, 'none', `${why}; held back by the self-isolation guard: ${cutOff.map((n) => isolation[n]!.reason).join('; ')}`, { kind: 'isolation' })
+        record(
+          host,
+          match,
+          'none',
+          `${why}; held back by the self-isolation guard: ${cutOff.map((n) => isolation[n]!.reason).join('; ')}`,
+          { kind: 'isolation' },
+        )
       } else if (isNew && input.firstSight === 'baseline') {
         entry.phase = 'recovery'
         delete entry.hold
@@ -171,8 +186,17 @@ export function evaluate(input: EvaluationInput): Evaluation {
         if (until.getTime() <= now.getTime()) ready.set(host, match)
         else {
           wakes.push(until.getTime())
-          const more = holdFrom === entry.hold.since ? '' : `, and until ${policy.hold.recovery} s after the last host turned down on the same network (${holdFrom})`
-          record(host, match, 'none', `${why}; holding: in a recovery row since ${entry.hold.since}${more}; STOPPED at ${until.toISOString()} if it stays`, { kind: 'hold', until: until.toISOString() })
+          const more =
+            holdFrom === entry.hold.since
+              ? ''
+              : `, and until ${policy.hold.recovery} s after the last host turned down on the same network (${holdFrom})`
+          record(
+            host,
+            match,
+            'none',
+            `${why}; holding: in a recovery row since ${entry.hold.since}${more}; STOPPED at ${until.toISOString()} if it stays`,
+            { kind: 'hold', until: until.toISOString() },
+          )
         }
       }
     } else if (match.allUp) {
@@ -181,12 +205,22 @@ export function evaluate(input: EvaluationInput): Evaluation {
         if (!holdIsOver(entry, 'back', now, policy)) {
           const until = holdEnds(entry.hold.since, policy.hold.back)
           wakes.push(until.getTime())
-          record(host, match, 'none', `back to all-up; holding: STARTED at ${until.toISOString()} if it stays`, { kind: 'hold', until: until.toISOString() })
+          record(host, match, 'none', `back to all-up; holding: STARTED at ${until.toISOString()} if it stays`, {
+            kind: 'hold',
+            until: until.toISOString(),
+          })
         } else {
           entry.phase = 'normal'
           delete entry.hold
-          if (lastPending === 'STOPPED' || entry.notified?.event === 'STOPPED') enqueue(host, match, 'STARTED', 'back to all-up after STOPPED')
-          else record(host, match, 'none', `back to all-up; no STOPPED was accepted for it (${entry.unsent ? `last: ${entry.unsent.event} ${entry.unsent.outcome}` : 'baseline'}), so no STARTED`)
+          if (lastPending === 'STOPPED' || entry.notified?.event === 'STOPPED')
+            enqueue(host, match, 'STARTED', 'back to all-up after STOPPED')
+          else
+            record(
+              host,
+              match,
+              'none',
+              `back to all-up; no STOPPED was accepted for it (${entry.unsent ? `last: ${entry.unsent.event} ${entry.unsent.outcome}` : 'baseline'}), so no STARTED`,
+            )
         }
       } else {
         entry.phase = 'normal'
@@ -210,7 +244,13 @@ export function evaluate(input: EvaluationInput): Evaluation {
     const limit = rateLimitSlot(recoveries, now, policy)
     if (limit.nextSlot) {
       wakes.push(limit.nextSlot.getTime())
-      record(host, match, 'none', `matched row ${match.row} (recovery); held back by the rate limit: ${policy.rateLimit.maxRecoveries} recoveries in the last ${policy.rateLimit.window} s; next slot at ${limit.nextSlot.toISOString()}`, { kind: 'rate-limit', until: limit.nextSlot.toISOString() })
+      record(
+        host,
+        match,
+        'none',
+        `matched row ${match.row} (recovery); held back by the rate limit: ${policy.rateLimit.maxRecoveries} recoveries in the last ${policy.rateLimit.window} s; next slot at ${limit.nextSlot.toISOString()}`,
+        { kind: 'rate-limit', until: limit.nextSlot.toISOString() },
+      )
       continue
     }
     const held = entry.hold!.since === nowText ? '' : `; held since ${entry.hold!.since}`
@@ -236,7 +276,17 @@ export function evaluate(input: EvaluationInput): Evaluation {
     recoveries.length !== state.recoveries.length
   const own = vectorOf(input.ownHost)
   const ownDecision: HostDecision[] = snapshotsHave(snapshots, input.ownHost)
-    ? [{ host: input.ownHost, vector: own, vectorText: vectorText(own), match: matchStrategy(strategy, own), action: 'none', reason: 'the monitor\'s own node is never notified about', changed: false }]
+    ? [
+        {
+          host: input.ownHost,
+          vector: own,
+          vectorText: vectorText(own),
+          match: matchStrategy(strategy, own),
+          action: 'none',
+          reason: "the monitor's own node is never notified about",
+          changed: false,
+        },
+      ]
     : []
   const all = [...decisions.values(), ...ownDecision].sort((a, b) => a.host.localeCompare(b.host))
   return { decisions: all, next, queued: outbox.slice(state.outbox.length), events, dirty }

@@ -40,10 +40,7 @@ export async function withLock<T>(lockPath: string, fn: () => Promise<T>, waitMs
 }
 
 /** Takes the lock if nobody holds it; returns its release function, or undefined when held. */
-export async function tryLock(
-  lockPath: string,
-  onCompromised: (err: Error) => void,
-): Promise<(() => Promise<void>) | undefined> {
+export async function tryLock(lockPath: string, onCompromised: (err: Error) => void): Promise<(() => Promise<void>) | undefined> {
   await mkdir(dirname(lockPath), { recursive: true })
   try {
     return await lockfile.lock(lockPath, {

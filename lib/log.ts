@@ -12,15 +12,15 @@ export interface Logger {
   error(msg: string, fields?: Fields): void
 }
 
-export interface LogSink {
-  (line: string): void
-}
+export type LogSink = (line: string) => void
 
 export function jsonLogger(sinks: LogSink[], now: () => Date, base: Fields = {}): Logger {
-  const emit = (level: Level) => (msg: string, fields: Fields = {}) => {
-    const line = JSON.stringify({ time: now().toISOString(), level, msg, ...base, ...fields })
-    for (const sink of sinks) sink(line)
-  }
+  const emit =
+    (level: Level) =>
+    (msg: string, fields: Fields = {}) => {
+      const line = JSON.stringify({ time: now().toISOString(), level, msg, ...base, ...fields })
+      for (const sink of sinks) sink(line)
+    }
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') }
 }
 
@@ -31,8 +31,10 @@ export interface RecordingLogger extends Logger {
 
 export function recordingLogger(): RecordingLogger {
   const lines: RecordingLogger['lines'] = []
-  const rec = (level: Level) => (msg: string, fields: Fields = {}) => {
-    lines.push({ level, msg, ...fields })
-  }
+  const rec =
+    (level: Level) =>
+    (msg: string, fields: Fields = {}) => {
+      lines.push({ level, msg, ...fields })
+    }
   return { lines, debug: rec('debug'), info: rec('info'), warn: rec('warn'), error: rec('error') }
 }

@@ -19,9 +19,7 @@ export type Fetch = (
   init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal; agent?: unknown },
 ) => Promise<HttpResponse>
 
-export type SendResult =
-  | { final: true; outcome: Outcome; message: string; uuid?: string }
-  | { final: false; message: string }
+export type SendResult = { final: true; outcome: Outcome; message: string; uuid?: string } | { final: false; message: string }
 
 export interface MasakariClient {
   send(notification: Notification): Promise<SendResult>
@@ -44,9 +42,7 @@ export type CachedToken = z.infer<typeof CachedTokenSchema>
 const CatalogSchema = z.array(
   z.object({
     type: z.string(),
-    endpoints: z.array(
-      z.object({ interface: z.string(), url: z.string(), region: z.string().nullish(), region_id: z.string().nullish() }),
-    ),
+    endpoints: z.array(z.object({ interface: z.string(), url: z.string(), region: z.string().nullish(), region_id: z.string().nullish() })),
   }),
 )
 /** Keystone's POST /v3/auth/tokens answer, as far as we use it. */
@@ -88,7 +84,13 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
     const controller = new AbortController()
     const timer = setTimeout(() => controller.abort(), m.requestTimeout * 1000)
     try {
-      const res = await deps.fetch(url, { method, headers: { Accept: 'application/json', ...headers }, body, signal: controller.signal, agent: deps.agent })
+      const res = await deps.fetch(url, {
+        method,
+        headers: { Accept: 'application/json', ...headers },
+        body,
+        signal: controller.signal,
+        agent: deps.agent,
+      })
       return { status: res.status, headers: res.headers, text: await res.text() }
     } catch (err) {
       const e = err as Error
@@ -110,7 +112,9 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
     if (!parsed.success) throw new AuthError(`Keystone's token response at ${url} is not what we expect: ${z.prettifyError(parsed.error)}`)
     const endpoint = m.endpoint ?? findEndpoint(parsed.data.token.catalog ?? [], m.interface, m.region)
     const fresh = { key, token, expiresAt: parsed.data.token.expires_at, endpoint: endpoint.replace(/\/+$/, '') }
-    await deps.tokenCache.save(fresh).catch((err) => deps.logger.warn('could not cache the Keystone token', { error: (err as Error).message }))
+    await deps.tokenCache
+      .save(fresh)
+      .catch((err) => deps.logger.warn('could not cache the Keystone token', { error: (err as Error).message }))
     deps.logger.info('authenticated with Keystone', { authUrl: m.authUrl, endpoint: fresh.endpoint, expiresAt: fresh.expiresAt })
     return fresh
   }
@@ -133,7 +137,12 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
   }
 
   const post = async (t: CachedToken, notification: Notification) =>
-    request(`${t.endpoint}/notifications`, 'POST', { 'Content-Type': 'application/json', 'X-Auth-Token': t.token }, JSON.stringify({ notification }))
+    request(
+      `${t.endpoint}/notifications`,
+      'POST',
+      { 'Content-Type': 'application/json', 'X-Auth-Token': t.token },
+      JSON.stringify({ notification }),
+    )
 
   return {
     async send(notification) {
@@ -182,9 +191,7 @@ export function classify(status: number, text: string): SendResult {
 function findEndpoint(catalog: z.infer<typeof CatalogSchema>, iface: string, region: string | undefined): string {
   const services = catalog.filter((s) => s.type === 'instance-ha')
   const endpoints = services.flatMap((s) => s.endpoints)
-  const found = endpoints.find(
-    (e) => e.interface === iface && (region === undefined || e.region === region || e.region_id === region),
-  )
+  const found = endpoints.find((e) => e.interface === iface && (region === undefined || e.region === region || e.region_id === region))
   if (!found) {
     const seen = endpoints.map((e) => `${e.interface}@${e.region ?? e.region_id ?? '?'}`).join(', ') || 'none'
     throw new AuthError(
@@ -200,7 +207,11 @@ export function authBody(config: Config): unknown {
   const a = config.masakari.auth
   const domain = (name?: string, id?: string) => (id !== undefined ? { id } : { name: name ?? 'Default' })
   const user: Ref | undefined =
-    a.userId !== undefined ? { id: a.userId } : a.username !== undefined ? { name: a.username, domain: domain(a.userDomainName, a.userDomainId) } : undefined
+    a.userId !== undefined
+      ? { id: a.userId }
+      : a.username !== undefined
+        ? { name: a.username, domain: domain(a.userDomainName, a.userDomainId) }
+        : undefined
   if (a.method === 'application_credential') {
     const cred =
       a.applicationCredentialId !== undefined

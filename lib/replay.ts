@@ -17,12 +17,15 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
   const { decisions, snapshots, state, queued } = await evaluateAndRecord(monitor, deps, { dryRun: args.dryRun })
   if (args.explain !== undefined) {
     const e = explainHost(args.explain, decisions, snapshots, state, monitor.strategy, monitor.config.guards.rateLimit, now)
-    if (!e) throw new UsageError(`--explain: no host named "${args.explain}" in the snapshots or the ledger (hosts: ${decisions.map((d) => d.host).join(', ') || 'none'})`)
-    deps.stdout(args.json ? JSON.stringify(e, null, 2) + '\n' : formatExplanation(e, monitor.strategy))
+    if (!e)
+      throw new UsageError(
+        `--explain: no host named "${args.explain}" in the snapshots or the ledger (hosts: ${decisions.map((d) => d.host).join(', ') || 'none'})`,
+      )
+    deps.stdout(args.json ? `${JSON.stringify(e, null, 2)}\n` : formatExplanation(e, monitor.strategy))
     return
   }
   const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, now, args.dryRun)
-  deps.stdout(args.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report))
+  deps.stdout(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report))
 }
 
 export async function runDelivery(configPath: string, deps: Deps): Promise<number> {

@@ -59,7 +59,12 @@ export function buildReport(
         : null,
       pending: state.outbox
         .filter((o) => o.host === d.host)
-        .map((o) => ({ event: o.notification.payload.event, attempts: o.attempts, nextAttemptAt: o.nextAttemptAt, lastError: o.lastError })),
+        .map((o) => ({
+          event: o.notification.payload.event,
+          attempts: o.attempts,
+          nextAttemptAt: o.nextAttemptAt,
+          lastError: o.lastError,
+        })),
     }
   })
   return {
@@ -83,9 +88,12 @@ export function formatReport(report: Report): string {
   lines.push(`strategy: ${report.strategy.source} (networks: ${report.strategy.sequence.join(', ')})`)
   for (const n of NETWORKS) {
     const s = report.snapshots[n]
-    lines.push(`snapshot ${n}: ${s ? `${s.nodes} nodes, consul index ${s.consulIndex || '-'}, received ${s.receivedAt}` : 'none yet (every host unknown there)'}`)
+    lines.push(
+      `snapshot ${n}: ${s ? `${s.nodes} nodes, consul index ${s.consulIndex || '-'}, received ${s.receivedAt}` : 'none yet (every host unknown there)'}`,
+    )
   }
-  for (const [n, i] of Object.entries(report.isolation)) lines.push(`SELF-ISOLATION GUARD on ${n} since ${i.since}: ${i.reason}; no recovery for ${n} failures`)
+  for (const [n, i] of Object.entries(report.isolation))
+    lines.push(`SELF-ISOLATION GUARD on ${n} since ${i.since}: ${i.reason}; no recovery for ${n} failures`)
   lines.push('')
   const header = ['HOST', ...NETWORKS.map((n) => n.toUpperCase()), 'ROW', 'ACTION', 'LAST NOTIFIED', 'PENDING', 'WHY']
   const rows = report.hosts.map((h) => [
@@ -111,7 +119,7 @@ export function formatReport(report: Report): string {
     lines.push(`notifications ${report.dryRun ? 'that would be sent (dry run: nothing sent or changed)' : 'queued for Masakari'}:`)
     for (const n of report.notifications) lines.push(`  ${JSON.stringify({ notification: n })}`)
   }
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }
 
 export interface Explanation {
@@ -175,17 +183,25 @@ export function formatExplanation(e: Explanation, strategy: Strategy): string {
     out.push(`  ${n.network.padEnd(10)} ${n.state.padEnd(11)} (${from}${since})${n.inStrategy ? '' : ' — not in the strategy'}`)
   }
   out.push('', `strategy ${strategy.source}, networks [${strategy.sequence.join(', ')}]; rows considered:`)
-  for (const r of e.rows) out.push(`  ${r.matches ? '→' : ' '} row ${r.row}: [${r.health.join(', ')}] ${r.action}${r.matches ? '   (matches)' : ''}`)
+  for (const r of e.rows)
+    out.push(`  ${r.matches ? '→' : ' '} row ${r.row}: [${r.health.join(', ')}] ${r.action}${r.matches ? '   (matches)' : ''}`)
   if (!e.rows.some((r) => r.matches)) out.push('    no row matches: no action')
   out.push('', `decision: ${e.decision.action === 'none' ? 'no action' : e.decision.action} — ${e.decision.reason}`)
-  if (e.decision.guard) out.push(`held back by: ${e.decision.guard.kind}${e.decision.guard.until ? ` until ${e.decision.guard.until}` : ''}`)
+  if (e.decision.guard)
+    out.push(`held back by: ${e.decision.guard.kind}${e.decision.guard.until ? ` until ${e.decision.guard.until}` : ''}`)
   const isolated = Object.entries(e.isolation)
-  out.push(`self-isolation guard: ${isolated.length === 0 ? 'not tripped' : isolated.map(([n, i]) => `${n} since ${i.since} (${i.reason})`).join('; ')}`)
-  out.push(`rate limit: ${e.rateLimit.recentRecoveries} recoveries in the last ${e.rateLimit.window} s (limit ${e.rateLimit.maxRecoveries === 0 ? 'lifted' : e.rateLimit.maxRecoveries})`)
+  out.push(
+    `self-isolation guard: ${isolated.length === 0 ? 'not tripped' : isolated.map(([n, i]) => `${n} since ${i.since} (${i.reason})`).join('; ')}`,
+  )
+  out.push(
+    `rate limit: ${e.rateLimit.recentRecoveries} recoveries in the last ${e.rateLimit.window} s (limit ${e.rateLimit.maxRecoveries === 0 ? 'lifted' : e.rateLimit.maxRecoveries})`,
+  )
   out.push('', `ledger: phase ${e.ledger.phase ?? '-'}, first seen ${e.ledger.firstSeenAt ?? '-'}`)
   if (e.ledger.notified) out.push(`  last held by Masakari: ${JSON.stringify(e.ledger.notified)}`)
   if (e.ledger.unsent) out.push(`  last not delivered: ${JSON.stringify(e.ledger.unsent)}`)
   if (e.ledger.hold) out.push(`  hold: ${JSON.stringify(e.ledger.hold)}`)
-  out.push(`outbox: ${e.pending.length === 0 ? 'nothing pending' : e.pending.map((p) => `${p.event} (attempts ${p.attempts}, next ${p.nextAttemptAt}${p.lastError ? `, last error: ${p.lastError}` : ''})`).join('; ')}`)
-  return out.join('\n') + '\n'
+  out.push(
+    `outbox: ${e.pending.length === 0 ? 'nothing pending' : e.pending.map((p) => `${p.event} (attempts ${p.attempts}, next ${p.nextAttemptAt}${p.lastError ? `, last error: ${p.lastError}` : ''})`).join('; ')}`,
+  )
+  return `${out.join('\n')}\n`
 }

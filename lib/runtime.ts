@@ -65,14 +65,17 @@ export function realDeps(): Deps {
       } catch {
         // no place for it: the worker still runs
       }
-      const child = spawn(process.execPath, [script, '--deliver', '--config', configPath], { detached: true, stdio: ['ignore', 'ignore', err] })
+      const child = spawn(process.execPath, [script, '--deliver', '--config', configPath], {
+        detached: true,
+        stdio: ['ignore', 'ignore', err],
+      })
       if (typeof err === 'number') closeSync(err)
       child.on('error', () => {}) // the next run starts one again; the outbox keeps the work
       child.unref()
     },
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     stdout: (text) => process.stdout.write(text),
-    stderr: (line) => process.stderr.write(line + '\n'),
+    stderr: (line) => process.stderr.write(`${line}\n`),
     // One O_APPEND descriptor per file for the whole run (a first sight of 10,000 hosts logs
     // 10,000 lines); each line is written whole at the end of the file, as appendFileSync did.
     appendLog: (file, line) => {
@@ -82,7 +85,7 @@ export function realDeps(): Deps {
         fd = openSync(file, 'a')
         logFds.set(file, fd)
       }
-      const data = Buffer.from(line + '\n')
+      const data = Buffer.from(`${line}\n`)
       for (let done = 0; done < data.length; ) done += writeSync(fd, data, done)
     },
     configEnv: realConfigEnv,

@@ -47,7 +47,7 @@ export function snapshotPath(stateDir: string, network: Network): string {
 }
 
 export async function writeSnapshot(stateDir: string, snapshot: Snapshot): Promise<void> {
-  await writeFileAtomic(snapshotPath(stateDir, snapshot.network), JSON.stringify(snapshot) + '\n')
+  await writeFileAtomic(snapshotPath(stateDir, snapshot.network), `${JSON.stringify(snapshot)}\n`)
 }
 
 export async function readSnapshots(stateDir: string): Promise<Snapshots> {

@@ -135,7 +135,9 @@ export function localStore(stateDir: string, lockWaitMs = 30_000): Store {
     try {
       json = JSON.parse(text)
     } catch (err) {
-      throw new StateFileError(`${path}: not valid JSON (${(err as Error).message}); it was not written by this program, restore it or move it away`)
+      throw new StateFileError(
+        `${path}: not valid JSON (${(err as Error).message}); it was not written by this program, restore it or move it away`,
+      )
     }
     const parsed = StoreStateSchema.safeParse(json)
     if (!parsed.success) throw new StateFileError(`${path}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`)
@@ -148,7 +150,7 @@ export function localStore(stateDir: string, lockWaitMs = 30_000): Store {
         join(stateDir, 'state.lock'),
         async () => {
           const { next, result } = await fn(await read())
-          if (next) await writeFileAtomic(path, JSON.stringify(next, null, 1) + '\n', 0o600)
+          if (next) await writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`, 0o600)
           return result
         },
         lockWaitMs,

@@ -46,22 +46,36 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop().then(() => process.exit(130)))
   try {
     say('Starting a real Keystone and masakari-api on 127.0.0.1 (SQLite)')
-    openstack = await startOpenStack({ dir: join(dir, 'openstack'), keystonePort: await freePort(), masakariPort: await freePort(), log: note })
+    openstack = await startOpenStack({
+      dir: join(dir, 'openstack'),
+      keystonePort: await freePort(),
+      masakariPort: await freePort(),
+      log: note,
+    })
     const segment = await openstack.createSegment('demo')
     for (const c of computes) await openstack.addHost(segment, c)
     note(`failover segment "demo" with hosts ${computes.join(', ')}`)
 
     await mkdir(join(dir, 'monitor'), { recursive: true })
     await writeFile(join(dir, 'monitor', 'password'), openstack.monitor.password, { mode: 0o600 })
-    await writeFile(configPath, stringify({
-      stateDir,
-      hostname: 'controller',
-      masakari: {
-        authUrl: openstack.authUrl,
-        auth: { username: openstack.monitor.username, userDomainName: 'Default', passwordFile: 'password', projectName: 'service', projectDomainName: 'Default' },
-        region: openstack.region,
-      },
-    }))
+    await writeFile(
+      configPath,
+      stringify({
+        stateDir,
+        hostname: 'controller',
+        masakari: {
+          authUrl: openstack.authUrl,
+          auth: {
+            username: openstack.monitor.username,
+            userDomainName: 'Default',
+            passwordFile: 'password',
+            projectName: 'service',
+            projectDomainName: 'Default',
+          },
+          region: openstack.region,
+        },
+      }),
+    )
     note(`monitor config: ${configPath}`)
 
     say('Starting three Consul clusters (management, tenant, storage): one controller, three computes')
@@ -69,10 +83,16 @@ async function main(): Promise<void> {
       dir: join(dir, 'consul'),
       computes,
       octet: 40,
-      controllerConfig: Object.fromEntries(NETWORKS.map((n) => [n, [{ watches: [{ type: 'checks', args: [process.execPath, handler, '--network', n, '--config', configPath] }] }]])),
+      controllerConfig: Object.fromEntries(
+        NETWORKS.map((n) => [
+          n,
+          [{ watches: [{ type: 'checks', args: [process.execPath, handler, '--network', n, '--config', configPath] }] }],
+        ]),
+      ),
       log: note,
     })
-    for (const n of NETWORKS) note(`${n}: controller agent at ${consul.httpAddr('controller', n)} runs checks-handler.js --network ${n} on every health change`)
+    for (const n of NETWORKS)
+      note(`${n}: controller agent at ${consul.httpAddr('controller', n)} runs checks-handler.js --network ${n} on every health change`)
     await until('the first snapshots', async () => {
       for (const n of NETWORKS) await readFile(join(stateDir, 'snapshots', `${n}.json`))
       return true
@@ -80,7 +100,7 @@ async function main(): Promise<void> {
 
     say('What the monitor sees now (node dist/evaluate.js --dry-run):')
     process.stdout.write(execFileSync(process.execPath, [evaluate, '--config', configPath, '--dry-run'], { encoding: 'utf8' }))
-    note('every host is up on every network: nothing to send (the watch\'s first firing sends nothing).')
+    note("every host is up on every network: nothing to send (the watch's first firing sends nothing).")
 
     say(`Injecting a storage failure on ${victim}: freezing its storage agent (SIGSTOP), as a cut storage link would`)
     const t0 = Date.now()
@@ -89,25 +109,39 @@ async function main(): Promise<void> {
     note(`Consul's gossip declared ${victim} failed on storage after ${(detect / 1000).toFixed(1)} s (serfHealth critical)`)
     note('the monitor holds a recovery for guards.hold.recovery (5 s by default) so that a flapping link sends nothing, then decides')
     const stopped = await until('the STOPPED notification in Masakari', async () =>
-      (await openstack!.listNotifications()).find((n) => n.hostname === victim && n.payload?.event === 'STOPPED'))
+      (await openstack!.listNotifications()).find((n) => n.hostname === victim && n.payload?.event === 'STOPPED'),
+    )
     note(`Masakari stored it ${((Date.now() - t0) / 1000).toFixed(1)} s after the fault`)
-    const decision = (await readFile(join(stateDir, 'decisions.log'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l))
+    const decision = (await readFile(join(stateDir, 'decisions.log'), 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
       .find((l) => l.msg === 'decision' && l.host === victim && l.action === 'STOPPED')
-    note(`the decision: ${victim} is ${Object.entries(decision.vector).map(([k, v]) => `${k} ${v}`).join(', ')}; ${decision.reason} → STOPPED`)
-    note(`Masakari's stored notification: ${JSON.stringify({ uuid: stopped.notification_uuid, hostname: stopped.hostname, event: stopped.payload.event, status: stopped.status, generated_time: stopped.generated_time })}`)
+    note(
+      `the decision: ${victim} is ${Object.entries(decision.vector)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}; ${decision.reason} → STOPPED`,
+    )
+    note(
+      `Masakari's stored notification: ${JSON.stringify({ uuid: stopped.notification_uuid, hostname: stopped.hostname, event: stopped.payload.event, status: stopped.status, generated_time: stopped.generated_time })}`,
+    )
     process.stdout.write(execFileSync(process.execPath, [evaluate, '--config', configPath, '--dry-run'], { encoding: 'utf8' }))
 
     say(`Recovering ${victim}'s storage link (SIGCONT)`)
     consul.thaw(victim, 'storage')
     const started = await until('the STARTED notification in Masakari', async () =>
-      (await openstack!.listNotifications()).find((n) => n.hostname === victim && n.payload?.event === 'STARTED'))
+      (await openstack!.listNotifications()).find((n) => n.hostname === victim && n.payload?.event === 'STARTED'),
+    )
     note(`${victim} is back on every network; Masakari stored STARTED (${started.notification_uuid})`)
     const all = (await openstack.listNotifications()).reverse()
-    note(`Masakari holds ${all.length} notification(s) in all: ${all.map((n) => `${n.hostname} ${n.payload?.event}`).join(', ')}. Exactly one per change.`)
+    note(
+      `Masakari holds ${all.length} notification(s) in all: ${all.map((n) => `${n.hostname} ${n.payload?.event}`).join(', ')}. Exactly one per change.`,
+    )
 
     if (keep) {
       say('Still running (--keep). Poke it by hand:')
-      for (const c of computes) note(`freeze ${c}'s storage link: kill -STOP ${consul.pid(c, 'storage')}   (thaw: kill -CONT ${consul.pid(c, 'storage')})`)
+      for (const c of computes)
+        note(`freeze ${c}'s storage link: kill -STOP ${consul.pid(c, 'storage')}   (thaw: kill -CONT ${consul.pid(c, 'storage')})`)
       note(`see the table: node ${evaluate} --config ${configPath} [--json]`)
       note(`decision log: tail -f ${join(stateDir, 'decisions.log')}`)
       note(`stop everything: kill ${process.pid}   (or Ctrl-C)`)

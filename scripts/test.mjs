@@ -20,10 +20,16 @@ function run(title, args) {
 }
 
 const tap = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
-const files = (dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.ts') && f !== 'helpers.ts' && f !== 'harness.ts').map((f) => join(dir, f))
+const files = (dir) =>
+  readdirSync(join(root, dir))
+    .filter((f) => f.endsWith('.ts') && f !== 'helpers.ts' && f !== 'harness.ts')
+    .map((f) => join(dir, f))
 const only = process.argv.slice(2)
 
-run('type check (tsc --noEmit, strict)', [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit'])
+run('format and lint (biome ci)', [join(root, 'node_modules', '@biomejs', 'biome', 'bin', 'biome'), 'ci', '.'])
+const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+run('type check (tsc --noEmit, strict)', [tsc, '--noEmit'])
+run('type check of the bench (tsc --noEmit -p bench)', [tsc, '--noEmit', '-p', join(root, 'bench')])
 if (only.length > 0) run(`tap ${only.join(' ')}`, [tap, ...only])
 else {
   run('unit tests', [tap, ...files('test')])

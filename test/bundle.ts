@@ -32,7 +32,10 @@ t.test('bundles run from a directory without node_modules', async (t) => {
   const stateDir = join(dir, 'state')
   const config = join(dir, 'config.yaml')
   // Port 1 on loopback refuses at once: the deliverer retries and gives up after 2 s.
-  await writeFile(config, configYaml(stateDir, { masakari: { authUrl: 'http://127.0.0.1:1/v3', delivery: { initialBackoff: 0.2, maxBackoff: 0.5, expiry: 2 } } }))
+  await writeFile(
+    config,
+    configYaml(stateDir, { masakari: { authUrl: 'http://127.0.0.1:1/v3', delivery: { initialBackoff: 0.2, maxBackoff: 0.5, expiry: 2 } } }),
+  )
   const cwd = join(dir, 'elsewhere')
 
   const up = payload({ controller: 'passing', cmp1: 'passing' })
@@ -47,7 +50,13 @@ t.test('bundles run from a directory without node_modules', async (t) => {
   t.equal(bad.code, 65)
   t.match(bad.stderr, /checks-handler: error: stdin is not valid JSON/)
 
-  const down = await runBundle(cwd, handler, ['--network', 'storage', '--config', config], payload({ controller: 'passing', cmp1: 'critical' }), { CONSUL_INDEX: '13' })
+  const down = await runBundle(
+    cwd,
+    handler,
+    ['--network', 'storage', '--config', config],
+    payload({ controller: 'passing', cmp1: 'critical' }),
+    { CONSUL_INDEX: '13' },
+  )
   t.equal(down.code, 0, down.stderr)
   t.match(down.stderr, /"msg":"decision".*"host":"cmp1".*"action":"STOPPED"/)
 
@@ -55,23 +64,36 @@ t.test('bundles run from a directory without node_modules', async (t) => {
   t.equal(dry.code, 0, dry.stderr)
   const report = JSON.parse(dry.stdout)
   t.match(report, { dryRun: true, strategy: { sequence: ['management', 'tenant', 'storage'] } })
-  t.match(report.hosts.find((h: { host: string }) => h.host === 'cmp1'), { vector: { storage: 'down' }, action: 'none' })
+  t.match(
+    report.hosts.find((h: { host: string }) => h.host === 'cmp1'),
+    { vector: { storage: 'down' }, action: 'none' },
+  )
 
   // The detached deliverer outlives the handler, retries against the refused port, then gives up.
   const deadline = Date.now() + 20_000
-  let state
+  let state: { outbox: unknown[]; ledger: Record<string, { unsent?: unknown }> }
   for (;;) {
     state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8'))
     if (state.outbox.length === 0 || Date.now() > deadline) break
     await new Promise((r) => setTimeout(r, 200))
   }
   t.same(state.outbox, [], 'the deliverer emptied the outbox')
-  t.match(state.ledger.cmp1.unsent, { event: 'STOPPED', outcome: 'expired', message: /ECONNREFUSED/ })
+  t.match(state.ledger.cmp1?.unsent, { event: 'STOPPED', outcome: 'expired', message: /ECONNREFUSED/ })
   const log = await readFile(join(stateDir, 'decisions.log'), 'utf8')
   t.match(log, /notification not delivered, will retry/)
   t.match(log, /notification expired undelivered/)
   const workerStderr = await readFile(join(stateDir, 'worker.stderr'), 'utf8')
-  const nonJson = workerStderr.trim().split('\n').filter((l) => { try { JSON.parse(l); return false } catch { return true } })
+  const nonJson = workerStderr
+    .trim()
+    .split('\n')
+    .filter((l) => {
+      try {
+        JSON.parse(l)
+        return false
+      } catch {
+        return true
+      }
+    })
   t.same(nonJson, [], 'the worker did not crash: its stderr holds only log lines')
   t.match(workerStderr, /"component":"worker"/)
 

@@ -45,7 +45,13 @@ t.test('storage down on cmp1 queues exactly one STOPPED and starts the deliverer
   t.equal(state.outbox.length, 1)
   t.match(state.outbox[0], { host: 'cmp1', notification: { hostname: 'cmp1', payload: { event: 'STOPPED' } } })
   const decision = deps.rec.stderr.map((l) => JSON.parse(l)).find((l) => l.msg === 'decision')
-  t.match(decision, { host: 'cmp1', vector: { management: 'up', tenant: 'up', storage: 'down' }, row: 1, action: 'STOPPED', reason: /row 1/ })
+  t.match(decision, {
+    host: 'cmp1',
+    vector: { management: 'up', tenant: 'up', storage: 'down' },
+    row: 1,
+    action: 'STOPPED',
+    reason: /row 1/,
+  })
   t.ok(deps.rec.logFile.length > 0, 'decisions also go to the log file')
   // Consul re-runs the watch on any other change: still one.
   await feed(config, 'storage', cmp1Down)
@@ -94,7 +100,9 @@ for (const [name, stdin, message] of badStdin) {
 }
 
 t.test('invalid config: every problem reported, nothing written', async (t) => {
-  const dir = t.testdir({ 'config.yaml': 'stateDir: ./state\nfirstSight: sometimes\nmasakari:\n  authUrl: not-a-url\n  auth: {username: u}\n' })
+  const dir = t.testdir({
+    'config.yaml': 'stateDir: ./state\nfirstSight: sometimes\nmasakari:\n  authUrl: not-a-url\n  auth: {username: u}\n',
+  })
   const { code, deps } = await feed(join(dir, 'config.yaml'), 'storage', allUp)
   t.equal(code, EXIT.config)
   const err = deps.rec.stderr.join('\n')

@@ -34,27 +34,63 @@ t.test('defaults', async (t) => {
     firstSight: 'notify',
     logFile: '/var/lib/masakari-consul/decisions.log',
     secret: 's3cret',
-    masakari: { interface: 'public', insecure: false, requestTimeout: 10, delivery: { initialBackoff: 1, maxBackoff: 30, expiry: 600, concurrency: 4 }, auth: { method: 'password' } },
+    masakari: {
+      interface: 'public',
+      insecure: false,
+      requestTimeout: 10,
+      delivery: { initialBackoff: 1, maxBackoff: 30, expiry: 600, concurrency: 4 },
+      auth: { method: 'password' },
+    },
   })
 })
 
 t.test('relative paths are relative to the config file; secrets from a file', async (t) => {
   const text = `stateDir: state\nstrategy: strategy.yaml\nlogFile: ""\nmasakari:\n  authUrl: https://keystone:5000/v3\n  caFile: ca.pem\n  auth:\n    applicationCredentialId: abc\n    applicationCredentialSecretFile: secret\n`
   const c = await loadConfig('/etc/mc/config.yaml', env({ '/etc/mc/config.yaml': text, '/etc/mc/secret': ' xyz\n' }))
-  t.match(c, { stateDir: '/etc/mc/state', strategy: '/etc/mc/strategy.yaml', logFile: undefined, secret: 'xyz', masakari: { caFile: '/etc/mc/ca.pem', auth: { method: 'application_credential' } } })
+  t.match(c, {
+    stateDir: '/etc/mc/state',
+    strategy: '/etc/mc/strategy.yaml',
+    logFile: undefined,
+    secret: 'xyz',
+    masakari: { caFile: '/etc/mc/ca.pem', auth: { method: 'application_credential' } },
+  })
 })
 
 const invalid: Array<[string, string, Record<string, string>, RegExp[]]> = [
   ['missing file', '', {}, [/cannot read it: ENOENT/]],
   ['not YAML', 'masakari: [', {}, [/not valid YAML/]],
   ['no masakari section', 'stateDir: /x\n', {}, [/^masakari: /]],
-  ['several schema problems at once', 'firstSight: maybe\nmasakari:\n  authUrl: nope\n  interface: private\n  requestTimeout: -1\n  auth: {username: u, userDomainName: D, password: p, projectName: s, projectDomainName: D}\n', {},
-    [/firstSight/, /masakari\.authUrl/, /masakari\.interface/, /masakari\.requestTimeout/]],
+  [
+    'several schema problems at once',
+    'firstSight: maybe\nmasakari:\n  authUrl: nope\n  interface: private\n  requestTimeout: -1\n  auth: {username: u, userDomainName: D, password: p, projectName: s, projectDomainName: D}\n',
+    {},
+    [/firstSight/, /masakari\.authUrl/, /masakari\.interface/, /masakari\.requestTimeout/],
+  ],
   ['unset password env', minimal, {}, [/passwordEnv: environment variable MC_PASSWORD is not set/]],
-  ['two secrets', 'masakari:\n  authUrl: http://k/v3\n  auth: {userId: u, password: a, passwordEnv: B, projectId: p}\n', {}, [/exactly one of password, passwordFile, passwordEnv \(2 given\)/]],
-  ['no user, no project', 'masakari:\n  authUrl: http://k/v3\n  auth: {password: a}\n', {}, [/set username .* or userId/, /set projectName .* or projectId/]],
-  ['username without domain', 'masakari:\n  authUrl: http://k/v3\n  auth: {username: u, password: a, projectId: p}\n', {}, [/username needs userDomainName or userDomainId/]],
-  ['unreadable secret file', 'masakari:\n  authUrl: http://k/v3\n  auth: {userId: u, passwordFile: /nope, projectId: p}\n', {}, [/passwordFile: cannot read \/nope/]],
+  [
+    'two secrets',
+    'masakari:\n  authUrl: http://k/v3\n  auth: {userId: u, password: a, passwordEnv: B, projectId: p}\n',
+    {},
+    [/exactly one of password, passwordFile, passwordEnv \(2 given\)/],
+  ],
+  [
+    'no user, no project',
+    'masakari:\n  authUrl: http://k/v3\n  auth: {password: a}\n',
+    {},
+    [/set username .* or userId/, /set projectName .* or projectId/],
+  ],
+  [
+    'username without domain',
+    'masakari:\n  authUrl: http://k/v3\n  auth: {username: u, password: a, projectId: p}\n',
+    {},
+    [/username needs userDomainName or userDomainId/],
+  ],
+  [
+    'unreadable secret file',
+    'masakari:\n  authUrl: http://k/v3\n  auth: {userId: u, passwordFile: /nope, projectId: p}\n',
+    {},
+    [/passwordFile: cannot read \/nope/],
+  ],
 ]
 for (const [name, text, vars, messages] of invalid) {
   t.test(`rejects: ${name}`, async (t) => {
@@ -62,7 +98,11 @@ for (const [name, text, vars, messages] of invalid) {
     const err = (await loadConfig('/etc/mc/config.yaml', env(files, vars)).catch((e) => e)) as ConfigError
     t.type(err, ConfigError)
     t.match(err.message, /invalid config \/etc\/mc\/config\.yaml/)
-    for (const m of messages) t.ok(err.problems.some((p) => m.test(p)), `${m} in ${err.problems.join(' | ')}`)
+    for (const m of messages)
+      t.ok(
+        err.problems.some((p) => m.test(p)),
+        `${m} in ${err.problems.join(' | ')}`,
+      )
   })
 }
 

@@ -17,7 +17,14 @@ t.test('a recorded Consul 1.8.7 payload reduces to per-node states from serfHeal
 })
 
 t.test('fields added by later Consul versions are ignored', async (t) => {
-  const newer = check('cmp1', 'critical', 'serfHealth', { Namespace: 'default', Partition: 'default', PeerName: '', Interval: '', Timeout: '', ExposedPort: 0 })
+  const newer = check('cmp1', 'critical', 'serfHealth', {
+    Namespace: 'default',
+    Partition: 'default',
+    PeerName: '',
+    Interval: '',
+    Timeout: '',
+    ExposedPort: 0,
+  })
   t.same(nodeStates(parseChecks(JSON.stringify([newer]))), { cmp1: 'down' })
 })
 

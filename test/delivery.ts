@@ -18,7 +18,15 @@ async function deliverAll(deps: DeliveryDeps): Promise<void> {
 }
 
 function entry(id: string, host: string, event: 'STOPPED' | 'STARTED'): OutboxEntry {
-  return { id, host, notification: hostNotification(host, event, t0), reason: 'test', decidedAt: t0.toISOString(), attempts: 0, nextAttemptAt: t0.toISOString() }
+  return {
+    id,
+    host,
+    notification: hostNotification(host, event, t0),
+    reason: 'test',
+    decidedAt: t0.toISOString(),
+    attempts: 0,
+    nextAttemptAt: t0.toISOString(),
+  }
 }
 
 async function seed(store: Store, ...outbox: OutboxEntry[]) {
@@ -36,7 +44,9 @@ function harness(t: Test, answer: (n: Notification, i: number) => SendResult | P
     client: () => client,
     policy: { initialBackoff: 1, maxBackoff: 8, expiry: 60, concurrency: 4 },
     now: () => new Date(clock),
-    sleep: async (ms: number) => { clock += ms },
+    sleep: async (ms: number) => {
+      clock += ms
+    },
     logger,
   }
   return { store, sent, logger, deps, advance: (ms: number) => (clock += ms) }
@@ -99,14 +109,20 @@ t.test('expiry: an entry never accepted is given up after the expiry, loudly', a
   t.same(s.outbox, [])
   t.match(s.ledger.cmp1!.unsent, { outcome: 'expired', message: /Masakari answered 500/ })
   t.ok(h.sent.length >= 5 && h.sent.length <= 15, `retried ${h.sent.length} times in 60 s with backoff capped at 8 s`)
-  t.match(h.logger.lines.find((l) => l.level === 'error'), { msg: 'notification expired undelivered', host: 'cmp1' })
+  t.match(
+    h.logger.lines.find((l) => l.level === 'error'),
+    { msg: 'notification expired undelivered', host: 'cmp1' },
+  )
 })
 
 t.test('STARTED waits for its STOPPED, and is skipped when the STOPPED was refused', async (t) => {
   const h = harness(t, (n) => (n.payload.event === 'STOPPED' ? { final: true, outcome: 'on-maintenance', message: 'maintenance' } : ok))
   await seed(h.store, entry('a', 'cmp1', 'STOPPED'), entry('b', 'cmp1', 'STARTED'))
   await deliverAll(h.deps)
-  t.same(h.sent.map((n) => n.payload.event), ['STOPPED'])
+  t.same(
+    h.sent.map((n) => n.payload.event),
+    ['STOPPED'],
+  )
   t.match((await h.store.read()).ledger.cmp1!.unsent, { event: 'STARTED', outcome: 'skipped' })
 })
 
@@ -115,9 +131,15 @@ t.test('STOPPED then STARTED of one host go in order across passes', async (t) =
   await seed(h.store, entry('a', 'cmp1', 'STOPPED'), entry('b', 'cmp1', 'STARTED'), entry('c', 'cmp2', 'STOPPED'))
   const first = await deliveryPass(h.deps)
   t.equal(first.sent, 2)
-  t.same(h.sent.map((n) => `${n.hostname}:${n.payload.event}`), ['cmp1:STOPPED', 'cmp2:STOPPED'])
+  t.same(
+    h.sent.map((n) => `${n.hostname}:${n.payload.event}`),
+    ['cmp1:STOPPED', 'cmp2:STOPPED'],
+  )
   await deliverAll(h.deps)
-  t.same(h.sent.map((n) => `${n.hostname}:${n.payload.event}`), ['cmp1:STOPPED', 'cmp2:STOPPED', 'cmp1:STARTED'])
+  t.same(
+    h.sent.map((n) => `${n.hostname}:${n.payload.event}`),
+    ['cmp1:STOPPED', 'cmp2:STOPPED', 'cmp1:STARTED'],
+  )
 })
 
 t.test('concurrency bounds requests in flight', async (t) => {
@@ -138,16 +160,20 @@ t.test('concurrency bounds requests in flight', async (t) => {
 t.test('an entry answered while the outbox changed is still recorded once', async (t) => {
   const h = harness(t, async (n) => {
     // a handler queues another host's notification while this one is in flight
-    if (n.hostname === 'cmp1') await h.store.transact(async (s) => ({ next: { ...s, outbox: [...s.outbox, entry('z', 'cmp2', 'STOPPED')] }, result: undefined }))
+    if (n.hostname === 'cmp1')
+      await h.store.transact(async (s) => ({ next: { ...s, outbox: [...s.outbox, entry('z', 'cmp2', 'STOPPED')] }, result: undefined }))
     return ok
   })
   await seed(h.store, entry('a', 'cmp1', 'STOPPED'))
   await deliverAll(h.deps)
-  t.same(h.sent.map((n) => n.hostname), ['cmp1', 'cmp2'])
+  t.same(
+    h.sent.map((n) => n.hostname),
+    ['cmp1', 'cmp2'],
+  )
   t.same((await h.store.read()).outbox, [])
 })
 
-t.test('a slow answer does not hold back the other hosts\' notifications', async (t) => {
+t.test("a slow answer does not hold back the other hosts' notifications", async (t) => {
   const order: string[] = []
   const h = harness(t, async (n) => {
     if (n.hostname === 'slow') await new Promise((r) => setTimeout(r, 150))

@@ -26,7 +26,11 @@ function view(m: NodeState | null, te: NodeState | null, s: NodeState | null): S
   return snapshots({ management: on(m), tenant: on(te), storage: on(s) })
 }
 
-const OFF: GuardPolicy = { hold: { recovery: 0, back: 0 }, isolation: { maxDownFraction: 1, maxDownCount: null, window: 30 }, rateLimit: { maxRecoveries: 0, window: 300 } }
+const OFF: GuardPolicy = {
+  hold: { recovery: 0, back: 0 },
+  isolation: { maxDownFraction: 1, maxDownCount: null, window: 30 },
+  rateLimit: { maxRecoveries: 0, window: 300 },
+}
 
 function run(state: StoreState, snaps: Snapshots, firstSight: FirstSight = 'notify', strategy = DEFAULT_STRATEGY) {
   return evaluate({ snapshots: snaps, strategy, state, ownHost: 'controller', firstSight, now, newId, guards: OFF })
@@ -36,7 +40,13 @@ const seen = (phase: LedgerEntry['phase'], extra: Partial<LedgerEntry> = {}): St
   ...emptyState(),
   ledger: { cmp1: { firstSeenAt: '2026-11-25T11:00:00.000Z', phase, ...extra } },
 })
-const accepted = (event: 'STOPPED' | 'STARTED') => ({ id: 'x', event, outcome: 'accepted' as const, at: '2026-11-25T11:30:00.000Z', generatedTime: '2026-11-25T11:30:00.000Z' })
+const accepted = (event: 'STOPPED' | 'STARTED') => ({
+  id: 'x',
+  event,
+  outcome: 'accepted' as const,
+  at: '2026-11-25T11:30:00.000Z',
+  generatedTime: '2026-11-25T11:30:00.000Z',
+})
 
 interface Case {
   name: string
@@ -50,30 +60,164 @@ interface Case {
 
 const cases: Case[] = [
   // every row of the spec table, from a known all-up host
-  { name: 'row 1 storage down', state: seen('normal'), snaps: view('up', 'up', 'down'), action: 'STOPPED', phase: 'recovery', reason: /row 1 \(recovery\)/ },
-  { name: 'row 2 tenant+storage down', state: seen('normal'), snaps: view('up', 'down', 'down'), action: 'STOPPED', phase: 'recovery', reason: /row 2/ },
-  { name: 'row 3 management+storage down', state: seen('normal'), snaps: view('down', 'up', 'down'), action: 'STOPPED', phase: 'recovery', reason: /row 3/ },
-  { name: 'row 4 all down', state: seen('normal'), snaps: view('down', 'down', 'down'), action: 'STOPPED', phase: 'recovery', reason: /row 4/ },
-  { name: 'management down alone', state: seen('normal'), snaps: view('down', 'up', 'up'), action: 'none', phase: 'normal', reason: /no row matches/ },
-  { name: 'tenant down alone', state: seen('normal'), snaps: view('up', 'down', 'up'), action: 'none', phase: 'normal', reason: /no row matches/ },
-  { name: 'management+tenant down', state: seen('normal'), snaps: view('down', 'down', 'up'), action: 'none', phase: 'normal', reason: /no row matches/ },
+  {
+    name: 'row 1 storage down',
+    state: seen('normal'),
+    snaps: view('up', 'up', 'down'),
+    action: 'STOPPED',
+    phase: 'recovery',
+    reason: /row 1 \(recovery\)/,
+  },
+  {
+    name: 'row 2 tenant+storage down',
+    state: seen('normal'),
+    snaps: view('up', 'down', 'down'),
+    action: 'STOPPED',
+    phase: 'recovery',
+    reason: /row 2/,
+  },
+  {
+    name: 'row 3 management+storage down',
+    state: seen('normal'),
+    snaps: view('down', 'up', 'down'),
+    action: 'STOPPED',
+    phase: 'recovery',
+    reason: /row 3/,
+  },
+  {
+    name: 'row 4 all down',
+    state: seen('normal'),
+    snaps: view('down', 'down', 'down'),
+    action: 'STOPPED',
+    phase: 'recovery',
+    reason: /row 4/,
+  },
+  {
+    name: 'management down alone',
+    state: seen('normal'),
+    snaps: view('down', 'up', 'up'),
+    action: 'none',
+    phase: 'normal',
+    reason: /no row matches/,
+  },
+  {
+    name: 'tenant down alone',
+    state: seen('normal'),
+    snaps: view('up', 'down', 'up'),
+    action: 'none',
+    phase: 'normal',
+    reason: /no row matches/,
+  },
+  {
+    name: 'management+tenant down',
+    state: seen('normal'),
+    snaps: view('down', 'down', 'up'),
+    action: 'none',
+    phase: 'normal',
+    reason: /no row matches/,
+  },
   // already decided
-  { name: 'still in recovery after an accepted STOPPED', state: seen('recovery', { notified: accepted('STOPPED') }), snaps: view('up', 'up', 'down'), action: 'none', phase: 'recovery', reason: /already decided: STOPPED accepted/ },
-  { name: 'moved between recovery rows', state: seen('recovery', { notified: accepted('STOPPED') }), snaps: view('down', 'down', 'down'), action: 'none', phase: 'recovery', reason: /already decided/ },
+  {
+    name: 'still in recovery after an accepted STOPPED',
+    state: seen('recovery', { notified: accepted('STOPPED') }),
+    snaps: view('up', 'up', 'down'),
+    action: 'none',
+    phase: 'recovery',
+    reason: /already decided: STOPPED accepted/,
+  },
+  {
+    name: 'moved between recovery rows',
+    state: seen('recovery', { notified: accepted('STOPPED') }),
+    snaps: view('down', 'down', 'down'),
+    action: 'none',
+    phase: 'recovery',
+    reason: /already decided/,
+  },
   // back to all-up
-  { name: 'back up after an accepted STOPPED', state: seen('recovery', { notified: accepted('STOPPED') }), snaps: view('up', 'up', 'up'), action: 'STARTED', phase: 'normal', reason: /back to all-up after STOPPED/ },
-  { name: 'back up after a STOPPED refused as host not found', state: seen('recovery', { unsent: { ...accepted('STOPPED'), outcome: 'host-not-found' } }), snaps: view('up', 'up', 'up'), action: 'none', phase: 'normal', reason: /no STARTED/ },
-  { name: 'all up, never stopped', state: seen('normal'), snaps: view('up', 'up', 'up'), action: 'none', phase: 'normal', reason: /all up/ },
-  { name: 'partly back (storage up, management down) stays in recovery', state: seen('recovery', { notified: accepted('STOPPED') }), snaps: view('down', 'up', 'up'), action: 'none', phase: 'recovery', reason: /no row matches/ },
+  {
+    name: 'back up after an accepted STOPPED',
+    state: seen('recovery', { notified: accepted('STOPPED') }),
+    snaps: view('up', 'up', 'up'),
+    action: 'STARTED',
+    phase: 'normal',
+    reason: /back to all-up after STOPPED/,
+  },
+  {
+    name: 'back up after a STOPPED refused as host not found',
+    state: seen('recovery', { unsent: { ...accepted('STOPPED'), outcome: 'host-not-found' } }),
+    snaps: view('up', 'up', 'up'),
+    action: 'none',
+    phase: 'normal',
+    reason: /no STARTED/,
+  },
+  {
+    name: 'all up, never stopped',
+    state: seen('normal'),
+    snaps: view('up', 'up', 'up'),
+    action: 'none',
+    phase: 'normal',
+    reason: /all up/,
+  },
+  {
+    name: 'partly back (storage up, management down) stays in recovery',
+    state: seen('recovery', { notified: accepted('STOPPED') }),
+    snaps: view('down', 'up', 'up'),
+    action: 'none',
+    phase: 'recovery',
+    reason: /no row matches/,
+  },
   // first sight
-  { name: 'first sight in a recovery row, default notify', state: emptyState(), snaps: view('up', 'up', 'down'), action: 'STOPPED', phase: 'recovery', reason: /on first sight/ },
-  { name: 'first sight in a recovery row, baseline', state: emptyState(), snaps: view('up', 'up', 'down'), firstSight: 'baseline', action: 'none', phase: 'recovery', reason: /baseline/ },
+  {
+    name: 'first sight in a recovery row, default notify',
+    state: emptyState(),
+    snaps: view('up', 'up', 'down'),
+    action: 'STOPPED',
+    phase: 'recovery',
+    reason: /on first sight/,
+  },
+  {
+    name: 'first sight in a recovery row, baseline',
+    state: emptyState(),
+    snaps: view('up', 'up', 'down'),
+    firstSight: 'baseline',
+    action: 'none',
+    phase: 'recovery',
+    reason: /baseline/,
+  },
   { name: 'first sight all up', state: emptyState(), snaps: view('up', 'up', 'up'), action: 'none', phase: 'normal', reason: /all up/ },
   // unknown and maintenance
-  { name: 'absent from storage (left)', state: seen('normal'), snaps: view('up', 'up', null), action: 'none', phase: 'normal', reason: /storage is unknown/ },
-  { name: 'storage down but management snapshot missing', state: seen('normal'), snaps: snapshots({ tenant: { cmp1: 'up' }, storage: { cmp1: 'down' } }), action: 'none', phase: 'normal', reason: /management is unknown/ },
-  { name: 'storage in maintenance', state: seen('normal'), snaps: view('up', 'up', 'maintenance'), action: 'none', phase: 'normal', reason: /storage is maintenance/ },
-  { name: 'management maintenance while storage down', state: seen('normal'), snaps: view('maintenance', 'up', 'down'), action: 'none', phase: 'normal', reason: /management is maintenance/ },
+  {
+    name: 'absent from storage (left)',
+    state: seen('normal'),
+    snaps: view('up', 'up', null),
+    action: 'none',
+    phase: 'normal',
+    reason: /storage is unknown/,
+  },
+  {
+    name: 'storage down but management snapshot missing',
+    state: seen('normal'),
+    snaps: snapshots({ tenant: { cmp1: 'up' }, storage: { cmp1: 'down' } }),
+    action: 'none',
+    phase: 'normal',
+    reason: /management is unknown/,
+  },
+  {
+    name: 'storage in maintenance',
+    state: seen('normal'),
+    snaps: view('up', 'up', 'maintenance'),
+    action: 'none',
+    phase: 'normal',
+    reason: /storage is maintenance/,
+  },
+  {
+    name: 'management maintenance while storage down',
+    state: seen('normal'),
+    snaps: view('maintenance', 'up', 'down'),
+    action: 'none',
+    phase: 'normal',
+    reason: /management is maintenance/,
+  },
 ]
 
 for (const c of cases) {
@@ -86,9 +230,12 @@ for (const c of cases) {
     t.equal(r.queued.length, c.action === 'none' ? 0 : 1)
     if (c.action !== 'none') {
       const n = r.queued[0]!.notification
-      t.same(n.payload, c.action === 'STOPPED'
-        ? { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' }
-        : { event: 'STARTED', cluster_status: 'ONLINE', host_status: 'NORMAL' })
+      t.same(
+        n.payload,
+        c.action === 'STOPPED'
+          ? { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' }
+          : { event: 'STARTED', cluster_status: 'ONLINE', host_status: 'NORMAL' },
+      )
       t.equal(n.hostname, 'cmp1')
       t.equal(n.type, 'COMPUTE_HOST')
       t.equal(n.generated_time, '2026-11-25T12:00:00.000Z')
@@ -96,8 +243,11 @@ for (const c of cases) {
   })
 }
 
-t.test('the monitor\'s own node is never notified about', async (t) => {
-  const r = run(emptyState(), snapshots({ management: { controller: 'down' }, tenant: { controller: 'down' }, storage: { controller: 'down' } }))
+t.test("the monitor's own node is never notified about", async (t) => {
+  const r = run(
+    emptyState(),
+    snapshots({ management: { controller: 'down' }, tenant: { controller: 'down' }, storage: { controller: 'down' } }),
+  )
   t.match(r.decisions, [{ host: 'controller', action: 'none', reason: /own node/ }])
   t.same(r.queued, [])
   t.same(r.next.ledger, {})
@@ -109,7 +259,10 @@ t.test('a pending STOPPED is not queued twice; back up queues STARTED behind it'
   t.equal(again.queued.length, 0)
   t.match(again.decisions.find((d) => d.host === 'cmp1')!.reason, /STOPPED waiting in the outbox/)
   const back = run(again.next, view('up', 'up', 'up'))
-  t.same(back.next.outbox.map((o) => o.notification.payload.event), ['STOPPED', 'STARTED'])
+  t.same(
+    back.next.outbox.map((o) => o.notification.payload.event),
+    ['STOPPED', 'STARTED'],
+  )
 })
 
 t.test('full cycle: down, accepted, up, accepted, down again notifies again', async (t) => {
@@ -139,8 +292,24 @@ t.test('an unchanged view writes nothing', async (t) => {
 // ---- guards ----------------------------------------------------------------------------------
 
 const at = (s: number) => new Date(now.getTime() + s * 1000)
-function runAt(s: number, state: StoreState, snaps: Snapshots, guards: Partial<GuardPolicy>, confirmations?: Parameters<typeof evaluate>[0]['confirmations']) {
-  return evaluate({ snapshots: snaps, strategy: DEFAULT_STRATEGY, state, ownHost: 'controller', firstSight: 'notify', now: at(s), newId, guards: { ...OFF, ...guards }, confirmations })
+function runAt(
+  s: number,
+  state: StoreState,
+  snaps: Snapshots,
+  guards: Partial<GuardPolicy>,
+  confirmations?: Parameters<typeof evaluate>[0]['confirmations'],
+) {
+  return evaluate({
+    snapshots: snaps,
+    strategy: DEFAULT_STRATEGY,
+    state,
+    ownHost: 'controller',
+    firstSight: 'notify',
+    now: at(s),
+    newId,
+    guards: { ...OFF, ...guards },
+    confirmations,
+  })
 }
 const cmp1 = (r: ReturnType<typeof run>) => r.decisions.find((d) => d.host === 'cmp1')!
 
@@ -149,7 +318,7 @@ t.test('hold: STOPPED only after the host stayed in a recovery row for the hold 
   const r0 = runAt(0, seen('normal'), view('up', 'up', 'down'), hold)
   t.match(cmp1(r0), { action: 'none', guard: { kind: 'hold', until: at(5).toISOString() } })
   t.equal(r0.next.wakeAt, at(5).toISOString(), 'a wake-up is recorded: the hold fires with no new event')
-  t.equal(r0.next.ledger.cmp1!.phase, 'normal', 'an unstable vector is not recorded as the host\'s state')
+  t.equal(r0.next.ledger.cmp1!.phase, 'normal', "an unstable vector is not recorded as the host's state")
   const r1 = runAt(4.999, r0.next, view('up', 'down', 'down'), hold)
   t.match(cmp1(r1), { action: 'none', guard: { kind: 'hold' } }, 'moving between recovery rows keeps the hold')
   const r2 = runAt(5, r1.next, view('up', 'down', 'down'), hold)
@@ -185,7 +354,8 @@ t.test('hold: STARTED only after the host stayed all-up for the hold time; a rel
 
 function cloud(down: string[], maintenance: string[] = [], size = 6): Snapshots {
   const nodes: Record<string, NodeState> = { controller: 'up' }
-  for (let i = 1; i <= size; i++) nodes[`cmp${i}`] = down.includes(`cmp${i}`) ? 'down' : maintenance.includes(`cmp${i}`) ? 'maintenance' : 'up'
+  for (let i = 1; i <= size; i++)
+    nodes[`cmp${i}`] = down.includes(`cmp${i}`) ? 'down' : maintenance.includes(`cmp${i}`) ? 'maintenance' : 'up'
   const up = Object.fromEntries(Object.keys(nodes).map((n) => [n, 'up' as NodeState]))
   return snapshots({ management: up, tenant: up, storage: nodes })
 }
@@ -197,7 +367,10 @@ t.test('isolation: most hosts down at once on storage → no STOPPED, one loud e
   t.same(cut.queued, [])
   t.equal(cut.events.length, 1)
   t.match(cut.events[0], { level: 'error', msg: /SELF-ISOLATION/, fields: { network: 'storage', down: 4, known: 6 } })
-  t.match(cut.decisions.find((d) => d.host === 'cmp1'), { guard: { kind: 'isolation' }, reason: /4 of 6 hosts \(67% > 55%\)/ })
+  t.match(
+    cut.decisions.find((d) => d.host === 'cmp1'),
+    { guard: { kind: 'isolation' }, reason: /4 of 6 hosts \(67% > 55%\)/ },
+  )
   const still = runAt(100, cut.next, cloud(['cmp1', 'cmp2', 'cmp3', 'cmp4']), isolationOn)
   t.same(still.queued, [], 'still suppressed long after the window')
   t.same(still.events, [], 'logged once, not on every run')
@@ -209,7 +382,10 @@ t.test('isolation: most hosts down at once on storage → no STOPPED, one loud e
 t.test('isolation armed: one host down is still recovered; a partition while it is down does not add any', async (t) => {
   const base = runAt(0, emptyState(), cloud([]), isolationOn).next
   const one = runAt(10, base, cloud(['cmp1']), isolationOn)
-  t.same(one.queued.map((q) => q.host), ['cmp1'])
+  t.same(
+    one.queued.map((q) => q.host),
+    ['cmp1'],
+  )
   const partition = runAt(20, one.next, cloud(['cmp1', 'cmp2', 'cmp3', 'cmp4', 'cmp5']), isolationOn)
   t.same(partition.queued, [])
 })
@@ -225,24 +401,41 @@ t.test('rate limit: two per window, the third when the window allows', async (t)
   const g = { rateLimit: { maxRecoveries: 2, window: 60 } }
   const base = runAt(0, emptyState(), cloud([]), g).next
   const three = runAt(10, base, cloud(['cmp1', 'cmp2', 'cmp3']), g)
-  t.same(three.queued.map((q) => q.host), ['cmp1', 'cmp2'])
-  t.match(three.decisions.find((d) => d.host === 'cmp3'), { action: 'none', guard: { kind: 'rate-limit', until: at(70).toISOString() } })
+  t.same(
+    three.queued.map((q) => q.host),
+    ['cmp1', 'cmp2'],
+  )
+  t.match(
+    three.decisions.find((d) => d.host === 'cmp3'),
+    { action: 'none', guard: { kind: 'rate-limit', until: at(70).toISOString() } },
+  )
   t.equal(three.next.wakeAt, at(70).toISOString())
   t.equal(runAt(69.999, three.next, cloud(['cmp1', 'cmp2', 'cmp3']), g).queued.length, 0)
   const later = runAt(70, three.next, cloud(['cmp1', 'cmp2', 'cmp3']), g)
-  t.same(later.queued.map((q) => q.host), ['cmp3'])
+  t.same(
+    later.queued.map((q) => q.host),
+    ['cmp3'],
+  )
 })
 
 t.test('maintenance and absence never recover, and say so', async (t) => {
   const r = runAt(0, runAt(0, emptyState(), cloud([]), {}).next, cloud([], ['cmp2']), {})
-  t.match(r.decisions.find((d) => d.host === 'cmp2'), { action: 'none', reason: /storage is maintenance/ })
+  t.match(
+    r.decisions.find((d) => d.host === 'cmp2'),
+    { action: 'none', reason: /storage is maintenance/ },
+  )
 })
 
 t.test('confirmation with the own agents', async (t) => {
   const table: Array<[string, Parameters<typeof evaluate>[0]['confirmations'], number, RegExp]> = [
     ['agent confirms', { storage: { ok: true, critical: new Set(['cmp1']) } }, 1, /row 1/],
     ['agent no longer shows it failed', { storage: { ok: true, critical: new Set() } }, 0, /storage agent no longer shows it failed/],
-    ['agent without leader', { storage: { ok: false, reason: 'no cluster leader' } }, 0, /storage agent did not confirm: no cluster leader/],
+    [
+      'agent without leader',
+      { storage: { ok: false, reason: 'no cluster leader' } },
+      0,
+      /storage agent did not confirm: no cluster leader/,
+    ],
     ['agent unreachable', { storage: { ok: false, reason: 'no answer within 1 s' } }, 0, /did not confirm/],
   ]
   for (const [name, c, n, reason] of table) {
@@ -252,12 +445,19 @@ t.test('confirmation with the own agents', async (t) => {
   }
 })
 
-t.test('hold waits for the network\'s view to settle: a second host turning down restarts the first one\'s wait', async (t) => {
+t.test("hold waits for the network's view to settle: a second host turning down restarts the first one's wait", async (t) => {
   const g = { hold: { recovery: 5, back: 5 } }
   const base = runAt(0, emptyState(), cloud([]), g).next
   const first = runAt(10, base, cloud(['cmp1']), g)
   const second = runAt(13, first.next, cloud(['cmp1', 'cmp2']), g)
-  t.match(second.decisions.find((d) => d.host === 'cmp1'), { guard: { kind: 'hold', until: at(18).toISOString() }, reason: /after the last host turned down on the same network/ })
+  t.match(
+    second.decisions.find((d) => d.host === 'cmp1'),
+    { guard: { kind: 'hold', until: at(18).toISOString() }, reason: /after the last host turned down on the same network/ },
+  )
   t.equal(runAt(15, second.next, cloud(['cmp1', 'cmp2']), g).queued.length, 0, 'not at 10 + 5')
-  t.same(runAt(18, second.next, cloud(['cmp1', 'cmp2']), g).queued.map((q) => q.host), ['cmp1', 'cmp2'], 'both once the view settled')
+  t.same(
+    runAt(18, second.next, cloud(['cmp1', 'cmp2']), g).queued.map((q) => q.host),
+    ['cmp1', 'cmp2'],
+    'both once the view settled',
+  )
 })

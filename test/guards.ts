@@ -4,7 +4,10 @@ import type { Snapshot } from '../lib/snapshot.js'
 
 const now = new Date('2026-11-25T12:00:00.000Z')
 const ago = (s: number) => new Date(now.getTime() - s * 1000).toISOString()
-const policy = (over: Partial<GuardPolicy['isolation']> = {}): GuardPolicy => ({ ...DEFAULT_GUARDS, isolation: { ...DEFAULT_GUARDS.isolation, ...over } })
+const policy = (over: Partial<GuardPolicy['isolation']> = {}): GuardPolicy => ({
+  ...DEFAULT_GUARDS,
+  isolation: { ...DEFAULT_GUARDS.isolation, ...over },
+})
 
 function snap(up: number, down: number): Snapshot {
   const nodes: Snapshot['nodes'] = { controller: 'up' }
@@ -42,7 +45,11 @@ for (const [name, p, known, recent, tripped] of trips) {
 t.test('isolation holds while the hosts stay down, after the window too; releases when they come back', async (t) => {
   const current = { since: ago(600), reason: 'x' }
   t.equal(isolationStatus('storage', { known: 6, down: 4, recentlyDown: 0 }, current, now, policy()), current, 'old downs keep it')
-  t.equal(isolationStatus('storage', { known: 6, down: 3, recentlyDown: 0 }, current, now, policy()), undefined, 'back under the threshold: released')
+  t.equal(
+    isolationStatus('storage', { known: 6, down: 3, recentlyDown: 0 }, current, now, policy()),
+    undefined,
+    'back under the threshold: released',
+  )
 })
 
 t.test('hold boundaries', async (t) => {
@@ -50,7 +57,11 @@ t.test('hold boundaries', async (t) => {
   t.equal(holdIsOver({ firstSeenAt: 'x', hold: { kind: 'recovery', since: ago(5) } }, 'recovery', now, p), true, 'exactly the hold')
   t.equal(holdIsOver({ firstSeenAt: 'x', hold: { kind: 'recovery', since: ago(4.999) } }, 'recovery', now, p), false)
   t.equal(holdIsOver({ firstSeenAt: 'x', hold: { kind: 'back', since: ago(9.999) } }, 'back', now, p), false)
-  t.equal(holdIsOver({ firstSeenAt: 'x', hold: { kind: 'recovery', since: ago(60) } }, 'back', now, p), false, 'a hold of the other kind does not count')
+  t.equal(
+    holdIsOver({ firstSeenAt: 'x', hold: { kind: 'recovery', since: ago(60) } }, 'back', now, p),
+    false,
+    'a hold of the other kind does not count',
+  )
   t.equal(holdIsOver({ firstSeenAt: 'x' }, 'recovery', now, { ...p, hold: { recovery: 0, back: 0 } }), true, 'hold 0: at once')
 })
 
@@ -60,5 +71,9 @@ t.test('rate limit window boundaries', async (t) => {
   const full = rateLimitSlot([ago(59.9), ago(30)], now, p)
   t.equal(full.recent.length, 2)
   t.same(full.nextSlot, new Date(now.getTime() + 100), 'next slot when the oldest leaves the window')
-  t.same(rateLimitSlot([ago(1), ago(2), ago(3)], now, { ...p, rateLimit: { maxRecoveries: 0, window: 60 } }).nextSlot, undefined, '0 lifts the limit')
+  t.same(
+    rateLimitSlot([ago(1), ago(2), ago(3)], now, { ...p, rateLimit: { maxRecoveries: 0, window: 60 } }).nextSlot,
+    undefined,
+    '0 lifts the limit',
+  )
 })

@@ -51,10 +51,18 @@ export function response(status: number, body: unknown, headers: Record<string, 
 }
 
 /** A fetch answering from a script of responses, recording every request. */
-export function scriptedFetch(rec: Recorded, answer: (url: string, method: string, nth: number) => HttpResponse | Promise<HttpResponse>): Fetch {
+export function scriptedFetch(
+  rec: Recorded,
+  answer: (url: string, method: string, nth: number) => HttpResponse | Promise<HttpResponse>,
+): Fetch {
   let n = 0
   return async (url, init) => {
-    rec.requests.push({ url, method: init.method, headers: init.headers, body: init.body === undefined ? undefined : JSON.parse(init.body) })
+    rec.requests.push({
+      url,
+      method: init.method,
+      headers: init.headers,
+      body: init.body === undefined ? undefined : JSON.parse(init.body),
+    })
     return answer(url, init.method, n++)
   }
 }
@@ -69,7 +77,13 @@ export function configYaml(stateDir: string, extra: Record<string, unknown> = {}
     guards: GUARDS_OFF,
     masakari: {
       authUrl: 'http://127.0.0.1:35000/v3',
-      auth: { username: 'masakari-consul', userDomainName: 'Default', password: 'secret', projectName: 'service', projectDomainName: 'Default' },
+      auth: {
+        username: 'masakari-consul',
+        userDomainName: 'Default',
+        password: 'secret',
+        projectName: 'service',
+        projectDomainName: 'Default',
+      },
       ...((extra.masakari as object | undefined) ?? {}),
     },
     ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'masakari')),
@@ -77,7 +91,22 @@ export function configYaml(stateDir: string, extra: Record<string, unknown> = {}
 }
 
 export function check(node: string, status: string, checkId = 'serfHealth', extra: Record<string, unknown> = {}) {
-  return { Node: node, CheckID: checkId, Name: checkId === 'serfHealth' ? 'Serf Health Status' : checkId, Status: status, Notes: '', Output: '', ServiceID: '', ServiceName: '', ServiceTags: [], Type: '', Definition: {}, CreateIndex: 6, ModifyIndex: 6, ...extra }
+  return {
+    Node: node,
+    CheckID: checkId,
+    Name: checkId === 'serfHealth' ? 'Serf Health Status' : checkId,
+    Status: status,
+    Notes: '',
+    Output: '',
+    ServiceID: '',
+    ServiceName: '',
+    ServiceTags: [],
+    Type: '',
+    Definition: {},
+    CreateIndex: 6,
+    ModifyIndex: 6,
+    ...extra,
+  }
 }
 
 /** The checks payload a watch writes for nodes in the given serfHealth states. */

@@ -8,14 +8,21 @@ import { recordingLogger } from '../lib/log.js'
 import { authBody, classify, masakariClient, type CachedToken, type Fetch, type HttpResponse, type TokenCache } from '../lib/masakari.js'
 import { response, scriptedFetch, type Recorded } from './helpers.js'
 
-interface Fixture { status: number; headers: Record<string, string>; body: unknown }
-const fixture = (name: string): Fixture => JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'recorded', `${name}.json`), 'utf8'))
+interface Fixture {
+  status: number
+  headers: Record<string, string>
+  body: unknown
+}
+const fixture = (name: string): Fixture =>
+  JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'recorded', `${name}.json`), 'utf8'))
 const replay = (name: string): HttpResponse => {
   const f = fixture(name)
   return response(f.status, f.body, f.headers)
 }
 const tokenFixture = fixture('keystone-token-password')
-const tokenBody = tokenFixture.body as { token: { expires_at: string; catalog: Array<{ type: string; endpoints: Array<{ interface: string; url: string }> }> } }
+const tokenBody = tokenFixture.body as {
+  token: { expires_at: string; catalog: Array<{ type: string; endpoints: Array<{ interface: string; url: string }> }> }
+}
 const publicEndpoint = tokenBody.token.catalog.find((s) => s.type === 'instance-ha')!.endpoints.find((e) => e.interface === 'public')!.url
 // the recorded token is valid for an hour from its issue
 const now = () => new Date(Date.parse(tokenBody.token.expires_at) - 50 * 60_000)
@@ -28,7 +35,17 @@ async function config(extra = ''): Promise<Config> {
 function memoryCache(initial?: CachedToken): TokenCache & { saved: CachedToken[] } {
   let value = initial
   const saved: CachedToken[] = []
-  return { saved, load: async () => value, save: async (v) => { value = v; saved.push(v) }, clear: async () => { value = undefined } }
+  return {
+    saved,
+    load: async () => value,
+    save: async (v) => {
+      value = v
+      saved.push(v)
+    },
+    clear: async () => {
+      value = undefined
+    },
+  }
 }
 
 const rec = (): Recorded => ({ stdout: [], stderr: [], spawned: [], logFile: [], requests: [] })
@@ -51,7 +68,12 @@ t.test('202: accepted, with the catalog endpoint and the token', async (t) => {
   const { result, requests, cache } = await send(['keystone-token-password', 'masakari-202'])
   t.match(result, { final: true, outcome: 'accepted' })
   t.equal(requests[0]!.url, 'http://127.0.0.1:5000/v3/auth/tokens')
-  t.match(requests[0]!.body, { auth: { identity: { methods: ['password'], password: { user: { name: 'masakari-consul', domain: { name: 'Default' }, password: 'pw' } } }, scope: { project: { name: 'service', domain: { name: 'Default' } } } } })
+  t.match(requests[0]!.body, {
+    auth: {
+      identity: { methods: ['password'], password: { user: { name: 'masakari-consul', domain: { name: 'Default' }, password: 'pw' } } },
+      scope: { project: { name: 'service', domain: { name: 'Default' } } },
+    },
+  })
   t.equal(requests[1]!.url, `${publicEndpoint}/notifications`)
   t.equal(requests[1]!.headers['X-Auth-Token'], tokenFixture.headers['x-subject-token'])
   t.same(requests[1]!.body, { notification: stopped })
@@ -72,8 +94,16 @@ t.test('a token close to expiry is renewed before use', async (t) => {
 })
 
 t.test('409 duplicate and 409 on maintenance are final and told apart', async (t) => {
-  t.match((await send(['keystone-token-password', 'masakari-409-duplicate'])).result, { final: true, outcome: 'duplicate', message: /is duplicate/ })
-  t.match((await send(['keystone-token-password', 'masakari-409-maintenance'])).result, { final: true, outcome: 'on-maintenance', message: /under maintenance/ })
+  t.match((await send(['keystone-token-password', 'masakari-409-duplicate'])).result, {
+    final: true,
+    outcome: 'duplicate',
+    message: /is duplicate/,
+  })
+  t.match((await send(['keystone-token-password', 'masakari-409-maintenance'])).result, {
+    final: true,
+    outcome: 'on-maintenance',
+    message: /under maintenance/,
+  })
 })
 
 t.test('400 host not found is final, never retried', async (t) => {
@@ -86,7 +116,10 @@ t.test('401 from Masakari: re-authenticate once and resend', async (t) => {
   const first = await send(['keystone-token-password', 'masakari-202'])
   const { result, requests } = await send(['masakari-401', 'keystone-token-password', 'masakari-202'], { cache: first.cache })
   t.match(result, { final: true, outcome: 'accepted' })
-  t.same(requests.map((r) => r.url.replace(/.*\//, '')), ['notifications', 'tokens', 'notifications'])
+  t.same(
+    requests.map((r) => r.url.replace(/.*\//, '')),
+    ['notifications', 'tokens', 'notifications'],
+  )
 })
 
 t.test('401 twice: retry later, not final', async (t) => {
@@ -100,9 +133,15 @@ t.test('Keystone refuses the credentials: retry later with a clear message', asy
 })
 
 t.test('500 and network errors and timeouts: retry later', async (t) => {
-  t.match((await send(['keystone-token-password', response(500, { computeFault: { message: 'boom', code: 500 } })])).result, { final: false, message: /answered 500: boom/ })
+  t.match((await send(['keystone-token-password', response(500, { computeFault: { message: 'boom', code: 500 } })])).result, {
+    final: false,
+    message: /answered 500: boom/,
+  })
   t.match((await send([new Error('connect ECONNREFUSED 127.0.0.1:5000')])).result, { final: false, message: /ECONNREFUSED/ })
-  const hang: Fetch = (_url, init) => new Promise((_resolve, reject) => init.signal.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' }))))
+  const hang: Fetch = (_url, init) =>
+    new Promise((_resolve, reject) =>
+      init.signal.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' }))),
+    )
   const client = masakariClient(await config(), { fetch: hang, now, tokenCache: memoryCache(), logger: recordingLogger() })
   t.match(await client.send(stopped), { final: false, message: /timed out after 0.2 s/ })
 })
@@ -122,7 +161,12 @@ t.test('application credential auth', async (t) => {
   const cfg = await loadConfig('/c.yaml', { readFile: async () => text, env: {}, hostname: () => 'h' })
   t.same(authBody(cfg), { auth: { identity: { methods: ['application_credential'], application_credential: { id: 'abc', secret: 's' } } } })
   const r = rec()
-  const client = masakariClient(cfg, { fetch: scriptedFetch(r, (_u, _m, i) => replay(i === 0 ? 'keystone-token-appcred' : 'masakari-202')), now, tokenCache: memoryCache(), logger: recordingLogger() })
+  const client = masakariClient(cfg, {
+    fetch: scriptedFetch(r, (_u, _m, i) => replay(i === 0 ? 'keystone-token-appcred' : 'masakari-202')),
+    now,
+    tokenCache: memoryCache(),
+    logger: recordingLogger(),
+  })
   t.match(await client.send(stopped), { outcome: 'accepted' })
 })
 
@@ -136,5 +180,6 @@ t.test('classify table', async (t) => {
     [403, fixture('masakari-403').body, { final: false }],
     [503, '<html>Service Unavailable</html>', { final: false, message: /503: <html>Service Unavailable/ }],
   ]
-  for (const [status, body, want] of table) t.match(classify(status, typeof body === 'string' ? body : JSON.stringify(body)), want, `${status}`)
+  for (const [status, body, want] of table)
+    t.match(classify(status, typeof body === 'string' ? body : JSON.stringify(body)), want, `${status}`)
 })

@@ -8,26 +8,55 @@ const t0 = new Date('2026-11-25T12:00:00.000Z')
 const at = (s: number) => new Date(t0.getTime() + s * 1000)
 
 function entry(id: string, host: string, event: 'STOPPED' | 'STARTED', next = t0): OutboxEntry {
-  return { id, host, notification: hostNotification(host, event, t0), reason: 'test', decidedAt: t0.toISOString(), attempts: 0, nextAttemptAt: next.toISOString() }
+  return {
+    id,
+    host,
+    notification: hostNotification(host, event, t0),
+    reason: 'test',
+    decidedAt: t0.toISOString(),
+    attempts: 0,
+    nextAttemptAt: next.toISOString(),
+  }
 }
 const withOutbox = (...outbox: OutboxEntry[]): StoreState => ({ ...emptyState(), outbox })
 
 t.test('backoff doubles from initial and is capped', async (t) => {
-  const table: Array<[number, number]> = [[1, 1000], [2, 2000], [3, 4000], [5, 16000], [6, 30000], [60, 30000]]
+  const table: Array<[number, number]> = [
+    [1, 1000],
+    [2, 2000],
+    [3, 4000],
+    [5, 16000],
+    [6, 30000],
+    [60, 30000],
+  ]
   for (const [attempts, ms] of table) t.equal(backoffMs(attempts, policy), ms, `attempt ${attempts}`)
 })
 
-t.test('one host\'s entries go in order; at most `concurrency` at once', async (t) => {
-  const s = withOutbox(entry('a', 'cmp1', 'STOPPED'), entry('b', 'cmp1', 'STARTED'), entry('c', 'cmp2', 'STOPPED'), entry('d', 'cmp3', 'STOPPED'))
-  t.same(dueEntries(s, t0, 10).map((e) => e.id), ['a', 'c', 'd'])
-  t.same(dueEntries(s, t0, 2).map((e) => e.id), ['a', 'c'])
+t.test("one host's entries go in order; at most `concurrency` at once", async (t) => {
+  const s = withOutbox(
+    entry('a', 'cmp1', 'STOPPED'),
+    entry('b', 'cmp1', 'STARTED'),
+    entry('c', 'cmp2', 'STOPPED'),
+    entry('d', 'cmp3', 'STOPPED'),
+  )
+  t.same(
+    dueEntries(s, t0, 10).map((e) => e.id),
+    ['a', 'c', 'd'],
+  )
+  t.same(
+    dueEntries(s, t0, 2).map((e) => e.id),
+    ['a', 'c'],
+  )
 })
 
-t.test('an entry backing off is not due, and blocks its host\'s later entries', async (t) => {
+t.test("an entry backing off is not due, and blocks its host's later entries", async (t) => {
   const s = withOutbox(entry('a', 'cmp1', 'STOPPED', at(5)), entry('b', 'cmp1', 'STARTED'))
   t.same(dueEntries(s, t0, 10), [])
-  t.same(dueEntries(s, at(5), 10).map((e) => e.id), ['a'])
-  t.same(nextDue(s), at(5), 'next due is the head\'s time, not the blocked entry\'s')
+  t.same(
+    dueEntries(s, at(5), 10).map((e) => e.id),
+    ['a'],
+  )
+  t.same(nextDue(s), at(5), "next due is the head's time, not the blocked entry's")
   t.equal(nextDue(emptyState()), undefined)
 })
 
@@ -40,7 +69,10 @@ t.test('expiry boundary', async (t) => {
 t.test('finish moves the entry to the ledger: accepted/duplicate as notified, the rest as unsent', async (t) => {
   const s = withOutbox(entry('a', 'cmp1', 'STOPPED'), entry('b', 'cmp2', 'STOPPED'))
   const accepted = finish(s, 'a', 'accepted', 'ok', at(1))
-  t.same(accepted.outbox.map((e) => e.id), ['b'])
+  t.same(
+    accepted.outbox.map((e) => e.id),
+    ['b'],
+  )
   t.match(accepted.ledger.cmp1!.notified, { id: 'a', event: 'STOPPED', outcome: 'accepted' })
   const refused = finish(accepted, 'b', 'host-not-found', 'Host with name cmp2 could not be found.', at(1))
   t.same(refused.outbox, [])

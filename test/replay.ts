@@ -21,7 +21,16 @@ async function setup(t: Test, guards: object = GUARDS_OFF) {
 
 t.test('table and JSON without --dry-run act like a handler run', async (t) => {
   const { stateDir, config } = await setup(t)
-  await writeFile(join(stateDir, 'snapshots', 'storage.json'), JSON.stringify({ version: 1, network: 'storage', consulIndex: '99', receivedAt: '2026-11-25T12:00:00.000Z', nodes: { controller: 'up', cmp1: 'down', cmp2: 'up' } }))
+  await writeFile(
+    join(stateDir, 'snapshots', 'storage.json'),
+    JSON.stringify({
+      version: 1,
+      network: 'storage',
+      consulIndex: '99',
+      receivedAt: '2026-11-25T12:00:00.000Z',
+      nodes: { controller: 'up', cmp1: 'down', cmp2: 'up' },
+    }),
+  )
   const dry = fakeDeps()
   const before = await readState(stateDir)
   t.equal(await evaluate(['--config', config, '--dry-run'], dry), 0)
@@ -35,15 +44,31 @@ t.test('table and JSON without --dry-run act like a handler run', async (t) => {
   const live = fakeDeps()
   t.equal(await evaluate(['--config', config, '--json'], live), 0)
   const report = JSON.parse(live.rec.stdout.join(''))
-  t.match(report, { dryRun: false, snapshots: { storage: { consulIndex: '99', nodes: 3 } }, notifications: [{ hostname: 'cmp1', payload: { event: 'STOPPED' } }] })
-  t.match(report.hosts.find((h: { host: string }) => h.host === 'cmp1'), { row: 1, action: 'STOPPED', guard: null, pending: [{ event: 'STOPPED', attempts: 0 }] })
+  t.match(report, {
+    dryRun: false,
+    snapshots: { storage: { consulIndex: '99', nodes: 3 } },
+    notifications: [{ hostname: 'cmp1', payload: { event: 'STOPPED' } }],
+  })
+  t.match(
+    report.hosts.find((h: { host: string }) => h.host === 'cmp1'),
+    { row: 1, action: 'STOPPED', guard: null, pending: [{ event: 'STOPPED', attempts: 0 }] },
+  )
   t.same(live.rec.spawned, [config], 'the worker is started as a handler would')
   t.equal(JSON.parse((await readState(stateDir))!).outbox.length, 1)
 })
 
 t.test('--explain HOST: states with time and index, rows, the guard and until when', async (t) => {
   const { stateDir, config } = await setup(t, { ...GUARDS_OFF, hold: { recovery: 30, back: 5 } })
-  await writeFile(join(stateDir, 'snapshots', 'storage.json'), JSON.stringify({ version: 1, network: 'storage', consulIndex: '99', receivedAt: '2026-11-25T12:00:00.000Z', nodes: { controller: 'up', cmp1: 'down', cmp2: 'up' } }))
+  await writeFile(
+    join(stateDir, 'snapshots', 'storage.json'),
+    JSON.stringify({
+      version: 1,
+      network: 'storage',
+      consulIndex: '99',
+      receivedAt: '2026-11-25T12:00:00.000Z',
+      nodes: { controller: 'up', cmp1: 'down', cmp2: 'up' },
+    }),
+  )
   await evaluate(['--config', config], fakeDeps())
   const text = fakeDeps()
   t.equal(await evaluate(['--config', config, '--dry-run', '--explain', 'cmp1'], text), 0)
@@ -54,7 +79,11 @@ t.test('--explain HOST: states with time and index, rows, the guard and until wh
   t.match(out, /self-isolation guard: not tripped/)
   const json = fakeDeps()
   await evaluate(['--config', config, '--dry-run', '--explain', 'cmp1', '--json'], json)
-  t.match(JSON.parse(json.rec.stdout.join('')), { host: 'cmp1', decision: { action: 'none', guard: { kind: 'hold' } }, rows: [{ row: 1, matches: true }] })
+  t.match(JSON.parse(json.rec.stdout.join('')), {
+    host: 'cmp1',
+    decision: { action: 'none', guard: { kind: 'hold' } },
+    rows: [{ row: 1, matches: true }],
+  })
   const unknown = fakeDeps()
   t.equal(await evaluate(['--config', config, '--explain', 'nosuch'], unknown), EXIT.usage)
   t.match(unknown.rec.stderr.join(''), /no host named "nosuch".*hosts: cmp1, cmp2, controller/)

@@ -17,11 +17,20 @@ t.test('atomic write leaves no temp files and sets the mode', async (t) => {
 
 t.test('snapshots round-trip; a corrupt one is named', async (t) => {
   const dir = t.testdir({})
-  await writeSnapshot(dir, { version: 1, network: 'storage', consulIndex: '42', receivedAt: '2026-11-25T12:00:00.000Z', nodes: { cmp1: 'down' } })
+  await writeSnapshot(dir, {
+    version: 1,
+    network: 'storage',
+    consulIndex: '42',
+    receivedAt: '2026-11-25T12:00:00.000Z',
+    nodes: { cmp1: 'down' },
+  })
   t.same(Object.keys(await readSnapshots(dir)), ['storage'])
   await writeFile(join(dir, 'snapshots', 'tenant.json'), '{"version":1,"network":"tenant"')
   await t.rejects(readSnapshots(dir), { name: 'StateFileError', message: /tenant\.json: not valid JSON/ })
-  await writeFile(join(dir, 'snapshots', 'tenant.json'), '{"version":1,"network":"tenant","consulIndex":"1","receivedAt":"x","nodes":{"a":"sideways"}}')
+  await writeFile(
+    join(dir, 'snapshots', 'tenant.json'),
+    '{"version":1,"network":"tenant","consulIndex":"1","receivedAt":"x","nodes":{"a":"sideways"}}',
+  )
   await t.rejects(readSnapshots(dir), StateFileError)
 })
 
@@ -32,7 +41,12 @@ t.test('store: empty at first, transact persists, a throwing transaction writes 
   await store.transact(async (s) => ({ next: { ...s, ledger: { cmp1: { firstSeenAt: 'x', phase: 'normal' } } }, result: 1 }))
   t.match(await store.read(), { ledger: { cmp1: { phase: 'normal' } } })
   const before = await readFile(join(dir, 'state.json'), 'utf8')
-  await t.rejects(store.transact(async () => { throw new Error('boom') }), /boom/)
+  await t.rejects(
+    store.transact(async () => {
+      throw new Error('boom')
+    }),
+    /boom/,
+  )
   t.equal(await readFile(join(dir, 'state.json'), 'utf8'), before)
   t.equal((await stat(join(dir, 'state.json'))).mode & 0o777, 0o600)
 })
@@ -56,7 +70,10 @@ t.test('lock: times out with a clear error; tryLock says when held', async (t) =
   const release = await tryLock(lock, () => {})
   t.ok(release)
   t.equal(await tryLock(lock, () => {}), undefined)
-  await t.rejects(withLock(lock, async () => 1, 200), LockError)
+  await t.rejects(
+    withLock(lock, async () => 1, 200),
+    LockError,
+  )
   await release!()
   t.equal(await withLock(lock, async () => 2, 200), 2)
 })

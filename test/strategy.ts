@@ -64,23 +64,51 @@ for (const [name, vector, reason] of unclear) {
 }
 
 const invalid: Array<[string, string, RegExp[]]> = [
-  ['row length differs from the sequence', 'sequence: [manage, tenant, storage]\nmatrix:\n  - {health: [up, down], action: [recovery]}\n', [/matrix row 1 .*has 2 health values but sequence has 3/]],
-  ['value other than up/down', 'sequence: [storage]\nmatrix:\n  - {health: [dead], action: [recovery]}\n', [/matrix row 1 .*health\[0\] is "dead", expected up or down/]],
-  ['row listed twice', 'sequence: [storage]\nmatrix:\n  - {health: [down], action: [recovery]}\n  - {health: [down], action: [recovery]}\n', [/matrix row 2 .*repeats row 1/]],
-  ['contradicting rows', 'sequence: [storage]\nmatrix:\n  - {health: [down], action: [recovery]}\n  - {health: [down], action: []}\n', [/matrix row 2 .*contradicts row 1/]],
-  ['unknown action', 'sequence: [storage]\nmatrix:\n  - {health: [down], action: [reboot]}\n', [/action\[0\] is "reboot", expected one of: recovery/]],
+  [
+    'row length differs from the sequence',
+    'sequence: [manage, tenant, storage]\nmatrix:\n  - {health: [up, down], action: [recovery]}\n',
+    [/matrix row 1 .*has 2 health values but sequence has 3/],
+  ],
+  [
+    'value other than up/down',
+    'sequence: [storage]\nmatrix:\n  - {health: [dead], action: [recovery]}\n',
+    [/matrix row 1 .*health\[0\] is "dead", expected up or down/],
+  ],
+  [
+    'row listed twice',
+    'sequence: [storage]\nmatrix:\n  - {health: [down], action: [recovery]}\n  - {health: [down], action: [recovery]}\n',
+    [/matrix row 2 .*repeats row 1/],
+  ],
+  [
+    'contradicting rows',
+    'sequence: [storage]\nmatrix:\n  - {health: [down], action: [recovery]}\n  - {health: [down], action: []}\n',
+    [/matrix row 2 .*contradicts row 1/],
+  ],
+  [
+    'unknown action',
+    'sequence: [storage]\nmatrix:\n  - {health: [down], action: [reboot]}\n',
+    [/action\[0\] is "reboot", expected one of: recovery/],
+  ],
   ['unknown network', 'sequence: [mgmt]\nmatrix:\n  - {health: [down], action: [recovery]}\n', [/sequence\[0\]: unknown network "mgmt"/]],
   ['network twice', 'sequence: [manage, management]\nmatrix:\n  - {health: [down, down], action: [recovery]}\n', [/listed twice/]],
   ['no matrix', 'sequence: [storage]\n', [/matrix/]],
   ['not YAML', 'sequence: [storage\nmatrix: {', [/not valid YAML/]],
   ['no recovery row', 'sequence: [storage]\nmatrix:\n  - {health: [down], action: []}\n', [/never recover/]],
-  ['several problems at once', 'sequence: [storage, tenant]\nmatrix:\n  - {health: [down], action: [recovery]}\n  - {health: [down, sideways], action: [fix]}\n', [/row 1 .*has 1 health/, /row 2 .*"sideways"/, /row 2 .*"fix"/]],
+  [
+    'several problems at once',
+    'sequence: [storage, tenant]\nmatrix:\n  - {health: [down], action: [recovery]}\n  - {health: [down, sideways], action: [fix]}\n',
+    [/row 1 .*has 1 health/, /row 2 .*"sideways"/, /row 2 .*"fix"/],
+  ],
 ]
 for (const [name, text, messages] of invalid) {
   t.test(`rejects ${name}, naming file, row and reason`, async (t) => {
     const err = t.throws(() => parseStrategy(text, '/etc/masakari-consul/strategy.yaml')) as StrategyError
     t.ok(err instanceof StrategyError)
     t.match(err.message, /\/etc\/masakari-consul\/strategy\.yaml/)
-    for (const m of messages) t.ok(err.problems.some((p) => m.test(p)), `a problem matches ${m}: ${err.problems.join(' | ')}`)
+    for (const m of messages)
+      t.ok(
+        err.problems.some((p) => m.test(p)),
+        `a problem matches ${m}: ${err.problems.join(' | ')}`,
+      )
   })
 }

@@ -20,7 +20,8 @@ t.test('a hold fires with no further Consul event; the worker then delivers and 
   // the recorded token is valid for an hour from its issue
   let clock = Date.parse(token.body.token.expires_at) - 50 * 60_000
   const now = () => new Date(clock)
-  for (const n of ['management', 'tenant', 'storage']) t.equal(await main(['--network', n, '--config', config], fakeDeps({ stdin: allUp, now })), 0)
+  for (const n of ['management', 'tenant', 'storage'])
+    t.equal(await main(['--network', n, '--config', config], fakeDeps({ stdin: allUp, now })), 0)
   const handler = fakeDeps({ stdin: cmp1Down, now })
   t.equal(await main(['--network', 'storage', '--config', config], handler), 0)
   const held = JSON.parse((await readState(stateDir))!)
@@ -30,7 +31,11 @@ t.test('a hold fires with no further Consul event; the worker then delivers and 
 
   const worker = fakeDeps({
     now,
-    fetch: scriptedFetch(handler.rec, (url) => (url.endsWith('/auth/tokens') ? response(token.status, token.body, token.headers) : response(accepted.status, accepted.body, accepted.headers))),
+    fetch: scriptedFetch(handler.rec, (url) =>
+      url.endsWith('/auth/tokens')
+        ? response(token.status, token.body, token.headers)
+        : response(accepted.status, accepted.body, accepted.headers),
+    ),
   })
   worker.sleep = async (ms) => {
     clock += ms

@@ -31,10 +31,15 @@ async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs
 
 const watchLines = (file: string): Array<{ index: number; len: number }> => {
   try {
-    return fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => {
-      const [i, n] = l.trim().split(/\s+/)
-      return { index: Number(i), len: Number(n) }
-    })
+    return fs
+      .readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [i, n] = l.trim().split(/\s+/)
+        return { index: Number(i), len: Number(n) }
+      })
   } catch {
     return []
   }
@@ -86,14 +91,19 @@ t.test('every serfHealth passing on all three networks', async (t) => {
 t.test('freeze cmp1 storage → critical there only; thaw → passing', async (t) => {
   stack.freeze('cmp1', 'storage')
   let thawed = false
-  t.teardown(() => { if (!thawed) stack.thaw('cmp1', 'storage') })
+  t.teardown(() => {
+    if (!thawed) stack.thaw('cmp1', 'storage')
+  })
   const ms = await stack.waitForSerf('cmp1', 'storage', 'critical')
   t.comment(`freeze → critical in ${ms} ms (${fastGossip ? 'fast' : 'default'} gossip)`)
   for (const net of ['management', 'tenant'] as const) {
     t.equal(serf(await stack.health(net), 'cmp1'), 'passing', `cmp1 still passing on ${net}`)
   }
   const storage = await stack.health('storage')
-  t.match(storage.find((c) => c.Node === 'cmp1' && c.CheckID === 'serfHealth'), { Status: 'critical', Output: /not live or unreachable/ })
+  t.match(
+    storage.find((c) => c.Node === 'cmp1' && c.CheckID === 'serfHealth'),
+    { Status: 'critical', Output: /not live or unreachable/ },
+  )
   stack.thaw('cmp1', 'storage')
   thawed = true
   const back = await stack.waitForSerf('cmp1', 'storage', 'passing')
@@ -107,7 +117,10 @@ t.test('leave cmp2 tenant → absent; restart → passing', async (t) => {
   t.equal(stack.pid('cmp2', 'tenant'), undefined, 'agent exited')
   await stack.waitForSerf('cmp2', 'tenant', 'absent')
   const tenant = await stack.health('tenant')
-  t.notOk(tenant.some((c) => c.Node === 'cmp2'), 'all checks of cmp2 gone from tenant')
+  t.notOk(
+    tenant.some((c) => c.Node === 'cmp2'),
+    'all checks of cmp2 gone from tenant',
+  )
   t.equal(serf(await stack.health('management'), 'cmp2'), 'passing', 'cmp2 still passing on management')
   await stack.restart('cmp2', 'tenant')
   t.equal(serf(await stack.health('tenant'), 'cmp2'), 'passing', 'back after restart')
@@ -128,13 +141,17 @@ t.test('maintenance on cmp1 management → _node_maintenance critical', async (t
   t.match(c, { Status: 'critical', Name: /maintenance/i })
   // the watch on the controller's management agent sees it too
   await until('the watch handler to receive _node_maintenance', () =>
-    lastPayload(watchLast)?.some((x) => x.Node === 'cmp1' && x.CheckID === '_node_maintenance' && x.Status === 'critical'))
+    lastPayload(watchLast)?.some((x) => x.Node === 'cmp1' && x.CheckID === '_node_maintenance' && x.Status === 'critical'),
+  )
   await stack.maintenance('cmp1', 'management', false)
   await stack.waitForCheck('cmp1', 'management', '_node_maintenance', 'absent')
 })
 
 t.test('the checks watch given in controllerConfig fired', async (t) => {
-  const lines = await until('watch lines', () => { const l = watchLines(watchLog); return l.length > 0 ? l : undefined })
+  const lines = await until('watch lines', () => {
+    const l = watchLines(watchLog)
+    return l.length > 0 ? l : undefined
+  })
   t.ok(lines.length >= 2, `fired ${lines.length} times`)
   for (const l of lines) {
     t.ok(l.index > 0, `CONSUL_INDEX ${l.index} > 0`)
@@ -143,9 +160,16 @@ t.test('the checks watch given in controllerConfig fired', async (t) => {
   const payload = lastPayload(watchLast)
   t.ok(Array.isArray(payload), 'stdin is a JSON array')
   t.equal(payload?.filter((c) => c.CheckID === 'serfHealth').length, 3, 'with the serfHealth of every node')
-  t.match(payload?.find((c) => c.Node === 'cmp1' && c.CheckID === 'serfHealth'), {
-    Node: 'cmp1', CheckID: 'serfHealth', Status: 'passing', ServiceID: '', ModifyIndex: Number,
-  })
+  t.match(
+    payload?.find((c) => c.Node === 'cmp1' && c.CheckID === 'serfHealth'),
+    {
+      Node: 'cmp1',
+      CheckID: 'serfHealth',
+      Status: 'passing',
+      ServiceID: '',
+      ModifyIndex: Number,
+    },
+  )
 })
 
 t.test('writeControllerConfig + reloadController: a new watch fires once on reload', async (t) => {
@@ -154,7 +178,14 @@ t.test('writeControllerConfig + reloadController: a new watch fires once on relo
     watches: [{ type: 'checks', args: ['/bin/sh', handler, log, path.join(dir, 'watch-storage.json')] }],
   })
   await stack.reloadController('storage')
-  const lines = await until('storage watch', () => { const l = watchLines(log); return l.length > 0 ? l : undefined }, 20_000)
+  const lines = await until(
+    'storage watch',
+    () => {
+      const l = watchLines(log)
+      return l.length > 0 ? l : undefined
+    },
+    20_000,
+  )
   t.ok(lines[0]!.index > 0)
 })
 
@@ -166,7 +197,11 @@ t.test('stop() kills every agent, idempotently', async (t) => {
   t.same(stack.pids(), [])
   for (const pid of before) {
     let alive = true
-    try { process.kill(pid, 0) } catch { alive = false }
+    try {
+      process.kill(pid, 0)
+    } catch {
+      alive = false
+    }
     t.notOk(alive, `pid ${pid} gone`)
   }
   t.rejects(stack.kill('cmp1', 'management'), /stopped/)

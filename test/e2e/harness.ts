@@ -73,7 +73,8 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
   const log = opts.log ?? ((m: string) => t.comment(m))
   const stateDir = join(dir, 'state')
   const configPath = join(dir, 'monitor', 'config.yaml')
-  const logsHint = () => `logs: Consul ${join(dir, 'consul', 'logs')}, Keystone/Masakari ${join(dir, 'openstack', 'logs')}, monitor ${join(stateDir, 'decisions.log')}`
+  const logsHint = () =>
+    `logs: Consul ${join(dir, 'consul', 'logs')}, Keystone/Masakari ${join(dir, 'openstack', 'logs')}, monitor ${join(stateDir, 'decisions.log')}`
 
   let openstack: OpenStack | undefined
   let consul: ConsulStack | undefined
@@ -200,7 +201,11 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
     },
     logLines() {
       try {
-        return readFileSync(join(stateDir, 'decisions.log'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))
+        return readFileSync(join(stateDir, 'decisions.log'), 'utf8')
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l))
       } catch {
         return []
       }

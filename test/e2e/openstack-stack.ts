@@ -25,7 +25,9 @@ import {
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'recorded')
 const RECORD = process.env.RECORD_FIXTURES === '1'
 
-const installed = ['/usr/bin/keystone-manage', '/usr/bin/uwsgi_python3', '/usr/bin/masakari-manage', '/usr/bin/masakari-api'].every(existsSync)
+const installed = ['/usr/bin/keystone-manage', '/usr/bin/uwsgi_python3', '/usr/bin/masakari-manage', '/usr/bin/masakari-api'].every(
+  existsSync,
+)
 if (!installed) {
   t.plan(0, 'keystone / masakari-api not installed (scripts/install-stack.sh)')
   process.exit(0)
@@ -49,7 +51,7 @@ function fixture(tt: Asserts, name: string, f: Fixture): void {
   const file = join(FIXTURES, name)
   if (RECORD) {
     mkdirSync(FIXTURES, { recursive: true })
-    writeFileSync(file, JSON.stringify(f, null, 2) + '\n')
+    writeFileSync(file, `${JSON.stringify(f, null, 2)}\n`)
     tt.pass(`recorded ${name}`)
     return
   }
@@ -71,9 +73,10 @@ function notificationBody(hostname: string, generatedTime: string, event = 'STOP
       type: 'COMPUTE_HOST',
       hostname,
       generated_time: generatedTime,
-      payload: event === 'STOPPED'
-        ? { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' }
-        : { event: 'STARTED', cluster_status: 'ONLINE', host_status: 'NORMAL' },
+      payload:
+        event === 'STOPPED'
+          ? { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' }
+          : { event: 'STARTED', cluster_status: 'ONLINE', host_status: 'NORMAL' },
     },
   }
 }
@@ -105,7 +108,10 @@ t.test('monitor password token and catalog', async (t) => {
   t.equal(r.status, 201)
   t.ok(r.headers['x-subject-token'], 'X-Subject-Token present')
   t.equal(r.body.token.project.name, 'service')
-  t.ok(r.body.token.roles.some((x: { name: string }) => x.name === 'admin'), 'admin role on service')
+  t.ok(
+    r.body.token.roles.some((x: { name: string }) => x.name === 'admin'),
+    'admin role on service',
+  )
   t.equal(catalogUrl(tok.catalog, 'instance-ha'), os.masakariUrl)
   t.equal(os.masakariUrl, `http://127.0.0.1:${new URL(os.masakariUrl).port}/v1/${os.ids.serviceProjectId}`)
   for (const iface of ['public', 'internal', 'admin']) t.ok(catalogUrl(tok.catalog, 'instance-ha', iface))
@@ -163,7 +169,7 @@ t.test('notification stored, unknown host 400, bad token 401', async (t) => {
   const seg = await os.createSegment('e2e-segment')
   await os.addHost(seg, 'os-probe-1')
   const mon = await passwordToken(os.monitor)
-  const url = catalogUrl(mon.catalog, 'instance-ha') + '/notifications'
+  const url = `${catalogUrl(mon.catalog, 'instance-ha')}/notifications`
 
   const body = notificationBody('os-probe-1', '2026-11-25T18:45:00')
   const r = await httpJson('POST', url, { token: mon.token, body })
@@ -229,7 +235,8 @@ t.test('duplicate window 0: identical posts', async (t) => {
 
 t.test('403 for a user without the admin role', async (t) => {
   const admin = await os.adminToken()
-  const call = async (method: string, path: string, body?: unknown) => (await httpJson(method, `${os.authUrl}${path}`, { token: admin, body })).body
+  const call = async (method: string, path: string, body?: unknown) =>
+    (await httpJson(method, `${os.authUrl}${path}`, { token: admin, body })).body
   const memberRole = (await call('GET', '/roles?name=member')).roles[0].id
   const user = (await call('POST', '/users', { user: { name: 'plain-member', password: 'plain-secret', domain_id: 'default' } })).user.id
   await call('PUT', `/projects/${os.ids.serviceProjectId}/users/${user}/roles/${memberRole}`)
@@ -289,9 +296,16 @@ t.test('generated_time formats', async (t) => {
     const host = `os-fmt-${++i}`
     await os.addHost(seg, host)
     const r = await httpJson('POST', url, { token: mon.token, body: notificationBody(host, f) })
-    results.push(r.status === 202 ? { generated_time: f, status: r.status, stored: r.body.notification.generated_time } : { generated_time: f, status: r.status, error: r.body })
+    results.push(
+      r.status === 202
+        ? { generated_time: f, status: r.status, stored: r.body.notification.generated_time }
+        : { generated_time: f, status: r.status, error: r.body },
+    )
     if (r.status === 400 && f === 'not-a-date') {
-      fixture(t, 'masakari-400-generated-time.json', { request: { method: 'POST', url, headers: masked(mon.token), body: notificationBody(host, f) }, ...r })
+      fixture(t, 'masakari-400-generated-time.json', {
+        request: { method: 'POST', url, headers: masked(mon.token), body: notificationBody(host, f) },
+        ...r,
+      })
     }
   }
   for (const r of results) t.comment(`${JSON.stringify(r.generated_time)} -> ${r.status}${r.stored ? ` stored as ${r.stored}` : ''}`)
@@ -302,7 +316,11 @@ t.test('generated_time formats', async (t) => {
   t.ok(accepted('2026-11-25T18:45:00+00:00'), '+00:00')
   t.notOk(accepted('not-a-date'), 'garbage rejected')
   if (RECORD) {
-    writeFileSync(join(FIXTURES, 'masakari-generated-time-formats.json'), JSON.stringify({ note: 'POST /notifications, COMPUTE_HOST STOPPED, one host per format, masakari-api 14.0.2', results }, null, 2) + '\n')
+    writeFileSync(
+      join(FIXTURES, 'masakari-generated-time-formats.json'),
+      JSON.stringify({ note: 'POST /notifications, COMPUTE_HOST STOPPED, one host per format, masakari-api 14.0.2', results }, null, 2) +
+        '\n',
+    )
   }
 })
 

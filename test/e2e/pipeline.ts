@@ -16,14 +16,14 @@ t.before(async () => {
   stack = await startRealStack(t, { computes, masakariHosts: computes.filter((c) => c !== 'ghost1'), octet: 50 })
 })
 
-t.test('the watch\'s first firing at agent start, every host up: nothing sent', async (t) => {
+t.test("the watch's first firing at agent start, every host up: nothing sent", async (t) => {
   await stack.waitForDelivery()
   t.same(await stack.notifications(), [])
   const state = JSON.parse(await readFile(join(stack.stateDir, 'state.json'), 'utf8'))
   t.same(Object.keys(state.ledger).sort(), [...computes].sort(), 'every compute seen, the controller (own node) not')
 })
 
-t.test('graceful leave of a compute\'s storage agent: no STOPPED', async (t) => {
+t.test("graceful leave of a compute's storage agent: no STOPPED", async (t) => {
   await stack.consul.leave('cmp5', 'storage')
   await stack.waitForSnapshot('cmp5', 'storage', 'absent', 60_000)
   await stack.waitForDelivery()
@@ -35,7 +35,11 @@ t.test('graceful leave of a compute\'s storage agent: no STOPPED', async (t) => 
 t.test('storage agent frozen: exactly one STOPPED; thawed: exactly one STARTED', async (t) => {
   stack.consul.freeze('cmp1', 'storage')
   const [stopped] = await stack.waitForNotifications('cmp1', 1, 60_000)
-  t.match(stopped, { type: 'COMPUTE_HOST', hostname: 'cmp1', payload: { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' } })
+  t.match(stopped, {
+    type: 'COMPUTE_HOST',
+    hostname: 'cmp1',
+    payload: { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' },
+  })
   await stack.waitForDelivery()
   t.same(await events('cmp1'), ['STOPPED'])
   stack.consul.thaw('cmp1', 'storage')

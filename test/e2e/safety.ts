@@ -30,13 +30,15 @@ t.before(async () => {
   })
 })
 
-t.test('graceful leave of a compute\'s storage agent: no notification, shown as unknown', async (t) => {
+t.test("graceful leave of a compute's storage agent: no notification, shown as unknown", async (t) => {
   await stack.consul.leave('cmp7', storage)
   await stack.waitForSnapshot('cmp7', storage, 'absent', 60_000)
   await new Promise((r) => setTimeout(r, 6000)) // longer than the hold
   await stack.waitForDelivery()
   t.same(await events('cmp7'), [])
-  const explain = execFileSync(process.execPath, [EVALUATE, '--config', stack.configPath, '--dry-run', '--explain', 'cmp7'], { encoding: 'utf8' })
+  const explain = execFileSync(process.execPath, [EVALUATE, '--config', stack.configPath, '--dry-run', '--explain', 'cmp7'], {
+    encoding: 'utf8',
+  })
   t.match(explain, /storage\s+unknown/)
 })
 
@@ -48,8 +50,13 @@ t.test('consul maint -enable, then the agent fails: no notification, shown as ma
   await new Promise((r) => setTimeout(r, 7000))
   await stack.waitForDelivery()
   t.same(await events('cmp5'), [])
-  const report = JSON.parse(execFileSync(process.execPath, [EVALUATE, '--config', stack.configPath, '--dry-run', '--json'], { encoding: 'utf8' }))
-  t.match(report.hosts.find((h: { host: string }) => h.host === 'cmp5'), { vector: { storage: 'maintenance' }, action: 'none', reason: /storage is maintenance/ })
+  const report = JSON.parse(
+    execFileSync(process.execPath, [EVALUATE, '--config', stack.configPath, '--dry-run', '--json'], { encoding: 'utf8' }),
+  )
+  t.match(
+    report.hosts.find((h: { host: string }) => h.host === 'cmp5'),
+    { vector: { storage: 'maintenance' }, action: 'none', reason: /storage is maintenance/ },
+  )
   stack.consul.thaw('cmp5', storage)
   await stack.consul.waitForSerf('cmp5', storage, 'passing', 60_000)
   await stack.consul.maintenance('cmp5', storage, false)
@@ -78,7 +85,7 @@ t.test('three computes failing together with a limit of two per window: two at o
   t.ok(limited.length >= 1, 'the third is held and logged')
   t.match(limited[0], { action: 'no action', reason: /rate limit: 2 recoveries in the last 30 s/ })
   const stopped = await waitUntilCount(three, 3, (RATE_WINDOW + 30) * 1000)
-  const times = stopped.map((n) => Date.parse(n.created_at + 'Z')).sort()
+  const times = stopped.map((n) => Date.parse(`${n.created_at}Z`)).sort()
   t.ok(times[1]! - times[0]! < 5000, `the first two at once (${times[1]! - times[0]!} ms apart)`)
   const gap = (times[2]! - times[0]!) / 1000
   t.ok(gap >= RATE_WINDOW - 1, `the third ${gap.toFixed(1)} s after the first, past the ${RATE_WINDOW} s window`)
@@ -117,7 +124,10 @@ t.test('most computes down at once on storage (the monitor looks cut off): zero 
   await new Promise((r) => setTimeout(r, 5000))
   await stack.waitForDelivery()
   t.equal((await stack.notifications()).length, before, 'no spurious STARTED')
-  t.ok(stack.logLines().some((l) => /released/.test(String(l.msg))), 'release logged')
+  t.ok(
+    stack.logLines().some((l) => /released/.test(String(l.msg))),
+    'release logged',
+  )
 })
 
 t.test('one compute frozen while the guard is armed: still exactly one STOPPED', async (t) => {

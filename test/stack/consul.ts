@@ -119,12 +119,20 @@ const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
 
 function killAllSync(): void {
   for (const pid of livePids) {
-    try { process.kill(-pid, 'SIGKILL') } catch { /* gone */ }
+    try {
+      process.kill(-pid, 'SIGKILL')
+    } catch {
+      /* gone */
+    }
   }
   livePids.clear()
   // the watchdogs must not kill (possibly reused) pids afterwards
   for (const f of pidFiles) {
-    try { fs.writeFileSync(f, '') } catch { /* ignore */ }
+    try {
+      fs.writeFileSync(f, '')
+    } catch {
+      /* ignore */
+    }
   }
 }
 
@@ -167,11 +175,15 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return env
 }
 
-interface HttpResult { status: number; headers: http.IncomingHttpHeaders; body: string }
+interface HttpResult {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: string
+}
 
 function httpRequest(hostport: string, urlPath: string, method: string, timeoutMs: number): Promise<HttpResult> {
   const [host, portStr] = hostport.split(':')
-  if (!host || !host.startsWith('127.')) return Promise.reject(new Error(`refusing non-loopback address ${hostport}`))
+  if (!host?.startsWith('127.')) return Promise.reject(new Error(`refusing non-loopback address ${hostport}`))
   return new Promise((resolve, reject) => {
     const req = http.request({ host, port: Number(portStr), path: urlPath, method, agent: false }, (res) => {
       const chunks: Buffer[] = []
@@ -180,10 +192,19 @@ function httpRequest(hostport: string, urlPath: string, method: string, timeoutM
         clearTimeout(timer)
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') })
       })
-      res.on('error', (e) => { clearTimeout(timer); reject(e) })
+      res.on('error', (e) => {
+        clearTimeout(timer)
+        reject(e)
+      })
     })
-    const timer = setTimeout(() => req.destroy(new Error(`timeout after ${Math.round(timeoutMs)} ms: ${method} http://${hostport}${urlPath}`)), timeoutMs)
-    req.on('error', (e) => { clearTimeout(timer); reject(e) })
+    const timer = setTimeout(
+      () => req.destroy(new Error(`timeout after ${Math.round(timeoutMs)} ms: ${method} http://${hostport}${urlPath}`)),
+      timeoutMs,
+    )
+    req.on('error', (e) => {
+      clearTimeout(timer)
+      reject(e)
+    })
     req.end()
   })
 }
@@ -259,12 +280,15 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
   }
 
   // before touching anything: is the address plan free?
-  const probes = NETWORKS.flatMap((network) => allNodes.flatMap((node) =>
-    [8500, 8301, ...(node === controller ? [8300] : [])].map((p) => portBusy(addressOf(node, network), p))))
+  const probes = NETWORKS.flatMap((network) =>
+    allNodes.flatMap((node) => [8500, 8301, ...(node === controller ? [8300] : [])].map((p) => portBusy(addressOf(node, network), p))),
+  )
   const busy = (await Promise.all(probes)).filter((x): x is string => x !== undefined)
   if (busy.length > 0) {
-    throw new Error(`cannot start the consul stack on octet ${octet}: address(es) in use: ${busy.join(', ')} ` +
-      '(another stack on the same octet, or leftover agents?)')
+    throw new Error(
+      `cannot start the consul stack on octet ${octet}: address(es) in use: ${busy.join(', ')} ` +
+        '(another stack on the same octet, or leftover agents?)',
+    )
   }
   // fresh state every time: these subdirectories are ours
   fs.rmSync(dataRoot, { recursive: true, force: true })
@@ -286,13 +310,11 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
     disable_host_node_id: true, // all agents share this host: random node ids
     ports: { dns: -1, grpc: -1, https: -1, serf_wan: -1 },
     ...(server
-      // leave_drain_time: a server dwells 5 s by default during a graceful leave so clients
-      // can retry against other servers; there are none here.
-      ? { performance: { raft_multiplier: 1, leave_drain_time: '200ms' } }
+      ? // leave_drain_time: a server dwells 5 s by default during a graceful leave so clients
+        // can retry against other servers; there are none here.
+        { performance: { raft_multiplier: 1, leave_drain_time: '200ms' } }
       : { retry_interval: '500ms' }),
-    ...(opts.fastGossip
-      ? { gossip_lan: { probe_interval: '400ms', probe_timeout: '200ms', suspicion_mult: 2 } }
-      : {}),
+    ...(opts.fastGossip ? { gossip_lan: { probe_interval: '400ms', probe_timeout: '200ms', suspicion_mult: 2 } } : {}),
     ...(opts.extraConfig ?? {}),
   })
 
@@ -301,7 +323,9 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
       const server = node === controller
       const name = `${node}-${network}`
       const a: Agent = {
-        node, network, server,
+        node,
+        network,
+        server,
         addr: addressOf(node, network),
         dataDir: path.join(dataRoot, name),
         configDir: path.join(configRoot, name),
@@ -339,7 +363,11 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
   const writePidFile = (): void => {
     const ps: number[] = []
     for (const a of agents.values()) if (a.child?.pid !== undefined && a.exited) ps.push(a.child.pid)
-    try { fs.writeFileSync(pidFile, ps.join('\n') + '\n') } catch { /* dir removed by the caller? */ }
+    try {
+      fs.writeFileSync(pidFile, `${ps.join('\n')}\n`)
+    } catch {
+      /* dir removed by the caller? */
+    }
   }
 
   // listeners for "an agent died" (used to fail fast during start/restart)
@@ -394,7 +422,10 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
       await Promise.race([
         exited,
         new Promise<never>((_, rej) => {
-          timer = setTimeout(() => rej(new Error(`${what}: consul ${a.node}/${a.network} did not exit within ${timeoutMs} ms (log: ${a.logPath})`)), timeoutMs)
+          timer = setTimeout(
+            () => rej(new Error(`${what}: consul ${a.node}/${a.network} did not exit within ${timeoutMs} ms (log: ${a.logPath})`)),
+            timeoutMs,
+          )
         }),
       ])
     } finally {
@@ -406,7 +437,9 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
   const signalGroup = (a: Agent, sig: NodeJS.Signals): void => {
     const pid = a.child?.pid
     if (pid === undefined || !a.exited) throw new Error(`consul ${a.node}/${a.network} is not running`)
-    try { process.kill(-pid, sig) } catch (e) {
+    try {
+      process.kill(-pid, sig)
+    } catch (e) {
       // fall back to the pid alone
       process.kill(pid, sig)
       void e
@@ -451,7 +484,7 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
       const wait = Math.max(1, Math.min(Math.floor(remaining), 10_000))
       try {
         const q = index > 0 ? `?index=${index}&wait=${wait}ms` : ''
-        const r = await httpRequest(ctl.addr + ':8500', `/v1/health/state/any${q}`, 'GET', Math.min(remaining, wait + 2_000) + 50)
+        const r = await httpRequest(`${ctl.addr}:8500`, `/v1/health/state/any${q}`, 'GET', Math.min(remaining, wait + 2_000) + 50)
         if (r.status !== 200) {
           lastErr = `${r.status} ${r.body.trim()}`
           await sleep(Math.min(100, Math.max(0, deadline - performance.now())))
@@ -473,8 +506,9 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
     }
     throw new Error(
       `waiting for ${checkId} of ${node} on ${network} to be ${want}: timed out after ${timeoutMs} ms; ` +
-      `last seen: ${describe(last, node, checkId)}${lastErr ? `; last error: ${lastErr}` : ''}; ` +
-      `logs: ${a.logPath}${a === ctl ? '' : `, ${ctl.logPath}`}`)
+        `last seen: ${describe(last, node, checkId)}${lastErr ? `; last error: ${lastErr}` : ''}; ` +
+        `logs: ${a.logPath}${a === ctl ? '' : `, ${ctl.logPath}`}`,
+    )
   }
 
   const waitForSerf = (node: string, network: Network, want: SerfWant, timeoutMs?: number): Promise<number> =>
@@ -486,10 +520,16 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
     const promise = new Promise<never>((_, reject) => {
       const l = (a: Agent, code: number | null, sig: NodeJS.Signals | null): void => {
         if (!which.includes(a)) return
-        reject(new Error(`consul ${a.node}/${a.network} exited (code ${code}, signal ${sig}) while starting; log ${a.logPath}:\n${tail(a.logPath)}`))
+        reject(
+          new Error(
+            `consul ${a.node}/${a.network} exited (code ${code}, signal ${sig}) while starting; log ${a.logPath}:\n${tail(a.logPath)}`,
+          ),
+        )
       }
       deathListeners.add(l)
-      cancel = (): void => { deathListeners.delete(l) }
+      cancel = (): void => {
+        deathListeners.delete(l)
+      }
     })
     promise.catch(() => {})
     return { promise, cancel }
@@ -518,7 +558,8 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
     fs.writeFileSync(pidFile, '')
     pidFiles.add(pidFile)
     watchdog = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, 'consul-stack-watchdog', pidFile], {
-      detached: true, stdio: ['pipe', 'ignore', 'ignore'],
+      detached: true,
+      stdio: ['pipe', 'ignore', 'ignore'],
     })
     watchdog.on('error', () => {}) // /bin/sh missing: the other safety nets remain
     watchdog.stdin?.on('error', () => {})
@@ -534,15 +575,29 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
       stopping = true
       const running = [...agents.values()].filter((a) => a.exited && a.child?.pid !== undefined)
       for (const a of running) {
-        try { process.kill(-a.child!.pid!, 'SIGCONT') } catch { /* gone */ }
+        try {
+          process.kill(-a.child!.pid!, 'SIGCONT')
+        } catch {
+          /* gone */
+        }
         a.frozen = false
-        try { process.kill(-a.child!.pid!, 'SIGKILL') } catch {
-          try { process.kill(a.child!.pid!, 'SIGKILL') } catch { /* gone */ }
+        try {
+          process.kill(-a.child!.pid!, 'SIGKILL')
+        } catch {
+          try {
+            process.kill(a.child!.pid!, 'SIGKILL')
+          } catch {
+            /* gone */
+          }
         }
       }
       await Promise.all(running.map((a) => awaitExit(a, 10_000, 'stop')))
       // the watchdog: empty pid list, close its pipe, it exits by itself
-      try { fs.writeFileSync(pidFile, '') } catch { /* ignore */ }
+      try {
+        fs.writeFileSync(pidFile, '')
+      } catch {
+        /* ignore */
+      }
       pidFiles.delete(pidFile)
       watchdog?.stdin?.end()
       if (livePids.size === 0) uninstallSignalHooks()
@@ -561,10 +616,7 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
   const death = failOnDeath(all)
   try {
     for (const a of all) spawnAgent(a)
-    await Promise.race([
-      death.promise,
-      Promise.all(all.map((a) => waitForSerf(a.node, a.network, 'passing', startTimeoutMs))),
-    ])
+    await Promise.race([death.promise, Promise.all(all.map((a) => waitForSerf(a.node, a.network, 'passing', startTimeoutMs)))])
     const dead = all.filter((a) => !a.exited)
     if (dead.length > 0) throw new Error(`consul agents exited while starting: ${dead.map((a) => a.logPath).join(', ')}`)
   } catch (e) {
@@ -628,24 +680,29 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
       const d = failOnDeath([a])
       try {
         spawnAgent(a)
-        await Promise.race([d.promise, (async (): Promise<void> => {
-          await waitJoined(a, 30_000)
-          if (a.server) {
-            // A server that left does not rejoin by itself (its serf snapshot says "left"),
-            // and clients do not retry-join after their first join: join them from here.
-            for (const other of agents.values()) {
-              if (other === a || other.network !== network || !other.exited || other.frozen) continue
-              await httpRequest(`${a.addr}:8500`, `/v1/agent/join/${other.addr}`, 'PUT', 5_000).catch(() => undefined)
+        await Promise.race([
+          d.promise,
+          (async (): Promise<void> => {
+            await waitJoined(a, 30_000)
+            if (a.server) {
+              // A server that left does not rejoin by itself (its serf snapshot says "left"),
+              // and clients do not retry-join after their first join: join them from here.
+              for (const other of agents.values()) {
+                if (other === a || other.network !== network || !other.exited || other.frozen) continue
+                await httpRequest(`${a.addr}:8500`, `/v1/agent/join/${other.addr}`, 'PUT', 5_000).catch(() => undefined)
+              }
             }
-          }
-          await waitForSerf(node, network, 'passing', 30_000)
-          if (a.server) {
-            // the controller is back only when it sees its running clients again
-            await Promise.all([...agents.values()]
-              .filter((o) => o !== a && o.network === network && o.exited && !o.frozen)
-              .map((o) => waitForSerf(o.node, network, 'passing', 30_000)))
-          }
-        })()])
+            await waitForSerf(node, network, 'passing', 30_000)
+            if (a.server) {
+              // the controller is back only when it sees its running clients again
+              await Promise.all(
+                [...agents.values()]
+                  .filter((o) => o !== a && o.network === network && o.exited && !o.frozen)
+                  .map((o) => waitForSerf(o.node, network, 'passing', 30_000)),
+              )
+            }
+          })(),
+        ])
       } finally {
         d.cancel()
       }

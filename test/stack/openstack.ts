@@ -44,6 +44,7 @@ export interface Notification {
   source_host_uuid: string
   type: string
   generated_time: string
+  // biome-ignore lint/suspicious/noExplicitAny: Masakari's payload is free-form JSON; tests match on it
   payload: any
   status: string
   created_at: string
@@ -86,7 +87,9 @@ export const MONITOR_PASSWORD = 'masakari-consul-secret'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 // Beside this module, or, when bundled into dist/demo.js, in the source tree next to dist/.
-export const LAUNCHER = [join(HERE, 'masakari-api-launcher.py'), join(HERE, '..', 'test', 'stack', 'masakari-api-launcher.py')].find((p) => existsSync(p)) ?? join(HERE, 'masakari-api-launcher.py')
+export const LAUNCHER =
+  [join(HERE, 'masakari-api-launcher.py'), join(HERE, '..', 'test', 'stack', 'masakari-api-launcher.py')].find((p) => existsSync(p)) ??
+  join(HERE, 'masakari-api-launcher.py')
 const PYTHON = '/usr/bin/python3'
 
 // ---------------------------------------------------------------------------------------------
@@ -95,7 +98,11 @@ const PYTHON = '/usr/bin/python3'
 /** The last `n` lines of a file ('' when it does not exist). */
 export function tailFile(file: string, n = 25): string {
   try {
-    const lines = readFileSync(file, 'utf8').replace(/\x1b\[[0-9;]*m/g, '').trimEnd().split('\n')
+    const lines = readFileSync(file, 'utf8')
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: strips the ANSI colours uwsgi writes
+      .replace(/\x1b\[[0-9;]*m/g, '')
+      .trimEnd()
+      .split('\n')
     return lines.slice(-n).join('\n')
   } catch {
     return ''
@@ -173,7 +180,14 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /** Run a one-shot command, its output appended to `logFile`; rejects with the log's tail. */
-async function runTool(cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 120_000): Promise<void> {
+async function runTool(
+  cmd: string,
+  args: string[],
+  logFile: string,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  timeoutMs = 120_000,
+): Promise<void> {
   writeFileSync(logFile, `\n$ ${cmd} ${args.join(' ')}\n`, { flag: 'a' })
   const fd = openSync(logFile, 'a')
   try {
@@ -275,6 +289,7 @@ async function killGroups(services: Service[], graceMs = 3000): Promise<void> {
 export interface Recorded {
   status: number
   headers: Record<string, string>
+  // biome-ignore lint/suspicious/noExplicitAny: any JSON body; callers check what they read
   body: any
 }
 
@@ -284,7 +299,11 @@ function assertLoopback(url: string): void {
 }
 
 /** One HTTP call with a JSON body; returns status, all headers and the parsed body (or text). */
-export async function httpJson(method: string, url: string, opts: { token?: string; body?: unknown; timeoutMs?: number } = {}): Promise<Recorded> {
+export async function httpJson(
+  method: string,
+  url: string,
+  opts: { token?: string; body?: unknown; timeoutMs?: number } = {},
+): Promise<Recorded> {
   assertLoopback(url)
   const headers: Record<string, string> = { Accept: 'application/json' }
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json'
@@ -296,6 +315,7 @@ export async function httpJson(method: string, url: string, opts: { token?: stri
     signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
   })
   const text = await res.text()
+  // biome-ignore lint/suspicious/noExplicitAny: any JSON body
   let body: any = text
   if (text.length > 0) {
     try {
@@ -338,7 +358,11 @@ export interface TokenResult {
 
 /** Password authentication against Keystone; throws on anything but 201. */
 export async function passwordToken(c: Credentials): Promise<TokenResult> {
-  const r = expectStatus(await httpJson('POST', `${c.authUrl}/auth/tokens`, { body: passwordAuthBody(c) }), [201], `token for ${c.username}`)
+  const r = expectStatus(
+    await httpJson('POST', `${c.authUrl}/auth/tokens`, { body: passwordAuthBody(c) }),
+    [201],
+    `token for ${c.username}`,
+  )
   const token = r.headers['x-subject-token']
   if (!token) throw new Error(`Keystone answered 201 without X-Subject-Token for ${c.username}`)
   return { token, expiresAt: r.body.token.expires_at, catalog: r.body.token.catalog ?? [], response: r }
@@ -434,7 +458,10 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
   if (!existsSync('/usr/bin/keystone-manage') || !existsSync('/usr/bin/uwsgi_python3') || !existsSync('/usr/bin/masakari-manage')) {
     throw new Error('keystone / uwsgi_python3 / masakari-api are not installed: run scripts/install-stack.sh')
   }
-  for (const [what, port] of [['keystone', keystonePort], ['masakari', masakariPort]] as const) {
+  for (const [what, port] of [
+    ['keystone', keystonePort],
+    ['masakari', masakariPort],
+  ] as const) {
     if (await portInUse(port)) throw new Error(`${what} port 127.0.0.1:${port} is already in use`)
   }
 
@@ -499,27 +526,38 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
     await km('db_sync')
     await km(
       'bootstrap',
-      '--bootstrap-password', ADMIN_PASSWORD,
-      '--bootstrap-admin-url', authUrl,
-      '--bootstrap-public-url', authUrl,
+      '--bootstrap-password',
+      ADMIN_PASSWORD,
+      '--bootstrap-admin-url',
+      authUrl,
+      '--bootstrap-public-url',
+      authUrl,
       // the internal identity endpoint: masakari's keystonemiddleware looks it up
-      '--bootstrap-internal-url', authUrl,
-      '--bootstrap-region-id', REGION,
+      '--bootstrap-internal-url',
+      authUrl,
+      '--bootstrap-region-id',
+      REGION,
     )
     log(`keystone db_sync + bootstrap in ${secs(Date.now() - t)}`)
     const ks = startService(
       'keystone',
       '/usr/bin/uwsgi_python3',
       [
-        '--http-socket', `127.0.0.1:${keystonePort}`,
-        '--wsgi-file', '/usr/bin/keystone-wsgi-public',
-        '--processes', '1',
-        '--threads', '1', // several threads: SQLite answers "database is locked"
+        '--http-socket',
+        `127.0.0.1:${keystonePort}`,
+        '--wsgi-file',
+        '/usr/bin/keystone-wsgi-public',
+        '--processes',
+        '1',
+        '--threads',
+        '1', // several threads: SQLite answers "database is locked"
         '--master',
         '--die-on-term',
         '--need-app',
-        '--buffer-size', '65535',
-        '--procname-prefix', `keystone-${keystonePort}-`,
+        '--buffer-size',
+        '65535',
+        '--procname-prefix',
+        `keystone-${keystonePort}-`,
       ],
       join(logDir, 'keystone.log'),
       keystoneEnv,
@@ -530,7 +568,12 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
     await waitReady(ks, `token from ${authUrl}`, 60_000, async () => {
       const r = await httpJson('POST', `${authUrl}/auth/tokens`, { body: passwordAuthBody(admin), timeoutMs: 10_000 })
       if (r.status !== 201) throw new Error(`HTTP ${r.status}`)
-      adminTok = { token: r.headers['x-subject-token'] ?? '', expiresAt: r.body.token.expires_at, catalog: r.body.token.catalog, response: r }
+      adminTok = {
+        token: r.headers['x-subject-token'] ?? '',
+        expiresAt: r.body.token.expires_at,
+        catalog: r.body.token.catalog,
+        response: r,
+      }
       return true
     })
     log(`keystone ready in ${secs(Date.now() - t)}`)
@@ -539,14 +582,23 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
       expectStatus(await httpJson(method, `${authUrl}${path}`, { token: tok, body }), [200, 201, 204], `${method} ${path}`).body
 
     const adminRoleId: string = (await call('GET', '/roles?name=admin')).roles[0].id
-    const serviceProjectId: string = (await call('POST', '/projects', { project: { name: 'service', domain_id: 'default', description: 'Service project' } })).project.id
+    const serviceProjectId: string = (
+      await call('POST', '/projects', { project: { name: 'service', domain_id: 'default', description: 'Service project' } })
+    ).project.id
     const userIds: Record<string, string> = {}
-    for (const [name, password] of [['masakari', MASAKARI_SERVICE_PASSWORD], [MONITOR_USERNAME, MONITOR_PASSWORD]] as const) {
-      const id: string = (await call('POST', '/users', { user: { name, password, domain_id: 'default', default_project_id: serviceProjectId } })).user.id
+    for (const [name, password] of [
+      ['masakari', MASAKARI_SERVICE_PASSWORD],
+      [MONITOR_USERNAME, MONITOR_PASSWORD],
+    ] as const) {
+      const id: string = (
+        await call('POST', '/users', { user: { name, password, domain_id: 'default', default_project_id: serviceProjectId } })
+      ).user.id
       await call('PUT', `/projects/${serviceProjectId}/users/${id}/roles/${adminRoleId}`)
       userIds[name] = id
     }
-    const serviceId: string = (await call('POST', '/services', { service: { type: 'instance-ha', name: 'masakari', description: 'OpenStack High Availability' } })).service.id
+    const serviceId: string = (
+      await call('POST', '/services', { service: { type: 'instance-ha', name: 'masakari', description: 'OpenStack High Availability' } })
+    ).service.id
     for (const iface of ['public', 'internal', 'admin']) {
       await call('POST', '/endpoints', {
         endpoint: { service_id: serviceId, interface: iface, region_id: REGION, url: `http://127.0.0.1:${masakariPort}/v1/$(tenant_id)s` },
@@ -558,7 +610,14 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
 
   // -- masakari-api: db sync, then the patched launcher (it needs Keystone only per request)
   const launchMasakari = async (): Promise<Service> => {
-    const ma = startService('masakari-api', PYTHON, [LAUNCHER, '--config-file', masakariConfFile], join(logDir, 'masakari-api.log'), env, dir)
+    const ma = startService(
+      'masakari-api',
+      PYTHON,
+      [LAUNCHER, '--config-file', masakariConfFile],
+      join(logDir, 'masakari-api.log'),
+      env,
+      dir,
+    )
     services.push(ma)
     await waitReady(ma, `version document from http://127.0.0.1:${masakariPort}/`, 60_000, async () => {
       const r = await httpJson('GET', `http://127.0.0.1:${masakariPort}/`, { timeoutMs: 5000 })
@@ -568,7 +627,13 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
   }
   const masakariChain = async () => {
     const t = Date.now()
-    await runTool('/usr/bin/masakari-manage', ['--config-file', masakariConfFile, 'db', 'sync'], join(logDir, 'masakari-manage.log'), env, dir)
+    await runTool(
+      '/usr/bin/masakari-manage',
+      ['--config-file', masakariConfFile, 'db', 'sync'],
+      join(logDir, 'masakari-manage.log'),
+      env,
+      dir,
+    )
     log(`masakari db sync in ${secs(Date.now() - t)}`)
     const ma = await launchMasakari()
     log(`masakari-api listening in ${secs(Date.now() - t)}`)
@@ -609,7 +674,11 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
     }
     const masakari = async (method: string, path: string, body?: unknown) => {
       const s = await adminSession()
-      return expectStatus(await httpJson(method, `${s.masakariUrl}${path}`, { token: s.token, body }), [200, 201, 202, 204], `${method} ${path}`).body
+      return expectStatus(
+        await httpJson(method, `${s.masakariUrl}${path}`, { token: s.token, body }),
+        [200, 201, 202, 204],
+        `${method} ${path}`,
+      ).body
     }
 
     const pids = groupPids()
@@ -645,7 +714,8 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
         const names = new Map<string, string>()
         const segments: Array<{ uuid: string }> = (await masakari('GET', '/segments')).segments
         for (const seg of segments) {
-          for (const h of (await masakari('GET', `/segments/${seg.uuid}/hosts`)).hosts as Array<{ uuid: string; name: string }>) names.set(h.uuid, h.name)
+          for (const h of (await masakari('GET', `/segments/${seg.uuid}/hosts`)).hosts as Array<{ uuid: string; name: string }>)
+            names.set(h.uuid, h.name)
         }
         const list = (await masakari('GET', '/notifications')).notifications as Notification[]
         return list.map((n) => ({ ...n, hostname: names.get(n.source_host_uuid) ?? '' }))
