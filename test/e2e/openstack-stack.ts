@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
   catalogUrl,
+  etcPathsOf,
   freePort,
   httpJson,
   isAlive,
@@ -99,6 +100,19 @@ t.teardown(async () => {
   // keep configs and logs when something failed (or when asked to)
   if (!process.env.KEEP_STACK_DIR && t.passing()) rmSync(base, { recursive: true, force: true })
   else t.comment(`stack files and logs kept in ${base}`)
+})
+
+// A fresh machine has no /etc/keystone/fernet-keys (nor jws-keys, domains, …): the scratch configs
+// must point every such path into the scratch dir. The bring-up refuses configs that do not; this
+// checks the detector itself on the config that once slipped through (no [fernet_receipts]).
+t.test('scratch configs read no /etc path that a fresh machine lacks', async (t) => {
+  const stackDir = join(base, 'stack')
+  t.same(etcPathsOf('keystone', join(stackDir, 'keystone.conf')), [], 'keystone.conf')
+  t.same(etcPathsOf('masakari', join(stackDir, 'masakari.conf')), [], 'masakari.conf')
+  const withoutReceipts = readFileSync(join(stackDir, 'keystone.conf'), 'utf8').replace(/\[fernet_receipts\]\n[^[]*/, '')
+  const file = join(base, 'keystone-without-receipts.conf')
+  writeFileSync(file, withoutReceipts)
+  t.match(etcPathsOf('keystone', file), ['fernet_receipts.key_repository = /etc/keystone/fernet-keys/'])
 })
 
 t.test('monitor password token and catalog', async (t) => {

@@ -8,7 +8,7 @@
  *
  * Test infrastructure, not product code: it uses Node's global fetch.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
@@ -87,9 +87,10 @@ export const MONITOR_PASSWORD = 'masakari-consul-secret'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 // Beside this module, or, when bundled into dist/demo.js, in the source tree next to dist/.
-export const LAUNCHER =
-  [join(HERE, 'masakari-api-launcher.py'), join(HERE, '..', 'test', 'stack', 'masakari-api-launcher.py')].find((p) => existsSync(p)) ??
-  join(HERE, 'masakari-api-launcher.py')
+const besideThis = (file: string) =>
+  [join(HERE, file), join(HERE, '..', 'test', 'stack', file)].find((p) => existsSync(p)) ?? join(HERE, file)
+export const LAUNCHER = besideThis('masakari-api-launcher.py')
+const ETC_PATHS = besideThis('etc-paths.py')
 const PYTHON = '/usr/bin/python3'
 
 // ---------------------------------------------------------------------------------------------
@@ -390,6 +391,27 @@ function writeKeyRepository(dir: string): void {
   writeFileSync(join(dir, '1'), fernetKey(), { mode: 0o600 })
 }
 
+/**
+ * The options of a scratch config that still point at a path under /etc that no Debian package
+ * ships, as `group.option = path` (etc-paths.py asks oslo.config with every option the
+ * installed service knows). Such a path exists only on a machine where someone created it: a
+ * config that relies on one passes here and fails on a fresh machine.
+ */
+export function etcPathsOf(project: 'keystone' | 'masakari', confFile: string): string[] {
+  const r = spawnSync(PYTHON, [ETC_PATHS, project, confFile], { encoding: 'utf8', env: cleanEnv() })
+  if (r.status !== 0) throw new Error(`${ETC_PATHS} ${project} ${confFile} exited with ${r.status ?? r.signal}: ${r.stderr.trim()}`)
+  return r.stdout.split('\n').filter((l) => l !== '')
+}
+
+function assertScratchOnly(project: 'keystone' | 'masakari', confFile: string): void {
+  const leaks = etcPathsOf(project, confFile)
+  if (leaks.length > 0) {
+    throw new Error(
+      `${confFile} reads paths under /etc that a fresh machine does not have; set them in the scratch dir:\n  ${leaks.join('\n  ')}`,
+    )
+  }
+}
+
 function keystoneConf(dir: string): string {
   return `[DEFAULT]
 # no log_file: everything goes to stderr, which uwsgi writes to logs/keystone.log
@@ -402,7 +424,17 @@ key_repository = ${join(dir, 'fernet-keys')}
 key_repository = ${join(dir, 'fernet-keys')}
 [credential]
 key_repository = ${join(dir, 'credential-keys')}
+[jwt_tokens]
+jws_private_key_repository = ${join(dir, 'jws-keys', 'private')}
+jws_public_key_repository = ${join(dir, 'jws-keys', 'public')}
+[saml]
+certfile = ${join(dir, 'saml', 'signing_cert.pem')}
+keyfile = ${join(dir, 'saml', 'signing_key.pem')}
+idp_metadata_path = ${join(dir, 'saml', 'idp_metadata.xml')}
+[oslo_middleware]
+http_basic_auth_user_file = ${join(dir, 'htpasswd')}
 [identity]
+domain_config_dir = ${join(dir, 'domains')}
 # bcrypt's minimum: tokens come in milliseconds instead of ~0.25 s (scratch instance)
 password_hash_rounds = 4
 [catalog]
@@ -441,6 +473,8 @@ interface = internal
 service_token_roles_required = true
 [oslo_messaging_notifications]
 driver = noop
+[oslo_middleware]
+http_basic_auth_user_file = ${join(dir, 'htpasswd')}
 [oslo_policy]
 policy_dirs = /etc/masakari/policy.d
 `
@@ -470,6 +504,8 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
   const masakariConfFile = join(dir, 'masakari.conf')
   writeFileSync(keystoneConfFile, keystoneConf(dir))
   writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, duplicateInterval))
+  assertScratchOnly('keystone', keystoneConfFile)
+  assertScratchOnly('masakari', masakariConfFile)
   writeKeyRepository(join(dir, 'fernet-keys'))
   writeKeyRepository(join(dir, 'credential-keys'))
 
