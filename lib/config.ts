@@ -7,7 +7,7 @@ import { hostname as osHostname } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
-import { DEFAULT_GUARDS } from './guards.js'
+import { GossipSchema, GuardsSchema } from './guards.js'
 import { NETWORKS } from './networks.js'
 
 export const DEFAULT_CONFIG_PATH = '/etc/masakari-consul/config.yaml'
@@ -91,38 +91,6 @@ export const MasakariSchema = z.object({
     .prefault({}),
 })
 
-export const GuardsSchema = z
-  .object({
-    /** Flap suppression: how long a change must last before it is notified (seconds; 0 allowed). */
-    hold: z
-      .object({
-        /** A host must stay in a recovery row this long before STOPPED is sent. */
-        recovery: z.number().nonnegative().default(DEFAULT_GUARDS.hold.recovery),
-        /** A recovered host must stay all-up this long before STARTED is sent. */
-        back: z.number().nonnegative().default(DEFAULT_GUARDS.hold.back),
-      })
-      .prefault({}),
-    /** Self-isolation: when too many hosts turn down on one network at once, the fault is taken to be on our side. */
-    isolation: z
-      .object({
-        /** More than this fraction of the network's known hosts turning down within `window` trips it (1 disables). */
-        maxDownFraction: z.number().min(0).max(1).default(DEFAULT_GUARDS.isolation.maxDownFraction),
-        /** More than this many hosts turning down within `window` trips it too; null: no count limit. */
-        maxDownCount: z.number().int().nonnegative().nullable().default(DEFAULT_GUARDS.isolation.maxDownCount),
-        /** Seconds that count as "at once". */
-        window: z.number().positive().default(DEFAULT_GUARDS.isolation.window),
-      })
-      .prefault({}),
-    /** At most `maxRecoveries` STOPPED per `window` seconds; the rest wait for a slot. 0 lifts the limit. */
-    rateLimit: z
-      .object({
-        maxRecoveries: z.number().int().nonnegative().default(DEFAULT_GUARDS.rateLimit.maxRecoveries),
-        window: z.number().positive().default(DEFAULT_GUARDS.rateLimit.window),
-      })
-      .prefault({}),
-  })
-  .prefault({})
-
 export const ConsulAgentsSchema = z
   .object({
     /**
@@ -133,6 +101,12 @@ export const ConsulAgentsSchema = z
     agents: z.partialRecord(z.enum(NETWORKS), z.string().min(1)).default({}),
     /** Seconds to wait for an agent's answer. */
     timeout: z.number().positive().default(1),
+    /**
+     * The agents' LAN gossip tuning (`gossip_lan`), when it is not Consul's default: it sets how
+     * long a burst of failures can take to be reported (guards.burst). Use the same values as the
+     * agents, e.g. those of gossip-fast.json.
+     */
+    gossip: GossipSchema,
   })
   .prefault({})
 

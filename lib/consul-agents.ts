@@ -3,16 +3,15 @@
  * cluster has a leader and which nodes it shows failed. The watch's snapshot may be seconds
  * old; a network whose agent does not answer must not carry a recovery.
  */
+import type { z } from 'zod'
+import type { ConsulAgentsSchema } from './config.js'
 import { parseChecks } from './consul-input.js'
 import type { Confirmation } from './evaluator.js'
 import type { Fetch } from './masakari.js'
 import type { Network } from './networks.js'
 
-export interface AgentsConfig {
-  agents: Partial<Record<Network, string>>
-  /** Seconds. */
-  timeout: number
-}
+/** The part of the monitor's config this module reads. */
+export type AgentsConfig = Pick<z.infer<typeof ConsulAgentsSchema>, 'agents' | 'timeout'>
 
 function baseUrl(addr: string): string {
   return /^https?:\/\//.test(addr) ? addr.replace(/\/+$/, '') : `http://${addr}`

@@ -2,11 +2,35 @@
  * The decision: per host, the vector over the networks, the strategy row it matches, the
  * guards, and what that means against the ledger. Pure: the same snapshots, strategy, state,
  * confirmations and clock give the same decisions; all I/O is the caller's.
+ *
+ * evaluate() runs named phases, top to bottom:
+ *   1. down-since  since when each host is down on each network (the ledger entries to write)
+ *   2. isolation   per network: does the monitor's own side look cut off?
+ *   3. bursts      per network: are hosts still turning down one by one?
+ *   4. per host    the strategy row, and what it means against the ledger and the guards
+ *   5. rate limit  which hosts whose hold is over get a recovery slot now
+ *   6. diff        the next state, and whether it must be written
+ *
+ * Host names come from the network (Consul node names): every host-keyed table is a Map, and
+ * records read from the state are looked up by own keys only, so a node named `constructor`
+ * or `__proto__` is a host like any other.
  */
-import { holdEnds, holdIsOver, isolationStatus, networkView, rateLimitSlot, DEFAULT_GUARDS, type GuardPolicy } from './guards.js'
+import {
+  DEFAULT_GOSSIP,
+  DEFAULT_GUARDS,
+  type Gossip,
+  type GuardPolicy,
+  holdEnds,
+  holdIsOver,
+  isolationStatus,
+  networkView,
+  type QuietWindow,
+  quietWindow,
+  rateLimitSlot,
+} from './guards.js'
 import { NETWORKS, type Network, type NetworkState } from './networks.js'
 import type { Snapshots } from './snapshot.js'
-import { matchStrategy, type Match, type Strategy, type Vector } from './strategy.js'
+import { type Match, matchStrategy, type Strategy, type Vector } from './strategy.js'
 import type { HostEvent, Isolation, LedgerEntry, Notification, OutboxEntry, StoreState } from './store.js'
 
 export type FirstSight = 'notify' | 'baseline'
@@ -24,11 +48,13 @@ export interface EvaluationInput {
   now: Date
   newId: () => string
   guards?: GuardPolicy
+  /** Per network, the agents' gossip tuning (Consul's defaults where absent): sets the quiet window. */
+  gossip?: Partial<Record<Network, Gossip>>
   /** Per network, the agent's answer; a host's `down` there counts only if the agent confirms it. */
   confirmations?: Partial<Record<Network, Confirmation>>
 }
 
-export type GuardKind = 'isolation' | 'hold' | 'rate-limit' | 'unconfirmed'
+export type GuardKind = NonNullable<LedgerEntry['guard']>
 
 export interface HostDecision {
   host: string
@@ -51,56 +77,123 @@ export interface GuardEvent {
   fields: Record<string, unknown>
 }
 
+/** Hosts turning down one after another on a network, each within the quiet window of the last. */
+export interface Burst {
+  /** When the first host of the burst turned down. */
+  since: string
+  /** When the last one did. */
+  lastDown: string
+  /** Recoveries on the network wait until then, unless another host turns down first. */
+  quietUntil: string
+  hosts: string[]
+}
+
+/** What evaluate.js shows per network about the timing guards. */
+export interface NetworkTiming {
+  quietWindow: QuietWindow
+  /** Only while the network has not yet been quiet for the window. */
+  burst?: Burst
+}
+
 export interface Evaluation {
   decisions: HostDecision[]
   next: StoreState
   /** Entries this evaluation added to the outbox. */
   queued: OutboxEntry[]
   events: GuardEvent[]
+  timing: Partial<Record<Network, NetworkTiming>>
   /** next differs from the input state: it must be written. */
   dirty: boolean
 }
 
+/** What every phase reads: the input, the policy, and the tables built from the state. */
+interface Context {
+  input: EvaluationInput
+  policy: GuardPolicy
+  nowText: string
+  /** The ledger as read, by own keys only. */
+  before: Map<string, LedgerEntry>
+  /** The ledger entries being decided (phase 1 makes them; later phases update them). */
+  entries: Map<string, LedgerEntry>
+  /** The last notification waiting in the outbox per host. */
+  pending: Map<string, HostEvent>
+  vectors: Map<string, Record<Network, NetworkState>>
+}
+
 export function evaluate(input: EvaluationInput): Evaluation {
-  const { snapshots, strategy, state, now } = input
-  const policy = input.guards ?? DEFAULT_GUARDS
-  const nowText = now.toISOString()
-  const ledger: Record<string, LedgerEntry> = { ...state.ledger }
-  const outbox: OutboxEntry[] = [...state.outbox]
-  const events: GuardEvent[] = []
-  const hosts = new Set<string>(Object.keys(state.ledger))
-  for (const network of NETWORKS) for (const node of Object.keys(snapshots[network]?.nodes ?? {})) hosts.add(node)
-  hosts.delete(input.ownHost)
-  const vectors = new Map<string, Record<Network, NetworkState>>()
-  const vectorOf = (host: string) => {
-    let v = vectors.get(host)
-    if (!v) {
-      v = { management: 'unknown', tenant: 'unknown', storage: 'unknown' }
-      for (const n of NETWORKS) v[n] = snapshots[n]?.nodes[host] ?? 'unknown'
-      vectors.set(host, v)
-    }
-    return v
+  const ctx = context(input)
+  for (const host of hostsToDecide(ctx)) ctx.entries.set(host, withDownSince(ctx, host))
+  const { isolation, events } = isolationPhase(ctx)
+  const timing = burstPhase(ctx)
+  const decisions = new Map<string, HostDecision>()
+  const ready = new Map<string, Match>()
+  const outbox = [...input.state.outbox]
+  for (const host of [...ctx.entries.keys()].sort()) {
+    const step = decideHost(ctx, host, isolation, timing)
+    if (step.ready) ready.set(host, step.match)
+    else decisions.set(host, record(ctx, host, step))
+    if (step.action !== 'none') outbox.push(outboxEntry(input, host, step.action, step.reason))
   }
-  const lastPendingOf = new Map<string, HostEvent>()
-  for (const o of state.outbox) lastPendingOf.set(o.host, o.notification.payload.event)
+  const recoveries = rateLimitPhase(ctx, ready, decisions, outbox)
+  return diffPhase(ctx, { decisions, outbox, recoveries, isolation, events, timing })
+}
 
-  // Since when each host is down on each network: the isolation guard counts recent downs.
-  const entries = new Map<string, LedgerEntry>()
-  for (const host of hosts) {
-    const before = ledger[host]
-    const vector = vectorOf(host)
-    const downSince: Partial<Record<Network, string>> = {}
-    for (const n of NETWORKS) if (vector[n] === 'down') downSince[n] = before?.downSince?.[n] ?? nowText
-    const entry: LedgerEntry = { ...(before ?? { firstSeenAt: nowText }), vector: vectorText(vector) }
-    if (Object.keys(downSince).length > 0) entry.downSince = downSince
-    else delete entry.downSince
-    entries.set(host, entry)
+function context(input: EvaluationInput): Context {
+  const pending = new Map<string, HostEvent>()
+  for (const o of input.state.outbox) pending.set(o.host, o.notification.payload.event)
+  return {
+    input,
+    policy: input.guards ?? DEFAULT_GUARDS,
+    nowText: input.now.toISOString(),
+    before: new Map(Object.entries(input.state.ledger)),
+    entries: new Map(),
+    pending,
+    vectors: new Map(),
   }
+}
 
+/** Every host the ledger or a snapshot knows, but the monitor's own node. */
+function hostsToDecide(ctx: Context): Set<string> {
+  const hosts = new Set<string>(ctx.before.keys())
+  for (const network of NETWORKS) for (const node of Object.keys(ctx.input.snapshots[network]?.nodes ?? {})) hosts.add(node)
+  hosts.delete(ctx.input.ownHost)
+  return hosts
+}
+
+function vectorOf(ctx: Context, host: string): Record<Network, NetworkState> {
+  let v = ctx.vectors.get(host)
+  if (!v) {
+    const { management, tenant, storage } = ctx.input.snapshots
+    v = { management: stateIn(management?.nodes, host), tenant: stateIn(tenant?.nodes, host), storage: stateIn(storage?.nodes, host) }
+    ctx.vectors.set(host, v)
+  }
+  return v
+}
+
+function stateIn(nodes: Record<string, NetworkState> | undefined, host: string): NetworkState {
+  return nodes !== undefined && Object.hasOwn(nodes, host) ? nodes[host]! : 'unknown'
+}
+
+/** Phase 1: the host's ledger entry with its vector and since when it is down on each network. */
+function withDownSince(ctx: Context, host: string): LedgerEntry {
+  const before = ctx.before.get(host)
+  const vector = vectorOf(ctx, host)
+  const downSince: Partial<Record<Network, string>> = {}
+  for (const n of NETWORKS) if (vector[n] === 'down') downSince[n] = before?.downSince?.[n] ?? ctx.nowText
+  const entry: LedgerEntry = { ...(before ?? { firstSeenAt: ctx.nowText }), vector: vectorText(vector) }
+  if (Object.keys(downSince).length > 0) entry.downSince = downSince
+  else delete entry.downSince
+  return entry
+}
+
+/** Phase 2: the self-isolation guard of each network of the strategy, and its changes to log. */
+function isolationPhase(ctx: Context): { isolation: Partial<Record<Network, Isolation>>; events: GuardEvent[] } {
+  const { snapshots, ownHost, now, state } = ctx.input
   const isolation: Partial<Record<Network, Isolation>> = {}
-  for (const n of strategy.sequence) {
-    const view = networkView(snapshots[n], input.ownHost, (h) => entries.get(h)?.downSince?.[n], now, policy)
-    const status = isolationStatus(n, view, state.isolation[n], now, policy)
+  const events: GuardEvent[] = []
+  for (const n of ctx.input.strategy.sequence) {
+    const view = networkView(snapshots[n], ownHost, (h) => ctx.entries.get(h)?.downSince?.[n], now, ctx.policy)
+    const status = isolationStatus(n, view, state.isolation[n], now, ctx.policy)
     if (status) isolation[n] = status
     if (status && !state.isolation[n]) {
       events.push({
@@ -116,189 +209,247 @@ export function evaluate(input: EvaluationInput): Evaluation {
       })
     }
   }
+  return { isolation, events }
+}
 
-  // When each host turned down on each network, latest first: the hold waits for other hosts' downs.
-  const downs = new Map<Network, Array<[string, string]>>()
-  for (const [host, entry] of entries) {
-    for (const [n, since] of Object.entries(entry.downSince ?? {}) as Array<[Network, string]>) {
-      if (!downs.has(n)) downs.set(n, [])
-      downs.get(n)!.push([since, host])
-    }
-  }
-  for (const list of downs.values()) list.sort((a, b) => b[0].localeCompare(a[0]))
-  const lastOtherDown = (n: Network, host: string) => downs.get(n)?.find(([, h]) => h !== host)?.[0]
-
-  const decisions = new Map<string, HostDecision>()
-  /** Hosts whose hold is over, with the match that made them ready: the rate limit decides next. */
-  const ready = new Map<string, Match>()
-  const wakes: number[] = []
-  const record = (host: string, match: Match, action: HostEvent | 'none', reason: string, guard?: HostDecision['guard']) => {
-    const vector = vectorOf(host)
-    const before = ledger[host]
-    const entry = entries.get(host)!
-    if (guard) entry.guard = guard.kind
-    else delete entry.guard
-    const changed =
-      before?.vector !== entry.vector || JSON.stringify(before?.hold) !== JSON.stringify(entry.hold) || before?.guard !== entry.guard
-    decisions.set(host, { host, vector, vectorText: entry.vector!, match, action, reason, guard, changed })
-  }
-  const enqueue = (host: string, match: Match, event: HostEvent, reason: string) => {
-    outbox.push(outboxEntry(input, host, event, reason))
-    record(host, match, event, reason)
-  }
-
-  for (const host of [...hosts].sort()) {
-    const entry = entries.get(host)!
-    const isNew = ledger[host] === undefined
-    const { vector: matchVector, unconfirmed } = confirmedVector(vectorOf(host), host, strategy, input.confirmations)
-    const match = matchStrategy(strategy, matchVector)
-    const lastPending = lastPendingOf.get(host)
-
-    if (match.recovery) {
-      const why = `matched row ${match.row} (recovery)`
-      const cutOff = strategy.sequence.filter((n) => matchVector[n] === 'down' && isolation[n])
-      if (entry.phase === 'recovery') {
-        if (entry.hold?.kind === 'back') delete entry.hold
-        record(host, match, 'none', `${why}; already decided: ${recoveryStatus(entry, lastPending)}`)
-      } else if (cutOff.length > 0) {
-        delete entry.hold
-        record(
-          host,
-          match,
-          'none',
-          `${why}; held back by the self-isolation guard: ${cutOff.map((n) => isolation[n]!.reason).join('; ')}`,
-          { kind: 'isolation' },
-        )
-      } else if (isNew && input.firstSight === 'baseline') {
-        entry.phase = 'recovery'
-        delete entry.hold
-        record(host, match, 'none', `${why} on first sight; firstSight is baseline, so it is not notified`)
-      } else {
-        if (entry.hold?.kind !== 'recovery') entry.hold = { kind: 'recovery', since: nowText }
-        // The hold also waits for the network's view to settle: while more hosts keep turning
-        // down there, this may be the start of a partition the isolation guard has yet to see.
-        const settling = strategy.sequence
-          .filter((n) => matchVector[n] === 'down')
-          .map((n) => lastOtherDown(n, host))
-          .filter((since): since is string => since !== undefined && since > entry.hold!.since)
-        const holdFrom = [entry.hold.since, ...settling].sort().at(-1)!
-        const until = holdEnds(holdFrom, policy.hold.recovery)
-        if (until.getTime() <= now.getTime()) ready.set(host, match)
-        else {
-          wakes.push(until.getTime())
-          const more =
-            holdFrom === entry.hold.since
-              ? ''
-              : `, and until ${policy.hold.recovery} s after the last host turned down on the same network (${holdFrom})`
-          record(
-            host,
-            match,
-            'none',
-            `${why}; holding: in a recovery row since ${entry.hold.since}${more}; STOPPED at ${until.toISOString()} if it stays`,
-            { kind: 'hold', until: until.toISOString() },
-          )
-        }
+/**
+ * Phase 3: per network of the strategy, its quiet window and the burst in progress, if any: the
+ * hosts down there now whose turning down chains, each within the window of the next, up to the
+ * latest one; a burst needs two hosts and lasts until the window after the latest has passed.
+ */
+function burstPhase(ctx: Context): Partial<Record<Network, NetworkTiming>> {
+  const timing: Partial<Record<Network, NetworkTiming>> = {}
+  for (const n of ctx.input.strategy.sequence) {
+    const members = Object.keys(ctx.input.snapshots[n]?.nodes ?? {}).length
+    const window = quietWindow(ctx.input.gossip?.[n] ?? DEFAULT_GOSSIP, members, ctx.policy)
+    const downs: Array<[string, string]> = []
+    for (const [host, entry] of ctx.entries) if (entry.downSince?.[n]) downs.push([entry.downSince[n], host])
+    downs.sort((a, b) => b[0].localeCompare(a[0]))
+    let first = 0
+    while (first + 1 < downs.length && secondsBetween(downs[first + 1]![0], downs[first]![0]) <= window.seconds) first++
+    const lastDown = downs[0]?.[0]
+    const quietUntil = lastDown === undefined ? undefined : holdEnds(lastDown, window.seconds)
+    timing[n] = { quietWindow: window }
+    if (first > 0 && quietUntil && quietUntil.getTime() > ctx.input.now.getTime()) {
+      const chain = downs.slice(0, first + 1)
+      timing[n].burst = {
+        since: chain.at(-1)![0],
+        lastDown: lastDown!,
+        quietUntil: quietUntil.toISOString(),
+        hosts: chain.map(([, h]) => h).sort(),
       }
-    } else if (match.allUp) {
-      if (entry.phase === 'recovery') {
-        if (entry.hold?.kind !== 'back') entry.hold = { kind: 'back', since: nowText }
-        if (!holdIsOver(entry, 'back', now, policy)) {
-          const until = holdEnds(entry.hold.since, policy.hold.back)
-          wakes.push(until.getTime())
-          record(host, match, 'none', `back to all-up; holding: STARTED at ${until.toISOString()} if it stays`, {
-            kind: 'hold',
-            until: until.toISOString(),
-          })
-        } else {
-          entry.phase = 'normal'
-          delete entry.hold
-          if (lastPending === 'STOPPED' || entry.notified?.event === 'STOPPED')
-            enqueue(host, match, 'STARTED', 'back to all-up after STOPPED')
-          else
-            record(
-              host,
-              match,
-              'none',
-              `back to all-up; no STOPPED was accepted for it (${entry.unsent ? `last: ${entry.unsent.event} ${entry.unsent.outcome}` : 'baseline'}), so no STARTED`,
-            )
-        }
-      } else {
-        entry.phase = 'normal'
-        delete entry.hold
-        record(host, match, 'none', 'all up')
-      }
-    } else {
-      // Any other vector breaks a hold: a flapping host never reaches its notification.
-      delete entry.hold
-      const why = match.row === null ? `no recovery: ${match.reason}` : `matched row ${match.row} (no action)`
-      record(host, match, 'none', unconfirmed ? `${why} (${unconfirmed})` : why, unconfirmed ? { kind: 'unconfirmed' } : undefined)
     }
   }
+  return timing
+}
 
-  // The rate limit serves the longest-waiting hosts first.
-  const slot = rateLimitSlot(state.recoveries, now, policy)
-  const recoveries = [...slot.recent]
-  const byWait = [...ready].sort(([a], [b]) => entries.get(a)!.hold!.since.localeCompare(entries.get(b)!.hold!.since) || a.localeCompare(b))
-  for (const [host, match] of byWait) {
-    const entry = entries.get(host)!
-    const limit = rateLimitSlot(recoveries, now, policy)
-    if (limit.nextSlot) {
-      wakes.push(limit.nextSlot.getTime())
-      record(
-        host,
-        match,
-        'none',
-        `matched row ${match.row} (recovery); held back by the rate limit: ${policy.rateLimit.maxRecoveries} recoveries in the last ${policy.rateLimit.window} s; next slot at ${limit.nextSlot.toISOString()}`,
-        { kind: 'rate-limit', until: limit.nextSlot.toISOString() },
-      )
-      continue
-    }
-    const held = entry.hold!.since === nowText ? '' : `; held since ${entry.hold!.since}`
+const secondsBetween = (from: string, to: string) => (Date.parse(to) - Date.parse(from)) / 1000
+
+/** What phase 4 decides for one host. */
+interface HostStep {
+  match: Match
+  action: HostEvent | 'none'
+  reason: string
+  guard?: HostDecision['guard']
+  /** The hold is over: the rate limit (phase 5) decides whether STOPPED goes now. */
+  ready?: boolean
+}
+
+/** Phase 4: one host's decision from its (confirmed) vector, its ledger entry and the guards. */
+function decideHost(
+  ctx: Context,
+  host: string,
+  isolation: Partial<Record<Network, Isolation>>,
+  timing: Partial<Record<Network, NetworkTiming>>,
+): HostStep {
+  const entry = ctx.entries.get(host)!
+  const { strategy, confirmations } = ctx.input
+  const { vector, unconfirmed } = confirmedVector(vectorOf(ctx, host), host, strategy, confirmations)
+  const match = matchStrategy(strategy, vector)
+  if (match.recovery) return decideRecovery(ctx, host, entry, match, vector, isolation, timing)
+  if (match.allUp) return decideAllUp(ctx, host, entry, match)
+  // Any other vector breaks a hold: a flapping host never reaches its notification.
+  delete entry.hold
+  const why = match.row === null ? `no recovery: ${match.reason}` : `matched row ${match.row} (no action)`
+  if (!unconfirmed) return { match, action: 'none', reason: why }
+  return { match, action: 'none', reason: `${why} (${unconfirmed})`, guard: { kind: 'unconfirmed' } }
+}
+
+function decideRecovery(
+  ctx: Context,
+  host: string,
+  entry: LedgerEntry,
+  match: Match,
+  vector: Vector,
+  isolation: Partial<Record<Network, Isolation>>,
+  timing: Partial<Record<Network, NetworkTiming>>,
+): HostStep {
+  const why = `matched row ${match.row} (recovery)`
+  const downOn = ctx.input.strategy.sequence.filter((n) => vector[n] === 'down')
+  const cutOff = downOn.filter((n) => isolation[n])
+  if (entry.phase === 'recovery') {
+    if (entry.hold?.kind === 'back') delete entry.hold
+    return { match, action: 'none', reason: `${why}; already decided: ${recoveryStatus(entry, ctx.pending.get(host))}` }
+  }
+  if (cutOff.length > 0) {
+    delete entry.hold
+    const reasons = cutOff.map((n) => isolation[n]!.reason).join('; ')
+    return { match, action: 'none', reason: `${why}; held back by the self-isolation guard: ${reasons}`, guard: { kind: 'isolation' } }
+  }
+  if (!ctx.before.has(host) && ctx.input.firstSight === 'baseline') {
     entry.phase = 'recovery'
     delete entry.hold
-    recoveries.push(nowText)
-    enqueue(host, match, 'STOPPED', `matched row ${match.row} (recovery)${ledger[host] === undefined ? ' on first sight' : ''}${held}`)
+    return { match, action: 'none', reason: `${why} on first sight; firstSight is baseline, so it is not notified` }
   }
+  if (entry.hold?.kind !== 'recovery') entry.hold = { kind: 'recovery', since: ctx.nowText }
+  const hold = recoveryHold(ctx, host, entry.hold.since, downOn, timing)
+  if (hold.until.getTime() <= ctx.input.now.getTime()) return { match, action: 'none', reason: why, ready: true }
+  const until = hold.until.toISOString()
+  const reason = `${why}; holding: in a recovery row since ${entry.hold.since}${hold.why}; STOPPED at ${until} if it stays`
+  return { match, action: 'none', reason, guard: { kind: hold.burst ? 'burst' : 'hold', until } }
+}
 
-  let dirty = false
-  for (const [host, entry] of entries) {
-    if (JSON.stringify(entry) !== JSON.stringify(ledger[host])) {
-      ledger[host] = entry
-      dirty = true
-    }
+/**
+ * When a pending recovery may go: a lone host after the hold time; a host in a burst on any of
+ * the networks it is down on, not before that network has been quiet for its window.
+ */
+function recoveryHold(
+  ctx: Context,
+  host: string,
+  since: string,
+  downOn: Network[],
+  timing: Partial<Record<Network, NetworkTiming>>,
+): { until: Date; why: string; burst: boolean } {
+  let until = holdEnds(since, ctx.policy.hold.recovery)
+  let why = ''
+  for (const n of downOn) {
+    const t = timing[n]
+    if (!t?.burst?.hosts.includes(host)) continue
+    const quiet = new Date(t.burst.quietUntil)
+    if (quiet.getTime() <= until.getTime()) continue
+    until = quiet
+    why =
+      `, and ${n} has a burst in progress (${t.burst.hosts.length} hosts down since ${t.burst.since}, the last at ${t.burst.lastDown}): ` +
+      `waiting until it has been quiet for ${t.quietWindow.seconds} s`
   }
+  return { until, why, burst: why !== '' }
+}
+
+function decideAllUp(ctx: Context, host: string, entry: LedgerEntry, match: Match): HostStep {
+  if (entry.phase !== 'recovery') {
+    entry.phase = 'normal'
+    delete entry.hold
+    return { match, action: 'none', reason: 'all up' }
+  }
+  if (entry.hold?.kind !== 'back') entry.hold = { kind: 'back', since: ctx.nowText }
+  if (!holdIsOver(entry, 'back', ctx.input.now, ctx.policy)) {
+    const until = holdEnds(entry.hold.since, ctx.policy.hold.back).toISOString()
+    return { match, action: 'none', reason: `back to all-up; holding: STARTED at ${until} if it stays`, guard: { kind: 'hold', until } }
+  }
+  entry.phase = 'normal'
+  delete entry.hold
+  if (ctx.pending.get(host) === 'STOPPED' || entry.notified?.event === 'STOPPED') {
+    return { match, action: 'STARTED', reason: 'back to all-up after STOPPED' }
+  }
+  const last = entry.unsent ? `last: ${entry.unsent.event} ${entry.unsent.outcome}` : 'baseline'
+  return { match, action: 'none', reason: `back to all-up; no STOPPED was accepted for it (${last}), so no STARTED` }
+}
+
+function record(ctx: Context, host: string, step: HostStep): HostDecision {
+  const before = ctx.before.get(host)
+  const entry = ctx.entries.get(host)!
+  if (step.guard) entry.guard = step.guard.kind
+  else delete entry.guard
+  const changed =
+    before?.vector !== entry.vector || JSON.stringify(before?.hold) !== JSON.stringify(entry.hold) || before?.guard !== entry.guard
+  const { match, action, reason, guard } = step
+  return { host, vector: vectorOf(ctx, host), vectorText: entry.vector!, match, action, reason, guard, changed }
+}
+
+/** Phase 5: the rate limit serves the longest-waiting hosts first; returns the recoveries in its window. */
+function rateLimitPhase(ctx: Context, ready: Map<string, Match>, decisions: Map<string, HostDecision>, outbox: OutboxEntry[]): string[] {
+  const { now } = ctx.input
+  const recoveries = [...rateLimitSlot(ctx.input.state.recoveries, now, ctx.policy).recent]
+  const since = (h: string) => ctx.entries.get(h)!.hold!.since
+  const byWait = [...ready.keys()].sort((a, b) => since(a).localeCompare(since(b)) || a.localeCompare(b))
+  for (const host of byWait) {
+    const entry = ctx.entries.get(host)!
+    const match = ready.get(host)!
+    const why = `matched row ${match.row} (recovery)`
+    const { nextSlot } = rateLimitSlot(recoveries, now, ctx.policy)
+    if (nextSlot) {
+      const { maxRecoveries, window } = ctx.policy.rateLimit
+      const until = nextSlot.toISOString()
+      const reason = `${why}; held back by the rate limit: ${maxRecoveries} recoveries in the last ${window} s; next slot at ${until}`
+      decisions.set(host, record(ctx, host, { match, action: 'none', reason, guard: { kind: 'rate-limit', until } }))
+      continue
+    }
+    const held = entry.hold!.since === ctx.nowText ? '' : `; held since ${entry.hold!.since}`
+    const reason = `${why}${ctx.before.has(host) ? '' : ' on first sight'}${held}`
+    entry.phase = 'recovery'
+    delete entry.hold
+    recoveries.push(ctx.nowText)
+    outbox.push(outboxEntry(ctx.input, host, 'STOPPED', reason))
+    decisions.set(host, record(ctx, host, { match, action: 'STOPPED', reason }))
+  }
+  return recoveries
+}
+
+/** Phase 6: the next state (ledger written as a null-prototype table), and whether it changed. */
+function diffPhase(
+  ctx: Context,
+  out: {
+    decisions: Map<string, HostDecision>
+    outbox: OutboxEntry[]
+    recoveries: string[]
+    isolation: Partial<Record<Network, Isolation>>
+    events: GuardEvent[]
+    timing: Partial<Record<Network, NetworkTiming>>
+  },
+): Evaluation {
+  const { state } = ctx.input
+  const ledger: Record<string, LedgerEntry> = Object.create(null)
+  for (const [host, entry] of ctx.before) ledger[host] = entry
+  let dirty = false
+  for (const [host, entry] of ctx.entries) {
+    if (JSON.stringify(entry) === JSON.stringify(ctx.before.get(host))) continue
+    ledger[host] = entry
+    dirty = true
+  }
+  const wakes = [...out.decisions.values()].flatMap((d) => (d.guard?.until ? [Date.parse(d.guard.until)] : []))
   const wakeAt = wakes.length > 0 ? new Date(Math.min(...wakes)).toISOString() : undefined
+  const { outbox, recoveries, isolation } = out
   const next: StoreState = { version: 1, ledger, outbox, recoveries, isolation, ...(wakeAt ? { wakeAt } : {}) }
   dirty ||=
     outbox.length !== state.outbox.length ||
     wakeAt !== state.wakeAt ||
     JSON.stringify(isolation) !== JSON.stringify(state.isolation) ||
     recoveries.length !== state.recoveries.length
-  const own = vectorOf(input.ownHost)
-  const ownDecision: HostDecision[] = snapshotsHave(snapshots, input.ownHost)
-    ? [
-        {
-          host: input.ownHost,
-          vector: own,
-          vectorText: vectorText(own),
-          match: matchStrategy(strategy, own),
-          action: 'none',
-          reason: "the monitor's own node is never notified about",
-          changed: false,
-        },
-      ]
-    : []
-  const all = [...decisions.values(), ...ownDecision].sort((a, b) => a.host.localeCompare(b.host))
-  return { decisions: all, next, queued: outbox.slice(state.outbox.length), events, dirty }
+  const decisions = [...out.decisions.values(), ...ownDecision(ctx)].sort((a, b) => a.host.localeCompare(b.host))
+  return { decisions, next, queued: outbox.slice(state.outbox.length), events: out.events, timing: out.timing, dirty }
+}
+
+function ownDecision(ctx: Context): HostDecision[] {
+  const { ownHost, snapshots, strategy } = ctx.input
+  if (!NETWORKS.some((n) => stateIn(snapshots[n]?.nodes, ownHost) !== 'unknown')) return []
+  const vector = vectorOf(ctx, ownHost)
+  const reason = "the monitor's own node is never notified about"
+  return [
+    {
+      host: ownHost,
+      vector,
+      vectorText: vectorText(vector),
+      match: matchStrategy(strategy, vector),
+      action: 'none',
+      reason,
+      changed: false,
+    },
+  ]
 }
 
 /** "management=up tenant=up storage=down": the form logs and the ledger use. */
 function vectorText(vector: Record<Network, NetworkState>): string {
   return NETWORKS.map((n) => `${n}=${vector[n]}`).join(' ')
-}
-
-function snapshotsHave(snapshots: Snapshots, host: string): boolean {
-  return NETWORKS.some((n) => snapshots[n]?.nodes[host] !== undefined)
 }
 
 /**

@@ -1,37 +1,117 @@
 /**
- * The guards that hold a recovery back: self-isolation, hold time, rate limit. Pure functions of
- * the view, the ledger and the clock; the evaluator applies them.
+ * The guards that hold a recovery back: self-isolation, hold time, burst, rate limit. The schema
+ * of their settings, and pure functions of the view, the ledger and the clock; the evaluator
+ * applies them.
  */
+import { z } from 'zod'
 import type { Network } from './networks.js'
 import type { Snapshot } from './snapshot.js'
 import type { Isolation, LedgerEntry } from './store.js'
 
-export interface GuardPolicy {
-  hold: {
-    /** Seconds a host must stay in a recovery row before STOPPED is sent. */
-    recovery: number
-    /** Seconds a host must stay all-up after a recovery before STARTED is sent. */
-    back: number
-  }
-  isolation: {
-    /** More than this fraction of a network's known hosts turning down within `window` means we are the one cut off. */
-    maxDownFraction: number
-    /** More than this many hosts turning down within `window` means the same; null: no count limit. */
-    maxDownCount: number | null
-    /** Seconds: "at once". */
-    window: number
-  }
-  rateLimit: {
-    /** At most this many STOPPED per window; 0 lifts the limit. */
-    maxRecoveries: number
-    window: number
-  }
+/**
+ * How Consul's LAN gossip (memberlist) is tuned on the agents of a network: Consul's defaults
+ * unless the agents say otherwise (`gossip_lan` in their config). It bounds how long Consul
+ * can take to report, one by one, hosts that failed at the same instant.
+ */
+export const GossipSchema = z
+  .object({
+    /** gossip_lan.probe_interval, seconds (Consul: 1 s). */
+    probeInterval: z.number().positive().default(1),
+    /** gossip_lan.suspicion_mult (Consul: 4). */
+    suspicionMult: z.number().int().positive().default(4),
+    /** memberlist's push/pull interval, seconds (Consul: 30 s): a late correction such as "left, not failed" can take this long. */
+    pushPullInterval: z.number().positive().default(30),
+  })
+  .prefault({})
+export type Gossip = z.infer<typeof GossipSchema>
+
+export const GuardsSchema = z
+  .object({
+    /** Flap suppression: how long a change must last before it is notified (seconds; 0 allowed). */
+    hold: z
+      .object({
+        /** A lone host must stay in a recovery row this long before STOPPED is sent. */
+        recovery: z.number().nonnegative().default(5),
+        /** A recovered host must stay all-up this long before STARTED is sent. */
+        back: z.number().nonnegative().default(5),
+      })
+      .prefault({}),
+    /**
+     * A burst: a second host turning down on a network soon after a first. Consul reports hosts
+     * that failed together one by one, spread over up to its quiet window; every pending recovery
+     * on that network then waits until the network has been quiet that long (or the isolation
+     * guard trips).
+     */
+    burst: z
+      .object({
+        /** Seconds, or "auto": derived from the gossip settings and the cluster's size. */
+        quietWindow: z.union([z.literal('auto'), z.number().nonnegative()]).default('auto'),
+      })
+      .prefault({}),
+    /** Self-isolation: when too many hosts turn down on one network at once, the fault is taken to be on our side. */
+    isolation: z
+      .object({
+        /** More than this fraction of the network's known hosts turning down within `window` trips it (1 disables). */
+        maxDownFraction: z.number().min(0).max(1).default(0.55),
+        /** More than this many hosts turning down within `window` trips it too; null: no count limit. */
+        maxDownCount: z.number().int().nonnegative().nullable().default(null),
+        /** Seconds that count as "at once". */
+        window: z.number().positive().default(30),
+      })
+      .prefault({}),
+    /** At most `maxRecoveries` STOPPED per `window` seconds; the rest wait for a slot. 0 lifts the limit. */
+    rateLimit: z
+      .object({
+        maxRecoveries: z.number().int().nonnegative().default(5),
+        window: z.number().positive().default(300),
+      })
+      .prefault({}),
+  })
+  .prefault({})
+export type GuardPolicy = z.infer<typeof GuardsSchema>
+
+export const DEFAULT_GUARDS: GuardPolicy = GuardsSchema.parse(undefined)
+export const DEFAULT_GOSSIP: Gossip = GossipSchema.parse(undefined)
+
+/**
+ * memberlist's SuspicionMaxTimeoutMult, which Consul does not expose: a suspicion that few live
+ * peers confirm (exactly what happens when many hosts fail together) lasts up to 6× its base.
+ */
+export const SUSPICION_MAX_MULT = 6
+/** memberlist scales the push/pull interval up above this many members. */
+const PUSH_PULL_SCALE_THRESHOLD = 32
+
+export interface QuietWindow {
+  seconds: number
+  /** How it was derived, for evaluate.js. */
+  basis: string
 }
 
-export const DEFAULT_GUARDS: GuardPolicy = {
-  hold: { recovery: 5, back: 5 },
-  isolation: { maxDownFraction: 0.55, maxDownCount: null, window: 30 },
-  rateLimit: { maxRecoveries: 5, window: 300 },
+/** Probe intervals of slack for when the live members first probe each failed one. */
+const PROBE_ROUNDS = 2
+
+/**
+ * The window in which Consul can still report further hosts of one event on a network of
+ * `members` nodes. A suspicion's base timeout is suspicion_mult × max(1, log10 N) × probe
+ * interval and stretches to 6× that when few peers confirm it, so hosts that failed together
+ * are declared dead spread over up to 5× the base, plus the probe rounds before each is first
+ * suspected. A correction ("left", not "failed", for a graceful leave seen during other
+ * failures) arrives by push/pull. The window is the longer of the two.
+ */
+export function quietWindow(gossip: Gossip, members: number, policy: GuardPolicy): QuietWindow {
+  if (policy.burst.quietWindow !== 'auto') return { seconds: policy.burst.quietWindow, basis: 'guards.burst.quietWindow' }
+  const n = Math.max(members, 1)
+  const base = gossip.suspicionMult * Math.max(1, Math.log10(n)) * gossip.probeInterval
+  const spread = (SUSPICION_MAX_MULT - 1) * base + PROBE_ROUNDS * gossip.probeInterval
+  const scale = n <= PUSH_PULL_SCALE_THRESHOLD ? 1 : Math.ceil(Math.log2(n) - Math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1
+  const pushPull = gossip.pushPullInterval * scale
+  const round = (x: number) => Math.round(x * 10) / 10
+  return {
+    seconds: round(Math.max(spread, pushPull)),
+    basis:
+      `${n} members, probe ${gossip.probeInterval} s, suspicion_mult ${gossip.suspicionMult}: ` +
+      `detections spread up to ${round(spread)} s, push/pull ${round(pushPull)} s`,
+  }
 }
 
 const secondsBetween = (from: string, to: Date) => (to.getTime() - Date.parse(from)) / 1000

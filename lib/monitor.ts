@@ -77,6 +77,8 @@ export interface RunResult {
   state: StoreState
   /** Notifications this run queued (or would queue, in a dry run). */
   queued: Notification[]
+  /** Per network: the quiet window and the burst in progress. */
+  timing: Evaluation['timing']
 }
 
 /**
@@ -103,6 +105,7 @@ export async function evaluateAndRecord(
       now: deps.now(),
       newId: randomUUID,
       guards: config.guards,
+      gossip: { management: config.consul.gossip, tenant: config.consul.gossip, storage: config.consul.gossip },
     }
     let evaluation = evaluate(input)
     const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
@@ -120,6 +123,7 @@ export async function evaluateAndRecord(
     snapshots,
     state: evaluation.next,
     queued: evaluation.queued.map((e) => e.notification),
+    timing: evaluation.timing,
   })
   if (opts.dryRun) {
     const { evaluation, snapshots } = await run(await store.read())

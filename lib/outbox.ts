@@ -2,15 +2,11 @@
  * Pure rules of the outbox: what is due, what has expired, how long to back off, and how a
  * final answer moves an entry from the outbox into the ledger.
  */
+import type { MasakariConfig } from './config.js'
 import type { LedgerEntry, LedgerRecord, Outcome, OutboxEntry, StoreState } from './store.js'
 
-export interface DeliveryPolicy {
-  /** Seconds. */
-  initialBackoff: number
-  maxBackoff: number
-  expiry: number
-  concurrency: number
-}
+/** masakari.delivery in the config (seconds). */
+export type DeliveryPolicy = MasakariConfig['delivery']
 
 /** Exponential backoff: initial, 2×initial, 4×… capped at max. */
 export function backoffMs(attempts: number, policy: DeliveryPolicy): number {

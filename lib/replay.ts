@@ -14,9 +14,9 @@ export interface EvaluateArgs {
 export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void> {
   const monitor = await loadMonitor(args.config, deps, 'evaluate')
   const now = deps.now()
-  const { decisions, snapshots, state, queued } = await evaluateAndRecord(monitor, deps, { dryRun: args.dryRun })
+  const { decisions, snapshots, state, queued, timing } = await evaluateAndRecord(monitor, deps, { dryRun: args.dryRun })
   if (args.explain !== undefined) {
-    const e = explainHost(args.explain, decisions, snapshots, state, monitor.strategy, monitor.config.guards.rateLimit, now)
+    const e = explainHost(args.explain, decisions, snapshots, state, monitor.strategy, timing, monitor.config.guards, now)
     if (!e)
       throw new UsageError(
         `--explain: no host named "${args.explain}" in the snapshots or the ledger (hosts: ${decisions.map((d) => d.host).join(', ') || 'none'})`,
@@ -24,7 +24,7 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
     deps.stdout(args.json ? `${JSON.stringify(e, null, 2)}\n` : formatExplanation(e, monitor.strategy))
     return
   }
-  const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, now, args.dryRun)
+  const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, timing, now, args.dryRun)
   deps.stdout(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report))
 }
 

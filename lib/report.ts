@@ -1,5 +1,6 @@
 /** What evaluate.js shows: the host × network table and the notifications, as text or JSON. */
-import type { HostDecision } from './evaluator.js'
+import type { HostDecision, NetworkTiming } from './evaluator.js'
+import { type GuardPolicy, rateLimitSlot } from './guards.js'
 import { NETWORKS } from './networks.js'
 import type { Snapshots } from './snapshot.js'
 import type { Notification, StoreState } from './store.js'
@@ -31,6 +32,8 @@ export interface Report {
   hosts: HostReport[]
   /** Networks whose failures are suppressed by the self-isolation guard. */
   isolation: Record<string, { since: string; reason: string }>
+  /** Per network of the strategy: the quiet window of a burst and the burst in progress, if any. */
+  timing: Record<string, NetworkTiming>
   /** Notifications this evaluation decides to send (or would, with --dry-run). */
   notifications: Notification[]
 }
@@ -41,11 +44,12 @@ export function buildReport(
   state: StoreState,
   strategy: Strategy,
   queued: Notification[],
+  timing: Partial<Record<string, NetworkTiming>>,
   evaluatedAt: Date,
   dryRun: boolean,
 ): Report {
   const hosts = decisions.map((d): HostReport => {
-    const entry = state.ledger[d.host]
+    const entry = Object.hasOwn(state.ledger, d.host) ? state.ledger[d.host] : undefined
     return {
       host: d.host,
       vector: d.vector,
@@ -79,6 +83,7 @@ export function buildReport(
     ),
     hosts,
     isolation: { ...state.isolation } as Report['isolation'],
+    timing: { ...timing } as Report['timing'],
     notifications: queued,
   }
 }
@@ -92,6 +97,7 @@ export function formatReport(report: Report): string {
       `snapshot ${n}: ${s ? `${s.nodes} nodes, consul index ${s.consulIndex || '-'}, received ${s.receivedAt}` : 'none yet (every host unknown there)'}`,
     )
   }
+  for (const [n, t] of Object.entries(report.timing)) lines.push(timingLine(n, t))
   for (const [n, i] of Object.entries(report.isolation))
     lines.push(`SELF-ISOLATION GUARD on ${n} since ${i.since}: ${i.reason}; no recovery for ${n} failures`)
   lines.push('')
@@ -122,6 +128,13 @@ export function formatReport(report: Report): string {
   return `${lines.join('\n')}\n`
 }
 
+function timingLine(network: string, t: NetworkTiming): string {
+  const window = `quiet window ${t.quietWindow.seconds} s (${t.quietWindow.basis})`
+  if (!t.burst) return `${network}: no burst; ${window}`
+  const b = t.burst
+  return `${network}: BURST in progress since ${b.since} (${b.hosts.length} hosts: ${b.hosts.join(', ')}; the last at ${b.lastDown}), ${window}; its recoveries wait until ${b.quietUntil}`
+}
+
 export interface Explanation {
   host: string
   networks: Array<{ network: string; state: string; downSince?: string; consulIndex?: string; receivedAt?: string; inStrategy: boolean }>
@@ -130,6 +143,7 @@ export interface Explanation {
   ledger: { phase?: string; firstSeenAt?: string; notified?: unknown; unsent?: unknown; hold?: unknown }
   pending: HostReport['pending']
   isolation: Record<string, { since: string; reason: string }>
+  timing: Record<string, NetworkTiming>
   rateLimit: { recentRecoveries: number; maxRecoveries: number; window: number }
 }
 
@@ -139,13 +153,13 @@ export function explainHost(
   snapshots: Snapshots,
   state: StoreState,
   strategy: Strategy,
-  rateLimit: { maxRecoveries: number; window: number },
+  timing: Partial<Record<string, NetworkTiming>>,
+  guards: GuardPolicy,
   now: Date,
 ): Explanation | undefined {
   const d = decisions.find((x) => x.host === host)
   if (!d) return undefined
-  const entry = state.ledger[host]
-  const states = strategy.sequence.map((n) => d.vector[n])
+  const entry = Object.hasOwn(state.ledger, host) ? state.ledger[host] : undefined
   return {
     host,
     networks: NETWORKS.map((n) => ({
@@ -160,7 +174,7 @@ export function explainHost(
       row: i + 1,
       health: r.health,
       action: r.recovery ? 'recovery' : 'none',
-      matches: r.health.every((h, j) => h === states[j]),
+      matches: d.match.row === i + 1,
     })),
     decision: { action: d.action, reason: d.reason, ...(d.guard ? { guard: d.guard } : {}) },
     ledger: { phase: entry?.phase, firstSeenAt: entry?.firstSeenAt, notified: entry?.notified, unsent: entry?.unsent, hold: entry?.hold },
@@ -168,10 +182,8 @@ export function explainHost(
       .filter((o) => o.host === host)
       .map((o) => ({ event: o.notification.payload.event, attempts: o.attempts, nextAttemptAt: o.nextAttemptAt, lastError: o.lastError })),
     isolation: { ...state.isolation } as Record<string, { since: string; reason: string }>,
-    rateLimit: {
-      recentRecoveries: state.recoveries.filter((r) => now.getTime() - Date.parse(r) < rateLimit.window * 1000).length,
-      ...rateLimit,
-    },
+    timing: { ...timing } as Explanation['timing'],
+    rateLimit: { recentRecoveries: rateLimitSlot(state.recoveries, now, guards).recent.length, ...guards.rateLimit },
   }
 }
 
@@ -193,6 +205,7 @@ export function formatExplanation(e: Explanation, strategy: Strategy): string {
   out.push(
     `self-isolation guard: ${isolated.length === 0 ? 'not tripped' : isolated.map(([n, i]) => `${n} since ${i.since} (${i.reason})`).join('; ')}`,
   )
+  for (const [n, t] of Object.entries(e.timing)) out.push(`burst guard, ${timingLine(n, t)}`)
   out.push(
     `rate limit: ${e.rateLimit.recentRecoveries} recoveries in the last ${e.rateLimit.window} s (limit ${e.rateLimit.maxRecoveries === 0 ? 'lifted' : e.rateLimit.maxRecoveries})`,
   )

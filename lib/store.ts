@@ -16,6 +16,8 @@ import { StateFileError } from './snapshot.js'
 import { NETWORKS } from './networks.js'
 
 export const EVENTS = ['STOPPED', 'STARTED'] as const
+/** The guards that can hold a host's decision back (see guards.ts). */
+export const GUARD_KINDS = ['isolation', 'hold', 'burst', 'rate-limit', 'unconfirmed'] as const
 export type HostEvent = (typeof EVENTS)[number]
 
 /** The body Masakari receives (inside {"notification": …}); fixed at decision time, so a resend is byte-identical. */
@@ -82,7 +84,7 @@ export const LedgerEntrySchema = z.object({
    */
   hold: z.object({ kind: z.enum(['recovery', 'back']), since: z.string() }).optional(),
   /** The guard that held the host's decision back at the last run (so a change is logged once). */
-  guard: z.enum(['isolation', 'hold', 'rate-limit', 'unconfirmed']).optional(),
+  guard: z.enum(GUARD_KINDS).optional(),
   /** Since when the host has been down on each network (for the self-isolation guard's window). */
   downSince: z.partialRecord(z.enum(NETWORKS), z.string()).optional(),
 })

@@ -28,6 +28,7 @@ function view(m: NodeState | null, te: NodeState | null, s: NodeState | null): S
 
 const OFF: GuardPolicy = {
   hold: { recovery: 0, back: 0 },
+  burst: { quietWindow: 0 },
   isolation: { maxDownFraction: 1, maxDownCount: null, window: 30 },
   rateLimit: { maxRecoveries: 0, window: 300 },
 }
@@ -445,19 +446,152 @@ t.test('confirmation with the own agents', async (t) => {
   }
 })
 
-t.test("hold waits for the network's view to settle: a second host turning down restarts the first one's wait", async (t) => {
-  const g = { hold: { recovery: 5, back: 5 } }
-  const base = runAt(0, emptyState(), cloud([]), g).next
-  const first = runAt(10, base, cloud(['cmp1']), g)
-  const second = runAt(13, first.next, cloud(['cmp1', 'cmp2']), g)
+// ---- bursts: hosts that failed together, reported one by one --------------------------------
+
+/** A timeline: at each second, the storage view (hosts down; hosts gone from the cluster). */
+type Step = [at: number, down: string[], gone?: string[]]
+function timeline(steps: Step[], until: number, guards: Partial<GuardPolicy>, size = 8) {
+  let state = runAt(0, emptyState(), cloud([], [], size), guards).next
+  const sent: Array<[number, string]> = []
+  const times = [...new Set([...steps.map((s) => s[0]), ...Array.from({ length: until + 1 }, (_, i) => i)])].sort((a, b) => a - b)
+  for (const at of times) {
+    const view: Step = steps.findLast((s) => s[0] <= at) ?? [0, []]
+    const snaps = cloud(view[1], [], size)
+    for (const g of view[2] ?? []) delete snaps.storage!.nodes[g]
+    const r = runAt(at, state, snaps, guards)
+    for (const q of r.queued) sent.push([at, q.host])
+    state = r.next
+  }
+  return { sent, state }
+}
+
+const bursty = { hold: { recovery: 5, back: 5 }, burst: { quietWindow: 30 } }
+const bursts: Array<[name: string, steps: Step[], until: number, sent: Array<[number, string]>]> = [
+  ['a lone failure: STOPPED after the short hold', [[10, ['cmp1']]], 60, [[15, 'cmp1']]],
+  [
+    "a second failure within the first one's hold: both wait until storage has been quiet for 30 s",
+    [
+      [10, ['cmp1']],
+      [13.9, ['cmp1', 'cmp2']],
+    ],
+    60,
+    [
+      [44, 'cmp1'],
+      [44, 'cmp2'],
+    ],
+  ],
+  [
+    'each further failure of the burst extends every pending recovery',
+    [
+      [10, ['cmp1']],
+      [13.9, ['cmp1', 'cmp2']],
+      [20.9, ['cmp1', 'cmp2', 'cmp3']],
+    ],
+    80,
+    [
+      [51, 'cmp1'],
+      [51, 'cmp2'],
+      [51, 'cmp3'],
+    ],
+  ],
+  [
+    'a failure 25 s after a lone one already sent joins a burst: it waits for the quiet window',
+    [
+      [10, ['cmp1']],
+      [35, ['cmp1', 'cmp2']],
+    ],
+    80,
+    [
+      [15, 'cmp1'],
+      [65, 'cmp2'],
+    ],
+  ],
+  [
+    'two failures 60 s apart are not a burst',
+    [
+      [10, ['cmp1']],
+      [70, ['cmp1', 'cmp2']],
+    ],
+    90,
+    [
+      [15, 'cmp1'],
+      [75, 'cmp2'],
+    ],
+  ],
+  [
+    'a graceful leave first reported as failed, during another failure: only the failed host, once the leave shows',
+    [
+      [10, ['cmp1']],
+      [12, ['cmp1', 'cmp2']],
+      [30, ['cmp2'], ['cmp1']],
+    ],
+    80,
+    [[30, 'cmp2']],
+  ],
+]
+for (const [name, steps, until, sent] of bursts) {
+  t.test(`burst: ${name}`, async (t) => {
+    t.same(timeline(steps, until, bursty).sent, sent)
+  })
+}
+
+t.test('burst: the isolation guard decides a burst that turns out to be most of the network', async (t) => {
+  const guards = { ...bursty, ...isolationOn }
+  const steps: Step[] = [
+    [10, ['cmp1']],
+    [13.9, ['cmp1', 'cmp2']],
+    [20.9, ['cmp1', 'cmp2', 'cmp3']],
+    [28.9, ['cmp1', 'cmp2', 'cmp3', 'cmp4']],
+  ]
+  const { sent, state } = timeline(steps, 120, guards, 6)
+  t.same(sent, [], 'no STOPPED: 4 of 6 turned down within 30 s')
+  t.ok(state.isolation.storage, 'the guard holds')
+})
+
+t.test('burst: a held host says until when and why; the network shows the burst', async (t) => {
+  const base = runAt(0, emptyState(), cloud([]), bursty).next
+  const first = runAt(10, base, cloud(['cmp1']), bursty)
+  const second = runAt(13, first.next, cloud(['cmp1', 'cmp2']), bursty)
   t.match(
     second.decisions.find((d) => d.host === 'cmp1'),
-    { guard: { kind: 'hold', until: at(18).toISOString() }, reason: /after the last host turned down on the same network/ },
+    {
+      guard: { kind: 'burst', until: at(43).toISOString() },
+      reason:
+        /storage has a burst in progress \(2 hosts down since .*10\.000Z, the last at .*13\.000Z\): waiting until it has been quiet for 30 s/,
+    },
   )
-  t.equal(runAt(15, second.next, cloud(['cmp1', 'cmp2']), g).queued.length, 0, 'not at 10 + 5')
+  t.same(second.timing.storage, {
+    quietWindow: { seconds: 30, basis: 'guards.burst.quietWindow' },
+    burst: { since: at(10).toISOString(), lastDown: at(13).toISOString(), quietUntil: at(43).toISOString(), hosts: ['cmp1', 'cmp2'] },
+  })
+  t.equal(second.next.wakeAt, at(43).toISOString(), 'the worker wakes when the window ends')
+  t.equal(second.next.ledger.cmp1?.guard, 'burst')
+})
+
+t.test('hosts named like Object.prototype members are hosts like any other', async (t) => {
+  const names = ['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf']
+  const nodes = (down: string): Record<string, NodeState> =>
+    JSON.parse(JSON.stringify(Object.fromEntries([['controller', 'up'], ...names.map((n) => [n, n === down ? 'down' : 'up'])])))
+  const up = nodes('')
+  const snaps = snapshots({ management: up, tenant: up, storage: nodes('constructor') })
+  const first = run(emptyState(), snaps)
   t.same(
-    runAt(18, second.next, cloud(['cmp1', 'cmp2']), g).queued.map((q) => q.host),
-    ['cmp1', 'cmp2'],
-    'both once the view settled',
+    first.queued.map((q) => q.host),
+    ['constructor'],
+  )
+  t.same(Object.keys(first.next.ledger).sort(), [...names].sort(), 'one ledger entry each, __proto__ included')
+  for (const n of names) {
+    t.equal(first.next.ledger[n]?.firstSeenAt, now.toISOString(), `${n}: first seen now`)
+    t.match(
+      first.decisions.find((d) => d.host === n),
+      { vectorText: `management=up tenant=up storage=${n === 'constructor' ? 'down' : 'up'}` },
+    )
+  }
+  // The next run reads that ledger back (through JSON, as state.json) and decides nothing new.
+  const again = run(JSON.parse(JSON.stringify(first.next)), snaps)
+  t.same(again.queued, [])
+  t.match(
+    again.decisions.find((d) => d.host === 'constructor'),
+    { reason: /already decided: STOPPED waiting in the outbox/ },
   )
 })

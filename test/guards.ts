@@ -1,5 +1,14 @@
 import t from 'tap'
-import { DEFAULT_GUARDS, holdIsOver, isolationStatus, networkView, rateLimitSlot, type GuardPolicy } from '../lib/guards.js'
+import {
+  DEFAULT_GOSSIP,
+  DEFAULT_GUARDS,
+  holdIsOver,
+  isolationStatus,
+  networkView,
+  quietWindow,
+  rateLimitSlot,
+  type GuardPolicy,
+} from '../lib/guards.js'
 import type { Snapshot } from '../lib/snapshot.js'
 
 const now = new Date('2026-11-25T12:00:00.000Z')
@@ -75,5 +84,30 @@ t.test('rate limit window boundaries', async (t) => {
     rateLimitSlot([ago(1), ago(2), ago(3)], now, { ...p, rateLimit: { maxRecoveries: 0, window: 60 } }).nextSlot,
     undefined,
     '0 lifts the limit',
+  )
+})
+
+const fast = { probeInterval: 0.4, suspicionMult: 2, pushPullInterval: 30 }
+const windows: Array<[string, Parameters<typeof quietWindow>[0], number, number | 'auto', number]> = [
+  // name, gossip, cluster members, guards.burst.quietWindow, seconds
+  ["Consul's defaults, 9 members: push/pull (30 s) outlasts the detection spread (5 × 4 s + 2 s)", DEFAULT_GOSSIP, 9, 'auto', 30],
+  ['gossip-fast.json, 9 members: push/pull still bounds a late "left"', fast, 9, 'auto', 30],
+  ['a faster push/pull: the detection spread decides (5 × 0.8 s + 0.8 s)', { ...fast, pushPullInterval: 1 }, 9, 'auto', 4.8],
+  ['1,000 members: suspicion grows with log10 N (5 × 12 s + 2 s); push/pull scales ×6', DEFAULT_GOSSIP, 1000, 'auto', 180],
+  ['100 members: push/pull ×3 (90 s) outlasts 5 × 8 s + 2 s', DEFAULT_GOSSIP, 100, 'auto', 90],
+  ['an empty snapshot counts as one member', DEFAULT_GOSSIP, 0, 'auto', 30],
+  ['a fixed window from the config wins', DEFAULT_GOSSIP, 9, 12, 12],
+]
+for (const [name, gossip, members, configured, seconds] of windows) {
+  t.test(`quiet window: ${name}`, async (t) => {
+    const p = { ...DEFAULT_GUARDS, burst: { quietWindow: configured } }
+    t.equal(quietWindow(gossip, members, p).seconds, seconds)
+  })
+}
+
+t.test('quiet window: says how it was derived', async (t) => {
+  t.equal(
+    quietWindow(DEFAULT_GOSSIP, 9, DEFAULT_GUARDS).basis,
+    '9 members, probe 1 s, suspicion_mult 4: detections spread up to 22 s, push/pull 30 s',
   )
 })
