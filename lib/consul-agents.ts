@@ -3,10 +3,10 @@
  * cluster has a leader and which nodes it shows failed. The watch's snapshot may be seconds
  * old; a network whose agent does not answer must not carry a recovery.
  */
-import type { z } from 'zod'
+import { z } from 'zod'
 import type { ConsulAgentsSchema } from './config.js'
 import { parseChecks } from './consul-input.js'
-import type { Confirmation } from './evaluator.js'
+import type { AgentGossip, Confirmation } from './evaluator.js'
 import type { Fetch } from './masakari.js'
 import type { Network } from './networks.js'
 
@@ -36,13 +36,49 @@ async function get(fetch: Fetch, url: string, timeoutSeconds: number): Promise<s
 export async function askAgent(addr: string, fetch: Fetch, timeoutSeconds: number): Promise<Confirmation> {
   const base = baseUrl(addr)
   try {
-    const leader = JSON.parse(await get(fetch, `${base}/v1/status/leader`, timeoutSeconds)) as unknown
+    const [leaderText, criticalText, gossip] = await Promise.all([
+      get(fetch, `${base}/v1/status/leader`, timeoutSeconds),
+      get(fetch, `${base}/v1/health/state/critical`, timeoutSeconds),
+      agentGossip(base, fetch, timeoutSeconds),
+    ])
+    const leader = JSON.parse(leaderText) as unknown
     if (typeof leader !== 'string' || leader === '') return { ok: false, reason: `no cluster leader (agent ${addr})` }
-    const checks = parseChecks(await get(fetch, `${base}/v1/health/state/critical`, timeoutSeconds))
-    return { ok: true, critical: new Set(checks.filter((c) => c.CheckID === 'serfHealth').map((c) => c.Node)) }
+    const checks = parseChecks(criticalText)
+    const critical = new Set(checks.filter((c) => c.CheckID === 'serfHealth').map((c) => c.Node))
+    return { ok: true, critical, ...(gossip ? { gossip } : {}) }
   } catch (err) {
     return { ok: false, reason: (err as Error).message }
   }
+}
+
+/** The part of GET /v1/agent/self that sets the burst guard's quiet window (Consul 1.8's DebugConfig). */
+const AgentSelfSchema = z.object({
+  DebugConfig: z.object({ GossipLANProbeInterval: z.string(), GossipLANSuspicionMult: z.number().int().positive() }),
+})
+
+/**
+ * The agent's own gossip tuning, which beats what the config assumes. Optional: an agent that
+ * does not say (an ACL token without agent:read, another Consul version) leaves the config's.
+ */
+async function agentGossip(base: string, fetch: Fetch, timeoutSeconds: number): Promise<AgentGossip | undefined> {
+  try {
+    const self = AgentSelfSchema.parse(JSON.parse(await get(fetch, `${base}/v1/agent/self`, timeoutSeconds)))
+    const probeInterval = goDurationSeconds(self.DebugConfig.GossipLANProbeInterval)
+    if (probeInterval === undefined || probeInterval <= 0) return undefined
+    return { probeInterval, suspicionMult: self.DebugConfig.GossipLANSuspicionMult }
+  } catch {
+    return undefined
+  }
+}
+
+const GO_UNITS: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 }
+
+/** "1s", "400ms", "1m30s" (Go's time.Duration text) in seconds; undefined if it is not one. */
+export function goDurationSeconds(text: string): number | undefined {
+  if (!/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(text)) return undefined
+  let seconds = 0
+  for (const [, value, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) seconds += Number(value) * GO_UNITS[unit!]!
+  return seconds
 }
 
 /** Asks every configured agent of the given networks, in parallel. */

@@ -35,8 +35,11 @@ import type { HostEvent, Isolation, LedgerEntry, Notification, OutboxEntry, Stor
 
 export type FirstSight = 'notify' | 'baseline'
 
+/** The gossip tuning an agent reports about itself. */
+export type AgentGossip = Pick<Gossip, 'probeInterval' | 'suspicionMult'>
+
 /** What the monitor's own agent of a network says right now (checked before a recovery). */
-export type Confirmation = { ok: true; critical: ReadonlySet<string> } | { ok: false; reason: string }
+export type Confirmation = { ok: true; critical: ReadonlySet<string>; gossip?: AgentGossip } | { ok: false; reason: string }
 
 export interface EvaluationInput {
   snapshots: Snapshots
@@ -221,7 +224,9 @@ function burstPhase(ctx: Context): Partial<Record<Network, NetworkTiming>> {
   const timing: Partial<Record<Network, NetworkTiming>> = {}
   for (const n of ctx.input.strategy.sequence) {
     const members = Object.keys(ctx.input.snapshots[n]?.nodes ?? {}).length
-    const window = quietWindow(ctx.input.gossip?.[n] ?? DEFAULT_GOSSIP, members, ctx.policy)
+    const { gossip, from } = gossipOf(ctx.input, n)
+    const computed = quietWindow(gossip, members, ctx.policy)
+    const window = ctx.policy.burst.quietWindow === 'auto' ? { ...computed, basis: `${computed.basis}; gossip tuning ${from}` } : computed
     const downs: Array<[string, string]> = []
     for (const [host, entry] of ctx.entries) if (entry.downSince?.[n]) downs.push([entry.downSince[n], host])
     downs.sort((a, b) => b[0].localeCompare(a[0]))
@@ -241,6 +246,14 @@ function burstPhase(ctx: Context): Partial<Record<Network, NetworkTiming>> {
     }
   }
   return timing
+}
+
+/** The network's gossip tuning: as its agent just reported it, else as configured, else Consul's defaults. */
+function gossipOf(input: EvaluationInput, n: Network): { gossip: Gossip; from: string } {
+  const configured = input.gossip?.[n]
+  const c = input.confirmations?.[n]
+  if (c?.ok && c.gossip) return { gossip: { ...(configured ?? DEFAULT_GOSSIP), ...c.gossip }, from: `as the ${n} agent reports it` }
+  return configured ? { gossip: configured, from: 'from consul.gossip' } : { gossip: DEFAULT_GOSSIP, from: "Consul's defaults" }
 }
 
 const secondsBetween = (from: string, to: string) => (Date.parse(to) - Date.parse(from)) / 1000

@@ -22,7 +22,7 @@ function run(title, args) {
 const tap = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
 const files = (dir) =>
   readdirSync(join(root, dir))
-    .filter((f) => f.endsWith('.ts') && f !== 'helpers.ts' && f !== 'harness.ts')
+    .filter((f) => f.endsWith('.ts') && !['helpers.ts', 'harness.ts', 'scenarios.ts'].includes(f))
     .map((f) => join(dir, f))
 const only = process.argv.slice(2)
 

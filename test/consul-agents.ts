@@ -1,5 +1,5 @@
 import t from 'tap'
-import { askAgent, askAgents } from '../lib/consul-agents.js'
+import { askAgent, askAgents, goDurationSeconds } from '../lib/consul-agents.js'
 import type { Fetch } from '../lib/masakari.js'
 import { check, response } from './helpers.js'
 
@@ -59,4 +59,42 @@ t.test('only configured networks are asked', async (t) => {
   const answers = await askAgents(['management', 'tenant', 'storage'], { agents: { storage: '127.0.0.3:8500' }, timeout: 1 }, fetch)
   t.same(Object.keys(answers), ['storage'])
   t.ok(asked.every((u) => u.startsWith('http://127.0.0.3:8500/')))
+})
+
+const durations: Array<[string, number | undefined]> = [
+  ['1s', 1],
+  ['400ms', 0.4],
+  ['1m30s', 90],
+  ['1.5s', 1.5],
+  ['250us', 0.00025],
+  ['', undefined],
+  ['1 s', undefined],
+  ['5', undefined],
+]
+for (const [text, seconds] of durations) {
+  t.test(`Go duration ${JSON.stringify(text)} → ${seconds}`, async (t) => {
+    t.equal(goDurationSeconds(text), seconds)
+  })
+}
+
+const withSelf =
+  (self: unknown): Fetch =>
+  async (url) =>
+    url.endsWith('/v1/status/leader')
+      ? response(200, '"127.0.0.1:8300"')
+      : url.endsWith('/v1/agent/self')
+        ? response(200, JSON.stringify(self))
+        : response(200, [check('cmp1', 'critical')])
+
+t.test("the agent's gossip tuning comes with its confirmation", async (t) => {
+  const c = await askAgent('127.0.0.1:8500', withSelf({ DebugConfig: { GossipLANProbeInterval: '400ms', GossipLANSuspicionMult: 2 } }), 1)
+  t.match(c, { ok: true, gossip: { probeInterval: 0.4, suspicionMult: 2 } })
+})
+
+t.test('an agent that does not tell its gossip tuning still confirms (the config is used)', async (t) => {
+  for (const self of [{ Config: {} }, { DebugConfig: { GossipLANProbeInterval: 'soon', GossipLANSuspicionMult: 2 } }]) {
+    const c = await askAgent('127.0.0.1:8500', withSelf(self), 1)
+    t.equal(c.ok, true)
+    t.notOk('gossip' in c, JSON.stringify(self))
+  }
 })

@@ -595,3 +595,23 @@ t.test('hosts named like Object.prototype members are hosts like any other', asy
     { reason: /already decided: STOPPED waiting in the outbox/ },
   )
 })
+
+t.test("burst: the agent's own gossip tuning sets the window when it reports one", async (t) => {
+  const auto = { hold: { recovery: 5, back: 5 }, burst: { quietWindow: 'auto' as const } }
+  const base = runAt(0, emptyState(), cloud([]), auto).next
+  const first = runAt(10, base, cloud(['cmp1']), auto)
+  const second = runAt(13, first.next, cloud(['cmp1', 'cmp2']), auto)
+  t.match(second.timing.storage?.quietWindow, { seconds: 30, basis: /gossip tuning Consul's defaults/ })
+  const critical = new Set(['cmp1', 'cmp2'])
+  const slowAgent = { storage: { ok: true as const, critical, gossip: { probeInterval: 1, suspicionMult: 20 } } }
+  const asked = runAt(43, second.next, cloud(['cmp1', 'cmp2']), auto, slowAgent)
+  t.same(asked.queued, [], 'not after 30 s: the agent says a suspicion can last 6 × 20 s')
+  t.match(asked.timing.storage?.quietWindow, { seconds: 102, basis: /as the storage agent reports it/ })
+  t.match(asked.decisions.find((d) => d.host === 'cmp1')?.guard, { kind: 'burst', until: at(115).toISOString() })
+  const plain = runAt(43, second.next, cloud(['cmp1', 'cmp2']), auto, { storage: { ok: true, critical } })
+  t.same(
+    plain.queued.map((q) => q.host),
+    ['cmp1', 'cmp2'],
+    'an agent that does not say leaves the default window',
+  )
+})

@@ -125,7 +125,11 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
       hostname: 'controller',
       ...(opts.strategy ? { strategy: 'strategy.yaml' } : {}),
       // the controller's own agents (test/stack/consul.ts address plan), asked before a recovery
-      consul: { agents: Object.fromEntries(NETWORKS.map((n, i) => [n, `127.${opts.octet + i}.0.1:8500`])) },
+      consul: {
+        agents: Object.fromEntries(NETWORKS.map((n, i) => [n, `127.${opts.octet + i}.0.1:8500`])),
+        // what an operator who ships gossip-fast.json to the agents tells the monitor
+        ...(opts.fastGossip ? { gossip: { probeInterval: 0.4, suspicionMult: 2 } } : {}),
+      },
       masakari: {
         authUrl: openstack.authUrl,
         auth: {
