@@ -36,16 +36,17 @@ async function get(fetch: Fetch, url: string, timeoutSeconds: number): Promise<s
 export async function askAgent(addr: string, fetch: Fetch, timeoutSeconds: number): Promise<Confirmation> {
   const base = baseUrl(addr)
   try {
-    const [leaderText, criticalText, gossip] = await Promise.all([
+    const [leaderText, criticalText, gossip, degraded] = await Promise.all([
       get(fetch, `${base}/v1/status/leader`, timeoutSeconds),
       get(fetch, `${base}/v1/health/state/critical`, timeoutSeconds),
       agentGossip(base, fetch, timeoutSeconds),
+      gossipDegraded(base, fetch, timeoutSeconds),
     ])
     const leader = JSON.parse(leaderText) as unknown
     if (typeof leader !== 'string' || leader === '') return { ok: false, reason: `no cluster leader (agent ${addr})` }
     const checks = parseChecks(criticalText)
     const critical = new Set(checks.filter((c) => c.CheckID === 'serfHealth').map((c) => c.Node))
-    return { ok: true, critical, ...(gossip ? { gossip } : {}) }
+    return { ok: true, critical, ...(gossip ? { gossip } : {}), ...(degraded ? { degraded } : {}) }
   } catch (err) {
     return { ok: false, reason: (err as Error).message }
   }
@@ -66,6 +67,35 @@ async function agentGossip(base: string, fetch: Fetch, timeoutSeconds: number): 
     const probeInterval = goDurationSeconds(self.DebugConfig.GossipLANProbeInterval)
     if (probeInterval === undefined || probeInterval <= 0) return undefined
     return { probeInterval, suspicionMult: self.DebugConfig.GossipLANSuspicionMult }
+  } catch {
+    return undefined
+  }
+}
+
+/** The part of GET /v1/agent/metrics (the agent's current 10 s interval) that tells a degraded gossip view. */
+const AgentMetricsSchema = z.object({
+  Gauges: z.array(z.object({ Name: z.string(), Value: z.number() })),
+  Counters: z.array(z.object({ Name: z.string(), Count: z.number() })),
+})
+
+/**
+ * Lifeguard's own verdict on this agent's view, from its metrics: a health score above 0 means
+ * its probes fail without the nacks that live peers send back, and `degraded.timeout` counts
+ * deaths it declared without enough peers confirming. A lone failure in a healthy cluster shows
+ * neither (live peers nack and confirm); hosts failing together, or our own side cut off, show
+ * both seconds after it starts, before Consul has declared more than one of them dead. Optional
+ * like the gossip tuning: no metrics, no signal.
+ */
+async function gossipDegraded(base: string, fetch: Fetch, timeoutSeconds: number): Promise<string | undefined> {
+  try {
+    const m = AgentMetricsSchema.parse(JSON.parse(await get(fetch, `${base}/v1/agent/metrics`, timeoutSeconds)))
+    const score = m.Gauges.find((g) => g.Name.endsWith('memberlist.health.score'))?.Value ?? 0
+    const unconfirmed = m.Counters.find((c) => c.Name.endsWith('memberlist.degraded.timeout'))?.Count ?? 0
+    const signs = [
+      ...(score > 0 ? [`memberlist health score ${score} of 8`] : []),
+      ...(unconfirmed > 0 ? [`${unconfirmed} death(s) declared without enough peers confirming`] : []),
+    ]
+    return signs.length > 0 ? signs.join(', ') : undefined
   } catch {
     return undefined
   }

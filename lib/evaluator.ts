@@ -39,7 +39,21 @@ export type FirstSight = 'notify' | 'baseline'
 export type AgentGossip = Pick<Gossip, 'probeInterval' | 'suspicionMult'>
 
 /** What the monitor's own agent of a network says right now (checked before a recovery). */
-export type Confirmation = { ok: true; critical: ReadonlySet<string>; gossip?: AgentGossip } | { ok: false; reason: string }
+export type Confirmation =
+  | {
+      ok: true
+      critical: ReadonlySet<string>
+      gossip?: AgentGossip
+      /** The agent's gossip view is degraded (Lifeguard): why, in words. */
+      degraded?: string
+    }
+  | { ok: false; reason: string }
+
+/**
+ * Seconds before a recovery held by a degraded agent asks again: the agent's metrics cover
+ * 10 s intervals.
+ */
+export const DEGRADED_RECHECK = 10
 
 export interface EvaluationInput {
   snapshots: Snapshots
@@ -324,7 +338,8 @@ function decideRecovery(
 
 /**
  * When a pending recovery may go: a lone host after the hold time; a host in a burst on any of
- * the networks it is down on, not before that network has been quiet for its window.
+ * the networks it is down on, not before that network has been quiet for its window; a host
+ * down on a network whose agent says its gossip view is degraded, not while it says so.
  */
 function recoveryHold(
   ctx: Context,
@@ -344,6 +359,16 @@ function recoveryHold(
     why =
       `, and ${n} has a burst in progress (${t.burst.hosts.length} hosts down since ${t.burst.since}, the last at ${t.burst.lastDown}): ` +
       `waiting until it has been quiet for ${t.quietWindow.seconds} s`
+  }
+  for (const n of downOn) {
+    const c = ctx.input.confirmations?.[n]
+    if (!c?.ok || !c.degraded) continue
+    const recheck = new Date(ctx.input.now.getTime() + DEGRADED_RECHECK * 1000)
+    if (recheck.getTime() <= until.getTime()) continue
+    until = recheck
+    why =
+      `, and the ${n} agent's gossip view is degraded (${c.degraded}): failures declared without live peers to confirm them ` +
+      'look like hosts failing together, or our own side cut off; asking the agent again then'
   }
   return { until, why, burst: why !== '' }
 }

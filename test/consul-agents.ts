@@ -98,3 +98,48 @@ t.test('an agent that does not tell its gossip tuning still confirms (the config
     t.notOk('gossip' in c, JSON.stringify(self))
   }
 })
+
+const withMetrics =
+  (metrics: unknown): Fetch =>
+  async (url) =>
+    url.endsWith('/v1/status/leader')
+      ? response(200, '"127.0.0.1:8300"')
+      : url.endsWith('/v1/agent/metrics')
+        ? response(200, JSON.stringify(metrics))
+        : url.endsWith('/v1/agent/self')
+          ? response(404, 'not here')
+          : response(200, [check('cmp1', 'critical')])
+const gauge = (Name: string, Value: number) => ({ Name, Value, Labels: {} })
+const counter = (Name: string, Count: number) => ({ Name, Count, Labels: {} })
+const metricsCases: Array<[string, unknown, RegExp | undefined]> = [
+  [
+    'health score above 0 (probes failing without nacks)',
+    { Gauges: [gauge('consul.memberlist.health.score', 6)], Counters: [] },
+    /^memberlist health score 6 of 8$/,
+  ],
+  [
+    'a death declared without enough confirmations',
+    { Gauges: [], Counters: [counter('consul.memberlist.degraded.timeout', 1)] },
+    /^1 death\(s\) declared without enough peers confirming$/,
+  ],
+  [
+    'both',
+    { Gauges: [gauge('consul.memberlist.health.score', 2)], Counters: [counter('consul.memberlist.degraded.timeout', 2)] },
+    /score 2 of 8, 2 death/,
+  ],
+  [
+    'a lone failure in a healthy cluster: score 0, deaths confirmed',
+    { Gauges: [gauge('consul.memberlist.health.score', 0)], Counters: [counter('consul.memberlist.msg.dead', 1)] },
+    undefined,
+  ],
+  ['metrics the agent will not give', 'Permission denied', undefined],
+]
+for (const [name, metrics, degraded] of metricsCases) {
+  t.test(`agent metrics: ${name}`, async (t) => {
+    const c = await askAgent('127.0.0.1:8500', withMetrics(metrics), 1)
+    t.equal(c.ok, true, 'still a confirmation')
+    if (!c.ok) return
+    if (degraded) t.match(c.degraded, degraded)
+    else t.notOk('degraded' in c)
+  })
+}

@@ -615,3 +615,27 @@ t.test("burst: the agent's own gossip tuning sets the window when it reports one
     'an agent that does not say leaves the default window',
   )
 })
+
+t.test('a recovery waits while the agent says its gossip view is degraded, then goes once it is not', async (t) => {
+  const g = { hold: { recovery: 5, back: 5 }, burst: { quietWindow: 30 } }
+  const base = runAt(0, emptyState(), cloud([]), g).next
+  const first = runAt(10, base, cloud(['cmp1']), g)
+  const critical = new Set(['cmp1'])
+  const degraded = { storage: { ok: true as const, critical, degraded: 'memberlist health score 6 of 8' } }
+  const held = runAt(15, first.next, cloud(['cmp1']), g, degraded)
+  t.same(held.queued, [], 'not after the short hold: the first of a mass failure looks just like this')
+  t.match(
+    held.decisions.find((d) => d.host === 'cmp1'),
+    {
+      guard: { kind: 'burst', until: at(25).toISOString() },
+      reason: /storage agent's gossip view is degraded \(memberlist health score 6 of 8\)/,
+    },
+  )
+  t.equal(held.next.wakeAt, at(25).toISOString(), 'the worker asks again in 10 s')
+  const again = runAt(25, held.next, cloud(['cmp1']), g, { storage: { ok: true, critical } })
+  t.same(
+    again.queued.map((q) => q.host),
+    ['cmp1'],
+    'a clean view: STOPPED',
+  )
+})
