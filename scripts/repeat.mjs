@@ -18,7 +18,11 @@ const tap = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
 const runs = []
 for (let i = 1; i <= count; i++) {
   const started = Date.now()
-  const r = spawnSync(process.execPath, [tap, '--reporter=tap', '--disable-coverage', file], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 })
+  const r = spawnSync(process.execPath, [tap, '--reporter=tap', '--disable-coverage', file], {
+    cwd: root,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  })
   const out = `${r.stdout}${r.stderr}`
   const failed = [...out.matchAll(/^\s*not ok \d+ - (.*)$/gm)].map((m) => m[1])
   const notes = [...out.matchAll(/^\s*# (declared failed.*|Consul's detection.*)$/gm)].map((m) => m[1])
