@@ -128,6 +128,11 @@ const metricsCases: Array<[string, unknown, RegExp | undefined]> = [
     /score 2 of 8, 2 death/,
   ],
   [
+    'a health score of 1 (one late answer on a busy agent) is not enough',
+    { Gauges: [gauge('consul.memberlist.health.score', 1)], Counters: [] },
+    undefined,
+  ],
+  [
     'a lone failure in a healthy cluster: score 0, deaths confirmed',
     { Gauges: [gauge('consul.memberlist.health.score', 0)], Counters: [counter('consul.memberlist.msg.dead', 1)] },
     undefined,
