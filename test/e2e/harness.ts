@@ -10,8 +10,8 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { startConsulStack, NETWORKS, type ConsulStack, type Network } from '../stack/consul.js'
-import { freePort, isAlive, startOpenStack, type Notification, type OpenStack } from '../stack/openstack.js'
+import { startConsulStack, NETWORKS, type ConsulStack, type Network } from '../../stack/consul.js'
+import { freePort, isAlive, startOpenStack, type Notification, type OpenStack } from '../../stack/openstack.js'
 
 export const ROOT = join(import.meta.dirname, '..', '..')
 export const HANDLER = join(ROOT, 'dist', 'checks-handler.js')
@@ -124,7 +124,7 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
       stateDir,
       hostname: 'controller',
       ...(opts.strategy ? { strategy: 'strategy.yaml' } : {}),
-      // the controller's own agents (test/stack/consul.ts address plan), asked before a recovery
+      // the controller's own agents (stack/consul.ts address plan), asked before a recovery
       consul: { agents: Object.fromEntries(NETWORKS.map((n, i) => [n, `127.${opts.octet + i}.0.1:8500`])) },
       masakari: {
         authUrl: openstack.authUrl,

@@ -1,6 +1,6 @@
 /**
  * End to end against a real Keystone and a real masakari-api (Debian bookworm packages, on
- * loopback; see test/stack/openstack.ts). Skipped when the packages are not installed.
+ * loopback; see stack/openstack.ts). Skipped when the packages are not installed.
  *
  * RECORD_FIXTURES=1 rewrites test/fixtures/recorded/*.json from the live answers (the replay
  * fixtures of the Masakari client's unit tests); otherwise the live answers are compared with
@@ -21,7 +21,7 @@ import {
   passwordToken,
   startOpenStack,
   type Recorded,
-} from '../stack/openstack.js'
+} from '../../stack/openstack.js'
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'recorded')
 const RECORD = process.env.RECORD_FIXTURES === '1'

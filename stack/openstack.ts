@@ -1,12 +1,12 @@
 /**
- * A real Keystone and a real masakari-api on loopback, for integration tests and the demo.
+ * A real Keystone and a real masakari-api on loopback, for end-to-end tests, the bench and the demo.
  *
  * Debian bookworm's packages (keystone, masakari-api, uwsgi-plugin-python3, python3-masakari;
  * scripts/install-stack.sh installs them). Everything lives in a scratch directory: configs,
  * SQLite databases, Fernet/credential keys, and the services' output under `${dir}/logs`.
  * Nothing is reused between runs. Only 127.0.0.1 is ever contacted.
  *
- * Test infrastructure, not product code: it uses Node's global fetch.
+ * Test and demo infrastructure, not product code: it uses Node's global fetch.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -86,9 +86,9 @@ export const MONITOR_USERNAME = 'masakari-consul'
 export const MONITOR_PASSWORD = 'masakari-consul-secret'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-// Beside this module, or, when bundled into dist/demo.js, in the source tree next to dist/.
-const besideThis = (file: string) =>
-  [join(HERE, file), join(HERE, '..', 'test', 'stack', file)].find((p) => existsSync(p)) ?? join(HERE, file)
+// Beside this module, or, when bundled into dist/demo.js, in the source tree next to dist/
+// (bench/build.mjs copies them beside its bundle).
+const besideThis = (file: string) => [join(HERE, file), join(HERE, '..', 'stack', file)].find((p) => existsSync(p)) ?? join(HERE, file)
 export const LAUNCHER = besideThis('masakari-api-launcher.py')
 const ETC_PATHS = besideThis('etc-paths.py')
 const PYTHON = '/usr/bin/python3'
