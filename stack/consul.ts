@@ -242,6 +242,36 @@ interface Agent {
   frozen: boolean
 }
 
+/** Where every agent lives: controller i = 1, computes i = 2, 3, ...; one octet per network. */
+interface AddressPlan {
+  octet: number
+  controller: string
+  computes: string[]
+  allNodes: string[]
+  addressOf(node: string, network: Network): string
+}
+
+type DeathListener = (a: Agent, code: number | null, sig: NodeJS.Signals | null) => void
+
+/** What the phases of a stack's life share. */
+interface Stack {
+  plan: AddressPlan
+  opts: ConsulStackOptions
+  dir: string
+  logDir: string
+  pidFile: string
+  bin: string
+  env: NodeJS.ProcessEnv
+  log: (msg: string) => void
+  agents: Map<string, Agent>
+  /** "an agent died" listeners, used to fail fast during start/restart */
+  deathListeners: Set<DeathListener>
+  /** set when stop() begins: agents exiting from then on are expected, and the stack refuses faults */
+  stopped: boolean
+  stopPromise?: Promise<void>
+  watchdog?: ChildProcess
+}
+
 const WATCHDOG_SCRIPT = [
   'cat >/dev/null', // returns when our parent's end of the pipe closes (it died or stop())
   'if [ -f "$1" ]; then',
@@ -250,60 +280,113 @@ const WATCHDOG_SCRIPT = [
   'fi',
 ].join('\n')
 
+const NET_OFFSET: Record<Network, number> = { management: 0, tenant: 1, storage: 2 }
+
 export async function startConsulStack(opts: ConsulStackOptions): Promise<ConsulStack> {
   const t0 = performance.now()
-  const log = opts.log ?? ((): void => {})
+  const plan = addressPlan(opts)
+  await assertAddressesFree(plan)
+  const s = prepareAgents(plan, opts)
+  startWatchdog(s)
+  await startAllAgents(s, opts.startTimeoutMs ?? 60_000)
+  const startMs = Math.round(performance.now() - t0)
+  s.log(`consul stack up in ${startMs} ms: ${plan.allNodes.length} nodes × ${NETWORKS.length} networks`)
+  return stackApi(s, startMs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up phases, in the order startConsulStack runs them
+
+/** Validates the node names and the octet, and maps every agent to its address. */
+function addressPlan(opts: ConsulStackOptions): AddressPlan {
   const controller = opts.controller ?? 'controller'
   const computes = [...opts.computes]
-  const bin = opts.consulBin ?? process.env.CONSUL_BIN ?? 'consul'
-  const startTimeoutMs = opts.startTimeoutMs ?? 60_000
   const octet = opts.octet
   if (!Number.isInteger(octet) || octet < 1 || octet > 253) throw new Error(`octet must be an integer in 1..253, got ${octet}`)
   const allNodes = [controller, ...computes]
   if (new Set(allNodes).size !== allNodes.length) throw new Error(`node names must be unique: ${allNodes.join(', ')}`)
   if (allNodes.length > 254) throw new Error('too many nodes for the address plan')
   for (const n of allNodes) if (!/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(n)) throw new Error(`bad node name ${JSON.stringify(n)}`)
-
-  const dir = path.resolve(opts.dir)
-  const logDir = path.join(dir, 'logs')
-  const dataRoot = path.join(dir, 'data')
-  const configRoot = path.join(dir, 'config')
-  const pidFile = path.join(dir, 'agent-pids')
-  const env = cleanEnv()
-
-  const netOffset: Record<Network, number> = { management: 0, tenant: 1, storage: 2 }
   const addressOf = (node: string, network: Network): string => {
     const i = allNodes.indexOf(node)
     if (i < 0) throw new Error(`unknown node ${node}`)
     if (!NETWORKS.includes(network)) throw new Error(`unknown network ${network}`)
-    return `127.${octet + netOffset[network]}.0.${i + 1}`
+    return `127.${octet + NET_OFFSET[network]}.0.${i + 1}`
   }
+  return { octet, controller, computes, allNodes, addressOf }
+}
 
-  // before touching anything: is the address plan free?
+/** Before touching anything: another stack on the same octet, or leftover agents, would collide. */
+async function assertAddressesFree(plan: AddressPlan): Promise<void> {
   const probes = NETWORKS.flatMap((network) =>
-    allNodes.flatMap((node) => [8500, 8301, ...(node === controller ? [8300] : [])].map((p) => portBusy(addressOf(node, network), p))),
+    plan.allNodes.flatMap((node) =>
+      [8500, 8301, ...(node === plan.controller ? [8300] : [])].map((p) => portBusy(plan.addressOf(node, network), p)),
+    ),
   )
   const busy = (await Promise.all(probes)).filter((x): x is string => x !== undefined)
-  if (busy.length > 0) {
-    throw new Error(
-      `cannot start the consul stack on octet ${octet}: address(es) in use: ${busy.join(', ')} ` +
-        '(another stack on the same octet, or leftover agents?)',
-    )
+  if (busy.length === 0) return
+  throw new Error(
+    `cannot start the consul stack on octet ${plan.octet}: address(es) in use: ${busy.join(', ')} ` +
+      '(another stack on the same octet, or leftover agents?)',
+  )
+}
+
+/** Fresh data and config dirs for every agent (these subdirectories are ours), config files written. */
+function prepareAgents(plan: AddressPlan, opts: ConsulStackOptions): Stack {
+  const dir = path.resolve(opts.dir)
+  const s: Stack = {
+    plan,
+    opts,
+    dir,
+    logDir: path.join(dir, 'logs'),
+    pidFile: path.join(dir, 'agent-pids'),
+    bin: opts.consulBin ?? process.env.CONSUL_BIN ?? 'consul',
+    env: cleanEnv(),
+    log: opts.log ?? ((): void => {}),
+    agents: new Map(),
+    deathListeners: new Set(),
+    stopped: false,
   }
-  // fresh state every time: these subdirectories are ours
+  const dataRoot = path.join(dir, 'data')
+  const configRoot = path.join(dir, 'config')
   fs.rmSync(dataRoot, { recursive: true, force: true })
   fs.rmSync(configRoot, { recursive: true, force: true })
-  fs.mkdirSync(logDir, { recursive: true })
-
-  const agents = new Map<string, Agent>()
-  const key = (node: string, network: Network): string => `${node}/${network}`
-  const agentOf = (node: string, network: Network): Agent => {
-    const a = agents.get(key(node, network))
-    if (!a) throw new Error(`no agent ${node} on ${network}`)
-    return a
+  fs.mkdirSync(s.logDir, { recursive: true })
+  for (const network of NETWORKS) {
+    for (const node of plan.allNodes) {
+      const name = `${node}-${network}`
+      const a: Agent = {
+        node,
+        network,
+        server: node === plan.controller,
+        addr: plan.addressOf(node, network),
+        dataDir: path.join(dataRoot, name),
+        configDir: path.join(configRoot, name),
+        logPath: path.join(s.logDir, `${name}.log`),
+        frozen: false,
+      }
+      writeAgentFiles(a, opts)
+      s.agents.set(key(node, network), a)
+    }
   }
+  return s
+}
 
-  const baseConfig = (server: boolean, network: Network): Record<string, unknown> => ({
+function writeAgentFiles(a: Agent, opts: ConsulStackOptions): void {
+  fs.mkdirSync(a.dataDir, { recursive: true })
+  fs.mkdirSync(a.configDir, { recursive: true })
+  fs.writeFileSync(path.join(a.configDir, '00-base.json'), JSON.stringify(baseConfig(a.server, a.network, opts), null, 2))
+  if (a.server) {
+    const extra = opts.controllerConfig?.[a.network] ?? []
+    extra.forEach((cfg, i) => {
+      fs.writeFileSync(path.join(a.configDir, `50-extra-${i}.json`), JSON.stringify(cfg, null, 2))
+    })
+  }
+  fs.writeFileSync(a.logPath, '') // truncate
+}
+
+function baseConfig(server: boolean, network: Network, opts: ConsulStackOptions): Record<string, unknown> {
+  return {
     datacenter: network,
     log_level: 'INFO',
     disable_update_check: true, // no traffic to checkpoint.hashicorp.com
@@ -316,426 +399,434 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
       : { retry_interval: '500ms' }),
     ...(opts.fastGossip ? { gossip_lan: { probe_interval: '400ms', probe_timeout: '200ms', suspicion_mult: 2 } } : {}),
     ...(opts.extraConfig ?? {}),
+  }
+}
+
+/** The watchdog covers a SIGKILL of this process: it kills the agents in the pid file when our pipe closes. */
+function startWatchdog(s: Stack): void {
+  fs.writeFileSync(s.pidFile, '')
+  pidFiles.add(s.pidFile)
+  const watchdog = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, 'consul-stack-watchdog', s.pidFile], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
   })
+  watchdog.on('error', () => {}) // /bin/sh missing: the other safety nets remain
+  watchdog.stdin?.on('error', () => {})
+  ;(watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.()
+  watchdog.unref()
+  s.watchdog = watchdog
+}
 
-  for (const network of NETWORKS) {
-    for (const node of allNodes) {
-      const server = node === controller
-      const name = `${node}-${network}`
-      const a: Agent = {
-        node,
-        network,
-        server,
-        addr: addressOf(node, network),
-        dataDir: path.join(dataRoot, name),
-        configDir: path.join(configRoot, name),
-        logPath: path.join(logDir, `${name}.log`),
-        frozen: false,
-      }
-      fs.mkdirSync(a.dataDir, { recursive: true })
-      fs.mkdirSync(a.configDir, { recursive: true })
-      fs.writeFileSync(path.join(a.configDir, '00-base.json'), JSON.stringify(baseConfig(server, network), null, 2))
-      if (server) {
-        const extra = opts.controllerConfig?.[network] ?? []
-        extra.forEach((cfg, i) => {
-          fs.writeFileSync(path.join(a.configDir, `50-extra-${i}.json`), JSON.stringify(cfg, null, 2))
-        })
-      }
-      fs.writeFileSync(a.logPath, '') // truncate
-      agents.set(key(node, network), a)
-    }
-  }
-
-  const argsOf = (a: Agent): string[] => {
-    const args = [
-      'agent',
-      `-node=${a.node}`,
-      `-bind=${a.addr}`,
-      `-client=${a.addr}`,
-      `-data-dir=${a.dataDir}`,
-      `-config-dir=${a.configDir}`,
-    ]
-    if (a.server) args.push('-server', '-bootstrap-expect=1')
-    else args.push(`-retry-join=${addressOf(controller, a.network)}`)
-    return args
-  }
-
-  const writePidFile = (): void => {
-    const ps: number[] = []
-    for (const a of agents.values()) if (a.child?.pid !== undefined && a.exited) ps.push(a.child.pid)
-    try {
-      fs.writeFileSync(pidFile, `${ps.join('\n')}\n`)
-    } catch {
-      /* dir removed by the caller? */
-    }
-  }
-
-  // listeners for "an agent died" (used to fail fast during start/restart)
-  const deathListeners = new Set<(a: Agent, code: number | null, sig: NodeJS.Signals | null) => void>()
-  let stopping = false
-
-  const spawnAgent = (a: Agent): void => {
-    const out = fs.openSync(a.logPath, 'a')
-    let child: ChildProcess
-    try {
-      child = spawn(bin, argsOf(a), { detached: true, stdio: ['ignore', out, out], env, cwd: a.dataDir })
-    } finally {
-      fs.closeSync(out)
-    }
-    a.child = child
-    a.frozen = false
-    const pid = child.pid
-    a.exited = new Promise<void>((resolve) => {
-      let done = false
-      const finish = (code: number | null, sig: NodeJS.Signals | null): void => {
-        if (done) return
-        done = true
-        if (pid !== undefined) livePids.delete(pid)
-        a.exited = undefined
-        writePidFile()
-        if (!stopping) log(`consul ${a.node}/${a.network} (pid ${pid}) exited code=${code} signal=${sig}`)
-        for (const l of deathListeners) l(a, code, sig)
-        resolve()
-      }
-      child.on('exit', finish)
-      child.on('error', (e) => {
-        fs.appendFileSync(a.logPath, `\n[stack] spawn error: ${e.message}\n`)
-        finish(null, null)
-      })
-    })
-    child.unref()
-    if (pid !== undefined) {
-      livePids.add(pid)
-      installHooks()
-    }
-    writePidFile()
-    log(`started consul ${a.node}/${a.network} at ${a.addr} pid ${pid}`)
-  }
-
-  /** awaits an agent's exit while keeping the event loop alive */
-  const awaitExit = async (a: Agent, timeoutMs: number, what: string): Promise<void> => {
-    const exited = a.exited
-    if (!exited || !a.child) return
-    a.child.ref()
-    let timer: NodeJS.Timeout | undefined
-    try {
-      await Promise.race([
-        exited,
-        new Promise<never>((_, rej) => {
-          timer = setTimeout(
-            () => rej(new Error(`${what}: consul ${a.node}/${a.network} did not exit within ${timeoutMs} ms (log: ${a.logPath})`)),
-            timeoutMs,
-          )
-        }),
-      ])
-    } finally {
-      clearTimeout(timer)
-      a.child?.unref()
-    }
-  }
-
-  const signalGroup = (a: Agent, sig: NodeJS.Signals): void => {
-    const pid = a.child?.pid
-    if (pid === undefined || !a.exited) throw new Error(`consul ${a.node}/${a.network} is not running`)
-    try {
-      process.kill(-pid, sig)
-    } catch (e) {
-      // fall back to the pid alone
-      process.kill(pid, sig)
-      void e
-    }
-  }
-
-  const runCli = (args: string[], timeoutMs = 20_000): Promise<string> =>
-    new Promise((resolve, reject) => {
-      execFile(bin, args, { env, timeout: timeoutMs }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`consul ${args.join(' ')} failed: ${err.message}\n${stdout}${stderr}`.trim()))
-        else resolve(stdout + stderr)
-      })
-    })
-
-  const httpAddr = (node: string, network: Network): string => `${addressOf(node, network)}:8500`
-  const controllerHttp = (network: Network): string => httpAddr(controller, network)
-
-  const health = async (network: Network): Promise<HealthCheck[]> => {
-    const r = await httpRequest(controllerHttp(network), '/v1/health/state/any', 'GET', 10_000)
-    if (r.status !== 200) throw new Error(`GET /v1/health/state/any on ${network}: ${r.status} ${r.body.trim()}`)
-    return JSON.parse(r.body) as HealthCheck[]
-  }
-
-  const describe = (checks: HealthCheck[] | undefined, node: string, checkId: string): string => {
-    if (!checks) return 'unknown (no answer from the controller agent)'
-    const c = checks.find((x) => x.Node === node && x.CheckID === checkId)
-    return c ? `${c.Status} (${c.Output ?? ''})` : 'absent'
-  }
-
-  const waitForCheck = async (node: string, network: Network, checkId: string, want: SerfWant, timeoutMs = 30_000): Promise<number> => {
-    const a = agentOf(node, network) // validates names
-    const ctl = agentOf(controller, network)
-    const start = performance.now()
-    const deadline = start + timeoutMs
-    let index = 0
-    let last: HealthCheck[] | undefined
-    let lastErr = ''
-    for (;;) {
-      const remaining = deadline - performance.now()
-      if (remaining <= 0) break
-      // blocking query: returns as soon as any check changes, so the time measured is precise
-      const wait = Math.max(1, Math.min(Math.floor(remaining), 10_000))
-      try {
-        const q = index > 0 ? `?index=${index}&wait=${wait}ms` : ''
-        const r = await httpRequest(`${ctl.addr}:8500`, `/v1/health/state/any${q}`, 'GET', Math.min(remaining, wait + 2_000) + 50)
-        if (r.status !== 200) {
-          lastErr = `${r.status} ${r.body.trim()}`
-          await sleep(Math.min(100, Math.max(0, deadline - performance.now())))
-          continue
-        }
-        const checks = JSON.parse(r.body) as HealthCheck[]
-        last = checks
-        lastErr = ''
-        const c = checks.find((x) => x.Node === node && x.CheckID === checkId)
-        const ok = want === 'absent' ? c === undefined : c?.Status === want
-        if (ok) return Math.round(performance.now() - start)
-        const newIndex = Number(r.headers['x-consul-index'] ?? 0)
-        index = Number.isFinite(newIndex) && newIndex > 0 && newIndex >= index ? newIndex : 0
-      } catch (e) {
-        // a blocking query cut at our deadline is not an error worth reporting
-        if (performance.now() < deadline - 10) lastErr = (e as Error).message
-        await sleep(Math.min(100, Math.max(0, deadline - performance.now())))
-      }
-    }
-    throw new Error(
-      `waiting for ${checkId} of ${node} on ${network} to be ${want}: timed out after ${timeoutMs} ms; ` +
-        `last seen: ${describe(last, node, checkId)}${lastErr ? `; last error: ${lastErr}` : ''}; ` +
-        `logs: ${a.logPath}${a === ctl ? '' : `, ${ctl.logPath}`}`,
-    )
-  }
-
-  const waitForSerf = (node: string, network: Network, want: SerfWant, timeoutMs?: number): Promise<number> =>
-    waitForCheck(node, network, 'serfHealth', want, timeoutMs)
-
-  /** rejects as soon as one of the given agents dies (used while waiting for start/restart) */
-  const failOnDeath = (which: Agent[]): { promise: Promise<never>; cancel: () => void } => {
-    let cancel = (): void => {}
-    const promise = new Promise<never>((_, reject) => {
-      const l = (a: Agent, code: number | null, sig: NodeJS.Signals | null): void => {
-        if (!which.includes(a)) return
-        reject(
-          new Error(
-            `consul ${a.node}/${a.network} exited (code ${code}, signal ${sig}) while starting; log ${a.logPath}:\n${tail(a.logPath)}`,
-          ),
-        )
-      }
-      deathListeners.add(l)
-      cancel = (): void => {
-        deathListeners.delete(l)
-      }
-    })
-    promise.catch(() => {})
-    return { promise, cancel }
-  }
-
-  /** the agent answers HTTP and knows a leader (it has joined its cluster) */
-  const waitJoined = async (a: Agent, timeoutMs: number): Promise<void> => {
-    const deadline = performance.now() + timeoutMs
-    let lastErr = ''
-    while (performance.now() < deadline) {
-      try {
-        const r = await httpRequest(`${a.addr}:8500`, '/v1/status/leader', 'GET', 2_000)
-        if (r.status === 200 && r.body.trim() !== '""' && r.body.trim() !== '') return
-        lastErr = `${r.status} ${r.body.trim()}`
-      } catch (e) {
-        lastErr = (e as Error).message
-      }
-      await sleep(100)
-    }
-    throw new Error(`consul ${a.node}/${a.network} did not join its cluster within ${timeoutMs} ms (${lastErr}); log ${a.logPath}`)
-  }
-
-  // ---- watchdog (covers SIGKILL of this process) ----
-  let watchdog: ChildProcess | undefined
-  const startWatchdog = (): void => {
-    fs.writeFileSync(pidFile, '')
-    pidFiles.add(pidFile)
-    watchdog = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, 'consul-stack-watchdog', pidFile], {
-      detached: true,
-      stdio: ['pipe', 'ignore', 'ignore'],
-    })
-    watchdog.on('error', () => {}) // /bin/sh missing: the other safety nets remain
-    watchdog.stdin?.on('error', () => {})
-    ;(watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.()
-    watchdog.unref()
-  }
-
-  let stopped = false
-  let stopPromise: Promise<void> | undefined
-  const stop = (): Promise<void> => {
-    stopPromise ??= (async (): Promise<void> => {
-      stopped = true
-      stopping = true
-      const running = [...agents.values()].filter((a) => a.exited && a.child?.pid !== undefined)
-      for (const a of running) {
-        try {
-          process.kill(-a.child!.pid!, 'SIGCONT')
-        } catch {
-          /* gone */
-        }
-        a.frozen = false
-        try {
-          process.kill(-a.child!.pid!, 'SIGKILL')
-        } catch {
-          try {
-            process.kill(a.child!.pid!, 'SIGKILL')
-          } catch {
-            /* gone */
-          }
-        }
-      }
-      await Promise.all(running.map((a) => awaitExit(a, 10_000, 'stop')))
-      // the watchdog: empty pid list, close its pipe, it exits by itself
-      try {
-        fs.writeFileSync(pidFile, '')
-      } catch {
-        /* ignore */
-      }
-      pidFiles.delete(pidFile)
-      watchdog?.stdin?.end()
-      if (livePids.size === 0) uninstallSignalHooks()
-      log(`stack stopped (${running.length} agents killed)`)
-    })()
-    return stopPromise
-  }
-
-  const ensureUsable = (): void => {
-    if (stopped) throw new Error('the consul stack is stopped')
-  }
-
-  // ---- start everything in parallel ----
-  const all = [...agents.values()]
-  startWatchdog()
-  const death = failOnDeath(all)
+/** Every agent at once; resolved when each shows serfHealth passing; on any failure, the stack is stopped. */
+async function startAllAgents(s: Stack, timeoutMs: number): Promise<void> {
+  const all = [...s.agents.values()]
+  const death = failOnDeath(s, all)
   try {
-    for (const a of all) spawnAgent(a)
-    await Promise.race([death.promise, Promise.all(all.map((a) => waitForSerf(a.node, a.network, 'passing', startTimeoutMs)))])
+    for (const a of all) spawnAgent(s, a)
+    await Promise.race([death.promise, Promise.all(all.map((a) => waitForCheck(s, a.node, a.network, 'serfHealth', 'passing', timeoutMs)))])
     const dead = all.filter((a) => !a.exited)
     if (dead.length > 0) throw new Error(`consul agents exited while starting: ${dead.map((a) => a.logPath).join(', ')}`)
   } catch (e) {
-    await stop()
+    await stopStack(s)
     throw e
   } finally {
     death.cancel()
   }
-  const startMs = Math.round(performance.now() - t0)
-  log(`consul stack up in ${startMs} ms: ${allNodes.length} nodes × ${NETWORKS.length} networks`)
+}
 
-  const stack: ConsulStack = {
+/** The running stack's interface: each method a thin call into the functions below. */
+function stackApi(s: Stack, startMs: number): ConsulStack {
+  const { controller, computes, addressOf } = s.plan
+  return {
     controller,
     computes,
-    logDir,
-    dir,
+    logDir: s.logDir,
+    dir: s.dir,
     startMs,
     address: addressOf,
-    httpAddr,
-    logPath: (node, network) => agentOf(node, network).logPath,
-    configDir: (node, network) => agentOf(node, network).configDir,
+    httpAddr: (node, network) => httpAddr(s, node, network),
+    logPath: (node, network) => agentOf(s, node, network).logPath,
+    configDir: (node, network) => agentOf(s, node, network).configDir,
     pid: (node, network) => {
-      const a = agentOf(node, network)
+      const a = agentOf(s, node, network)
       return a.exited ? a.child?.pid : undefined
     },
-    pids: () => [...agents.values()].filter((a) => a.exited && a.child?.pid !== undefined).map((a) => a.child!.pid!),
-    freeze: (node, network) => {
-      ensureUsable()
-      const a = agentOf(node, network)
-      signalGroup(a, 'SIGSTOP')
-      a.frozen = true
-      log(`froze ${node}/${network}`)
-    },
-    thaw: (node, network) => {
-      ensureUsable()
-      const a = agentOf(node, network)
-      signalGroup(a, 'SIGCONT')
-      a.frozen = false
-      log(`thawed ${node}/${network}`)
-    },
-    kill: async (node, network) => {
-      ensureUsable()
-      const a = agentOf(node, network)
-      signalGroup(a, 'SIGKILL') // a crash: no leave, whatever leave_on_terminate says
-      await awaitExit(a, 10_000, 'kill')
-      log(`killed ${node}/${network}`)
-    },
-    leave: async (node, network) => {
-      ensureUsable()
-      const a = agentOf(node, network)
-      if (!a.exited) throw new Error(`consul ${node}/${network} is not running`)
-      if (a.frozen) throw new Error(`consul ${node}/${network} is frozen: thaw it before leave`)
-      await runCli(['leave', `-http-addr=${httpAddr(node, network)}`])
-      await awaitExit(a, 20_000, 'leave')
-      log(`${node}/${network} left`)
-    },
-    restart: async (node, network) => {
-      ensureUsable()
-      const a = agentOf(node, network)
-      if (a.exited) throw new Error(`consul ${node}/${network} is still running (pid ${a.child?.pid}): kill or leave it first`)
-      const d = failOnDeath([a])
-      try {
-        spawnAgent(a)
-        await Promise.race([
-          d.promise,
-          (async (): Promise<void> => {
-            await waitJoined(a, 30_000)
-            if (a.server) {
-              // A server that left does not rejoin by itself (its serf snapshot says "left"),
-              // and clients do not retry-join after their first join: join them from here.
-              for (const other of agents.values()) {
-                if (other === a || other.network !== network || !other.exited || other.frozen) continue
-                await httpRequest(`${a.addr}:8500`, `/v1/agent/join/${other.addr}`, 'PUT', 5_000).catch(() => undefined)
-              }
-            }
-            await waitForSerf(node, network, 'passing', 30_000)
-            if (a.server) {
-              // the controller is back only when it sees its running clients again
-              await Promise.all(
-                [...agents.values()]
-                  .filter((o) => o !== a && o.network === network && o.exited && !o.frozen)
-                  .map((o) => waitForSerf(o.node, network, 'passing', 30_000)),
-              )
-            }
-          })(),
-        ])
-      } finally {
-        d.cancel()
-      }
-      log(`restarted ${node}/${network}`)
-    },
-    maintenance: async (node, network, enable) => {
-      ensureUsable()
-      agentOf(node, network)
-      const args = ['maint', enable ? '-enable' : '-disable', `-http-addr=${httpAddr(node, network)}`]
-      if (enable) args.push('-reason=consul-stack fault injection')
-      await runCli(args)
-      log(`maintenance ${enable ? 'on' : 'off'} for ${node}/${network}`)
-    },
-    health,
-    members: async (network) => {
-      const r = await httpRequest(controllerHttp(network), '/v1/agent/members', 'GET', 10_000)
-      if (r.status !== 200) throw new Error(`GET /v1/agent/members on ${network}: ${r.status} ${r.body.trim()}`)
-      return JSON.parse(r.body) as Array<{ Name: string; Addr: string; Status: number }>
-    },
-    waitForSerf,
-    waitForCheck,
-    reloadController: async (network) => {
-      ensureUsable()
-      await runCli(['reload', `-http-addr=${controllerHttp(network)}`])
-      log(`reloaded ${controller}/${network}`)
-    },
-    writeControllerConfig: (network, name, config) => {
-      const a = agentOf(controller, network)
-      const file = /\.(json|hcl)$/.test(name) ? name : `${name}.json`
-      if (file.includes('/') || file.startsWith('.')) throw new Error(`bad config file name ${name}`)
-      fs.writeFileSync(path.join(a.configDir, file), JSON.stringify(config, null, 2))
-    },
-    stop,
+    pids: () => runningAgents(s).map((a) => a.child!.pid!),
+    freeze: (node, network) => freeze(s, node, network),
+    thaw: (node, network) => thaw(s, node, network),
+    kill: (node, network) => kill(s, node, network),
+    leave: (node, network) => leave(s, node, network),
+    restart: (node, network) => restart(s, node, network),
+    maintenance: (node, network, enable) => maintenance(s, node, network, enable),
+    health: (network) => health(s, network),
+    members: (network) => members(s, network),
+    waitForSerf: (node, network, want, timeoutMs) => waitForCheck(s, node, network, 'serfHealth', want, timeoutMs),
+    waitForCheck: (node, network, checkId, want, timeoutMs) => waitForCheck(s, node, network, checkId, want, timeoutMs),
+    reloadController: (network) => reloadController(s, network),
+    writeControllerConfig: (network, name, config) => writeControllerConfig(s, network, name, config),
+    stop: () => stopStack(s),
   }
-  return stack
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents: lookup, spawn, exit
+
+const key = (node: string, network: Network): string => `${node}/${network}`
+
+function agentOf(s: Stack, node: string, network: Network): Agent {
+  const a = s.agents.get(key(node, network))
+  if (!a) throw new Error(`no agent ${node} on ${network}`)
+  return a
+}
+
+const runningAgents = (s: Stack): Agent[] => [...s.agents.values()].filter((a) => a.exited && a.child?.pid !== undefined)
+
+const httpAddr = (s: Stack, node: string, network: Network): string => `${s.plan.addressOf(node, network)}:8500`
+
+function argsOf(s: Stack, a: Agent): string[] {
+  const args = ['agent', `-node=${a.node}`, `-bind=${a.addr}`, `-client=${a.addr}`, `-data-dir=${a.dataDir}`, `-config-dir=${a.configDir}`]
+  if (a.server) args.push('-server', '-bootstrap-expect=1')
+  else args.push(`-retry-join=${s.plan.addressOf(s.plan.controller, a.network)}`)
+  return args
+}
+
+/** The watchdog's list: the pids of the agents running now. */
+function writePidFile(s: Stack): void {
+  const ps = runningAgents(s).map((a) => a.child!.pid!)
+  try {
+    fs.writeFileSync(s.pidFile, `${ps.join('\n')}\n`)
+  } catch {
+    /* dir removed by the caller? */
+  }
+}
+
+function spawnAgent(s: Stack, a: Agent): void {
+  const out = fs.openSync(a.logPath, 'a')
+  let child: ChildProcess
+  try {
+    child = spawn(s.bin, argsOf(s, a), { detached: true, stdio: ['ignore', out, out], env: s.env, cwd: a.dataDir })
+  } finally {
+    fs.closeSync(out)
+  }
+  a.child = child
+  a.frozen = false
+  const pid = child.pid
+  a.exited = new Promise<void>((resolve) => {
+    let done = false
+    const finish = (code: number | null, sig: NodeJS.Signals | null): void => {
+      if (done) return
+      done = true
+      if (pid !== undefined) livePids.delete(pid)
+      a.exited = undefined
+      writePidFile(s)
+      if (!s.stopped) s.log(`consul ${a.node}/${a.network} (pid ${pid}) exited code=${code} signal=${sig}`)
+      for (const l of s.deathListeners) l(a, code, sig)
+      resolve()
+    }
+    child.on('exit', finish)
+    child.on('error', (e) => {
+      fs.appendFileSync(a.logPath, `\n[stack] spawn error: ${e.message}\n`)
+      finish(null, null)
+    })
+  })
+  child.unref()
+  if (pid !== undefined) {
+    livePids.add(pid)
+    installHooks()
+  }
+  writePidFile(s)
+  s.log(`started consul ${a.node}/${a.network} at ${a.addr} pid ${pid}`)
+}
+
+/** Awaits an agent's exit while keeping the event loop alive. */
+async function awaitExit(a: Agent, timeoutMs: number, what: string): Promise<void> {
+  const exited = a.exited
+  if (!exited || !a.child) return
+  a.child.ref()
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([
+      exited,
+      new Promise<never>((_, rej) => {
+        timer = setTimeout(
+          () => rej(new Error(`${what}: consul ${a.node}/${a.network} did not exit within ${timeoutMs} ms (log: ${a.logPath})`)),
+          timeoutMs,
+        )
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+    a.child?.unref()
+  }
+}
+
+/** Rejects as soon as one of the given agents dies (used while waiting for start/restart). */
+function failOnDeath(s: Stack, which: Agent[]): { promise: Promise<never>; cancel: () => void } {
+  let cancel = (): void => {}
+  const promise = new Promise<never>((_, reject) => {
+    const l: DeathListener = (a, code, sig) => {
+      if (!which.includes(a)) return
+      reject(
+        new Error(
+          `consul ${a.node}/${a.network} exited (code ${code}, signal ${sig}) while starting; log ${a.logPath}:\n${tail(a.logPath)}`,
+        ),
+      )
+    }
+    s.deathListeners.add(l)
+    cancel = (): void => {
+      s.deathListeners.delete(l)
+    }
+  })
+  promise.catch(() => {})
+  return { promise, cancel }
+}
+
+function signalGroup(a: Agent, sig: NodeJS.Signals): void {
+  const pid = a.child?.pid
+  if (pid === undefined || !a.exited) throw new Error(`consul ${a.node}/${a.network} is not running`)
+  try {
+    process.kill(-pid, sig)
+  } catch (e) {
+    // fall back to the pid alone
+    process.kill(pid, sig)
+    void e
+  }
+}
+
+function runCli(s: Stack, args: string[], timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(s.bin, args, { env: s.env, timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`consul ${args.join(' ')} failed: ${err.message}\n${stdout}${stderr}`.trim()))
+      else resolve(stdout + stderr)
+    })
+  })
+}
+
+function ensureUsable(s: Stack): void {
+  if (s.stopped) throw new Error('the consul stack is stopped')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection
+
+function freeze(s: Stack, node: string, network: Network): void {
+  ensureUsable(s)
+  const a = agentOf(s, node, network)
+  signalGroup(a, 'SIGSTOP')
+  a.frozen = true
+  s.log(`froze ${node}/${network}`)
+}
+
+function thaw(s: Stack, node: string, network: Network): void {
+  ensureUsable(s)
+  const a = agentOf(s, node, network)
+  signalGroup(a, 'SIGCONT')
+  a.frozen = false
+  s.log(`thawed ${node}/${network}`)
+}
+
+async function kill(s: Stack, node: string, network: Network): Promise<void> {
+  ensureUsable(s)
+  const a = agentOf(s, node, network)
+  signalGroup(a, 'SIGKILL') // a crash: no leave, whatever leave_on_terminate says
+  await awaitExit(a, 10_000, 'kill')
+  s.log(`killed ${node}/${network}`)
+}
+
+async function leave(s: Stack, node: string, network: Network): Promise<void> {
+  ensureUsable(s)
+  const a = agentOf(s, node, network)
+  if (!a.exited) throw new Error(`consul ${node}/${network} is not running`)
+  if (a.frozen) throw new Error(`consul ${node}/${network} is frozen: thaw it before leave`)
+  await runCli(s, ['leave', `-http-addr=${httpAddr(s, node, network)}`])
+  await awaitExit(a, 20_000, 'leave')
+  s.log(`${node}/${network} left`)
+}
+
+/** Starts a killed or departed agent again (same data dir, same node id) and waits until it is back in its cluster. */
+async function restart(s: Stack, node: string, network: Network): Promise<void> {
+  ensureUsable(s)
+  const a = agentOf(s, node, network)
+  if (a.exited) throw new Error(`consul ${node}/${network} is still running (pid ${a.child?.pid}): kill or leave it first`)
+  const d = failOnDeath(s, [a])
+  try {
+    spawnAgent(s, a)
+    await Promise.race([d.promise, rejoin(s, a)])
+  } finally {
+    d.cancel()
+  }
+  s.log(`restarted ${node}/${network}`)
+}
+
+async function rejoin(s: Stack, a: Agent): Promise<void> {
+  await waitJoined(a, 30_000)
+  // the others on this network that can answer now
+  const others = () => [...s.agents.values()].filter((o) => o !== a && o.network === a.network && o.exited && !o.frozen)
+  if (a.server) {
+    // A server that left does not rejoin by itself (its serf snapshot says "left"), and clients
+    // do not retry-join after their first join: join them from here.
+    for (const other of others()) {
+      await httpRequest(`${a.addr}:8500`, `/v1/agent/join/${other.addr}`, 'PUT', 5_000).catch(() => undefined)
+    }
+  }
+  await waitForCheck(s, a.node, a.network, 'serfHealth', 'passing', 30_000)
+  if (!a.server) return
+  // the controller is back only when it sees its running clients again
+  await Promise.all(others().map((o) => waitForCheck(s, o.node, a.network, 'serfHealth', 'passing', 30_000)))
+}
+
+/** The agent answers HTTP and knows a leader (it has joined its cluster). */
+async function waitJoined(a: Agent, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  let lastErr = ''
+  while (performance.now() < deadline) {
+    try {
+      const r = await httpRequest(`${a.addr}:8500`, '/v1/status/leader', 'GET', 2_000)
+      if (r.status === 200 && r.body.trim() !== '""' && r.body.trim() !== '') return
+      lastErr = `${r.status} ${r.body.trim()}`
+    } catch (e) {
+      lastErr = (e as Error).message
+    }
+    await sleep(100)
+  }
+  throw new Error(`consul ${a.node}/${a.network} did not join its cluster within ${timeoutMs} ms (${lastErr}); log ${a.logPath}`)
+}
+
+async function maintenance(s: Stack, node: string, network: Network, enable: boolean): Promise<void> {
+  ensureUsable(s)
+  agentOf(s, node, network)
+  const args = ['maint', enable ? '-enable' : '-disable', `-http-addr=${httpAddr(s, node, network)}`]
+  if (enable) args.push('-reason=consul-stack fault injection')
+  await runCli(s, args)
+  s.log(`maintenance ${enable ? 'on' : 'off'} for ${node}/${network}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observation and the controller's config
+
+async function health(s: Stack, network: Network): Promise<HealthCheck[]> {
+  const r = await httpRequest(httpAddr(s, s.plan.controller, network), '/v1/health/state/any', 'GET', 10_000)
+  if (r.status !== 200) throw new Error(`GET /v1/health/state/any on ${network}: ${r.status} ${r.body.trim()}`)
+  return JSON.parse(r.body) as HealthCheck[]
+}
+
+async function members(s: Stack, network: Network): Promise<Array<{ Name: string; Addr: string; Status: number }>> {
+  const r = await httpRequest(httpAddr(s, s.plan.controller, network), '/v1/agent/members', 'GET', 10_000)
+  if (r.status !== 200) throw new Error(`GET /v1/agent/members on ${network}: ${r.status} ${r.body.trim()}`)
+  return JSON.parse(r.body) as Array<{ Name: string; Addr: string; Status: number }>
+}
+
+/**
+ * Waits until the check is in the wanted state, as the controller's agent sees it; resolves
+ * with the ms it took. Blocking queries return as soon as any check changes, so the time
+ * measured is precise.
+ */
+async function waitForCheck(
+  s: Stack,
+  node: string,
+  network: Network,
+  checkId: string,
+  want: SerfWant,
+  timeoutMs = 30_000,
+): Promise<number> {
+  const a = agentOf(s, node, network) // validates names
+  const ctl = agentOf(s, s.plan.controller, network)
+  const start = performance.now()
+  const deadline = start + timeoutMs
+  let index = 0
+  let last: HealthCheck[] | undefined
+  let lastErr = ''
+  for (;;) {
+    const remaining = deadline - performance.now()
+    if (remaining <= 0) break
+    const wait = Math.max(1, Math.min(Math.floor(remaining), 10_000))
+    try {
+      const q = index > 0 ? `?index=${index}&wait=${wait}ms` : ''
+      const r = await httpRequest(`${ctl.addr}:8500`, `/v1/health/state/any${q}`, 'GET', Math.min(remaining, wait + 2_000) + 50)
+      if (r.status !== 200) {
+        lastErr = `${r.status} ${r.body.trim()}`
+        await sleep(Math.min(100, Math.max(0, deadline - performance.now())))
+        continue
+      }
+      const checks = JSON.parse(r.body) as HealthCheck[]
+      last = checks
+      lastErr = ''
+      const c = checks.find((x) => x.Node === node && x.CheckID === checkId)
+      const ok = want === 'absent' ? c === undefined : c?.Status === want
+      if (ok) return Math.round(performance.now() - start)
+      const newIndex = Number(r.headers['x-consul-index'] ?? 0)
+      index = Number.isFinite(newIndex) && newIndex > 0 && newIndex >= index ? newIndex : 0
+    } catch (e) {
+      // a blocking query cut at our deadline is not an error worth reporting
+      if (performance.now() < deadline - 10) lastErr = (e as Error).message
+      await sleep(Math.min(100, Math.max(0, deadline - performance.now())))
+    }
+  }
+  throw new Error(
+    `waiting for ${checkId} of ${node} on ${network} to be ${want}: timed out after ${timeoutMs} ms; ` +
+      `last seen: ${describeCheck(last, node, checkId)}${lastErr ? `; last error: ${lastErr}` : ''}; ` +
+      `logs: ${a.logPath}${a === ctl ? '' : `, ${ctl.logPath}`}`,
+  )
+}
+
+function describeCheck(checks: HealthCheck[] | undefined, node: string, checkId: string): string {
+  if (!checks) return 'unknown (no answer from the controller agent)'
+  const c = checks.find((x) => x.Node === node && x.CheckID === checkId)
+  return c ? `${c.Status} (${c.Output ?? ''})` : 'absent'
+}
+
+async function reloadController(s: Stack, network: Network): Promise<void> {
+  ensureUsable(s)
+  await runCli(s, ['reload', `-http-addr=${httpAddr(s, s.plan.controller, network)}`])
+  s.log(`reloaded ${s.plan.controller}/${network}`)
+}
+
+function writeControllerConfig(s: Stack, network: Network, name: string, config: object): void {
+  const a = agentOf(s, s.plan.controller, network)
+  const file = /\.(json|hcl)$/.test(name) ? name : `${name}.json`
+  if (file.includes('/') || file.startsWith('.')) throw new Error(`bad config file name ${name}`)
+  fs.writeFileSync(path.join(a.configDir, file), JSON.stringify(config, null, 2))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stop
+
+/** SIGKILLs every running agent (thawed first), then releases the watchdog. Idempotent. */
+function stopStack(s: Stack): Promise<void> {
+  s.stopPromise ??= (async (): Promise<void> => {
+    s.stopped = true
+    const running = runningAgents(s)
+    for (const a of running) killGroup(a)
+    await Promise.all(running.map((a) => awaitExit(a, 10_000, 'stop')))
+    // the watchdog: empty pid list, close its pipe, it exits by itself
+    try {
+      fs.writeFileSync(s.pidFile, '')
+    } catch {
+      /* ignore */
+    }
+    pidFiles.delete(s.pidFile)
+    s.watchdog?.stdin?.end()
+    if (livePids.size === 0) uninstallSignalHooks()
+    s.log(`stack stopped (${running.length} agents killed)`)
+  })()
+  return s.stopPromise
+}
+
+function killGroup(a: Agent): void {
+  const pid = a.child!.pid!
+  try {
+    process.kill(-pid, 'SIGCONT')
+  } catch {
+    /* gone */
+  }
+  a.frozen = false
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      /* gone */
+    }
+  }
 }
