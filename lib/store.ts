@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
 import { withLock } from './lock.js'
-import { StateFileError } from './snapshot.js'
+import { StateFileError } from './state-errors.js'
 import { NETWORKS } from './networks.js'
 
 export const EVENTS = ['STOPPED', 'STARTED'] as const

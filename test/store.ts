@@ -3,7 +3,8 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../lib/atomic-file.js'
 import { LockError, tryLock, withLock } from '../lib/lock.js'
-import { readSnapshots, StateFileError, writeSnapshot } from '../lib/snapshot.js'
+import { readSnapshots, writeSnapshot } from '../lib/snapshot.js'
+import { StateFileError } from '../lib/state-errors.js'
 import { emptyState, localStore } from '../lib/store.js'
 
 t.test('atomic write leaves no temp files and sets the mode', async (t) => {
