@@ -22,7 +22,7 @@ async function feed(config: string, network: string, stdin: string, extraArgs: s
   return { code, deps }
 }
 
-t.test('three networks all up: snapshots written, nothing queued, no deliverer', async (t) => {
+t.test('three networks all up: snapshots written, nothing queued, no worker', async (t) => {
   const { stateDir, config } = await setup(t)
   for (const n of ['management', 'tenant', 'storage']) {
     const { code, deps } = await feed(config, n, allUp)
@@ -35,7 +35,7 @@ t.test('three networks all up: snapshots written, nothing queued, no deliverer',
   t.same(Object.keys(state.ledger).sort(), ['cmp1', 'cmp2'], 'own node not in the ledger')
 })
 
-t.test('storage down on cmp1 queues exactly one STOPPED and starts the deliverer', async (t) => {
+t.test('storage down on cmp1 queues exactly one STOPPED and starts the worker', async (t) => {
   const { stateDir, config } = await setup(t)
   for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
   const { code, deps } = await feed(config, 'storage', cmp1Down)

@@ -44,13 +44,13 @@ export interface RealStack {
   notifications(host?: string): Promise<Notification[]>
   /** Resolves when the host's snapshot on that network shows `want` (the handler ran). */
   waitForSnapshot(host: string, network: Network, want: 'up' | 'down' | 'maintenance' | 'absent', timeoutMs?: number): Promise<void>
-  /** Resolves when the outbox is empty and no deliverer is running. */
+  /** Resolves when the outbox is empty and no worker (or handler) of this stack is running. */
   waitForDelivery(timeoutMs?: number): Promise<void>
   /** Resolves when Masakari holds `count` notifications for the host. */
   waitForNotifications(host: string, count: number, timeoutMs?: number): Promise<Notification[]>
   /** The decision log, parsed. */
   logLines(): Array<Record<string, unknown>>
-  /** Monitor processes (deliverers) still running for this stack. */
+  /** Monitor processes (handlers, workers) still running for this stack. */
   monitorPids(): number[]
   /** Stops everything; returns pids that survived (should be none). */
   stop(): Promise<number[]>
@@ -90,7 +90,7 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
     await new Promise((r) => setTimeout(r, 100))
     return [...pids, ...monitorPids()].filter(isAlive)
   }
-  // The monitor's detached deliverers carry the config path on their command line.
+  // The monitor's processes (handlers and detached workers) carry the config path on their command line.
   const monitorPids = () => {
     const found: number[] = []
     for (const name of readdirSync('/proc')) {
