@@ -21,7 +21,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
         .scriptName('checks-handler.js')
         .usage('$0 --network <network> [--config FILE] [--dry-run]\n\nReads a Consul checks watch payload on stdin.')
         .option('network', { choices: NETWORKS, describe: 'the network this agent watches' })
-        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
+        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
         // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
         // name: a handler started before an upgrade may still spawn the new bundle with it.
@@ -30,8 +30,10 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
         .version(false)
         .strict()
         .exitProcess(false)
+        // yargs reports every problem with the command line as a message (a missing option
+        // value comes with its own error object too): all of them are usage errors.
         .fail((msg, err) => {
-          throw err ?? new UsageError(msg)
+          throw msg ? new UsageError(msg) : err
         })
         .parseAsync()
       if (args.help) return 0 // yargs has printed it

@@ -21,7 +21,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
         .usage(
           '$0 [--config FILE] [--dry-run] [--json] [--explain HOST]\n\nEvaluates the stored snapshots; without --dry-run it acts as a handler run would.',
         )
-        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
+        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing' })
         .option('json', { type: 'boolean', default: false, describe: 'print JSON (shape in the README)' })
         .option('explain', { type: 'string', describe: 'explain one host: states with their time and Consul index, rows, guards' })
@@ -32,8 +32,10 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
         .version(false)
         .strict()
         .exitProcess(false)
+        // yargs reports every problem with the command line as a message (a missing option
+        // value comes with its own error object too): all of them are usage errors.
         .fail((msg, err) => {
-          throw err ?? new UsageError(msg)
+          throw msg ? new UsageError(msg) : err
         })
         .parseAsync()
       if (args.help) return 0 // yargs has printed it

@@ -167,6 +167,18 @@ t.test('no --config: the default config path is the one read', async (t) => {
   t.ok(await readState(stateDir), 'the run used it')
 })
 
+t.test('--config without a value: usage error; the default config is not used instead', async (t) => {
+  const deps = fakeDeps({ stdin: allUp })
+  const read: string[] = []
+  deps.configEnv.readFile = async (path) => {
+    read.push(path)
+    throw new Error('not to be read')
+  }
+  t.equal(await main(['--network', 'storage', '--config'], deps), EXIT.usage)
+  t.match(deps.rec.stderr.join(''), /Not enough arguments following: config/)
+  t.same(read, [])
+})
+
 t.test('a config file that does not exist: config error naming it, nothing written', async (t) => {
   const dir = t.testdir({})
   const deps = fakeDeps({ stdin: allUp })
