@@ -18,5 +18,5 @@ await esbuild.build({
   external: ['esbuild'],
   logLevel: 'warning',
 })
-// test/stack/openstack.ts looks for masakari-api's launcher beside the bundle that contains it.
-copyFileSync(join(here, '..', 'test', 'stack', 'masakari-api-launcher.py'), join(here, 'out', 'masakari-api-launcher.py'))
+// stack/openstack.ts looks for its Python helpers beside the bundle that contains it.
+for (const py of ['masakari-api-launcher.py', 'etc-paths.py']) copyFileSync(join(here, '..', 'stack', py), join(here, 'out', py))

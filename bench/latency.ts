@@ -8,8 +8,8 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { NETWORKS, startConsulStack, type ConsulStack } from '../test/stack/consul.js'
-import type { OpenStack } from '../test/stack/openstack.js'
+import { NETWORKS, startConsulStack, type ConsulStack } from '../stack/consul.js'
+import type { OpenStack } from '../stack/openstack.js'
 import { GUARDS_OFF, HANDLER, readLog, waitIdle, waitUntil, writeMonitorConfig } from './common.js'
 import { ROOT, sleep } from './proc.js'
 import { round, summarize, type Summary } from './stats.js'

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { OpenStack } from '../test/stack/openstack.js'
+import type { OpenStack } from '../stack/openstack.js'
 import { GUARDS_OFF, HANDLER, readLog, waitIdle, writeMonitorConfig } from './common.js'
 import { checksPayload } from './payloads.js'
 import { startCountingProxy } from './proxy.js'

@@ -176,7 +176,7 @@ export function markdown(r: Results): string {
   }
   const mass = r.sections.massFailure
   if (mass) {
-    lines.push('', '**Mass failure** (100 hosts in one storage payload, real deliverer → real masakari-api through a counting proxy)', '')
+    lines.push('', '**Mass failure** (100 hosts in one storage payload, real worker → real masakari-api through a counting proxy)', '')
     lines.push(
       '| delivery.concurrency | event | handler run | all 100 accepted after | notifications/s | peak in flight | POSTs | masakari-api time per POST | Keystone auths |',
     )

@@ -5,8 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { ConsulStack } from '../test/stack/consul.js'
-import { isAlive, type OpenStack } from '../test/stack/openstack.js'
+import type { ConsulStack } from '../stack/consul.js'
+import { isAlive, type OpenStack } from '../stack/openstack.js'
 import { waitUntil } from './common.js'
 
 export const UPSTREAM_BIN = '/usr/bin/masakari-hostmonitor'

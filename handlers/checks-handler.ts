@@ -8,10 +8,10 @@ import { pathToFileURL } from 'node:url'
 import { runChecksHandler } from '../lib/checks-handler.js'
 import { guarded, UsageError } from '../lib/cli.js'
 import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
-import { runDelivery } from '../lib/replay.js'
 import { NETWORKS } from '../lib/networks.js'
 import type { Deps } from '../lib/monitor.js'
 import { realDeps } from '../lib/runtime.js'
+import { runWorker } from '../lib/worker.js'
 
 export async function main(argv: string[], deps: Deps): Promise<number> {
   return guarded(
@@ -21,19 +21,23 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
         .scriptName('checks-handler.js')
         .usage('$0 --network <network> [--config FILE] [--dry-run]\n\nReads a Consul checks watch payload on stdin.')
         .option('network', { choices: NETWORKS, describe: 'the network this agent watches' })
-        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, describe: 'monitor config (YAML)' })
+        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
-        .option('deliver', { type: 'boolean', default: false, hidden: true })
+        // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
+        // name: a handler started before an upgrade may still spawn the new bundle with it.
+        .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
         .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
         .version(false)
         .strict()
         .exitProcess(false)
+        // yargs reports every problem with the command line as a message (a missing option
+        // value comes with its own error object too): all of them are usage errors.
         .fail((msg, err) => {
-          throw err ?? new UsageError(msg)
+          throw msg ? new UsageError(msg) : err
         })
         .parseAsync()
       if (args.help) return 0 // yargs has printed it
-      if (args.deliver) return runDelivery(args.config, deps)
+      if (args.worker) return runWorker(args.config, deps)
       if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
       await runChecksHandler(
         { network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX },

@@ -2,7 +2,7 @@
 import { InputError } from './consul-input.js'
 import { ConfigError } from './config.js'
 import { LockError } from './lock.js'
-import { StateFileError } from './snapshot.js'
+import { StateFileError } from './state-errors.js'
 import { StrategyError } from './strategy.js'
 
 export const EXIT = {

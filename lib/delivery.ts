@@ -1,6 +1,7 @@
 /**
- * Delivers the outbox to Masakari until it is empty. Runs in a detached process so that a slow
- * or unreachable Masakari never holds up Consul's watch loop; one such process at a time.
+ * One delivery pass over the outbox: what is due goes to Masakari, and each answer is recorded.
+ * The worker (lib/worker.ts), a detached process so that a slow or unreachable Masakari never
+ * holds up Consul's watch loop, runs passes until nothing is left to deliver or wait for.
  * The store lock is held only to read and to record, never across a network call.
  */
 import type { Logger } from './log.js'

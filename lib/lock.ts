@@ -14,7 +14,7 @@ export class LockError extends Error {
 const STALE_MS = 10_000
 
 // proper-lockfile keys the locks a process holds by the `file` argument, not by lockfilePath:
-// every lock here passes its own path as both, or two locks in one process (the deliverer
+// every lock here passes its own path as both, or two locks in one process (the worker
 // holds its lock while taking the state lock) would overwrite each other and one never be
 // released.
 

@@ -4,20 +4,14 @@
  * any held-back decision to the worker.
  */
 import { randomUUID } from 'node:crypto'
-import { readFile, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { loadConfig, type Config, type ConfigEnv } from './config.js'
 import { askAgents } from './consul-agents.js'
-import { deliveryPass } from './delivery.js'
 import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
-import { nextDue } from './outbox.js'
-import { tryLock } from './lock.js'
 import { jsonLogger, type Logger } from './log.js'
-import { masakariClient, type Fetch, type MasakariClient } from './masakari.js'
+import type { Fetch } from './masakari.js'
 import { readSnapshots, type Snapshot, type Snapshots } from './snapshot.js'
 import { localStore, type Notification, type Store, type StoreState } from './store.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from './strategy.js'
-import { fileTokenCache } from './token-cache.js'
 
 /** Every side effect the monitor has, passed in: real ones in production, recording ones in tests. */
 export interface Deps {
@@ -26,7 +20,7 @@ export interface Deps {
   fetch: () => Promise<Fetch>
   /** Builds the https.Agent for a CA bundle / insecure switch. */
   tlsAgent: (caPem: string | undefined, insecure: boolean) => Promise<unknown>
-  /** Starts the worker (`--deliver`) in a detached process that outlives the handler. */
+  /** Starts the worker (lib/worker.ts, `--worker`) in a detached process that outlives the handler. */
   spawnWorker: (configPath: string, stateDir: string) => void
   sleep: (ms: number) => Promise<void>
   stdout: (text: string) => void
@@ -161,85 +155,4 @@ function logDecisions(logger: Logger, decisions: HostDecision[], strategy: Strat
     else logger.info('decision', fields)
   }
   logger.info('evaluated', { hosts: decisions.length, notifications: acted, strategy: strategy.source })
-}
-
-/**
- * The detached follow-up process, one at a time: delivers the outbox, and re-evaluates when a
- * held-back decision (hold time, rate limit) comes due, since Consul only runs the handler on
- * changes. Exits when nothing is left to deliver or wait for.
- */
-export async function runWorker(monitor: Monitor, deps: Deps): Promise<number> {
-  const { config, store, logger } = monitor
-  const lockPath = join(config.stateDir, 'deliverer.lock')
-  const onCompromised = (err: Error) => {
-    // We were frozen past the lock's staleness and another worker took over: stop at once
-    // (the uncaught error ends this process) rather than work beside it.
-    logger.error('worker lock taken over by another process; stopping', { error: err.message })
-    throw err
-  }
-  let client: MasakariClient | undefined
-  const fetch = await deps.fetch()
-  const agent = await deps.tlsAgent(
-    config.masakari.caFile === undefined ? undefined : await readFile(config.masakari.caFile, 'utf8'),
-    config.masakari.insecure,
-  )
-  const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
-  const delivery = {
-    store,
-    client: () => (client ??= masakariClient(config, clientDeps)),
-    policy: config.masakari.delivery,
-    now: deps.now,
-    sleep: deps.sleep,
-    logger,
-  }
-  const pendingWork = (s: StoreState) => s.outbox.length > 0 || s.wakeAt !== undefined
-  const statePath = join(config.stateDir, 'state.json')
-  for (;;) {
-    const release = await tryLock(lockPath, onCompromised)
-    if (!release) {
-      logger.debug('another worker is running; leaving the outbox to it')
-      return 0
-    }
-    try {
-      for (;;) {
-        let state = await store.read()
-        let sent = 0
-        if (state.outbox.length > 0) {
-          sent = (await deliveryPass(delivery)).sent
-          state = await store.read()
-        }
-        if (state.wakeAt !== undefined && Date.parse(state.wakeAt) <= deps.now().getTime()) {
-          await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
-          state = await store.read()
-        }
-        if (!pendingWork(state)) break
-        if (sent > 0) continue
-        const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt)]
-          .filter((d): d is Date => d !== undefined)
-          .map((d) => d.getTime())
-        await sleepUnlessChanged(statePath, Math.max(20, Math.min(...times) - deps.now().getTime()), deps)
-      }
-    } finally {
-      await release()
-    }
-    // A handler may have queued work after our last look and found the lock still held:
-    // look once more now that it is free, so that work is not left without a worker.
-    if (!pendingWork(await store.read())) return 0
-  }
-}
-
-/**
- * Sleeps up to `ms`, waking early when the state document changes: a handler that queued work
- * while we wait for a backoff or a hold could not start a worker of its own (we hold the lock).
- */
-async function sleepUnlessChanged(path: string, ms: number, deps: Deps): Promise<void> {
-  const mtime = async () => (await stat(path).catch(() => undefined))?.mtimeMs
-  const before = await mtime()
-  const end = deps.now().getTime() + ms
-  for (;;) {
-    const left = end - deps.now().getTime()
-    if (left <= 0) return
-    await deps.sleep(Math.min(left, 100))
-    if ((await mtime()) !== before) return
-  }
 }

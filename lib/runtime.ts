@@ -65,7 +65,7 @@ export function realDeps(): Deps {
       } catch {
         // no place for it: the worker still runs
       }
-      const child = spawn(process.execPath, [script, '--deliver', '--config', configPath], {
+      const child = spawn(process.execPath, [script, '--worker', '--config', configPath], {
         detached: true,
         stdio: ['ignore', 'ignore', err],
       })

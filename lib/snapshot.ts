@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
 import { NETWORKS, type Network } from './networks.js'
+import { StateFileError } from './state-errors.js'
 
 export const SnapshotSchema = z.object({
   /** Layout version of this file. */
@@ -36,10 +37,6 @@ function isSnapshot(value: unknown): value is Snapshot {
     if (!Object.hasOwn(nodes, key) || !NODE_STATES.has((nodes as Record<string, unknown>)[key])) return false
   }
   return true
-}
-
-export class StateFileError extends Error {
-  override name = 'StateFileError'
 }
 
 export function snapshotPath(stateDir: string, network: Network): string {

@@ -3,16 +3,16 @@
  * notifications not yet finally answered) live in one document, so one atomic write moves both:
  * there is no moment where a notification is in neither or in both.
  *
- * The Store interface is all the evaluator and the delivery loop see; the local one keeps the
- * document in the state directory under a file lock. A store shared by several controllers
- * (Consul KV with a session lock) implements the same two methods.
+ * The Store interface is all the monitor's runs (lib/monitor.ts) and the worker see; its one
+ * implementation, localStore, keeps the document in the state directory under a file lock, so
+ * the state is one controller's own.
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
 import { withLock } from './lock.js'
-import { StateFileError } from './snapshot.js'
+import { StateFileError } from './state-errors.js'
 import { NETWORKS } from './networks.js'
 
 export const EVENTS = ['STOPPED', 'STARTED'] as const

@@ -9,8 +9,8 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { NETWORKS, startConsulStack, type ConsulStack } from '../test/stack/consul.js'
-import { freePort, startOpenStack, type OpenStack } from '../test/stack/openstack.js'
+import { NETWORKS, startConsulStack, type ConsulStack } from '../stack/consul.js'
+import { freePort, startOpenStack, type OpenStack } from '../stack/openstack.js'
 
 const keep = process.argv.includes('--keep')
 const root = join(import.meta.dirname, '..')

@@ -31,7 +31,7 @@ t.test('bundles run from a directory without node_modules', async (t) => {
   const evaluate = join(dir, 'bin', 'evaluate.js')
   const stateDir = join(dir, 'state')
   const config = join(dir, 'config.yaml')
-  // Port 1 on loopback refuses at once: the deliverer retries and gives up after 2 s.
+  // Port 1 on loopback refuses at once: the worker retries and gives up after 2 s.
   await writeFile(
     config,
     configYaml(stateDir, { masakari: { authUrl: 'http://127.0.0.1:1/v3', delivery: { initialBackoff: 0.2, maxBackoff: 0.5, expiry: 2 } } }),
@@ -69,7 +69,7 @@ t.test('bundles run from a directory without node_modules', async (t) => {
     { vector: { storage: 'down' }, action: 'none' },
   )
 
-  // The detached deliverer outlives the handler, retries against the refused port, then gives up.
+  // The detached worker outlives the handler, retries against the refused port, then gives up.
   const deadline = Date.now() + 20_000
   let state: { outbox: unknown[]; ledger: Record<string, { unsent?: unknown }> }
   for (;;) {
@@ -77,7 +77,7 @@ t.test('bundles run from a directory without node_modules', async (t) => {
     if (state.outbox.length === 0 || Date.now() > deadline) break
     await new Promise((r) => setTimeout(r, 200))
   }
-  t.same(state.outbox, [], 'the deliverer emptied the outbox')
+  t.same(state.outbox, [], 'the worker emptied the outbox')
   t.match(state.ledger.cmp1?.unsent, { event: 'STOPPED', outcome: 'expired', message: /ECONNREFUSED/ })
   const log = await readFile(join(stateDir, 'decisions.log'), 'utf8')
   t.match(log, /notification not delivered, will retry/)

@@ -3,6 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
 import { EXIT } from '../lib/cli.js'
+import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
 import { configYaml, fakeDeps, payload, readState } from './helpers.js'
 
 async function setup(t: Test, extra: Record<string, unknown> = {}) {
@@ -22,7 +23,7 @@ async function feed(config: string, network: string, stdin: string, extraArgs: s
   return { code, deps }
 }
 
-t.test('three networks all up: snapshots written, nothing queued, no deliverer', async (t) => {
+t.test('three networks all up: snapshots written, nothing queued, no worker', async (t) => {
   const { stateDir, config } = await setup(t)
   for (const n of ['management', 'tenant', 'storage']) {
     const { code, deps } = await feed(config, n, allUp)
@@ -35,7 +36,7 @@ t.test('three networks all up: snapshots written, nothing queued, no deliverer',
   t.same(Object.keys(state.ledger).sort(), ['cmp1', 'cmp2'], 'own node not in the ledger')
 })
 
-t.test('storage down on cmp1 queues exactly one STOPPED and starts the deliverer', async (t) => {
+t.test('storage down on cmp1 queues exactly one STOPPED and starts the worker', async (t) => {
   const { stateDir, config } = await setup(t)
   for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
   const { code, deps } = await feed(config, 'storage', cmp1Down)
@@ -132,17 +133,66 @@ t.test('corrupt state file: clear error, file left for the operator, snapshot st
   t.equal(await readState(stateDir), '{"version":1,"ledger":')
 })
 
-t.test('usage errors', async (t) => {
+t.test('no --network: usage error naming the choices, nothing run', async (t) => {
   const { config } = await setup(t)
-  const missing = await feed(config, 'storage', allUp, [])
-  t.equal(missing.code, 0)
   const deps = fakeDeps()
   t.equal(await main(['--config', config], deps), EXIT.usage)
-  t.match(deps.rec.stderr.join(''), /--network is required/)
-  t.equal(await main(['--network', 'backup', '--config', config], fakeDeps()), EXIT.usage)
+  t.match(deps.rec.stderr.join(''), /--network is required \(one of management, tenant, storage\)/)
+  t.same(deps.rec.logFile, [], 'no run logged')
+})
+
+t.test('--network without a value or with an unknown one: usage error', async (t) => {
+  const { config } = await setup(t)
+  for (const argv of [
+    ['--network', '--config', config],
+    ['--network', 'backup', '--config', config],
+  ]) {
+    const deps = fakeDeps()
+    t.equal(await main(argv, deps), EXIT.usage, argv.join(' '))
+    t.match(deps.rec.stderr.join(''), /Choices: "management", "tenant", "storage"/)
+  }
+})
+
+t.test('no --config: the default config path is the one read', async (t) => {
+  const { stateDir, config } = await setup(t)
+  const deps = fakeDeps({ stdin: allUp })
+  const read: string[] = []
+  const text = await readFile(config, 'utf8')
+  deps.configEnv.readFile = async (path) => {
+    read.push(path)
+    return text
+  }
+  t.equal(await main(['--network', 'storage'], deps), 0, deps.rec.stderr.join('\n'))
+  t.same(read, [DEFAULT_CONFIG_PATH])
+  t.ok(await readState(stateDir), 'the run used it')
+})
+
+t.test('--config without a value: usage error; the default config is not used instead', async (t) => {
+  const deps = fakeDeps({ stdin: allUp })
+  const read: string[] = []
+  deps.configEnv.readFile = async (path) => {
+    read.push(path)
+    throw new Error('not to be read')
+  }
+  t.equal(await main(['--network', 'storage', '--config'], deps), EXIT.usage)
+  t.match(deps.rec.stderr.join(''), /Not enough arguments following: config/)
+  t.same(read, [])
+})
+
+t.test('a config file that does not exist: config error naming it, nothing written', async (t) => {
+  const dir = t.testdir({})
+  const deps = fakeDeps({ stdin: allUp })
+  t.equal(await main(['--network', 'storage', '--config', join(dir, 'missing.yaml')], deps), EXIT.config)
+  t.match(deps.rec.stderr.at(-1), /invalid config .*missing\.yaml/)
+  t.match(deps.rec.stderr.join('\n'), /cannot read it: ENOENT/)
+  t.same(await readdir(dir), [])
+})
+
+t.test('--help: exit 0, nothing run', async (t) => {
   const help = fakeDeps()
   t.equal(await main(['--help'], help), 0, '--help is not an error')
   t.same(help.rec.spawned, [])
+  t.same(help.rec.logFile, [])
 })
 
 t.test('state directory that cannot be written: clear error naming the path, nothing half-written', async (t) => {

@@ -1,21 +1,12 @@
 import t, { type Test } from 'tap'
 import { join } from 'node:path'
-import { deliveryPass, type DeliveryDeps } from '../lib/delivery.js'
+import { deliveryPass } from '../lib/delivery.js'
 import { hostNotification } from '../lib/evaluator.js'
 import { recordingLogger } from '../lib/log.js'
 import type { MasakariClient, SendResult } from '../lib/masakari.js'
 import { localStore, type Notification, type OutboxEntry, type Store } from '../lib/store.js'
 
 const t0 = new Date('2026-11-25T12:00:00.000Z')
-
-/** Passes until the outbox is empty, sleeping (on the fake clock) until the next entry is due: the worker's delivery without holds. */
-async function deliverAll(deps: DeliveryDeps): Promise<void> {
-  for (;;) {
-    const pass = await deliveryPass(deps)
-    if (pass.remaining === 0) return
-    if (pass.sent === 0 && pass.nextDueAt) await deps.sleep(Math.max(10, pass.nextDueAt.getTime() - deps.now().getTime()))
-  }
-}
 
 function entry(id: string, host: string, event: 'STOPPED' | 'STARTED'): OutboxEntry {
   return {
@@ -57,21 +48,26 @@ const ok: SendResult = { final: true, outcome: 'accepted', message: 'accepted by
 t.test('accepted: removed from the outbox, recorded in the ledger, sent once', async (t) => {
   const h = harness(t, () => ok)
   await seed(h.store, entry('a', 'cmp1', 'STOPPED'))
-  await deliverAll(h.deps)
+  t.match(await deliveryPass(h.deps), { sent: 1, remaining: 0 })
   t.equal(h.sent.length, 1)
   const s = await h.store.read()
   t.same(s.outbox, [])
   t.match(s.ledger.cmp1!.notified, { id: 'a', outcome: 'accepted', event: 'STOPPED' })
 })
 
-t.test('5xx and network errors retry with backoff until accepted', async (t) => {
-  const h = harness(t, (_n, i) => (i < 3 ? { final: false, message: i === 0 ? 'Masakari answered 503' : 'connect ECONNREFUSED' } : ok))
+t.test('5xx and network errors: kept with a backoff, then sent again once due', async (t) => {
+  const h = harness(t, (_n, i) => (i === 0 ? { final: false, message: 'Masakari answered 503' } : ok))
   await seed(h.store, entry('a', 'cmp1', 'STOPPED'))
-  await deliverAll(h.deps)
-  t.equal(h.sent.length, 4)
-  t.same(new Set(h.sent.map((n) => JSON.stringify(n))).size, 1, 'every retry is byte-identical (same generated_time)')
+  const first = await deliveryPass(h.deps)
+  t.match(first, { sent: 1, remaining: 1 })
+  t.equal(first.nextDueAt?.getTime(), t0.getTime() + 1000, 'due again after the initial backoff')
+  t.match((await h.store.read()).outbox, [{ id: 'a', attempts: 1, lastError: 'Masakari answered 503' }])
+  t.match(await deliveryPass(h.deps), { sent: 0, remaining: 1 }, 'not sent before it is due')
+  h.advance(1000)
+  t.match(await deliveryPass(h.deps), { sent: 1, remaining: 0 })
+  t.equal(h.sent.length, 2)
+  t.equal(JSON.stringify(h.sent[1]), JSON.stringify(h.sent[0]), 'the resend is byte-identical (same generated_time)')
   t.match((await h.store.read()).ledger.cmp1!.notified, { outcome: 'accepted' })
-  t.equal(h.logger.lines.filter((l) => l.msg === 'notification not delivered, will retry').length, 3)
 })
 
 t.test('final answers are never retried', async (t) => {
@@ -84,7 +80,7 @@ t.test('final answers are never retried', async (t) => {
   for (const [result, where] of finals) {
     const h = harness(t, () => result)
     await seed(h.store, entry('a', 'cmp1', 'STOPPED'))
-    await deliverAll(h.deps)
+    t.match(await deliveryPass(h.deps), { sent: 1, remaining: 0 }, `${result.final && result.outcome}: nothing left to retry`)
     t.equal(h.sent.length, 1, `${result.final && result.outcome}: one request`)
     const s = await h.store.read()
     t.same(s.outbox, [])
@@ -95,20 +91,22 @@ t.test('final answers are never retried', async (t) => {
 t.test('host not found: one clear error line', async (t) => {
   const h = harness(t, () => ({ final: true, outcome: 'host-not-found', message: 'Host with name cmp9 could not be found.' }))
   await seed(h.store, entry('a', 'cmp9', 'STOPPED'))
-  await deliverAll(h.deps)
+  await deliveryPass(h.deps)
   const errors = h.logger.lines.filter((l) => l.level === 'error')
   t.equal(errors.length, 1)
   t.match(errors[0], { host: 'cmp9', outcome: 'host-not-found', msg: /does not know this host/ })
 })
 
-t.test('expiry: an entry never accepted is given up after the expiry, loudly', async (t) => {
+t.test('expiry: an entry not accepted by its expiry is given up, loudly, without another request', async (t) => {
   const h = harness(t, () => ({ final: false, message: 'Masakari answered 500' }))
   await seed(h.store, entry('a', 'cmp1', 'STOPPED'))
-  await deliverAll(h.deps)
-  const s = await h.store.read()
-  t.same(s.outbox, [])
-  t.match(s.ledger.cmp1!.unsent, { outcome: 'expired', message: /Masakari answered 500/ })
-  t.ok(h.sent.length >= 5 && h.sent.length <= 15, `retried ${h.sent.length} times in 60 s with backoff capped at 8 s`)
+  await deliveryPass(h.deps)
+  h.advance(59_000)
+  t.match(await deliveryPass(h.deps), { sent: 1, remaining: 1 }, 'retried until its expiry (60 s after the decision)')
+  h.advance(1_001)
+  t.match(await deliveryPass(h.deps), { sent: 0, remaining: 0 })
+  t.equal(h.sent.length, 2, 'not sent again once expired')
+  t.match((await h.store.read()).ledger.cmp1!.unsent, { outcome: 'expired', message: /Masakari answered 500/ })
   t.match(
     h.logger.lines.find((l) => l.level === 'error'),
     { msg: 'notification expired undelivered', host: 'cmp1' },
@@ -118,7 +116,8 @@ t.test('expiry: an entry never accepted is given up after the expiry, loudly', a
 t.test('STARTED waits for its STOPPED, and is skipped when the STOPPED was refused', async (t) => {
   const h = harness(t, (n) => (n.payload.event === 'STOPPED' ? { final: true, outcome: 'on-maintenance', message: 'maintenance' } : ok))
   await seed(h.store, entry('a', 'cmp1', 'STOPPED'), entry('b', 'cmp1', 'STARTED'))
-  await deliverAll(h.deps)
+  await deliveryPass(h.deps)
+  t.match(await deliveryPass(h.deps), { sent: 0, remaining: 0 })
   t.same(
     h.sent.map((n) => n.payload.event),
     ['STOPPED'],
@@ -135,7 +134,7 @@ t.test('STOPPED then STARTED of one host go in order across passes', async (t) =
     h.sent.map((n) => `${n.hostname}:${n.payload.event}`),
     ['cmp1:STOPPED', 'cmp2:STOPPED'],
   )
-  await deliverAll(h.deps)
+  t.match(await deliveryPass(h.deps), { sent: 1, remaining: 0 })
   t.same(
     h.sent.map((n) => `${n.hostname}:${n.payload.event}`),
     ['cmp1:STOPPED', 'cmp2:STOPPED', 'cmp1:STARTED'],
@@ -152,7 +151,7 @@ t.test('concurrency bounds requests in flight', async (t) => {
     return ok
   })
   await seed(h.store, ...Array.from({ length: 10 }, (_, i) => entry(`e${i}`, `cmp${i}`, 'STOPPED')))
-  await deliverAll(h.deps)
+  t.match(await deliveryPass(h.deps), { sent: 10, remaining: 0 })
   t.equal(h.sent.length, 10)
   t.equal(peak, 4)
 })
@@ -165,7 +164,8 @@ t.test('an entry answered while the outbox changed is still recorded once', asyn
     return ok
   })
   await seed(h.store, entry('a', 'cmp1', 'STOPPED'))
-  await deliverAll(h.deps)
+  t.match(await deliveryPass(h.deps), { sent: 1, remaining: 1 }, 'the entry queued meanwhile waits for the next pass')
+  t.match(await deliveryPass(h.deps), { sent: 1, remaining: 0 })
   t.same(
     h.sent.map((n) => n.hostname),
     ['cmp1', 'cmp2'],
@@ -182,7 +182,7 @@ t.test("a slow answer does not hold back the other hosts' notifications", async 
   })
   await seed(h.store, entry('s', 'slow', 'STOPPED'), ...Array.from({ length: 6 }, (_, i) => entry(`f${i}`, `fast${i}`, 'STOPPED')))
   h.deps.policy.concurrency = 2
-  await deliverAll(h.deps)
+  t.match(await deliveryPass(h.deps), { sent: 7, remaining: 0 })
   t.equal(order.at(-1), 'slow', 'the fast ones went through while the slow one was in flight')
   t.equal(order.length, 7)
   t.same((await h.store.read()).outbox, [])

@@ -51,7 +51,10 @@ function memoryCache(initial?: CachedToken): TokenCache & { saved: CachedToken[]
 const rec = (): Recorded => ({ stdout: [], stderr: [], spawned: [], logFile: [], requests: [] })
 const stopped = hostNotification('cmp1', 'STOPPED', new Date('2026-11-25T12:00:00.000Z'))
 
-async function send(answers: Array<string | HttpResponse | Error>, opts: { cache?: TokenCache; extra?: string } = {}) {
+async function send(
+  answers: Array<string | HttpResponse | Error>,
+  opts: { cache?: TokenCache & { saved: CachedToken[] }; extra?: string } = {},
+) {
   const r = rec()
   const fetch: Fetch = scriptedFetch(r, async (_url, _m, i) => {
     const a = answers[i]
@@ -87,10 +90,22 @@ t.test('a cached token is reused: no Keystone request', async (t) => {
   t.match(requests[0]!.url, /\/notifications$/)
 })
 
-t.test('a token close to expiry is renewed before use', async (t) => {
-  const cache = memoryCache({ key: 'will-not-match', token: 'old', expiresAt: now().toISOString(), endpoint: 'http://x' })
-  const { requests } = await send(['keystone-token-password', 'masakari-202'], { cache })
-  t.match(requests[0]!.url, /auth\/tokens$/)
+t.test('a cached token within 5 minutes of its expiry is renewed before use', async (t) => {
+  // A token of these credentials (same cache key), as the first run cached it, with less time left.
+  const issued = (await send(['keystone-token-password', 'masakari-202'])).cache.saved[0]!
+  const expiringIn = (minutes: number) => memoryCache({ ...issued, expiresAt: new Date(now().getTime() + minutes * 60_000).toISOString() })
+  const soon = await send(['keystone-token-password', 'masakari-202'], { cache: expiringIn(4) })
+  t.same(
+    soon.requests.map((r) => r.url.replace(/.*\//, '')),
+    ['tokens', 'notifications'],
+    '4 min left: a fresh token first',
+  )
+  const later = await send(['masakari-202'], { cache: expiringIn(6) })
+  t.same(
+    later.requests.map((r) => r.url.replace(/.*\//, '')),
+    ['notifications'],
+    '6 min left: the cached token is used',
+  )
 })
 
 t.test('409 duplicate and 409 on maintenance are final and told apart', async (t) => {

@@ -3,7 +3,8 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../lib/atomic-file.js'
 import { LockError, tryLock, withLock } from '../lib/lock.js'
-import { readSnapshots, StateFileError, writeSnapshot } from '../lib/snapshot.js'
+import { readSnapshots, writeSnapshot } from '../lib/snapshot.js'
+import { StateFileError } from '../lib/state-errors.js'
 import { emptyState, localStore } from '../lib/store.js'
 
 t.test('atomic write leaves no temp files and sets the mode', async (t) => {
@@ -80,12 +81,12 @@ t.test('lock: times out with a clear error; tryLock says when held', async (t) =
 
 t.test('two different locks held by one process are both released', async (t) => {
   const dir = t.testdir({})
-  const outer = await tryLock(join(dir, 'deliverer.lock'), () => {})
+  const outer = await tryLock(join(dir, 'worker.lock'), () => {})
   t.ok(outer)
   await withLock(join(dir, 'state.lock'), async () => {}, 200)
   await outer!()
   t.same(await readdir(dir), [], 'no lock directory left behind')
-  const again = await tryLock(join(dir, 'deliverer.lock'), () => {})
+  const again = await tryLock(join(dir, 'worker.lock'), () => {})
   t.ok(again, 'free again at once')
   await again!()
 })

@@ -1,4 +1,4 @@
-// End-to-end test of the loopback Consul stack (test/stack/consul.ts) against the real
+// End-to-end test of the loopback Consul stack (stack/consul.ts) against the real
 // consul binary: three clusters (management, tenant, storage), one controller + 2 computes.
 // Addresses 127.60-62.0.x (override the first octet with E2E_CONSUL_OCTET).
 // Gossip: fast (gossip_lan 400ms/200ms/×2) unless E2E_CONSUL_GOSSIP=default.
@@ -6,7 +6,7 @@ import t from 'tap'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { startConsulStack, NETWORKS, type ConsulStack, type HealthCheck } from '../stack/consul.js'
+import { startConsulStack, NETWORKS, type ConsulStack, type HealthCheck } from '../../stack/consul.js'
 
 const octet = Number(process.env.E2E_CONSUL_OCTET ?? 60)
 const fastGossip = process.env.E2E_CONSUL_GOSSIP !== 'default'

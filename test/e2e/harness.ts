@@ -10,8 +10,8 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { startConsulStack, NETWORKS, type ConsulStack, type Network } from '../stack/consul.js'
-import { freePort, isAlive, startOpenStack, type Notification, type OpenStack } from '../stack/openstack.js'
+import { startConsulStack, NETWORKS, type ConsulStack, type Network } from '../../stack/consul.js'
+import { freePort, isAlive, startOpenStack, type Notification, type OpenStack } from '../../stack/openstack.js'
 
 export const ROOT = join(import.meta.dirname, '..', '..')
 export const HANDLER = join(ROOT, 'dist', 'checks-handler.js')
@@ -44,13 +44,22 @@ export interface RealStack {
   notifications(host?: string): Promise<Notification[]>
   /** Resolves when the host's snapshot on that network shows `want` (the handler ran). */
   waitForSnapshot(host: string, network: Network, want: 'up' | 'down' | 'maintenance' | 'absent', timeoutMs?: number): Promise<void>
-  /** Resolves when the outbox is empty and no deliverer is running. */
+  /**
+   * Resolves when the network's handler has evaluated a snapshot from Consul index `minIndex` or
+   * later: its snapshot carries such an index and its `evaluated` line was logged after the
+   * snapshot was taken. The positive signal that a watch run happened, before asserting that it
+   * sent nothing. Returns the snapshot's Consul index.
+   */
+  waitForEvaluation(network: Network, minIndex?: number, timeoutMs?: number): Promise<number>
+  /** The ModifyIndex of a node's check as the controller's agent of that network has it now. */
+  checkIndex(node: string, network: Network, checkId?: string): Promise<number>
+  /** Resolves when the outbox is empty and no worker (or handler) of this stack is running. */
   waitForDelivery(timeoutMs?: number): Promise<void>
   /** Resolves when Masakari holds `count` notifications for the host. */
   waitForNotifications(host: string, count: number, timeoutMs?: number): Promise<Notification[]>
   /** The decision log, parsed. */
   logLines(): Array<Record<string, unknown>>
-  /** Monitor processes (deliverers) still running for this stack. */
+  /** Monitor processes (handlers, workers) still running for this stack. */
   monitorPids(): number[]
   /** Stops everything; returns pids that survived (should be none). */
   stop(): Promise<number[]>
@@ -87,10 +96,12 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
         process.kill(pid, 'SIGKILL')
       } catch {}
     }
-    await new Promise((r) => setTimeout(r, 100))
-    return [...pids, ...monitorPids()].filter(isAlive)
+    // SIGKILL is not instant: poll until they are gone, and report what is still alive after 5 s
+    const alive = () => [...pids, ...monitorPids()].filter(isAlive)
+    await waitUntil("the stack's processes to exit", async () => (alive().length === 0 ? true : undefined), 5_000).catch(() => {})
+    return alive()
   }
-  // The monitor's detached deliverers carry the config path on their command line.
+  // The monitor's processes (handlers and detached workers) carry the config path on their command line.
   const monitorPids = () => {
     const found: number[] = []
     for (const name of readdirSync('/proc')) {
@@ -124,7 +135,7 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
       stateDir,
       hostname: 'controller',
       ...(opts.strategy ? { strategy: 'strategy.yaml' } : {}),
-      // the controller's own agents (test/stack/consul.ts address plan), asked before a recovery
+      // the controller's own agents (stack/consul.ts address plan), asked before a recovery
       consul: {
         agents: Object.fromEntries(NETWORKS.map((n, i) => [n, `127.${opts.octet + i}.0.1:8500`])),
         // what an operator who ships gossip-fast.json to the agents tells the monitor
@@ -180,6 +191,27 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
         timeoutMs,
         logsHint(),
       )
+    },
+    async waitForEvaluation(network, minIndex = 0, timeoutMs = 30_000) {
+      return waitUntil(
+        `the ${network} handler's evaluation of Consul index ${minIndex} or later`,
+        async () => {
+          const snap = JSON.parse(await readFile(join(stateDir, 'snapshots', `${network}.json`), 'utf8'))
+          const index = Number(snap.consulIndex)
+          if (!(index >= minIndex)) return undefined
+          const evaluated = stack
+            .logLines()
+            .some((l) => l.msg === 'evaluated' && l.component === `checks-handler/${network}` && String(l.time) >= snap.receivedAt)
+          return evaluated ? index : undefined
+        },
+        timeoutMs,
+        logsHint(),
+      )
+    },
+    async checkIndex(node, network, checkId = 'serfHealth') {
+      const check = (await consul!.health(network)).find((c) => c.Node === node && c.CheckID === checkId)
+      if (check?.ModifyIndex === undefined) throw new Error(`no ${checkId} check of ${node} on ${network}`)
+      return check.ModifyIndex
     },
     async waitForDelivery(timeoutMs = 30_000) {
       await waitUntil(

@@ -33,7 +33,8 @@ t.before(async () => {
 t.test("graceful leave of a compute's storage agent: no notification, shown as unknown", async (t) => {
   await stack.consul.leave('cmp7', storage)
   await stack.waitForSnapshot('cmp7', storage, 'absent', 60_000)
-  await new Promise((r) => setTimeout(r, 6000)) // longer than the hold
+  await stack.waitForEvaluation(storage)
+  // no worker left: a hold started by a transient 'down' (see the README's leave race) is over
   await stack.waitForDelivery()
   t.same(await events('cmp7'), [])
   const explain = execFileSync(process.execPath, [EVALUATE, '--config', stack.configPath, '--dry-run', '--explain', 'cmp7'], {
@@ -47,7 +48,8 @@ t.test('consul maint -enable, then the agent fails: no notification, shown as ma
   await stack.waitForSnapshot('cmp5', storage, 'maintenance', 60_000)
   stack.consul.freeze('cmp5', storage)
   await stack.consul.waitForSerf('cmp5', storage, 'critical', 60_000)
-  await new Promise((r) => setTimeout(r, 7000))
+  // its snapshot still says maintenance: wait for the run that saw the failure
+  await stack.waitForEvaluation(storage, await stack.checkIndex('cmp5', storage), 60_000)
   await stack.waitForDelivery()
   t.same(await events('cmp5'), [])
   const report = JSON.parse(
@@ -70,7 +72,8 @@ t.test('a storage agent flapping faster than the hold time: no notification', as
     stack.consul.thaw('cmp6', storage)
     await stack.waitForSnapshot('cmp6', storage, 'up', 60_000)
   }
-  await new Promise((r) => setTimeout(r, 6000))
+  await stack.waitForEvaluation(storage)
+  // no worker left: every hold the downs started is broken or over
   await stack.waitForDelivery()
   t.same(await events('cmp6'), [])
   const holds = stack.logLines().filter((l) => l.host === 'cmp6' && l.guard === 'hold')
@@ -111,8 +114,9 @@ t.test('most computes down at once on storage (the monitor looks cut off): zero 
   const before = (await stack.notifications()).length
   for (const c of cut) stack.consul.freeze(c, storage)
   for (const c of cut) await stack.waitForSnapshot(c, storage, 'down', 60_000)
-  await new Promise((r) => setTimeout(r, 7000)) // past every hold
-  await stack.waitForDelivery()
+  await stack.waitForEvaluation(storage)
+  // no worker left: every hold is over (a worker stays while one is pending)
+  await stack.waitForDelivery(60_000)
   t.equal((await stack.notifications()).length, before, 'nothing sent')
   const loud = stack.logLines().filter((l) => /SELF-ISOLATION/.test(String(l.msg)))
   t.equal(loud.length, 1, 'one loud line')
@@ -121,8 +125,8 @@ t.test('most computes down at once on storage (the monitor looks cut off): zero 
   t.match(table, /SELF-ISOLATION GUARD on storage/)
   for (const c of cut) stack.consul.thaw(c, storage)
   for (const c of cut) await stack.waitForSnapshot(c, storage, 'up', 60_000)
-  await new Promise((r) => setTimeout(r, 5000))
-  await stack.waitForDelivery()
+  await stack.waitForEvaluation(storage)
+  await stack.waitForDelivery(60_000)
   t.equal((await stack.notifications()).length, before, 'no spurious STARTED')
   t.ok(
     stack.logLines().some((l) => /released/.test(String(l.msg))),

@@ -1,12 +1,12 @@
 /**
- * A real Keystone and a real masakari-api on loopback, for integration tests and the demo.
+ * A real Keystone and a real masakari-api on loopback, for end-to-end tests, the bench and the demo.
  *
  * Debian bookworm's packages (keystone, masakari-api, uwsgi-plugin-python3, python3-masakari;
  * scripts/install-stack.sh installs them). Everything lives in a scratch directory: configs,
  * SQLite databases, Fernet/credential keys, and the services' output under `${dir}/logs`.
  * Nothing is reused between runs. Only 127.0.0.1 is ever contacted.
  *
- * Test infrastructure, not product code: it uses Node's global fetch.
+ * Test and demo infrastructure, not product code: it uses Node's global fetch.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -86,9 +86,9 @@ export const MONITOR_USERNAME = 'masakari-consul'
 export const MONITOR_PASSWORD = 'masakari-consul-secret'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-// Beside this module, or, when bundled into dist/demo.js, in the source tree next to dist/.
-const besideThis = (file: string) =>
-  [join(HERE, file), join(HERE, '..', 'test', 'stack', file)].find((p) => existsSync(p)) ?? join(HERE, file)
+// Beside this module, or, when bundled into dist/demo.js, in the source tree next to dist/
+// (bench/build.mjs copies them beside its bundle).
+const besideThis = (file: string) => [join(HERE, file), join(HERE, '..', 'stack', file)].find((p) => existsSync(p)) ?? join(HERE, file)
 export const LAUNCHER = besideThis('masakari-api-launcher.py')
 const ETC_PATHS = besideThis('etc-paths.py')
 const PYTHON = '/usr/bin/python3'
@@ -480,12 +480,60 @@ policy_dirs = /etc/masakari/policy.d
 `
 }
 
+/** What the phases of a bring-up share. */
+interface Scratch {
+  dir: string
+  logDir: string
+  log: (msg: string) => void
+  keystonePort: number
+  masakariPort: number
+  authUrl: string
+  keystoneConfFile: string
+  masakariConfFile: string
+  admin: Credentials
+  monitor: Credentials
+  env: NodeJS.ProcessEnv
+  keystoneEnv: NodeJS.ProcessEnv
+  /** every service started, so that stop() and the process guard find them */
+  services: Service[]
+  /** removes the exit and signal listeners that kill the services */
+  unguard: () => void
+}
+
+/** The running masakari-api (replaced by setDuplicateInterval) and the pids reported so far. */
+interface Running {
+  ma: Service
+  pids: number[]
+  masakariUrl: string
+  stopping?: Promise<void>
+}
+
 export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack> {
   const t0 = Date.now()
-  const log = opts.log ?? (() => {})
+  const s = await prepareScratch(opts)
+  guardProcess(s)
+  try {
+    const { ids, ma } = await startBoth(s)
+    // The monitor's view: the instance-ha endpoint from its token's catalog.
+    const masakariUrl = catalogUrl((await passwordToken(s.monitor)).catalog, 'instance-ha', 'public')
+    await authenticatedRoundTrip(s, ma, masakariUrl)
+    const startupMs = Date.now() - t0
+    s.log(`keystone + masakari-api ready in ${secs(startupMs)} (logs in ${s.logDir})`)
+    return openStackApi(s, { ma, pids: groupPids(s), masakariUrl }, ids, startupMs)
+  } catch (err) {
+    await killGroups(s.services).catch(() => {})
+    s.unguard()
+    throw err
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bring-up phases, in the order startOpenStack runs them
+
+/** Packages and ports checked; configs, key repositories and credentials written in the scratch dir. */
+async function prepareScratch(opts: OpenStackOptions): Promise<Scratch> {
   const keystonePort = opts.keystonePort ?? 35000
   const masakariPort = opts.masakariPort ?? 35868
-  const duplicateInterval = opts.duplicateInterval ?? 0
   const dir = opts.dir
   const logDir = join(dir, 'logs')
   mkdirSync(logDir, { recursive: true })
@@ -498,40 +546,47 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
   ] as const) {
     if (await portInUse(port)) throw new Error(`${what} port 127.0.0.1:${port} is already in use`)
   }
-
   const authUrl = `http://127.0.0.1:${keystonePort}/v3`
   const keystoneConfFile = join(dir, 'keystone.conf')
   const masakariConfFile = join(dir, 'masakari.conf')
   writeFileSync(keystoneConfFile, keystoneConf(dir))
-  writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, duplicateInterval))
+  writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, opts.duplicateInterval ?? 0))
   assertScratchOnly('keystone', keystoneConfFile)
   assertScratchOnly('masakari', masakariConfFile)
   writeKeyRepository(join(dir, 'fernet-keys'))
   writeKeyRepository(join(dir, 'credential-keys'))
-
-  const admin: Credentials = {
+  const user = (username: string, password: string, projectName: string): Credentials => ({
     authUrl,
-    username: 'admin',
-    password: ADMIN_PASSWORD,
+    username,
+    password,
     userDomainName: 'Default',
-    projectName: 'admin',
+    projectName,
     projectDomainName: 'Default',
-  }
-  const monitor: Credentials = {
+  })
+  return {
+    dir,
+    logDir,
+    log: opts.log ?? (() => {}),
+    keystonePort,
+    masakariPort,
     authUrl,
-    username: MONITOR_USERNAME,
-    password: MONITOR_PASSWORD,
-    userDomainName: 'Default',
-    projectName: 'service',
-    projectDomainName: 'Default',
+    keystoneConfFile,
+    masakariConfFile,
+    admin: user('admin', ADMIN_PASSWORD, 'admin'),
+    monitor: user(MONITOR_USERNAME, MONITOR_PASSWORD, 'service'),
+    env: cleanEnv(),
+    keystoneEnv: cleanEnv({ OS_KEYSTONE_CONFIG_FILES: keystoneConfFile }),
+    services: [],
+    unguard: () => {},
   }
+}
 
-  const services: Service[] = []
-  // If this process ends without stop() (a crash, tap's timeout), take the services along.
+/** If this process ends without stop() (a crash, tap's timeout), the services go with it. */
+function guardProcess(s: Scratch): void {
   const killAll = () => {
-    for (const s of services) {
+    for (const svc of s.services) {
       try {
-        process.kill(-s.pgid, 'SIGKILL')
+        process.kill(-svc.pgid, 'SIGKILL')
       } catch {
         /* gone */
       }
@@ -539,250 +594,262 @@ export async function startOpenStack(opts: OpenStackOptions): Promise<OpenStack>
   }
   const onSignal = (sig: NodeJS.Signals) => {
     killAll()
-    unguard()
+    s.unguard()
     // let the signal do what it would have done without us (other listeners or the default action)
     process.kill(process.pid, sig)
   }
   const guardSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
-  const unguard = () => {
+  s.unguard = () => {
     process.removeListener('exit', killAll)
     for (const sig of guardSignals) process.removeListener(sig, onSignal)
   }
   process.once('exit', killAll)
   for (const sig of guardSignals) process.once(sig, onSignal)
+}
 
-  const env = cleanEnv()
-  const keystoneEnv = cleanEnv({ OS_KEYSTONE_CONFIG_FILES: keystoneConfFile })
+/** Keystone and masakari-api side by side (masakari-api needs Keystone only per request). */
+async function startBoth(s: Scratch): Promise<{ ids: OpenStack['ids']; ma: Service }> {
+  // allSettled, not all: on a failure, the other chain must finish starting before the clean-up
+  const [ksRes, maRes] = await Promise.allSettled([startKeystone(s), startMasakari(s)])
+  if (ksRes.status === 'rejected') throw ksRes.reason
+  if (maRes.status === 'rejected') throw maRes.reason
+  return { ids: ksRes.value, ma: maRes.value }
+}
 
-  // -- Keystone: db_sync, bootstrap, uwsgi, then the service project, users, roles, catalog
-  const keystoneChain = async () => {
-    const t = Date.now()
-    const manageLog = join(logDir, 'keystone-manage.log')
-    const km = (...args: string[]) => runTool('/usr/bin/keystone-manage', ['--config-file', keystoneConfFile, ...args], manageLog, env, dir)
-    await km('db_sync')
-    await km(
-      'bootstrap',
-      '--bootstrap-password',
-      ADMIN_PASSWORD,
-      '--bootstrap-admin-url',
-      authUrl,
-      '--bootstrap-public-url',
-      authUrl,
-      // the internal identity endpoint: masakari's keystonemiddleware looks it up
-      '--bootstrap-internal-url',
-      authUrl,
-      '--bootstrap-region-id',
-      REGION,
-    )
-    log(`keystone db_sync + bootstrap in ${secs(Date.now() - t)}`)
-    const ks = startService(
-      'keystone',
-      '/usr/bin/uwsgi_python3',
-      [
-        '--http-socket',
-        `127.0.0.1:${keystonePort}`,
-        '--wsgi-file',
-        '/usr/bin/keystone-wsgi-public',
-        '--processes',
-        '1',
-        '--threads',
-        '1', // several threads: SQLite answers "database is locked"
-        '--master',
-        '--die-on-term',
-        '--need-app',
-        '--buffer-size',
-        '65535',
-        '--procname-prefix',
-        `keystone-${keystonePort}-`,
-      ],
-      join(logDir, 'keystone.log'),
-      keystoneEnv,
-      dir,
-    )
-    services.push(ks)
-    let adminTok: TokenResult | undefined
-    await waitReady(ks, `token from ${authUrl}`, 60_000, async () => {
-      const r = await httpJson('POST', `${authUrl}/auth/tokens`, { body: passwordAuthBody(admin), timeoutMs: 10_000 })
-      if (r.status !== 201) throw new Error(`HTTP ${r.status}`)
-      adminTok = {
-        token: r.headers['x-subject-token'] ?? '',
-        expiresAt: r.body.token.expires_at,
-        catalog: r.body.token.catalog,
-        response: r,
-      }
-      return true
+/** Keystone: db_sync, bootstrap, uwsgi, then the service project, users, roles, catalog. */
+async function startKeystone(s: Scratch): Promise<OpenStack['ids']> {
+  const t = Date.now()
+  await bootstrapKeystone(s)
+  s.log(`keystone db_sync + bootstrap in ${secs(Date.now() - t)}`)
+  const adminToken = await launchKeystone(s)
+  s.log(`keystone ready in ${secs(Date.now() - t)}`)
+  const ids = await createIdentities(s, adminToken)
+  s.log(`keystone users, roles and catalog in ${secs(Date.now() - t)}`)
+  return ids
+}
+
+async function bootstrapKeystone(s: Scratch): Promise<void> {
+  const manageLog = join(s.logDir, 'keystone-manage.log')
+  const km = (...args: string[]) =>
+    runTool('/usr/bin/keystone-manage', ['--config-file', s.keystoneConfFile, ...args], manageLog, s.env, s.dir)
+  await km('db_sync')
+  await km(
+    'bootstrap',
+    '--bootstrap-password',
+    ADMIN_PASSWORD,
+    '--bootstrap-admin-url',
+    s.authUrl,
+    '--bootstrap-public-url',
+    s.authUrl,
+    // the internal identity endpoint: masakari's keystonemiddleware looks it up
+    '--bootstrap-internal-url',
+    s.authUrl,
+    '--bootstrap-region-id',
+    REGION,
+  )
+}
+
+/** Keystone under uwsgi; resolves with an admin token once it issues one. */
+async function launchKeystone(s: Scratch): Promise<string> {
+  const ks = startService(
+    'keystone',
+    '/usr/bin/uwsgi_python3',
+    [
+      '--http-socket',
+      `127.0.0.1:${s.keystonePort}`,
+      '--wsgi-file',
+      '/usr/bin/keystone-wsgi-public',
+      '--processes',
+      '1',
+      '--threads',
+      '1', // several threads: SQLite answers "database is locked"
+      '--master',
+      '--die-on-term',
+      '--need-app',
+      '--buffer-size',
+      '65535',
+      '--procname-prefix',
+      `keystone-${s.keystonePort}-`,
+    ],
+    join(s.logDir, 'keystone.log'),
+    s.keystoneEnv,
+    s.dir,
+  )
+  s.services.push(ks)
+  let token = ''
+  await waitReady(ks, `token from ${s.authUrl}`, 60_000, async () => {
+    const r = await httpJson('POST', `${s.authUrl}/auth/tokens`, { body: passwordAuthBody(s.admin), timeoutMs: 10_000 })
+    if (r.status !== 201) throw new Error(`HTTP ${r.status}`)
+    token = r.headers['x-subject-token'] ?? ''
+    return true
+  })
+  return token
+}
+
+/** The service project, the masakari and monitor users (admin there), the instance-ha service and endpoints. */
+async function createIdentities(s: Scratch, token: string): Promise<OpenStack['ids']> {
+  const call = async (method: string, path: string, body?: unknown) =>
+    expectStatus(await httpJson(method, `${s.authUrl}${path}`, { token, body }), [200, 201, 204], `${method} ${path}`).body
+
+  const adminRoleId: string = (await call('GET', '/roles?name=admin')).roles[0].id
+  const serviceProjectId: string = (
+    await call('POST', '/projects', { project: { name: 'service', domain_id: 'default', description: 'Service project' } })
+  ).project.id
+  const userIds: Record<string, string> = {}
+  for (const [name, password] of [
+    ['masakari', MASAKARI_SERVICE_PASSWORD],
+    [MONITOR_USERNAME, MONITOR_PASSWORD],
+  ] as const) {
+    const id: string = (
+      await call('POST', '/users', { user: { name, password, domain_id: 'default', default_project_id: serviceProjectId } })
+    ).user.id
+    await call('PUT', `/projects/${serviceProjectId}/users/${id}/roles/${adminRoleId}`)
+    userIds[name] = id
+  }
+  const serviceId: string = (
+    await call('POST', '/services', { service: { type: 'instance-ha', name: 'masakari', description: 'OpenStack High Availability' } })
+  ).service.id
+  for (const iface of ['public', 'internal', 'admin']) {
+    await call('POST', '/endpoints', {
+      endpoint: { service_id: serviceId, interface: iface, region_id: REGION, url: `http://127.0.0.1:${s.masakariPort}/v1/$(tenant_id)s` },
     })
-    log(`keystone ready in ${secs(Date.now() - t)}`)
-    const tok = adminTok!.token
-    const call = async (method: string, path: string, body?: unknown) =>
-      expectStatus(await httpJson(method, `${authUrl}${path}`, { token: tok, body }), [200, 201, 204], `${method} ${path}`).body
-
-    const adminRoleId: string = (await call('GET', '/roles?name=admin')).roles[0].id
-    const serviceProjectId: string = (
-      await call('POST', '/projects', { project: { name: 'service', domain_id: 'default', description: 'Service project' } })
-    ).project.id
-    const userIds: Record<string, string> = {}
-    for (const [name, password] of [
-      ['masakari', MASAKARI_SERVICE_PASSWORD],
-      [MONITOR_USERNAME, MONITOR_PASSWORD],
-    ] as const) {
-      const id: string = (
-        await call('POST', '/users', { user: { name, password, domain_id: 'default', default_project_id: serviceProjectId } })
-      ).user.id
-      await call('PUT', `/projects/${serviceProjectId}/users/${id}/roles/${adminRoleId}`)
-      userIds[name] = id
-    }
-    const serviceId: string = (
-      await call('POST', '/services', { service: { type: 'instance-ha', name: 'masakari', description: 'OpenStack High Availability' } })
-    ).service.id
-    for (const iface of ['public', 'internal', 'admin']) {
-      await call('POST', '/endpoints', {
-        endpoint: { service_id: serviceId, interface: iface, region_id: REGION, url: `http://127.0.0.1:${masakariPort}/v1/$(tenant_id)s` },
-      })
-    }
-    log(`keystone users, roles and catalog in ${secs(Date.now() - t)}`)
-    return { adminRoleId, serviceProjectId, monitorUserId: userIds[MONITOR_USERNAME]! }
   }
+  return { adminRoleId, serviceProjectId, monitorUserId: userIds[MONITOR_USERNAME]! }
+}
 
-  // -- masakari-api: db sync, then the patched launcher (it needs Keystone only per request)
-  const launchMasakari = async (): Promise<Service> => {
-    const ma = startService(
-      'masakari-api',
-      PYTHON,
-      [LAUNCHER, '--config-file', masakariConfFile],
-      join(logDir, 'masakari-api.log'),
-      env,
-      dir,
-    )
-    services.push(ma)
-    await waitReady(ma, `version document from http://127.0.0.1:${masakariPort}/`, 60_000, async () => {
-      const r = await httpJson('GET', `http://127.0.0.1:${masakariPort}/`, { timeoutMs: 5000 })
-      return r.status === 200
-    })
-    return ma
-  }
-  const masakariChain = async () => {
-    const t = Date.now()
-    await runTool(
-      '/usr/bin/masakari-manage',
-      ['--config-file', masakariConfFile, 'db', 'sync'],
-      join(logDir, 'masakari-manage.log'),
-      env,
-      dir,
-    )
-    log(`masakari db sync in ${secs(Date.now() - t)}`)
-    const ma = await launchMasakari()
-    log(`masakari-api listening in ${secs(Date.now() - t)}`)
-    return ma
-  }
-  // First authenticated call: keystonemiddleware fetches its own token and the revocation data.
-  const authenticatedRoundTrip = async (ma: Service, masakariUrl: string) => {
-    const t = Date.now()
-    const monTok = await passwordToken(monitor)
-    await waitReady(ma, `authenticated answer from ${masakariUrl}/segments`, 30_000, async () => {
-      const r = await httpJson('GET', `${masakariUrl}/segments`, { token: monTok.token, timeoutMs: 10_000 })
-      if (r.status !== 200) throw new Error(`HTTP ${r.status} ${JSON.stringify(r.body)}`)
-      return true
-    })
-    log(`masakari-api authenticated round trip in ${secs(Date.now() - t)}`)
-  }
-  const groupPids = () => [...new Set(services.flatMap((s) => [s.pgid, ...processGroupMembers(s.pgid)]))]
+/** masakari-api: db sync, then the patched launcher. */
+async function startMasakari(s: Scratch): Promise<Service> {
+  const t = Date.now()
+  await runTool(
+    '/usr/bin/masakari-manage',
+    ['--config-file', s.masakariConfFile, 'db', 'sync'],
+    join(s.logDir, 'masakari-manage.log'),
+    s.env,
+    s.dir,
+  )
+  s.log(`masakari db sync in ${secs(Date.now() - t)}`)
+  const ma = await launchMasakari(s)
+  s.log(`masakari-api listening in ${secs(Date.now() - t)}`)
+  return ma
+}
 
-  try {
-    // allSettled, not all: on a failure, the other chain must finish starting before the clean-up
-    const [ksRes, maRes] = await Promise.allSettled([keystoneChain(), masakariChain()])
-    if (ksRes.status === 'rejected') throw ksRes.reason
-    if (maRes.status === 'rejected') throw maRes.reason
-    const ids = ksRes.value
-    let ma = maRes.value
+async function launchMasakari(s: Scratch): Promise<Service> {
+  const ma = startService(
+    'masakari-api',
+    PYTHON,
+    [LAUNCHER, '--config-file', s.masakariConfFile],
+    join(s.logDir, 'masakari-api.log'),
+    s.env,
+    s.dir,
+  )
+  s.services.push(ma)
+  await waitReady(ma, `version document from http://127.0.0.1:${s.masakariPort}/`, 60_000, async () => {
+    const r = await httpJson('GET', `http://127.0.0.1:${s.masakariPort}/`, { timeoutMs: 5000 })
+    return r.status === 200
+  })
+  return ma
+}
 
-    // The monitor's view: the instance-ha endpoint from its token's catalog.
-    const masakariUrl = catalogUrl((await passwordToken(monitor)).catalog, 'instance-ha', 'public')
-    await authenticatedRoundTrip(ma, masakariUrl)
+/** First authenticated call: keystonemiddleware fetches its own token and the revocation data. */
+async function authenticatedRoundTrip(s: Scratch, ma: Service, masakariUrl: string): Promise<void> {
+  const t = Date.now()
+  const monTok = await passwordToken(s.monitor)
+  await waitReady(ma, `authenticated answer from ${masakariUrl}/segments`, 30_000, async () => {
+    const r = await httpJson('GET', `${masakariUrl}/segments`, { token: monTok.token, timeoutMs: 10_000 })
+    if (r.status !== 200) throw new Error(`HTTP ${r.status} ${JSON.stringify(r.body)}`)
+    return true
+  })
+  s.log(`masakari-api authenticated round trip in ${secs(Date.now() - t)}`)
+}
 
-    let cachedAdmin: { token: string; expires: number; masakariUrl: string } | undefined
-    const adminSession = async () => {
-      if (!cachedAdmin || cachedAdmin.expires - Date.now() < 60_000) {
-        const r = await passwordToken(admin)
-        cachedAdmin = { token: r.token, expires: Date.parse(r.expiresAt), masakariUrl: catalogUrl(r.catalog, 'instance-ha', 'public') }
-      }
-      return cachedAdmin
-    }
-    const masakari = async (method: string, path: string, body?: unknown) => {
-      const s = await adminSession()
-      return expectStatus(
-        await httpJson(method, `${s.masakariUrl}${path}`, { token: s.token, body }),
-        [200, 201, 202, 204],
-        `${method} ${path}`,
-      ).body
-    }
+const groupPids = (s: Scratch) => [...new Set(s.services.flatMap((svc) => [svc.pgid, ...processGroupMembers(svc.pgid)]))]
 
-    const pids = groupPids()
-    let stopping: Promise<void> | undefined
-    const startupMs = Date.now() - t0
-    log(`keystone + masakari-api ready in ${secs(startupMs)} (logs in ${logDir})`)
+// ---------------------------------------------------------------------------------------------
+// The running stack
 
-    const os: OpenStack = {
-      authUrl,
-      region: REGION,
-      admin,
-      monitor,
-      masakariUrl,
-      logDir,
-      pids,
-      ids,
-      startupMs,
-      async createSegment(name) {
-        const b = await masakari('POST', '/segments', { segment: { name, recovery_method: 'auto', service_type: 'COMPUTE' } })
-        return b.segment.uuid as string
-      },
-      async addHost(segmentId, hostname) {
-        await masakari('POST', `/segments/${segmentId}/hosts`, { host: { name: hostname, type: 'COMPUTE', control_attributes: 'SSH' } })
-      },
-      async setHostMaintenance(segmentId, hostname, on) {
-        const hosts: Array<{ uuid: string; name: string }> = (await masakari('GET', `/segments/${segmentId}/hosts`)).hosts
-        const host = hosts.find((h) => h.name === hostname)
-        if (!host) throw new Error(`no host ${hostname} in segment ${segmentId}`)
-        await masakari('PUT', `/segments/${segmentId}/hosts/${host.uuid}`, { host: { on_maintenance: on } })
-      },
-      async listNotifications() {
-        // Masakari's answer names the host by source_host_uuid only; add its name as `hostname`.
-        const names = new Map<string, string>()
-        const segments: Array<{ uuid: string }> = (await masakari('GET', '/segments')).segments
-        for (const seg of segments) {
-          for (const h of (await masakari('GET', `/segments/${seg.uuid}/hosts`)).hosts as Array<{ uuid: string; name: string }>)
-            names.set(h.uuid, h.name)
-        }
-        const list = (await masakari('GET', '/notifications')).notifications as Notification[]
-        return list.map((n) => ({ ...n, hostname: names.get(n.source_host_uuid) ?? '' }))
-      },
-      async setDuplicateInterval(seconds) {
+function openStackApi(s: Scratch, run: Running, ids: OpenStack['ids'], startupMs: number): OpenStack {
+  const masakari = adminMasakari(s.admin)
+  return {
+    authUrl: s.authUrl,
+    region: REGION,
+    admin: s.admin,
+    monitor: s.monitor,
+    masakariUrl: run.masakariUrl,
+    logDir: s.logDir,
+    pids: run.pids,
+    ids,
+    startupMs,
+    async createSegment(name) {
+      const b = await masakari.call('POST', '/segments', { segment: { name, recovery_method: 'auto', service_type: 'COMPUTE' } })
+      return b.segment.uuid as string
+    },
+    async addHost(segmentId, hostname) {
+      await masakari.call('POST', `/segments/${segmentId}/hosts`, { host: { name: hostname, type: 'COMPUTE', control_attributes: 'SSH' } })
+    },
+    async setHostMaintenance(segmentId, hostname, on) {
+      const hosts: Array<{ uuid: string; name: string }> = (await masakari.call('GET', `/segments/${segmentId}/hosts`)).hosts
+      const host = hosts.find((h) => h.name === hostname)
+      if (!host) throw new Error(`no host ${hostname} in segment ${segmentId}`)
+      await masakari.call('PUT', `/segments/${segmentId}/hosts/${host.uuid}`, { host: { on_maintenance: on } })
+    },
+    listNotifications: () => listNotifications(masakari.call),
+    setDuplicateInterval: (seconds) => restartMasakari(s, run, seconds),
+    adminToken: masakari.token,
+    stop() {
+      run.stopping ??= (async () => {
         const t = Date.now()
-        await killGroups([ma])
-        services.splice(services.indexOf(ma), 1)
-        writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, seconds))
-        ma = await launchMasakari()
-        await authenticatedRoundTrip(ma, masakariUrl)
-        for (const pid of groupPids()) if (!pids.includes(pid)) pids.push(pid)
-        log(`masakari-api restarted with duplicate_notification_detection_interval = ${seconds} in ${secs(Date.now() - t)}`)
-      },
-      async adminToken() {
-        return (await adminSession()).token
-      },
-      stop() {
-        stopping ??= (async () => {
-          const t = Date.now()
-          await killGroups(services)
-          unguard()
-          log(`keystone + masakari-api stopped in ${secs(Date.now() - t)}`)
-        })()
-        return stopping
-      },
-    }
-    return os
-  } catch (err) {
-    await killGroups(services).catch(() => {})
-    unguard()
-    throw err
+        await killGroups(s.services)
+        s.unguard()
+        s.log(`keystone + masakari-api stopped in ${secs(Date.now() - t)}`)
+      })()
+      return run.stopping
+    },
   }
+}
+
+type MasakariCall = (method: string, path: string, body?: unknown) => Promise<Recorded['body']>
+
+/** Masakari's API as the admin, with a token renewed a minute before it expires. */
+function adminMasakari(admin: Credentials): { call: MasakariCall; token: () => Promise<string> } {
+  let cached: { token: string; expires: number; masakariUrl: string } | undefined
+  const session = async () => {
+    if (!cached || cached.expires - Date.now() < 60_000) {
+      const r = await passwordToken(admin)
+      cached = { token: r.token, expires: Date.parse(r.expiresAt), masakariUrl: catalogUrl(r.catalog, 'instance-ha', 'public') }
+    }
+    return cached
+  }
+  const call: MasakariCall = async (method, path, body) => {
+    const s = await session()
+    return expectStatus(
+      await httpJson(method, `${s.masakariUrl}${path}`, { token: s.token, body }),
+      [200, 201, 202, 204],
+      `${method} ${path}`,
+    ).body
+  }
+  return { call, token: async () => (await session()).token }
+}
+
+/** GET /notifications; Masakari's answer names the host by source_host_uuid only: add its name as `hostname`. */
+async function listNotifications(masakari: MasakariCall): Promise<Notification[]> {
+  const names = new Map<string, string>()
+  const segments: Array<{ uuid: string }> = (await masakari('GET', '/segments')).segments
+  for (const seg of segments) {
+    for (const h of (await masakari('GET', `/segments/${seg.uuid}/hosts`)).hosts as Array<{ uuid: string; name: string }>)
+      names.set(h.uuid, h.name)
+  }
+  const list = (await masakari('GET', '/notifications')).notifications as Notification[]
+  return list.map((n) => ({ ...n, hostname: names.get(n.source_host_uuid) ?? '' }))
+}
+
+/** masakari-api again (same database, port and catalog) with another duplicate_notification_detection_interval. */
+async function restartMasakari(s: Scratch, run: Running, seconds: number): Promise<void> {
+  const t = Date.now()
+  await killGroups([run.ma])
+  s.services.splice(s.services.indexOf(run.ma), 1)
+  writeFileSync(s.masakariConfFile, masakariConf(s.dir, s.keystonePort, s.masakariPort, seconds))
+  run.ma = await launchMasakari(s)
+  await authenticatedRoundTrip(s, run.ma, run.masakariUrl)
+  for (const pid of groupPids(s)) if (!run.pids.includes(pid)) run.pids.push(pid)
+  s.log(`masakari-api restarted with duplicate_notification_detection_interval = ${seconds} in ${secs(Date.now() - t)}`)
 }

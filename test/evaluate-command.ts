@@ -95,3 +95,9 @@ t.test('bad config for evaluate.js', async (t) => {
   t.equal(await evaluate(['--config', join(dir, 'config.yaml')], deps), EXIT.config)
   t.match(deps.rec.stderr.join(''), /evaluate: error: invalid config .*masakari\.authUrl/s)
 })
+
+t.test('--config without a value: usage error', async (t) => {
+  const deps = fakeDeps()
+  t.equal(await evaluate(['--dry-run', '--config'], deps), EXIT.usage)
+  t.match(deps.rec.stderr.join(''), /Not enough arguments following: config/)
+})

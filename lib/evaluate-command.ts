@@ -1,6 +1,6 @@
-/** evaluate.js: evaluate the stored snapshots by hand and show the result. */
-import { evaluateAndRecord, loadMonitor, runWorker, type Deps } from './monitor.js'
+/** evaluate.js: evaluate the stored snapshots by hand and show the result (the table, --json, --explain). */
 import { UsageError } from './cli.js'
+import { evaluateAndRecord, loadMonitor, type Deps } from './monitor.js'
 import { buildReport, explainHost, formatExplanation, formatReport } from './report.js'
 
 export interface EvaluateArgs {
@@ -26,8 +26,4 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
   }
   const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, timing, now, args.dryRun)
   deps.stdout(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report))
-}
-
-export async function runDelivery(configPath: string, deps: Deps): Promise<number> {
-  return runWorker(await loadMonitor(configPath, deps, 'worker'), deps)
 }

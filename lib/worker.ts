@@ -1,0 +1,113 @@
+/**
+ * The worker: the detached process a run starts (`--worker`) when the outbox is not empty or a
+ * held-back decision is waiting. One at a time, under `<stateDir>/worker.lock`. It delivers the
+ * outbox, and re-evaluates when a held-back decision (hold time, rate limit) comes due, since
+ * Consul only runs the handler on changes. It exits when nothing is left to deliver or wait for.
+ */
+import { readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { deliveryPass, type DeliveryDeps } from './delivery.js'
+import { tryLock } from './lock.js'
+import type { Logger } from './log.js'
+import { masakariClient, type MasakariClient } from './masakari.js'
+import { evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
+import { nextDue } from './outbox.js'
+import type { StoreState } from './store.js'
+import { fileTokenCache } from './token-cache.js'
+
+/** The worker's whole run; its exit code. */
+export async function runWorker(configPath: string, deps: Deps): Promise<number> {
+  const monitor = await loadMonitor(configPath, deps, 'worker')
+  const { config, store, logger } = monitor
+  const lockPath = join(config.stateDir, 'worker.lock')
+  const delivery = await deliveryDeps(monitor, deps)
+  for (;;) {
+    const release = await tryLock(lockPath, lockTakenOver(logger))
+    if (!release) {
+      logger.debug('another worker is running; leaving the outbox to it')
+      return 0
+    }
+    try {
+      await workWhilePending(monitor, delivery, deps)
+    } finally {
+      await release()
+    }
+    // A handler may have queued work after our last look and found the lock still held:
+    // look once more now that it is free, so that work is not left without a worker.
+    if (!pendingWork(await store.read())) return 0
+  }
+}
+
+const pendingWork = (s: StoreState) => s.outbox.length > 0 || s.wakeAt !== undefined
+
+function lockTakenOver(logger: Logger): (err: Error) => void {
+  return (err) => {
+    // We were frozen past the lock's staleness and another worker took over: stop at once
+    // (the uncaught error ends this process) rather than work beside it.
+    logger.error('worker lock taken over by another process; stopping', { error: err.message })
+    throw err
+  }
+}
+
+/** The Masakari client is built on first use: a run with nothing due loads no credentials. */
+async function deliveryDeps(monitor: Monitor, deps: Deps): Promise<DeliveryDeps> {
+  const { config, store, logger } = monitor
+  let client: MasakariClient | undefined
+  const fetch = await deps.fetch()
+  const agent = await deps.tlsAgent(
+    config.masakari.caFile === undefined ? undefined : await readFile(config.masakari.caFile, 'utf8'),
+    config.masakari.insecure,
+  )
+  const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
+  return {
+    store,
+    client: () => (client ??= masakariClient(config, clientDeps)),
+    policy: config.masakari.delivery,
+    now: deps.now,
+    sleep: deps.sleep,
+    logger,
+  }
+}
+
+/**
+ * Holding the worker lock: delivery passes and due re-evaluations until nothing is pending,
+ * sleeping until the next retry or wake-up when a round sent nothing.
+ */
+async function workWhilePending(monitor: Monitor, delivery: DeliveryDeps, deps: Deps): Promise<void> {
+  const { store } = monitor
+  const statePath = join(monitor.config.stateDir, 'state.json')
+  for (;;) {
+    let state = await store.read()
+    let sent = 0
+    if (state.outbox.length > 0) {
+      sent = (await deliveryPass(delivery)).sent
+      state = await store.read()
+    }
+    if (state.wakeAt !== undefined && Date.parse(state.wakeAt) <= deps.now().getTime()) {
+      await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
+      state = await store.read()
+    }
+    if (!pendingWork(state)) return
+    if (sent > 0) continue
+    const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt)]
+      .filter((d): d is Date => d !== undefined)
+      .map((d) => d.getTime())
+    await sleepUnlessChanged(statePath, Math.max(20, Math.min(...times) - deps.now().getTime()), deps)
+  }
+}
+
+/**
+ * Sleeps up to `ms`, waking early when the state document changes: a handler that queued work
+ * while we wait for a backoff or a hold could not start a worker of its own (we hold the lock).
+ */
+async function sleepUnlessChanged(path: string, ms: number, deps: Deps): Promise<void> {
+  const mtime = async () => (await stat(path).catch(() => undefined))?.mtimeMs
+  const before = await mtime()
+  const end = deps.now().getTime() + ms
+  for (;;) {
+    const left = end - deps.now().getTime()
+    if (left <= 0) return
+    await deps.sleep(Math.min(left, 100))
+    if ((await mtime()) !== before) return
+  }
+}
