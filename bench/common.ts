@@ -7,9 +7,10 @@ import { ROOT } from './proc.js'
 
 export const HANDLER = join(ROOT, 'dist', 'checks-handler.js')
 
-/** Guards that hold recoveries back on purpose (hold time, isolation, rate limit), all off. */
+/** Guards that hold recoveries back on purpose (hold time, burst, isolation, rate limit), all off. */
 export const GUARDS_OFF = {
   hold: { recovery: 0, back: 0 },
+  burst: { quietWindow: 0 },
   isolation: { maxDownFraction: 1, maxDownCount: null },
   rateLimit: { maxRecoveries: 0 },
 }

@@ -68,7 +68,12 @@ export function scriptedFetch(
 }
 
 /** Guards that never hold anything back: the pipeline's own behaviour, for tests not about guards. */
-export const GUARDS_OFF = { hold: { recovery: 0, back: 0 }, isolation: { maxDownFraction: 1 }, rateLimit: { maxRecoveries: 0 } }
+export const GUARDS_OFF = {
+  hold: { recovery: 0, back: 0 },
+  burst: { quietWindow: 0 },
+  isolation: { maxDownFraction: 1 },
+  rateLimit: { maxRecoveries: 0 },
+}
 
 export function configYaml(stateDir: string, extra: Record<string, unknown> = {}): string {
   return stringify({
