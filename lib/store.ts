@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
+import { emptyHostRecord, hostRecordSchema } from './host-record.js'
 import { withLock } from './lock.js'
 import { StateFileError } from './snapshot.js'
 import { NETWORKS } from './networks.js'
@@ -98,7 +99,8 @@ export type Isolation = z.infer<typeof IsolationSchema>
 
 export const StoreStateSchema = z.object({
   version: z.literal(1),
-  ledger: z.record(z.string(), LedgerEntrySchema),
+  /** Host name → its entry (a table without a prototype: any node name is an ordinary key). */
+  ledger: hostRecordSchema(LedgerEntrySchema),
   outbox: z.array(OutboxEntrySchema),
   /** When each recent STOPPED was decided (the rate limit's window). */
   recoveries: z.array(z.string()).default([]),
@@ -109,7 +111,7 @@ export const StoreStateSchema = z.object({
 })
 export type StoreState = z.infer<typeof StoreStateSchema>
 
-export const emptyState = (): StoreState => ({ version: 1, ledger: {}, outbox: [], recoveries: [], isolation: {} })
+export const emptyState = (): StoreState => ({ version: 1, ledger: emptyHostRecord(), outbox: [], recoveries: [], isolation: {} })
 
 export interface Store {
   /** The current document, without locking: for reports. */

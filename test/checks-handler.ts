@@ -3,7 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
 import { EXIT } from '../lib/cli.js'
-import { configYaml, fakeDeps, payload, readState } from './helpers.js'
+import { check, configYaml, fakeDeps, payload, readState } from './helpers.js'
 
 async function setup(t: Test, extra: Record<string, unknown> = {}) {
   const dir = t.testdir({})
@@ -155,3 +155,37 @@ t.test('state directory that cannot be written: clear error naming the path, not
   t.equal(await readFile(join(dir, 'not-a-dir'), 'utf8'), 'a file where the state directory should be')
   t.same(deps.rec.spawned, [])
 })
+
+// The handler's own edge (stdin → snapshot) keeps prototype-named nodes; the ledger round trip
+// also needs the evaluator, whose tables are still plain objects keyed by host (lib/evaluator.ts:
+// `ledger[host]` inherits `constructor`, `ledger['__proto__'] = …` sets a prototype): todo until its Map refactor lands.
+const protoNames = ['constructor', 'toString', 'hasOwnProperty', '__proto__']
+const protoPayload = (down: string[]) =>
+  JSON.stringify(['controller', 'cmp1', ...protoNames].map((n) => check(n, down.includes(n) ? 'critical' : 'passing')))
+
+t.test('prototype-named nodes: the snapshot keeps every one of them', async (t) => {
+  const { stateDir, config } = await setup(t)
+  const { code, deps } = await feed(config, 'storage', protoPayload(['constructor', '__proto__']))
+  t.equal(code, 0, deps.rec.stderr.join('\n'))
+  const snap = JSON.parse(await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8'))
+  t.same(Object.keys(snap.nodes), ['controller', 'cmp1', ...protoNames])
+  t.equal(Object.getOwnPropertyDescriptor(snap.nodes, '__proto__')?.value, 'down')
+  t.equal(snap.nodes.constructor, 'down')
+})
+
+t.test(
+  'prototype-named nodes: decisions and the ledger round-trip through state.json',
+  { todo: 'needs the evaluator to key its tables by Map (lib/evaluator.ts, other branch)' },
+  async (t) => {
+    const { stateDir, config } = await setup(t)
+    for (const n of ['management', 'tenant', 'storage']) {
+      const { code, deps } = await feed(config, n, protoPayload([]))
+      t.equal(code, 0, deps.rec.stderr.join('\n'))
+    }
+    const { code } = await feed(config, 'storage', protoPayload(['constructor', '__proto__']))
+    t.equal(code, 0)
+    const state = JSON.parse((await readState(stateDir))!)
+    t.same(Object.keys(state.ledger).sort(), ['cmp1', ...protoNames].sort())
+    t.same(state.outbox.map((e: { host: string }) => e.host).sort(), ['__proto__', 'constructor'])
+  },
+)
