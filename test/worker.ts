@@ -1,7 +1,7 @@
 /** The detached follow-up process: delivery, and a hold that fires with no new Consul event. */
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
 import { configYaml, fakeDeps, payload, readState, response, scriptedFetch, GUARDS_OFF } from './helpers.js'
@@ -51,4 +51,56 @@ t.test('a hold fires with no further Consul event; the worker then delivers and 
   t.match(posts[0]!.body, { notification: { hostname: 'cmp1', payload: { event: 'STOPPED' } } })
   t.ok(clock - startedAt >= 3000, `the worker waited out the hold (${clock - startedAt} ms)`)
   t.ok(clock - startedAt < 4000)
+})
+
+t.test('a STOPPED resent after a crash, answered "on maintenance", is found in Masakari: delivered, and its STARTED goes', async (t) => {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir))
+  const clock = Date.parse(token.body.token.expires_at) - 50 * 60_000
+  const now = () => new Date(clock)
+  const listed = fixture('masakari-notifications-list')
+  const held = listed.body.notifications[0]
+  // The worker that sent this STOPPED died between Masakari's 202 and its record: the entry is
+  // still in the outbox, attempts 0; Masakari's engine has since put the host on maintenance.
+  const entry = (id: string, event: 'STOPPED' | 'STARTED', generated: string) => ({
+    id,
+    host: 'os-probe-1',
+    notification: {
+      type: 'COMPUTE_HOST',
+      hostname: 'os-probe-1',
+      generated_time: generated,
+      payload: { event, cluster_status: event === 'STOPPED' ? 'OFFLINE' : 'ONLINE', host_status: 'NORMAL' },
+    },
+    reason: 'test',
+    decidedAt: now().toISOString(),
+    attempts: 0,
+    nextAttemptAt: now().toISOString(),
+  })
+  const state = {
+    version: 1,
+    ledger: { 'os-probe-1': { firstSeenAt: now().toISOString(), phase: 'normal' } },
+    outbox: [entry('s', 'STOPPED', `${held.generated_time.slice(0, 23)}Z`), entry('b', 'STARTED', now().toISOString())],
+  }
+  await mkdir(stateDir, { recursive: true })
+  await writeFile(join(stateDir, 'state.json'), JSON.stringify(state))
+  const maintenance = fixture('masakari-409-maintenance')
+  const worker = fakeDeps({
+    now,
+    fetch: scriptedFetch(fakeDeps().rec, (url, method) => {
+      if (url.endsWith('/auth/tokens')) return response(token.status, token.body, token.headers)
+      if (method === 'POST') return response(maintenance.status, maintenance.body, maintenance.headers)
+      if (url.endsWith('/segments')) return response(200, { segments: [{ uuid: 'seg-a' }] })
+      if (url.includes('/hosts?')) return response(200, { hosts: [{ uuid: held.source_host_uuid, name: 'os-probe-1' }] })
+      return response(listed.status, listed.body, listed.headers)
+    }),
+  })
+  t.equal(await main(['--deliver', '--config', config], worker), 0, worker.rec.stderr.join('\n'))
+  const done = JSON.parse((await readState(stateDir))!)
+  t.same(done.outbox, [])
+  t.match(done.ledger['os-probe-1'], {
+    notified: { id: 's', event: 'STOPPED', outcome: 'duplicate', message: /already holds it/ },
+    unsent: { id: 'b', event: 'STARTED', outcome: 'on-maintenance' },
+  })
 })
