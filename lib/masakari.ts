@@ -80,8 +80,18 @@ export interface ClientDeps {
   now: () => Date
   tokenCache: TokenCache
   logger: Logger
-  /** https.Agent carrying the CA bundle / insecure switch, when TLS is configured. */
+  /** https.Agent carrying the CA bundle / insecure switch, when TLS is configured; for https: URLs only. */
   agent?: unknown
+}
+
+/**
+ * node-fetch's `agent` as a function of each request's URL (redirects included): an https
+ * Agent given to an http: request makes it fail ("Protocol "http:" not supported"), so a
+ * caFile or insecure for an https Keystone must not break an http Masakari or vice versa.
+ */
+export function agentFor(tls: unknown): ((url: URL) => unknown) | undefined {
+  if (tls === undefined) return undefined
+  return (url) => (url.protocol === 'https:' ? tls : undefined)
 }
 
 export function masakariClient(config: Config, deps: ClientDeps): MasakariClient {
@@ -94,6 +104,7 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
   // One token request at a time: the worker sends `concurrency` notifications at once, and
   // each of them finding no token must not authenticate on its own.
   let pending: Promise<CachedToken> | undefined
+  const agent = agentFor(deps.agent)
 
   const request = async (url: string, method: string, headers: Record<string, string>, body?: string) => {
     const controller = new AbortController()
@@ -104,7 +115,7 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
         headers: { Accept: 'application/json', ...headers },
         body,
         signal: controller.signal,
-        agent: deps.agent,
+        agent,
       })
       return { status: res.status, headers: res.headers, text: await res.text() }
     } catch (err) {

@@ -4,7 +4,7 @@
  * any held-back decision to the worker.
  */
 import { randomUUID } from 'node:crypto'
-import { readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { loadConfig, type Config, type ConfigEnv } from './config.js'
 import { askAgents } from './consul-agents.js'
@@ -24,7 +24,7 @@ export interface Deps {
   readStdin: () => Promise<string>
   now: () => Date
   fetch: () => Promise<Fetch>
-  /** Builds the https.Agent for a CA bundle / insecure switch. */
+  /** Builds the https.Agent for a CA bundle / insecure switch (used for https: URLs only). */
   tlsAgent: (caPem: string | undefined, insecure: boolean) => Promise<unknown>
   /** Starts the worker (`--deliver`) in a detached process that outlives the handler. */
   spawnWorker: (configPath: string, stateDir: string) => void
@@ -175,10 +175,7 @@ export async function runWorker(monitor: Monitor, deps: Deps): Promise<number> {
   }
   let client: MasakariClient | undefined
   const fetch = await deps.fetch()
-  const agent = await deps.tlsAgent(
-    config.masakari.caFile === undefined ? undefined : await readFile(config.masakari.caFile, 'utf8'),
-    config.masakari.insecure,
-  )
+  const agent = await deps.tlsAgent(config.caPem, config.masakari.insecure)
   const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
   const delivery = {
     store,

@@ -6,6 +6,7 @@ import { loadConfig, type Config } from '../lib/config.js'
 import { hostNotification } from '../lib/evaluator.js'
 import { recordingLogger } from '../lib/log.js'
 import {
+  agentFor,
   authBody,
   classify,
   masakariClient,
@@ -297,4 +298,22 @@ t.test("Masakari's stored times are UTC without an offset", async (t) => {
   t.equal(masakariTime('2026-11-25T18:45:00'), Date.parse('2026-11-25T18:45:00.000Z'))
   t.equal(masakariTime('2026-11-25T19:45:00+01:00'), Date.parse('2026-11-25T18:45:00.000Z'))
   t.equal(masakariTime('not a time'), undefined)
+})
+
+t.test('the TLS agent goes to https: requests only; http: ones get none', async (t) => {
+  const tls = { name: 'the https agent' }
+  const agents: Array<[string, unknown]> = []
+  const fetch: Fetch = async (url, init) => {
+    const chosen = typeof init.agent === 'function' ? init.agent(new URL(url)) : init.agent
+    agents.push([new URL(url).protocol, chosen])
+    return url.endsWith('/auth/tokens') ? replay('keystone-token-password') : replay('masakari-202')
+  }
+  const https = await config('  endpoint: https://127.0.0.1:15868/v1/abc\n')
+  const client = masakariClient(https, { fetch, now, tokenCache: memoryCache(), logger: recordingLogger(), agent: tls })
+  t.match(await client.send(stopped), { outcome: 'accepted' })
+  t.same(agents, [
+    ['http:', undefined],
+    ['https:', tls],
+  ])
+  t.equal(agentFor(undefined), undefined, 'no TLS configured: no agent at all')
 })

@@ -104,3 +104,38 @@ t.test('a STOPPED resent after a crash, answered "on maintenance", is found in M
     unsent: { id: 'b', event: 'STARTED', outcome: 'on-maintenance' },
   })
 })
+
+t.test('caFile with http Keystone and Masakari: the worker delivers, the TLS agent is kept for https', async (t) => {
+  const dir = t.testdir({ 'ca.pem': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' })
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir, { masakari: { caFile: 'ca.pem' } }))
+  let clock = Date.parse(token.body.token.expires_at) - 50 * 60_000
+  const now = () => new Date(clock)
+  for (const n of ['management', 'tenant', 'storage']) await main(['--network', n, '--config', config], fakeDeps({ stdin: allUp, now }))
+  await main(['--network', 'storage', '--config', config], fakeDeps({ stdin: cmp1Down, now }))
+  const tls = { name: 'https agent' }
+  const caSeen: Array<string | undefined> = []
+  const urls: string[] = []
+  const worker = fakeDeps({
+    now,
+    fetch: async (url, init) => {
+      urls.push(url)
+      // what node-fetch does with an https Agent on an http: URL
+      const agent = typeof init.agent === 'function' ? init.agent(new URL(url)) : init.agent
+      if (agent !== undefined && url.startsWith('http:')) throw new TypeError('Protocol "http:" not supported. Expected "https:"')
+      return url.endsWith('/auth/tokens') ? response(token.status, token.body, token.headers) : response(accepted.status, accepted.body)
+    },
+  })
+  worker.sleep = async (ms) => {
+    clock += ms
+  }
+  worker.tlsAgent = async (ca) => {
+    caSeen.push(ca)
+    return tls
+  }
+  t.equal(await main(['--deliver', '--config', config], worker), 0, worker.rec.stderr.join('\n'))
+  t.match(caSeen, [/BEGIN CERTIFICATE/], 'the agent is built from the caFile read at config load')
+  t.equal(urls.length, 2)
+  t.match(JSON.parse((await readState(stateDir))!).ledger.cmp1, { notified: { event: 'STOPPED', outcome: 'accepted' } })
+})
