@@ -6,7 +6,15 @@ import { randomBytes } from 'node:crypto'
  * Readers see the old file or the new one, never a torn one, and a crash after this returns
  * keeps the new one: write a temp file beside it, fsync it, rename over, fsync the directory.
  */
-export async function writeFileAtomic(path: string, data: string, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string,
+  mode = 0o644,
+  opts: {
+    /** Runs just before the rename (e.g. to check a lock is still ours); a throw leaves the old file. */
+    beforeRename?: () => Promise<void>
+  } = {},
+): Promise<void> {
   const dir = dirname(path)
   await mkdir(dir, { recursive: true })
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
@@ -21,6 +29,7 @@ export async function writeFileAtomic(path: string, data: string, mode = 0o644):
   }
   await file.close()
   try {
+    await opts.beforeRename?.()
     await rename(tmp, path)
   } catch (err) {
     await unlink(tmp).catch(() => {})

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { EXIT } from './cli.js'
 import { loadConfig, type Config, type ConfigEnv } from './config.js'
 import { askAgents } from './consul-agents.js'
 import { deliveryPass } from './delivery.js'
@@ -167,11 +168,20 @@ function logDecisions(logger: Logger, decisions: HostDecision[], strategy: Strat
 export async function runWorker(monitor: Monitor, deps: Deps): Promise<number> {
   const { config, store, logger } = monitor
   const lockPath = join(config.stateDir, 'deliverer.lock')
+  // We were frozen past the lock's staleness and another worker took over. proper-lockfile
+  // calls this from a timer: a throw would be an uncaught exception (a minified stack in
+  // worker.stderr). Note it; the loop stops before its next round, with one line.
+  let lost: Error | undefined
   const onCompromised = (err: Error) => {
-    // We were frozen past the lock's staleness and another worker took over: stop at once
-    // (the uncaught error ends this process) rather than work beside it.
-    logger.error('worker lock taken over by another process; stopping', { error: err.message })
-    throw err
+    lost ??= err
+  }
+  const stopIfLost = () => {
+    if (!lost) return false
+    logger.error('worker lock taken over by another process (this one was stalled past its stale time); stopping', {
+      lock: lockPath,
+      error: lost.message,
+    })
+    return true
   }
   let client: MasakariClient | undefined
   const fetch = await deps.fetch()
@@ -195,6 +205,7 @@ export async function runWorker(monitor: Monitor, deps: Deps): Promise<number> {
     }
     try {
       for (;;) {
+        if (stopIfLost()) return EXIT.lock
         let state = await store.read()
         let sent = 0
         if (state.outbox.length > 0) {
@@ -205,6 +216,7 @@ export async function runWorker(monitor: Monitor, deps: Deps): Promise<number> {
           await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
           state = await store.read()
         }
+        if (stopIfLost()) return EXIT.lock
         if (!pendingWork(state)) break
         if (sent > 0) continue
         const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt)]
@@ -213,7 +225,8 @@ export async function runWorker(monitor: Monitor, deps: Deps): Promise<number> {
         await sleepUnlessChanged(statePath, Math.max(20, Math.min(...times) - deps.now().getTime()), deps)
       }
     } finally {
-      await release()
+      // a lock taken over is already released: its release() rejects, and must not replace our exit code
+      await release().catch(() => {})
     }
     // A handler may have queued work after our last look and found the lock still held:
     // look once more now that it is free, so that work is not left without a worker.

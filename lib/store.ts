@@ -123,7 +123,8 @@ export interface Store {
   transact<T>(fn: (state: StoreState) => Promise<{ next?: StoreState; result: T }>): Promise<T>
 }
 
-export function localStore(stateDir: string, lockWaitMs = 30_000): Store {
+/** lockStaleMs: only tests shorten it (a frozen holder in seconds, not the default 10). */
+export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: number): Store {
   const path = join(stateDir, 'state.json')
   const read = async (): Promise<StoreState> => {
     let text: string
@@ -150,12 +151,13 @@ export function localStore(stateDir: string, lockWaitMs = 30_000): Store {
     transact: (fn) =>
       withLock(
         join(stateDir, 'state.lock'),
-        async () => {
+        async (lock) => {
           const { next, result } = await fn(await read())
-          if (next) await writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`, 0o600)
+          if (next) await writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`, 0o600, { beforeRename: lock.assertHeld })
           return result
         },
         lockWaitMs,
+        { staleMs: lockStaleMs },
       ),
   }
 }

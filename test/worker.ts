@@ -1,7 +1,7 @@
 /** The detached follow-up process: delivery, and a hold that fires with no new Consul event. */
 import t from 'tap'
-import { readFileSync } from 'node:fs'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { existsSync, readFileSync } from 'node:fs'
+import { mkdir, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
 import { configYaml, fakeDeps, payload, readState, response, scriptedFetch, GUARDS_OFF } from './helpers.js'
@@ -138,4 +138,35 @@ t.test('caFile with http Keystone and Masakari: the worker delivers, the TLS age
   t.match(caSeen, [/BEGIN CERTIFICATE/], 'the agent is built from the caFile read at config load')
   t.equal(urls.length, 2)
   t.match(JSON.parse((await readState(stateDir))!).ledger.cmp1, { notified: { event: 'STOPPED', outcome: 'accepted' } })
+})
+
+t.test('a worker whose lock is taken over stops with one error line and exit 75; the answer it had is recorded', async (t) => {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir))
+  const clock = Date.parse(token.body.token.expires_at) - 50 * 60_000
+  const now = () => new Date(clock)
+  for (const n of ['management', 'tenant', 'storage']) await main(['--network', n, '--config', config], fakeDeps({ stdin: allUp, now }))
+  await main(['--network', 'storage', '--config', config], fakeDeps({ stdin: cmp1Down, now }))
+  const lock = join(stateDir, 'deliverer.lock')
+  const worker = fakeDeps({
+    now,
+    fetch: async (url) => {
+      if (url.endsWith('/auth/tokens')) return response(token.status, token.body, token.headers)
+      // While the POST is in flight, another worker judged us stale and took the lock (a fresh
+      // directory, a new mtime); the heartbeat (every 5 s) then finds it is not ours.
+      await rmdir(lock)
+      await mkdir(lock)
+      await new Promise((r) => setTimeout(r, 5500))
+      return response(accepted.status, accepted.body)
+    },
+  })
+  const code = await main(['--deliver', '--config', config], worker)
+  t.equal(code, 75)
+  const errors = worker.rec.stderr.filter((l) => /"level":"error"|error:/.test(l))
+  t.equal(errors.length, 1, errors.join('\n'))
+  t.match(errors[0], /worker lock taken over by another process/)
+  t.match(JSON.parse((await readState(stateDir))!).ledger.cmp1, { notified: { event: 'STOPPED', outcome: 'accepted' } })
+  t.ok(existsSync(lock), "the other worker's lock is left alone")
 })
