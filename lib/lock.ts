@@ -4,9 +4,10 @@
  * blocking every later run).
  */
 import lockfile from 'proper-lockfile'
-import { mkdir, rmdir, stat } from 'node:fs/promises'
+import { chmod, rmdir, stat } from 'node:fs/promises'
 import { userInfo } from 'node:os'
 import { dirname } from 'node:path'
+import { DIR_MODE, ensureDir } from './dirs.js'
 
 export class LockError extends Error {
   override name = 'LockError'
@@ -99,7 +100,11 @@ export async function tryLock(
 async function attempt(lockPath: string, staleMs: number, onCompromised: (err: Error) => void): Promise<(() => Promise<void>) | undefined> {
   for (let cleared = false; ; cleared = true) {
     try {
-      return await lockfile.lock(lockPath, { lockfilePath: lockPath, realpath: false, stale: staleMs, retries: 0, onCompromised })
+      const release = await lockfile.lock(lockPath, { lockfilePath: lockPath, realpath: false, stale: staleMs, retries: 0, onCompromised })
+      // proper-lockfile's mkdir follows the umask: a world-writable lock directory could be
+      // filled by anyone, and a directory that is not empty can never be removed.
+      await chmod(lockPath, DIR_MODE).catch(() => {})
+      return release
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
       if (PERMISSION_CODES.has(code)) throw permissionError(lockPath, err as NodeJS.ErrnoException)
@@ -121,7 +126,7 @@ async function clearFutureLock(lockPath: string): Promise<boolean> {
 
 async function makeParent(lockPath: string): Promise<void> {
   try {
-    await mkdir(dirname(lockPath), { recursive: true })
+    await ensureDir(dirname(lockPath))
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     if (PERMISSION_CODES.has(e.code)) throw permissionError(lockPath, e)

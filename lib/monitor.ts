@@ -49,11 +49,25 @@ export async function loadMonitor(configPath: string, deps: Deps, component: str
   const sinks = [deps.stderr]
   const logFile = config.logFile
   if (logFile) {
+    let warned = false
     sinks.push((line) => {
       try {
         deps.appendLog(logFile, line)
-      } catch {
-        // stderr still has it; a full disk must not stop a decision.
+      } catch (err) {
+        // stderr still has it; a full disk (or a symlink planted there) must not stop a
+        // decision. Said once per run, on stderr.
+        if (!warned)
+          deps.stderr(
+            JSON.stringify({
+              time: deps.now().toISOString(),
+              level: 'warn',
+              msg: 'cannot append to logFile; logging to stderr only',
+              component,
+              logFile,
+              error: (err as Error).message,
+            }),
+          )
+        warned = true
       }
     })
   }

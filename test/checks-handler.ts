@@ -1,8 +1,9 @@
 import t, { type Test } from 'tap'
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
 import { EXIT } from '../lib/cli.js'
+import { realDeps } from '../lib/runtime.js'
 import { check, configYaml, fakeDeps, payload, readState } from './helpers.js'
 
 async function setup(t: Test, extra: Record<string, unknown> = {}) {
@@ -189,3 +190,21 @@ t.test(
     t.same(state.outbox.map((e: { host: string }) => e.host).sort(), ['__proto__', 'constructor'])
   },
 )
+
+t.test('logFile is a symlink: one warning, nothing written through it, the decision still made', async (t) => {
+  const { dir, stateDir, config } = await setup(t)
+  await writeFile(join(dir, 'target.txt'), 'precious\n')
+  await mkdir(stateDir, { recursive: true })
+  await symlink(join(dir, 'target.txt'), join(stateDir, 'decisions.log'))
+  const deps = fakeDeps({ stdin: cmp1Down })
+  deps.appendLog = realDeps().appendLog
+  t.equal(await main(['--network', 'storage', '--config', config], deps), 0)
+  t.equal(await readFile(join(dir, 'target.txt'), 'utf8'), 'precious\n')
+  const warnings = deps.rec.stderr.filter((l) => /cannot append to logFile/.test(l))
+  t.equal(warnings.length, 1)
+  t.match(JSON.parse(warnings[0]!), { level: 'warn', logFile: join(stateDir, 'decisions.log'), error: /is a symlink/ })
+  t.ok(
+    deps.rec.stderr.some((l) => /"msg":"evaluated"/.test(l)),
+    'the run went on',
+  )
+})

@@ -2,7 +2,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { exitCodeFor, EXIT } from '../lib/cli.js'
 import { LockError, tryLock, withLock } from '../lib/lock.js'
@@ -109,4 +109,15 @@ t.test('a write through assertHeld is refused once the lock is lost', async (t) 
   ).catch((e) => e)
   t.type(err, LockError)
   t.notOk(existsSync(join(dir, 'written')))
+})
+
+t.test('the lock directory is 0750 whatever the umask: nobody else can fill it and keep it from being removed', async (t) => {
+  const before = process.umask(0)
+  t.teardown(() => {
+    process.umask(before)
+  })
+  const lock = join(t.testdir({}), 'state', 'state.lock')
+  const mode = await withLock(lock, async () => (await stat(lock)).mode & 0o777, 1000)
+  t.equal(mode, 0o750)
+  t.equal((await stat(join(lock, '..'))).mode & 0o777, 0o750, 'and the state directory it created')
 })
