@@ -15,7 +15,7 @@ import { nextDue } from './outbox.js'
 import { tryLock } from './lock.js'
 import { jsonLogger, type Logger } from './log.js'
 import { masakariClient, type Fetch, type MasakariClient } from './masakari.js'
-import { readSnapshots, type Snapshot, type Snapshots } from './snapshot.js'
+import { readSnapshots, writeSnapshot, type Snapshot, type Snapshots } from './snapshot.js'
 import { localStore, type Notification, type Store, type StoreState } from './store.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from './strategy.js'
 import { fileTokenCache } from './token-cache.js'
@@ -99,6 +99,10 @@ export interface RunResult {
  * dry run shows what a new snapshot would do without writing it). When the evaluation would
  * decide a recovery and the monitor's own agents are configured, it asks them first and
  * decides again on their answer.
+ *
+ * Not a dry run: `incoming` is written under the lock, once state.json and the other
+ * snapshots have been read and the evaluation made, just before state.json: a run that fails
+ * on the lock or a corrupt state file leaves the state directory as it was.
  */
 export async function evaluateAndRecord(
   monitor: Monitor,
@@ -140,8 +144,9 @@ export async function evaluateAndRecord(
     const { evaluation, snapshots } = await run(await store.read())
     return result(evaluation, snapshots)
   }
-  const { evaluation, snapshots } = await store.transact(async (state) => {
+  const { evaluation, snapshots } = await store.transact(async (state, held) => {
     const r = await run(state)
+    if (opts.incoming) await writeSnapshot(config.stateDir, opts.incoming, { beforeRename: held })
     return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
   })
   for (const e of evaluation.events) logger[e.level](e.msg, e.fields)

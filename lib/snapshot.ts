@@ -49,8 +49,12 @@ export function snapshotPath(stateDir: string, network: Network): string {
   return join(stateDir, 'snapshots', `${network}.json`)
 }
 
-export async function writeSnapshot(stateDir: string, snapshot: Snapshot): Promise<void> {
-  await writeFileAtomic(snapshotPath(stateDir, snapshot.network), `${JSON.stringify(snapshot)}\n`)
+export async function writeSnapshot(
+  stateDir: string,
+  snapshot: Snapshot,
+  opts: { beforeRename?: () => Promise<void> } = {},
+): Promise<void> {
+  await writeFileAtomic(snapshotPath(stateDir, snapshot.network), `${JSON.stringify(snapshot)}\n`, undefined, opts)
 }
 
 export async function readSnapshots(stateDir: string): Promise<Snapshots> {

@@ -118,9 +118,10 @@ export interface Store {
   read(): Promise<StoreState>
   /**
    * Runs fn with the store to itself; if fn returns a next state, it is persisted atomically
-   * before the lock is released. Nothing is written when fn throws.
+   * before the lock is released. Nothing is written when fn throws. fn calls `held` right
+   * before any write of its own that the lock protects: it throws once the lock may be lost.
    */
-  transact<T>(fn: (state: StoreState) => Promise<{ next?: StoreState; result: T }>): Promise<T>
+  transact<T>(fn: (state: StoreState, held: () => Promise<void>) => Promise<{ next?: StoreState; result: T }>): Promise<T>
 }
 
 /** lockStaleMs: only tests shorten it (a frozen holder in seconds, not the default 10). */
@@ -152,7 +153,7 @@ export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: 
       withLock(
         join(stateDir, 'state.lock'),
         async (lock) => {
-          const { next, result } = await fn(await read())
+          const { next, result } = await fn(await read(), lock.assertHeld)
           if (next) await writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`, 0o600, { beforeRename: lock.assertHeld })
           return result
         },

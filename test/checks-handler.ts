@@ -123,14 +123,32 @@ t.test('invalid strategy file: named with row and reason, nothing written', asyn
   t.rejects(readdir(join(dir, 'state')))
 })
 
-t.test('corrupt state file: clear error, file left for the operator, snapshot still recorded', async (t) => {
+t.test('corrupt state file: clear error, file left for the operator, the snapshot not written either', async (t) => {
   const { stateDir, config } = await setup(t)
   await feed(config, 'storage', allUp)
+  const snap = await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8')
   await writeFile(join(stateDir, 'state.json'), '{"version":1,"ledger":')
   const { code, deps } = await feed(config, 'storage', cmp1Down)
   t.equal(code, EXIT.stateFile)
   t.match(deps.rec.stderr.at(-1), /state\.json: not valid JSON/)
   t.equal(await readState(stateDir), '{"version":1,"ledger":')
+  t.equal(await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8'), snap, 'snapshot unchanged')
+  const fresh = await feed(config, 'tenant', cmp1Down)
+  t.equal(fresh.code, EXIT.stateFile)
+  t.same((await readdir(join(stateDir, 'snapshots'))).sort(), ['storage.json'], 'no snapshot for a first run that failed')
+})
+
+t.test("another network's corrupt snapshot: clear error, this network's snapshot not written", async (t) => {
+  const { stateDir, config } = await setup(t)
+  for (const n of ['management', 'storage']) await feed(config, n, allUp)
+  const state = await readState(stateDir)
+  const snap = await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8')
+  await writeFile(join(stateDir, 'snapshots', 'management.json'), '{"version":1,')
+  const { code, deps } = await feed(config, 'storage', cmp1Down)
+  t.equal(code, EXIT.stateFile)
+  t.match(deps.rec.stderr.at(-1), /management\.json: not valid JSON/)
+  t.equal(await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8'), snap)
+  t.equal(await readState(stateDir), state)
 })
 
 t.test('usage errors', async (t) => {
