@@ -1,17 +1,29 @@
-import { open, rename, unlink, mkdir } from 'node:fs/promises'
+import { open, readdir, rename, stat, unlink } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { ensureDir } from './dirs.js'
 
 /**
  * Readers see the old file or the new one, never a torn one, and a crash after this returns
  * keeps the new one: write a temp file beside it, fsync it, rename over, fsync the directory.
  */
-export async function writeFileAtomic(path: string, data: string, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string,
+  mode = 0o640,
+  opts: {
+    /** Runs just before the rename (e.g. to check a lock is still ours); a throw leaves the old file. */
+    beforeRename?: () => Promise<void>
+  } = {},
+): Promise<void> {
   const dir = dirname(path)
-  await mkdir(dir, { recursive: true })
+  await ensureDir(dir)
+  await removeLeftovers(dir)
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
-  const file = await open(tmp, 'w', mode)
+  const file = await open(tmp, 'wx', mode)
   try {
+    // The umask only narrows open(2)'s mode: set it exactly (0600 for state.json and the token).
+    await file.chmod(mode)
     await file.writeFile(data)
     await file.sync()
   } catch (err) {
@@ -21,6 +33,7 @@ export async function writeFileAtomic(path: string, data: string, mode = 0o644):
   }
   await file.close()
   try {
+    await opts.beforeRename?.()
     await rename(tmp, path)
   } catch (err) {
     await unlink(tmp).catch(() => {})
@@ -31,5 +44,30 @@ export async function writeFileAtomic(path: string, data: string, mode = 0o644):
     await dirHandle.sync()
   } finally {
     await dirHandle.close()
+  }
+}
+
+/** Our temp files' names (`.<name>.<pid>.<8 hex>.tmp`), and nothing else's. */
+const TEMP_NAME = /^\..+\.\d+\.[0-9a-f]{8}\.tmp$/
+/** A write takes milliseconds: a temp file this old belongs to a process killed mid-write. */
+const LEFTOVER_AGE_MS = 60_000
+
+/**
+ * Removes temp files a kill during an earlier write left in dir: only ours by name, only those
+ * older than a minute (a write in progress in another process is never touched). Best effort:
+ * a file that cannot be removed is left for the next write.
+ */
+export async function removeLeftovers(dir: string, now = Date.now()): Promise<void> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    if (!TEMP_NAME.test(name)) continue
+    const path = join(dir, name)
+    const info = await stat(path).catch(() => undefined)
+    if (info?.isFile() && now - info.mtimeMs > LEFTOVER_AGE_MS) await unlink(path).catch(() => {})
   }
 }

@@ -5,7 +5,7 @@
 import { nodeStates, parseChecks } from './consul-input.js'
 import type { Network } from './networks.js'
 import { evaluateAndRecord, loadMonitor, type Deps } from './monitor.js'
-import { writeSnapshot, type Snapshot } from './snapshot.js'
+import type { Snapshot } from './snapshot.js'
 
 export interface ChecksHandlerArgs {
   network: Network
@@ -38,6 +38,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     }
     return
   }
-  await writeSnapshot(monitor.config.stateDir, snapshot)
-  await evaluateAndRecord(monitor, deps, { dryRun: false })
+  // The snapshot is written under the state lock, after state.json was read: a run that fails
+  // there leaves the state directory unchanged.
+  await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: snapshot })
 }

@@ -137,6 +137,8 @@ export interface Config extends Omit<RawConfig, 'hostname' | 'logFile'> {
   logFile: string | undefined
   /** The password or application credential secret, wherever it came from. */
   secret: string
+  /** The contents of masakari.caFile, read when the config loads (a missing file is a config error, not a worker crash). */
+  caPem: string | undefined
 }
 
 export class ConfigError extends Error {
@@ -183,6 +185,7 @@ export async function loadConfig(path: string, env: ConfigEnv = realConfigEnv): 
   const abs = (p: string) => resolve(base, p)
   problems.push(...authProblems(cfg.masakari.auth))
   const secret = await resolveSecret(cfg.masakari.auth, env, abs, problems)
+  const caPem = cfg.masakari.caFile === undefined ? undefined : await readCaFile(abs(cfg.masakari.caFile), env, problems)
   if (problems.length > 0) throw new ConfigError(source, problems)
   const stateDir = abs(cfg.stateDir)
   return {
@@ -194,7 +197,22 @@ export async function loadConfig(path: string, env: ConfigEnv = realConfigEnv): 
     logFile: cfg.logFile === '' ? undefined : cfg.logFile === undefined ? resolve(stateDir, 'decisions.log') : abs(cfg.logFile),
     masakari: { ...cfg.masakari, caFile: cfg.masakari.caFile === undefined ? undefined : abs(cfg.masakari.caFile) },
     secret: secret ?? '',
+    caPem,
   }
+}
+
+async function readCaFile(path: string, env: ConfigEnv, problems: string[]): Promise<string | undefined> {
+  let text: string
+  try {
+    text = await env.readFile(path)
+  } catch (err) {
+    problems.push(`masakari.caFile: cannot read ${path}: ${(err as Error).message}`)
+    return undefined
+  }
+  // Node's TLS would take a bundle without a certificate as no CA at all: every request fails later.
+  if (!text.includes('-----BEGIN CERTIFICATE-----'))
+    problems.push(`masakari.caFile: ${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
+  return text
 }
 
 function authProblems(auth: AuthConfig): string[] {

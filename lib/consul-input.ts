@@ -3,6 +3,7 @@
  * cluster, reduced to one state per node on this network.
  */
 import { z } from 'zod'
+import { emptyHostRecord, type HostRecord } from './host-record.js'
 
 /** The fields of a Consul health check we rely on; newer Consul versions add more, which are ignored. */
 export const CheckSchema = z.object({
@@ -72,8 +73,8 @@ export function parseChecks(text: string): Check[] {
  * Liveness comes from serfHealth alone: a failed node's service checks keep their last status.
  * A node whose serfHealth is neither passing nor critical is left out (unknown), never guessed.
  */
-export function nodeStates(checks: readonly Check[]): Record<string, NodeState> {
-  const states: Record<string, NodeState> = {}
+export function nodeStates(checks: readonly Check[]): HostRecord<NodeState> {
+  const states = emptyHostRecord<NodeState>()
   const inMaintenance = new Set<string>()
   for (const check of checks) {
     if (check.CheckID === SERF_HEALTH) {

@@ -28,6 +28,7 @@ import {
   quietWindow,
   rateLimitSlot,
 } from './guards.js'
+import { emptyHostRecord, hostEntry } from './host-record.js'
 import { NETWORKS, type Network, type NetworkState } from './networks.js'
 import type { Snapshots } from './snapshot.js'
 import { type Match, matchStrategy, type Strategy, type Vector } from './strategy.js'
@@ -188,7 +189,7 @@ function vectorOf(ctx: Context, host: string): Record<Network, NetworkState> {
 }
 
 function stateIn(nodes: Record<string, NetworkState> | undefined, host: string): NetworkState {
-  return nodes !== undefined && Object.hasOwn(nodes, host) ? nodes[host]! : 'unknown'
+  return (nodes && hostEntry(nodes, host)) ?? 'unknown'
 }
 
 /** Phase 1: the host's ledger entry with its vector and since when it is down on each network. */
@@ -446,7 +447,7 @@ function diffPhase(
   },
 ): Evaluation {
   const { state } = ctx.input
-  const ledger: Record<string, LedgerEntry> = Object.create(null)
+  const ledger = emptyHostRecord<LedgerEntry>()
   for (const [host, entry] of ctx.before) ledger[host] = entry
   let dirty = false
   for (const [host, entry] of ctx.entries) {

@@ -50,6 +50,21 @@ export const TokenResponseSchema = z.object({
   token: z.object({ expires_at: z.string(), catalog: CatalogSchema.optional() }),
 })
 
+/** GET /v1/segments, /v1/segments/<id>/hosts and /v1/notifications, as far as we use them. */
+const SegmentsSchema = z.object({ segments: z.array(z.object({ uuid: z.string() })) })
+const HostsSchema = z.object({ hosts: z.array(z.object({ uuid: z.string(), name: z.string() })) })
+const NotificationListSchema = z.object({
+  notifications: z.array(
+    z.object({
+      notification_uuid: z.string(),
+      generated_time: z.string(),
+      type: z.string(),
+      status: z.string().nullish(),
+      payload: z.record(z.string(), z.unknown()).nullish(),
+    }),
+  ),
+})
+
 /** Masakari's error bodies: {"conflictingRequest": {"message": …, "code": 409}} and the like. */
 const ErrorBodySchema = z.record(z.string(), z.object({ message: z.string() }).loose())
 
@@ -65,8 +80,18 @@ export interface ClientDeps {
   now: () => Date
   tokenCache: TokenCache
   logger: Logger
-  /** https.Agent carrying the CA bundle / insecure switch, when TLS is configured. */
+  /** https.Agent carrying the CA bundle / insecure switch, when TLS is configured; for https: URLs only. */
   agent?: unknown
+}
+
+/**
+ * node-fetch's `agent` as a function of each request's URL (redirects included): an https
+ * Agent given to an http: request makes it fail ("Protocol "http:" not supported"), so a
+ * caFile or insecure for an https Keystone must not break an http Masakari or vice versa.
+ */
+export function agentFor(tls: unknown): ((url: URL) => unknown) | undefined {
+  if (tls === undefined) return undefined
+  return (url) => (url.protocol === 'https:' ? tls : undefined)
 }
 
 export function masakariClient(config: Config, deps: ClientDeps): MasakariClient {
@@ -79,6 +104,7 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
   // One token request at a time: the worker sends `concurrency` notifications at once, and
   // each of them finding no token must not authenticate on its own.
   let pending: Promise<CachedToken> | undefined
+  const agent = agentFor(deps.agent)
 
   const request = async (url: string, method: string, headers: Record<string, string>, body?: string) => {
     const controller = new AbortController()
@@ -89,7 +115,7 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
         headers: { Accept: 'application/json', ...headers },
         body,
         signal: controller.signal,
-        agent: deps.agent,
+        agent,
       })
       return { status: res.status, headers: res.headers, text: await res.text() }
     } catch (err) {
@@ -144,17 +170,89 @@ export function masakariClient(config: Config, deps: ClientDeps): MasakariClient
       JSON.stringify({ notification }),
     )
 
+  /** GET a Masakari list; `refused` when it will not tell (403/404/400: policy, an API without it, or an unexpected body). */
+  const list = async <T>(t: CachedToken, path: string, schema: z.ZodType<T>): Promise<{ data: T } | { refused: string }> => {
+    const url = `${t.endpoint}${path}`
+    const res = await request(url, 'GET', { 'X-Auth-Token': t.token })
+    if (res.status === 403 || res.status === 404 || res.status === 400)
+      return { refused: `GET ${url} answered ${res.status}: ${errorMessage(res.text)}` }
+    if (res.status !== 200) throw new NetworkError(`GET ${url} answered ${res.status}: ${errorMessage(res.text)}`)
+    const parsed = schema.safeParse(safeJson(res.text))
+    if (!parsed.success) return { refused: `GET ${url}: unexpected answer: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}` }
+    return { data: parsed.data }
+  }
+
+  /**
+   * Masakari checks "host on maintenance" before "duplicate" (masakari/ha/api.py
+   * _create_notification), and its engine puts the host on maintenance when it processes a
+   * STOPPED. So a resend of a STOPPED it already stored (a crash or a timeout between its 202
+   * and our record) is answered "on maintenance", not "duplicate". Ask it: our notification
+   * is the one of this host (source_host_uuid; notifications are not filterable by name) with
+   * the same generated_time and event.
+   */
+  const holds = async (
+    t: CachedToken,
+    notification: Notification,
+  ): Promise<{ uuid: string; status: string } | { refused: string } | undefined> => {
+    const segments = await list(t, '/segments', SegmentsSchema)
+    if ('refused' in segments) return segments
+    let hostUuid: string | undefined
+    for (const segment of segments.data.segments) {
+      const query = new URLSearchParams({ name: notification.hostname })
+      const hosts = await list(t, `/segments/${encodeURIComponent(segment.uuid)}/hosts?${query}`, HostsSchema)
+      if ('refused' in hosts) return hosts
+      hostUuid = hosts.data.hosts.find((h) => h.name === notification.hostname)?.uuid
+      if (hostUuid !== undefined) break
+    }
+    if (hostUuid === undefined)
+      return { refused: `host ${notification.hostname} is in none of the ${segments.data.segments.length} failover segments listed` }
+    const query = new URLSearchParams({
+      source_host_uuid: hostUuid,
+      type: notification.type,
+      'generated-since': notification.generated_time,
+    })
+    const found = await list(t, `/notifications?${query}`, NotificationListSchema)
+    if ('refused' in found) return found
+    const ours = Date.parse(notification.generated_time)
+    const match = found.data.notifications.find(
+      (n) => n.type === notification.type && masakariTime(n.generated_time) === ours && n.payload?.event === notification.payload.event,
+    )
+    return match && { uuid: match.notification_uuid, status: match.status ?? 'unknown' }
+  }
+
   return {
     async send(notification) {
       try {
-        let res = await post(await token(), notification)
+        let t = await token()
+        let res = await post(t, notification)
         if (res.status === 401) {
           // The cached token was revoked or expired early: one fresh token, one more try.
           current = undefined
           await deps.tokenCache.clear().catch(() => {})
-          res = await post(await token(), notification)
+          t = await token()
+          res = await post(t, notification)
         }
-        return classify(res.status, res.text)
+        const result = classify(res.status, res.text)
+        if (!(result.final && result.outcome === 'on-maintenance' && notification.payload.event === 'STOPPED')) return result
+        let held: Awaited<ReturnType<typeof holds>>
+        try {
+          held = await holds(t, notification)
+        } catch (err) {
+          const e = err as Error
+          return {
+            final: false,
+            message: `Masakari answered "on maintenance" and could not be asked whether it already holds this STOPPED: ${e.message}`,
+          }
+        }
+        if (held === undefined) return result
+        if ('refused' in held)
+          return { ...result, message: `${result.message} (could not check whether it already holds this STOPPED: ${held.refused})` }
+        return {
+          final: true,
+          outcome: 'duplicate',
+          uuid: held.uuid,
+          message: `Masakari already holds it (notification ${held.uuid}, status ${held.status}); it answered "on maintenance" because it acted on it`,
+        }
       } catch (err) {
         if (err instanceof NetworkError || err instanceof AuthError) return { final: false, message: err.message }
         throw err
@@ -227,6 +325,18 @@ export function authBody(config: Config): unknown {
       scope: { project },
     },
   }
+}
+
+/**
+ * Masakari's stored times ("2026-11-25T18:45:00.123000", UTC without an offset) in epoch ms;
+ * Date.parse would take a time without an offset as local time.
+ */
+export function masakariTime(text: string): number | undefined {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$/.exec(text)
+  if (!m) return undefined
+  const ms = (m[2] ?? '').padEnd(3, '0').slice(0, 3)
+  const t = Date.parse(`${m[1]}.${ms}${m[3] ?? 'Z'}`)
+  return Number.isNaN(t) ? undefined : t
 }
 
 function safeJson(text: string): unknown {

@@ -9,7 +9,7 @@ import { askAgents } from './consul-agents.js'
 import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
 import { jsonLogger, type Logger } from './log.js'
 import type { Fetch } from './masakari.js'
-import { readSnapshots, type Snapshot, type Snapshots } from './snapshot.js'
+import { readSnapshots, type Snapshot, type Snapshots, writeSnapshot } from './snapshot.js'
 import { localStore, type Notification, type Store, type StoreState } from './store.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from './strategy.js'
 
@@ -18,7 +18,7 @@ export interface Deps {
   readStdin: () => Promise<string>
   now: () => Date
   fetch: () => Promise<Fetch>
-  /** Builds the https.Agent for a CA bundle / insecure switch. */
+  /** Builds the https.Agent for a CA bundle / insecure switch (used for https: URLs only). */
   tlsAgent: (caPem: string | undefined, insecure: boolean) => Promise<unknown>
   /** Starts the worker (lib/worker.ts, `--worker`) in a detached process that outlives the handler. */
   spawnWorker: (configPath: string, stateDir: string) => void
@@ -42,11 +42,25 @@ export async function loadMonitor(configPath: string, deps: Deps, component: str
   const sinks = [deps.stderr]
   const logFile = config.logFile
   if (logFile) {
+    let warned = false
     sinks.push((line) => {
       try {
         deps.appendLog(logFile, line)
-      } catch {
-        // stderr still has it; a full disk must not stop a decision.
+      } catch (err) {
+        // stderr still has it; a full disk (or a symlink planted there) must not stop a
+        // decision. Said once per run, on stderr.
+        if (!warned)
+          deps.stderr(
+            JSON.stringify({
+              time: deps.now().toISOString(),
+              level: 'warn',
+              msg: 'cannot append to logFile; logging to stderr only',
+              component,
+              logFile,
+              error: (err as Error).message,
+            }),
+          )
+        warned = true
       }
     })
   }
@@ -80,6 +94,10 @@ export interface RunResult {
  * dry run shows what a new snapshot would do without writing it). When the evaluation would
  * decide a recovery and the monitor's own agents are configured, it asks them first and
  * decides again on their answer.
+ *
+ * Not a dry run: `incoming` is written under the lock, once state.json and the other
+ * snapshots have been read and the evaluation made, just before state.json: a run that fails
+ * on the lock or a corrupt state file leaves the state directory as it was.
  */
 export async function evaluateAndRecord(
   monitor: Monitor,
@@ -123,8 +141,9 @@ export async function evaluateAndRecord(
     const { evaluation, snapshots } = await run(await store.read())
     return result(evaluation, snapshots)
   }
-  const { evaluation, snapshots } = await store.transact(async (state) => {
+  const { evaluation, snapshots } = await store.transact(async (state, held) => {
     const r = await run(state)
+    if (opts.incoming) await writeSnapshot(config.stateDir, opts.incoming, { beforeRename: held })
     return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
   })
   for (const e of evaluation.events) logger[e.level](e.msg, e.fields)

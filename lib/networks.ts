@@ -14,7 +14,8 @@ const ALIASES: Record<string, Network> = {
 }
 
 export function networkFromName(name: string): Network | undefined {
-  return ALIASES[name]
+  // Own keys only: "constructor" is not a network.
+  return Object.hasOwn(ALIASES, name) ? ALIASES[name] : undefined
 }
 
 export const NETWORK_NAMES = Object.keys(ALIASES)

@@ -3,6 +3,7 @@
  * final answer moves an entry from the outbox into the ledger.
  */
 import type { MasakariConfig } from './config.js'
+import { hostEntry, withHostEntry } from './host-record.js'
 import type { LedgerEntry, LedgerRecord, Outcome, OutboxEntry, StoreState } from './store.js'
 
 /** masakari.delivery in the config (seconds). */
@@ -46,7 +47,7 @@ export function isExpired(entry: OutboxEntry, now: Date, policy: DeliveryPolicy)
  * otherwise (refused, expired), the STARTED is not sent.
  */
 export function startedWithoutStopped(state: StoreState, entry: OutboxEntry): boolean {
-  return entry.notification.payload.event === 'STARTED' && state.ledger[entry.host]?.notified?.event !== 'STOPPED'
+  return entry.notification.payload.event === 'STARTED' && hostEntry(state.ledger, entry.host)?.notified?.event !== 'STOPPED'
 }
 
 /** Removes the entry and records its final outcome in the host's ledger entry. */
@@ -62,11 +63,11 @@ export function finish(state: StoreState, entryId: string, outcome: Outcome, mes
     message,
   }
   const held = outcome === 'accepted' || outcome === 'duplicate'
-  const before: LedgerEntry = state.ledger[entry.host] ?? { firstSeenAt: entry.decidedAt }
+  const before: LedgerEntry = hostEntry(state.ledger, entry.host) ?? { firstSeenAt: entry.decidedAt }
   const after: LedgerEntry = held ? { ...before, notified: record } : { ...before, unsent: record }
   return {
     ...state,
-    ledger: { ...state.ledger, [entry.host]: after },
+    ledger: withHostEntry(state.ledger, entry.host, after),
     outbox: state.outbox.filter((e) => e.id !== entryId),
   }
 }

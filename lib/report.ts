@@ -1,6 +1,7 @@
 /** What evaluate.js shows: the host × network table and the notifications, as text or JSON. */
 import type { HostDecision, NetworkTiming } from './evaluator.js'
 import { type GuardPolicy, rateLimitSlot } from './guards.js'
+import { hostEntry } from './host-record.js'
 import { NETWORKS } from './networks.js'
 import type { Snapshots } from './snapshot.js'
 import type { Notification, StoreState } from './store.js'
@@ -49,7 +50,7 @@ export function buildReport(
   dryRun: boolean,
 ): Report {
   const hosts = decisions.map((d): HostReport => {
-    const entry = Object.hasOwn(state.ledger, d.host) ? state.ledger[d.host] : undefined
+    const entry = hostEntry(state.ledger, d.host)
     return {
       host: d.host,
       vector: d.vector,
@@ -159,7 +160,7 @@ export function explainHost(
 ): Explanation | undefined {
   const d = decisions.find((x) => x.host === host)
   if (!d) return undefined
-  const entry = Object.hasOwn(state.ledger, host) ? state.ledger[host] : undefined
+  const entry = hostEntry(state.ledger, host)
   return {
     host,
     networks: NETWORKS.map((n) => ({

@@ -1,7 +1,7 @@
 /** The real side effects, for the bundles' entry points. */
 import { spawn } from 'node:child_process'
-import { closeSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { closeSync, readSync, writeSync } from 'node:fs'
+import { openAppend, openWorkerStderr } from './append-file.js'
 import { realConfigEnv } from './config.js'
 import type { Fetch } from './masakari.js'
 import type { Deps } from './monitor.js'
@@ -40,6 +40,10 @@ function readStdinSync(): string {
   return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8')
 }
 
+const stderrLine = (line: string) => {
+  process.stderr.write(`${line}\n`)
+}
+
 export function realDeps(): Deps {
   const logFds = new Map<string, number>()
   return {
@@ -58,31 +62,26 @@ export function realDeps(): Deps {
       if (!script) return
       // Its log lines go to logFile like every run's; its stderr keeps what nothing else would
       // (a crash's stack trace).
-      let err: number | 'ignore' = 'ignore'
-      try {
-        mkdirSync(stateDir, { recursive: true })
-        err = openSync(join(stateDir, 'worker.stderr'), 'a', 0o600)
-      } catch {
-        // no place for it: the worker still runs
-      }
+      const { fd, warning } = openWorkerStderr(stateDir)
+      if (warning) stderrLine(JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: warning, stateDir }))
       const child = spawn(process.execPath, [script, '--worker', '--config', configPath], {
         detached: true,
-        stdio: ['ignore', 'ignore', err],
+        stdio: ['ignore', 'ignore', fd ?? 'ignore'],
       })
-      if (typeof err === 'number') closeSync(err)
+      if (fd !== undefined) closeSync(fd)
       child.on('error', () => {}) // the next run starts one again; the outbox keeps the work
       child.unref()
     },
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     stdout: (text) => process.stdout.write(text),
-    stderr: (line) => process.stderr.write(`${line}\n`),
+    stderr: stderrLine,
     // One O_APPEND descriptor per file for the whole run (a first sight of 10,000 hosts logs
     // 10,000 lines); each line is written whole at the end of the file, as appendFileSync did.
+    // Never through a symlink (openAppend refuses it: the logger warns once).
     appendLog: (file, line) => {
       let fd = logFds.get(file)
       if (fd === undefined) {
-        mkdirSync(dirname(file), { recursive: true })
-        fd = openSync(file, 'a')
+        fd = openAppend(file)
         logFds.set(file, fd)
       }
       const data = Buffer.from(`${line}\n`)

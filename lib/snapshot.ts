@@ -6,8 +6,11 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
+import { hostRecordSchema } from './host-record.js'
 import { NETWORKS, type Network } from './networks.js'
 import { StateFileError } from './state-errors.js'
+
+const NODE_STATE_NAMES = ['up', 'down', 'maintenance'] as const
 
 export const SnapshotSchema = z.object({
   /** Layout version of this file. */
@@ -18,12 +21,12 @@ export const SnapshotSchema = z.object({
   /** When the handler received it, ISO-8601 UTC. */
   receivedAt: z.string(),
   /** Node name → state on this network; a node not listed is unknown here. */
-  nodes: z.record(z.string(), z.enum(['up', 'down', 'maintenance'])),
+  nodes: hostRecordSchema(z.enum(NODE_STATE_NAMES)),
 })
 export type Snapshot = z.infer<typeof SnapshotSchema>
 export type Snapshots = Partial<Record<Network, Snapshot>>
 
-const NODE_STATES: ReadonlySet<unknown> = new Set(SnapshotSchema.shape.nodes.valueType.options)
+const NODE_STATES: ReadonlySet<unknown> = new Set(NODE_STATE_NAMES)
 const NETWORK_SET: ReadonlySet<unknown> = new Set(NETWORKS)
 
 /** Exactly what SnapshotSchema accepts, without building a copy. */
@@ -43,8 +46,12 @@ export function snapshotPath(stateDir: string, network: Network): string {
   return join(stateDir, 'snapshots', `${network}.json`)
 }
 
-export async function writeSnapshot(stateDir: string, snapshot: Snapshot): Promise<void> {
-  await writeFileAtomic(snapshotPath(stateDir, snapshot.network), `${JSON.stringify(snapshot)}\n`)
+export async function writeSnapshot(
+  stateDir: string,
+  snapshot: Snapshot,
+  opts: { beforeRename?: () => Promise<void> } = {},
+): Promise<void> {
+  await writeFileAtomic(snapshotPath(stateDir, snapshot.network), `${JSON.stringify(snapshot)}\n`, undefined, opts)
 }
 
 export async function readSnapshots(stateDir: string): Promise<Snapshots> {
@@ -67,6 +74,9 @@ export async function readSnapshots(stateDir: string): Promise<Snapshots> {
     // Fast path (each run reads all three snapshots, 10,000 nodes each in a large cloud): check in place; the
     // schema parse, which copies every entry, only runs to name what is wrong.
     if (isSnapshot(json)) {
+      // In place, as the schema's output would be: a node named `constructor` must not find
+      // Object's function where it is absent.
+      Object.setPrototypeOf(json.nodes, null)
       snapshots[network] = json
       continue
     }

@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
+import { emptyHostRecord, hostRecordSchema } from './host-record.js'
 import { withLock } from './lock.js'
 import { StateFileError } from './state-errors.js'
 import { NETWORKS } from './networks.js'
@@ -100,7 +101,8 @@ export type Isolation = z.infer<typeof IsolationSchema>
 
 export const StoreStateSchema = z.object({
   version: z.literal(1),
-  ledger: z.record(z.string(), LedgerEntrySchema),
+  /** Host name → its entry (a table without a prototype: any node name is an ordinary key). */
+  ledger: hostRecordSchema(LedgerEntrySchema),
   outbox: z.array(OutboxEntrySchema),
   /** When each recent STOPPED was decided (the rate limit's window). */
   recoveries: z.array(z.string()).default([]),
@@ -111,19 +113,21 @@ export const StoreStateSchema = z.object({
 })
 export type StoreState = z.infer<typeof StoreStateSchema>
 
-export const emptyState = (): StoreState => ({ version: 1, ledger: {}, outbox: [], recoveries: [], isolation: {} })
+export const emptyState = (): StoreState => ({ version: 1, ledger: emptyHostRecord(), outbox: [], recoveries: [], isolation: {} })
 
 export interface Store {
   /** The current document, without locking: for reports. */
   read(): Promise<StoreState>
   /**
    * Runs fn with the store to itself; if fn returns a next state, it is persisted atomically
-   * before the lock is released. Nothing is written when fn throws.
+   * before the lock is released. Nothing is written when fn throws. fn calls `held` right
+   * before any write of its own that the lock protects: it throws once the lock may be lost.
    */
-  transact<T>(fn: (state: StoreState) => Promise<{ next?: StoreState; result: T }>): Promise<T>
+  transact<T>(fn: (state: StoreState, held: () => Promise<void>) => Promise<{ next?: StoreState; result: T }>): Promise<T>
 }
 
-export function localStore(stateDir: string, lockWaitMs = 30_000): Store {
+/** lockStaleMs: only tests shorten it (a frozen holder in seconds, not the default 10). */
+export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: number): Store {
   const path = join(stateDir, 'state.json')
   const read = async (): Promise<StoreState> => {
     let text: string
@@ -150,12 +154,13 @@ export function localStore(stateDir: string, lockWaitMs = 30_000): Store {
     transact: (fn) =>
       withLock(
         join(stateDir, 'state.lock'),
-        async () => {
-          const { next, result } = await fn(await read())
-          if (next) await writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`, 0o600)
+        async (lock) => {
+          const { next, result } = await fn(await read(), lock.assertHeld)
+          if (next) await writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`, 0o600, { beforeRename: lock.assertHeld })
           return result
         },
         lockWaitMs,
+        { staleMs: lockStaleMs },
       ),
   }
 }

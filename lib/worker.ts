@@ -4,8 +4,9 @@
  * outbox, and re-evaluates when a held-back decision (hold time, rate limit) comes due, since
  * Consul only runs the handler on changes. It exits when nothing is left to deliver or wait for.
  */
-import { readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { EXIT } from './cli.js'
 import { deliveryPass, type DeliveryDeps } from './delivery.js'
 import { tryLock } from './lock.js'
 import type { Logger } from './log.js'
@@ -21,16 +22,18 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
   const { config, store, logger } = monitor
   const lockPath = join(config.stateDir, 'worker.lock')
   const delivery = await deliveryDeps(monitor, deps)
+  const lost = lockLoss(logger, lockPath)
   for (;;) {
-    const release = await tryLock(lockPath, lockTakenOver(logger))
+    const release = await tryLock(lockPath, lost.onCompromised)
     if (!release) {
       logger.debug('another worker is running; leaving the outbox to it')
       return 0
     }
     try {
-      await workWhilePending(monitor, delivery, deps)
+      if (!(await workWhilePending(monitor, delivery, deps, lost.stop))) return EXIT.lock
     } finally {
-      await release()
+      // a lock taken over is already released: its release() rejects, and must not replace our exit code
+      await release().catch(() => {})
     }
     // A handler may have queued work after our last look and found the lock still held:
     // look once more now that it is free, so that work is not left without a worker.
@@ -40,12 +43,25 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
 
 const pendingWork = (s: StoreState) => s.outbox.length > 0 || s.wakeAt !== undefined
 
-function lockTakenOver(logger: Logger): (err: Error) => void {
-  return (err) => {
-    // We were frozen past the lock's staleness and another worker took over: stop at once
-    // (the uncaught error ends this process) rather than work beside it.
-    logger.error('worker lock taken over by another process; stopping', { error: err.message })
-    throw err
+/**
+ * We were frozen past the lock's staleness and another worker took over. proper-lockfile
+ * calls onCompromised from a timer: a throw would be an uncaught exception (a minified stack
+ * in worker.stderr). Note it; the loop stops before its next round, with one line.
+ */
+function lockLoss(logger: Logger, lockPath: string): { onCompromised: (err: Error) => void; stop: () => boolean } {
+  let lost: Error | undefined
+  return {
+    onCompromised: (err) => {
+      lost ??= err
+    },
+    stop: () => {
+      if (!lost) return false
+      logger.error('worker lock taken over by another process (this one was stalled past its stale time); stopping', {
+        lock: lockPath,
+        error: lost.message,
+      })
+      return true
+    },
   }
 }
 
@@ -54,10 +70,7 @@ async function deliveryDeps(monitor: Monitor, deps: Deps): Promise<DeliveryDeps>
   const { config, store, logger } = monitor
   let client: MasakariClient | undefined
   const fetch = await deps.fetch()
-  const agent = await deps.tlsAgent(
-    config.masakari.caFile === undefined ? undefined : await readFile(config.masakari.caFile, 'utf8'),
-    config.masakari.insecure,
-  )
+  const agent = await deps.tlsAgent(config.caPem, config.masakari.insecure)
   const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
   return {
     store,
@@ -71,12 +84,14 @@ async function deliveryDeps(monitor: Monitor, deps: Deps): Promise<DeliveryDeps>
 
 /**
  * Holding the worker lock: delivery passes and due re-evaluations until nothing is pending,
- * sleeping until the next retry or wake-up when a round sent nothing.
+ * sleeping until the next retry or wake-up when a round sent nothing. False when the lock was
+ * lost on the way.
  */
-async function workWhilePending(monitor: Monitor, delivery: DeliveryDeps, deps: Deps): Promise<void> {
+async function workWhilePending(monitor: Monitor, delivery: DeliveryDeps, deps: Deps, lost: () => boolean): Promise<boolean> {
   const { store } = monitor
   const statePath = join(monitor.config.stateDir, 'state.json')
   for (;;) {
+    if (lost()) return false
     let state = await store.read()
     let sent = 0
     if (state.outbox.length > 0) {
@@ -87,7 +102,8 @@ async function workWhilePending(monitor: Monitor, delivery: DeliveryDeps, deps: 
       await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
       state = await store.read()
     }
-    if (!pendingWork(state)) return
+    if (lost()) return false
+    if (!pendingWork(state)) return true
     if (sent > 0) continue
     const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt)]
       .filter((d): d is Date => d !== undefined)

@@ -46,13 +46,15 @@ t.test('defaults', async (t) => {
 
 t.test('relative paths are relative to the config file; secrets from a file', async (t) => {
   const text = `stateDir: state\nstrategy: strategy.yaml\nlogFile: ""\nmasakari:\n  authUrl: https://keystone:5000/v3\n  caFile: ca.pem\n  auth:\n    applicationCredentialId: abc\n    applicationCredentialSecretFile: secret\n`
-  const c = await loadConfig('/etc/mc/config.yaml', env({ '/etc/mc/config.yaml': text, '/etc/mc/secret': ' xyz\n' }))
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+  const c = await loadConfig('/etc/mc/config.yaml', env({ '/etc/mc/config.yaml': text, '/etc/mc/secret': ' xyz\n', '/etc/mc/ca.pem': pem }))
   t.match(c, {
     stateDir: '/etc/mc/state',
     strategy: '/etc/mc/strategy.yaml',
     logFile: undefined,
     secret: 'xyz',
     masakari: { caFile: '/etc/mc/ca.pem', auth: { method: 'application_credential' } },
+    caPem: pem,
   })
 })
 
@@ -84,6 +86,18 @@ const invalid: Array<[string, string, Record<string, string>, RegExp[]]> = [
     'masakari:\n  authUrl: http://k/v3\n  auth: {username: u, password: a, projectId: p}\n',
     {},
     [/username needs userDomainName or userDomainId/],
+  ],
+  [
+    'a caFile that does not exist',
+    'masakari:\n  authUrl: http://k/v3\n  caFile: ca.pem\n  auth: {userId: u, passwordFile: /nope, projectId: p}\n',
+    {},
+    [/^masakari\.caFile: cannot read \/etc\/mc\/ca\.pem: ENOENT/, /passwordFile: cannot read \/nope/],
+  ],
+  [
+    'a caFile without a certificate',
+    'masakari:\n  authUrl: http://k/v3\n  caFile: /etc/mc/config.yaml\n  auth: {userId: u, password: p, projectId: p}\n',
+    {},
+    [/^masakari\.caFile: \/etc\/mc\/config\.yaml holds no PEM certificate/],
   ],
   [
     'unreadable secret file',

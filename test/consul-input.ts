@@ -53,3 +53,23 @@ for (const [name, input, message] of bad) {
     t.throws(() => parseChecks(input), InputError)
   })
 }
+
+t.test('node names like constructor, toString, hasOwnProperty, __proto__ are ordinary hosts', async (t) => {
+  const names = ['constructor', 'toString', 'hasOwnProperty', '__proto__']
+  const checks = parseChecks(
+    JSON.stringify([
+      ...names.map((n) => check(n, n === 'toString' ? 'critical' : 'passing')),
+      check('__proto__', 'critical', '_node_maintenance'),
+    ]),
+  )
+  const states = nodeStates(checks)
+  t.same(Object.keys(states).sort(), [...names].sort())
+  t.equal(states.constructor, 'up')
+  t.equal(states.toString, 'down')
+  t.equal(Object.getOwnPropertyDescriptor(states, '__proto__')?.value, 'maintenance')
+  t.same(
+    JSON.parse(JSON.stringify(states)),
+    JSON.parse('{"constructor":"up","toString":"down","hasOwnProperty":"up","__proto__":"maintenance"}'),
+  )
+  t.equal(nodeStates([]).constructor, undefined, 'an absent node is absent, not an inherited function')
+})

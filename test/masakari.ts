@@ -5,7 +5,18 @@ import { join } from 'node:path'
 import { loadConfig, type Config } from '../lib/config.js'
 import { hostNotification } from '../lib/evaluator.js'
 import { recordingLogger } from '../lib/log.js'
-import { authBody, classify, masakariClient, type CachedToken, type Fetch, type HttpResponse, type TokenCache } from '../lib/masakari.js'
+import {
+  agentFor,
+  authBody,
+  classify,
+  masakariClient,
+  masakariTime,
+  type CachedToken,
+  type Fetch,
+  type HttpResponse,
+  type TokenCache,
+} from '../lib/masakari.js'
+import type { Notification } from '../lib/store.js'
 import { response, scriptedFetch, type Recorded } from './helpers.js'
 
 interface Fixture {
@@ -114,7 +125,11 @@ t.test('409 duplicate and 409 on maintenance are final and told apart', async (t
     outcome: 'duplicate',
     message: /is duplicate/,
   })
-  t.match((await send(['keystone-token-password', 'masakari-409-maintenance'])).result, {
+  // (a STOPPED answered "on maintenance" is looked up: Masakari's list has nothing of cmp1's)
+  const cmp1Host = response(200, { hosts: [{ uuid: 'cmp1-uuid', name: 'cmp1' }] })
+  const segs = response(200, { segments: [{ uuid: 'seg-a' }] })
+  const none = response(200, { notifications: [] })
+  t.match((await send(['keystone-token-password', 'masakari-409-maintenance', segs, cmp1Host, none])).result, {
     final: true,
     outcome: 'on-maintenance',
     message: /under maintenance/,
@@ -197,4 +212,123 @@ t.test('classify table', async (t) => {
   ]
   for (const [status, body, want] of table)
     t.match(classify(status, typeof body === 'string' ? body : JSON.stringify(body)), want, `${status}`)
+})
+
+// A resend of a STOPPED Masakari already acted on: it checks "on maintenance" before
+// "duplicate" (masakari/ha/api.py _create_notification), so we ask it whether it holds ours.
+// The notification list is recorded; the segment and host lists are in the shape of
+// masakari's views (api/openstack/ha/views/hosts.py), which were not recorded.
+const listed = fixture('masakari-notifications-list')
+const listedEntry = (listed.body as { notifications: Array<{ source_host_uuid: string; generated_time: string }> }).notifications[0]!
+const probe = hostNotification('os-probe-1', 'STOPPED', new Date(`${listedEntry.generated_time.slice(0, 23)}Z`))
+const segments = response(200, {
+  segments: [
+    { uuid: 'seg-a', name: 'a' },
+    { uuid: 'seg-b', name: 'b' },
+  ],
+})
+const noHosts = response(200, { hosts: [] })
+const probeHost = response(200, {
+  hosts: [{ id: 1, uuid: listedEntry.source_host_uuid, name: 'os-probe-1', on_maintenance: true, failover_segment_id: 'seg-b' }],
+})
+
+async function resend(notification: Notification, answers: Array<string | HttpResponse | Error>) {
+  const r = rec()
+  const fetch: Fetch = scriptedFetch(r, async (_url, _m, i) => {
+    const a = answers[i]
+    if (a === undefined) throw new Error(`unexpected request #${i}`)
+    if (a instanceof Error) throw a
+    return typeof a === 'string' ? replay(a) : a
+  })
+  const client = masakariClient(await config(), { fetch, now, tokenCache: memoryCache(), logger: recordingLogger() })
+  return { result: await client.send(notification), requests: r.requests }
+}
+
+t.test('409 on maintenance for a STOPPED Masakari already holds: counted as delivered', async (t) => {
+  const { result, requests } = await resend(probe, [
+    'keystone-token-password',
+    'masakari-409-maintenance',
+    segments,
+    noHosts,
+    probeHost,
+    'masakari-notifications-list',
+  ])
+  t.match(result, { final: true, outcome: 'duplicate', uuid: '9be53607-61b7-4264-99f1-0680aba8d21f', message: /already holds it/ })
+  const gets = requests.filter((r) => r.method === 'GET').map((r) => new URL(r.url))
+  t.same(
+    gets.map((u) => u.pathname.replace(/.*\/v1\/[^/]+/, '')),
+    ['/segments', '/segments/seg-a/hosts', '/segments/seg-b/hosts', '/notifications'],
+  )
+  t.equal(gets[1]!.searchParams.get('name'), 'os-probe-1')
+  t.same(Object.fromEntries(gets[3]!.searchParams), {
+    source_host_uuid: listedEntry.source_host_uuid,
+    type: 'COMPUTE_HOST',
+    'generated-since': probe.generated_time,
+  })
+})
+
+t.test('409 on maintenance for a STOPPED Masakari does not hold: on maintenance, final', async (t) => {
+  const later = hostNotification('os-probe-1', 'STOPPED', new Date(Date.parse(probe.generated_time) + 1))
+  const lookups = [segments, noHosts, probeHost]
+  const a = await resend(later, ['keystone-token-password', 'masakari-409-maintenance', ...lookups, 'masakari-notifications-list'])
+  t.match(a.result, { final: true, outcome: 'on-maintenance', message: /under maintenance\.$/ }, 'another generated_time')
+  const body = structuredClone(listed.body) as { notifications: Array<{ payload: { event: string } }> }
+  body.notifications[0]!.payload.event = 'STARTED'
+  const b = await resend(probe, ['keystone-token-password', 'masakari-409-maintenance', ...lookups, response(200, body)])
+  t.match(b.result, { final: true, outcome: 'on-maintenance' }, 'Masakari holds a STARTED of that time, not our STOPPED')
+})
+
+t.test('409 on maintenance for a STARTED is not looked up: after a recovery the host stays on maintenance', async (t) => {
+  const started = hostNotification('os-probe-1', 'STARTED', new Date(probe.generated_time))
+  const { result, requests } = await resend(started, ['keystone-token-password', 'masakari-409-maintenance'])
+  t.match(result, { final: true, outcome: 'on-maintenance' })
+  t.equal(requests.length, 2)
+})
+
+t.test('409 on maintenance and Masakari cannot be asked: retried when it is unreachable, final when it refuses', async (t) => {
+  const down = await resend(probe, ['keystone-token-password', 'masakari-409-maintenance', segments, response(503, 'busy')])
+  t.match(down.result, {
+    final: false,
+    message: /could not be asked whether it already holds this STOPPED: GET .*hosts\?name=os-probe-1 answered 503/,
+  })
+  const refused = await resend(probe, ['keystone-token-password', 'masakari-409-maintenance', 'masakari-403'])
+  t.match(refused.result, {
+    final: true,
+    outcome: 'on-maintenance',
+    message: /under maintenance\. \(could not check .*segments answered 403/,
+  })
+  const unknownHost = await resend(probe, ['keystone-token-password', 'masakari-409-maintenance', segments, noHosts, noHosts])
+  t.match(unknownHost.result, { final: true, outcome: 'on-maintenance', message: /in none of the 2 failover segments/ })
+})
+
+t.test("Masakari's stored times are UTC without an offset", async (t) => {
+  // Date.parse would read them as local time: make local time not UTC for this test.
+  const tz = process.env.TZ
+  process.env.TZ = 'Asia/Kolkata'
+  t.teardown(() => {
+    if (tz === undefined) delete process.env.TZ
+    else process.env.TZ = tz
+  })
+  t.equal(masakariTime('2026-11-25T18:45:00.123000'), Date.parse('2026-11-25T18:45:00.123Z'))
+  t.equal(masakariTime('2026-11-25T18:45:00'), Date.parse('2026-11-25T18:45:00.000Z'))
+  t.equal(masakariTime('2026-11-25T19:45:00+01:00'), Date.parse('2026-11-25T18:45:00.000Z'))
+  t.equal(masakariTime('not a time'), undefined)
+})
+
+t.test('the TLS agent goes to https: requests only; http: ones get none', async (t) => {
+  const tls = { name: 'the https agent' }
+  const agents: Array<[string, unknown]> = []
+  const fetch: Fetch = async (url, init) => {
+    const chosen = typeof init.agent === 'function' ? init.agent(new URL(url)) : init.agent
+    agents.push([new URL(url).protocol, chosen])
+    return url.endsWith('/auth/tokens') ? replay('keystone-token-password') : replay('masakari-202')
+  }
+  const https = await config('  endpoint: https://127.0.0.1:15868/v1/abc\n')
+  const client = masakariClient(https, { fetch, now, tokenCache: memoryCache(), logger: recordingLogger(), agent: tls })
+  t.match(await client.send(stopped), { outcome: 'accepted' })
+  t.same(agents, [
+    ['http:', undefined],
+    ['https:', tls],
+  ])
+  t.equal(agentFor(undefined), undefined, 'no TLS configured: no agent at all')
 })

@@ -95,3 +95,18 @@ t.test('a STARTED is only sent when Masakari holds a STOPPED', async (t) => {
   t.equal(startedWithoutStopped(held, started), false)
   t.equal(startedWithoutStopped(held, entry('c', 'cmp1', 'STOPPED')), false)
 })
+
+t.test('finish records a prototype-named host as any other, keeping the others', async (t) => {
+  // A plain-object ledger, as the evaluator's next state has it.
+  let s: StoreState = {
+    ...withOutbox(entry('a', 'constructor', 'STOPPED'), entry('b', '__proto__', 'STOPPED'), entry('c', 'toString', 'STARTED')),
+    ledger: {},
+  }
+  s = finish(s, 'a', 'accepted', 'ok', at(1))
+  s = finish(s, 'b', 'on-maintenance', 'm', at(2))
+  t.same(Object.keys(s.ledger), ['constructor', '__proto__'])
+  t.match(Object.getOwnPropertyDescriptor(s.ledger, 'constructor')?.value, { firstSeenAt: t0.toISOString(), notified: { id: 'a' } })
+  t.match(Object.getOwnPropertyDescriptor(s.ledger, '__proto__')?.value, { firstSeenAt: t0.toISOString(), unsent: { id: 'b' } })
+  t.equal(JSON.parse(JSON.stringify(s)).ledger.constructor.firstSeenAt, t0.toISOString())
+  t.equal(s.ledger.toString, undefined, 'a direct lookup of an absent host finds nothing (report.ts reads it so)')
+})

@@ -3,7 +3,7 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../lib/atomic-file.js'
 import { LockError, tryLock, withLock } from '../lib/lock.js'
-import { readSnapshots, writeSnapshot } from '../lib/snapshot.js'
+import { readSnapshots, SnapshotSchema, writeSnapshot } from '../lib/snapshot.js'
 import { StateFileError } from '../lib/state-errors.js'
 import { emptyState, localStore } from '../lib/store.js'
 
@@ -89,4 +89,48 @@ t.test('two different locks held by one process are both released', async (t) =>
   const again = await tryLock(join(dir, 'worker.lock'), () => {})
   t.ok(again, 'free again at once')
   await again!()
+})
+
+const PROTO_NAMES = ['constructor', 'toString', 'hasOwnProperty', '__proto__']
+
+t.test('prototype-named hosts round-trip through a snapshot, on the fast path and the schema path', async (t) => {
+  const dir = t.testdir({})
+  const nodes = JSON.parse('{"constructor":"down","toString":"up","hasOwnProperty":"maintenance","__proto__":"down"}')
+  await writeSnapshot(dir, { version: 1, network: 'storage', consulIndex: '1', receivedAt: 'x', nodes })
+  const fast = (await readSnapshots(dir)).storage!.nodes
+  t.same(Object.keys(fast), PROTO_NAMES)
+  t.equal(Object.getOwnPropertyDescriptor(fast, '__proto__')?.value, 'down')
+  t.equal(JSON.stringify(fast), JSON.stringify(nodes))
+  // The schema (which names what is wrong in a bad file) gives the same table.
+  const parsed = SnapshotSchema.parse(
+    JSON.parse(JSON.stringify({ version: 1, network: 'tenant', consulIndex: '1', receivedAt: 'x', nodes })),
+  )
+  t.equal(JSON.stringify(parsed.nodes), JSON.stringify(nodes))
+  const without = SnapshotSchema.parse({ version: 1, network: 'tenant', consulIndex: '1', receivedAt: 'x', nodes: { cmp1: 'up' } })
+  t.equal(without.nodes.constructor, undefined, 'an absent node is absent from the schema output')
+  const onlyCmp1 = {
+    version: 1 as const,
+    network: 'management' as const,
+    consulIndex: '1',
+    receivedAt: 'x',
+    nodes: JSON.parse('{"cmp1":"up"}'),
+  }
+  await writeSnapshot(dir, onlyCmp1)
+  const m = (await readSnapshots(dir)).management!.nodes
+  for (const h of PROTO_NAMES) t.equal(m[h], undefined, `${h} absent from a snapshot that does not list it`)
+})
+
+t.test('prototype-named hosts round-trip through state.json; an absent one is absent', async (t) => {
+  const dir = t.testdir({})
+  const store = localStore(dir)
+  const empty = await store.read()
+  for (const h of PROTO_NAMES) t.equal(empty.ledger[h], undefined, `${h} not in an empty ledger`)
+  const ledger = JSON.parse(`{${PROTO_NAMES.map((h) => `"${h}":{"firstSeenAt":"${h}-seen","phase":"recovery"}`).join(',')}}`)
+  await store.transact(async (s) => ({ next: { ...s, ledger }, result: undefined }))
+  const back = (await store.read()).ledger
+  t.same(Object.keys(back), PROTO_NAMES)
+  for (const h of PROTO_NAMES) t.equal(Object.getOwnPropertyDescriptor(back, h)?.value?.firstSeenAt, `${h}-seen`, h)
+  // And once more through a transaction that rewrites it: nothing lost on the way.
+  await store.transact(async (s) => ({ next: { ...s, recoveries: ['r'] }, result: undefined }))
+  t.same(Object.keys((await store.read()).ledger), PROTO_NAMES)
 })

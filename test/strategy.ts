@@ -90,6 +90,11 @@ const invalid: Array<[string, string, RegExp[]]> = [
     [/action\[0\] is "reboot", expected one of: recovery/],
   ],
   ['unknown network', 'sequence: [mgmt]\nmatrix:\n  - {health: [down], action: [recovery]}\n', [/sequence\[0\]: unknown network "mgmt"/]],
+  [
+    'a network named like an Object property',
+    'sequence: [constructor, storage]\nmatrix:\n  - {health: [down, down], action: [recovery]}\n',
+    [/sequence\[0\]: unknown network "constructor"/],
+  ],
   ['network twice', 'sequence: [manage, management]\nmatrix:\n  - {health: [down, down], action: [recovery]}\n', [/listed twice/]],
   ['no matrix', 'sequence: [storage]\n', [/matrix/]],
   ['not YAML', 'sequence: [storage\nmatrix: {', [/not valid YAML/]],
