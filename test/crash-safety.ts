@@ -352,7 +352,16 @@ t.test('SIGKILL at hundreds of points: state.json stays whole, and what was deci
    * the temp files of writes that a kill cut short (dot-named, ending in .tmp): nothing a
    * reader could take for the state.
    */
-  const KNOWN = new Set(['state.json', 'state.lock', 'worker.lock', 'token.json', 'decisions.log', 'worker.stderr', 'worker.stderr.1', 'snapshots'])
+  const KNOWN = new Set([
+    'state.json',
+    'state.lock',
+    'worker.lock',
+    'token.json',
+    'decisions.log',
+    'worker.stderr',
+    'worker.stderr.1',
+    'snapshots',
+  ])
   const TMP = /^\.(state|token)\.json\.\d+\.[0-9a-f]{8}\.tmp$/
   const leftovers = async (when: string): Promise<number> => {
     let tmp = 0
