@@ -48,7 +48,7 @@ export class InputError extends Error {
 const STATUSES: ReadonlySet<unknown> = new Set(CheckSchema.shape.Status.options)
 
 /** Exactly what CheckSchema accepts, without building a copy. */
-function isCheck(value: unknown): value is Check {
+export function isCheck(value: unknown): value is Check {
   if (typeof value !== 'object' || value === null) return false
   const c = value as Record<string, unknown>
   return (
