@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import { emptyHostRecord, type HostRecord } from './host-record.js'
+import { oneLine, quote } from './quote.js'
 
 /**
  * The most stdin we read: a 10,000-node cluster's payload is ~37 MB; far more is not a checks
@@ -62,15 +63,6 @@ export function isCheck(value: unknown): value is Check {
   )
 }
 
-/** A node name fit for a one-line error: control characters escaped, at most 64 characters. */
-export function printable(name: string): string {
-  const escaped = JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name).replace(
-    /[\u007f-\u009f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  )
-  return name.length > 64 ? `${escaped} (${name.length} characters)` : escaped
-}
-
 /**
  * The watch's stdin as text: at most STDIN_MAX_BYTES, and valid UTF-8 (a decoder that replaced
  * bad bytes would turn a corrupt node name into another host's name).
@@ -98,7 +90,8 @@ export function parseChecks(text: string): Check[] {
   try {
     raw = JSON.parse(text)
   } catch (err) {
-    throw new InputError(`stdin is not valid JSON (${(err as Error).message}); ${text.length} bytes received`)
+    // V8's message quotes the input around the error: escaped, it stays one line.
+    throw new InputError(`stdin is not valid JSON (${oneLine((err as Error).message)}); ${text.length} characters received`)
   }
   if (!Array.isArray(raw)) {
     const kind = raw === null ? 'null' : typeof raw
@@ -114,7 +107,7 @@ export function parseChecks(text: string): Check[] {
     const problems = parsed.error.issues.slice(0, 5).map((issue) => {
       const [index, field] = issue.path
       const node = typeof index === 'number' ? (raw as Array<{ Node?: unknown }>)[index]?.Node : undefined
-      const where = `check #${String(index)}${typeof node === 'string' ? ` (node ${printable(node)})` : ''}`
+      const where = `check #${String(index)}${typeof node === 'string' ? ` (node ${quote(node)})` : ''}`
       return `${where}: ${field === undefined ? '' : `${String(field)}: `}${issue.message}`
     })
     const more = parsed.error.issues.length > 5 ? ` (and ${parsed.error.issues.length - 5} more)` : ''
