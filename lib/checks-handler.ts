@@ -2,7 +2,7 @@
  * What one run of the Consul checks watch does: stdin → this network's snapshot → evaluation
  * → outbox. It returns as soon as the decision is recorded; delivery happens elsewhere.
  */
-import { nodeStates, parseChecks } from './consul-input.js'
+import { decodeStdin, nodeStates, parseChecks, STDIN_MAX_BYTES } from './consul-input.js'
 import type { Network } from './networks.js'
 import { evaluateAndRecord, loadMonitor, type Deps } from './monitor.js'
 import type { Snapshot } from './snapshot.js'
@@ -17,7 +17,7 @@ export interface ChecksHandlerArgs {
 export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Promise<void> {
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
   // Parse everything before touching the state directory: bad input must leave it as it was.
-  const checks = parseChecks(await deps.readStdin())
+  const checks = parseChecks(decodeStdin(await deps.readStdin(STDIN_MAX_BYTES)))
   const snapshot: Snapshot = {
     version: 1,
     network: args.network,

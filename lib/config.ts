@@ -9,6 +9,7 @@ import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
 import { GossipSchema, GuardsSchema } from './guards.js'
 import { NETWORKS } from './networks.js'
+import { oneLine } from './quote.js'
 
 export const DEFAULT_CONFIG_PATH = '/etc/masakari-consul/config.yaml'
 
@@ -143,11 +144,15 @@ export interface Config extends Omit<RawConfig, 'hostname' | 'logFile'> {
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
+  /** One line each: values and keys from the file (in zod's messages too) have their control characters escaped. */
+  readonly problems: string[]
   constructor(
     readonly source: string,
-    readonly problems: string[],
+    problems: string[],
   ) {
-    super(`invalid config ${source}:\n  - ${problems.join('\n  - ')}`)
+    const lines = problems.map((p) => oneLine(p, 500))
+    super(`invalid config ${source}:\n  - ${lines.join('\n  - ')}`)
+    this.problems = lines
   }
 }
 

@@ -15,7 +15,8 @@ import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from '.
 
 /** Every side effect the monitor has, passed in: real ones in production, recording ones in tests. */
 export interface Deps {
-  readStdin: () => Promise<string>
+  /** All of stdin as bytes, up to a little past `maxBytes` (the edge decodes and checks it). */
+  readStdin: (maxBytes: number) => Promise<Uint8Array>
   now: () => Date
   fetch: () => Promise<Fetch>
   /** Builds the https.Agent for a CA bundle / insecure switch (used for https: URLs only). */

@@ -9,10 +9,12 @@ import type { Deps } from './monitor.js'
 /**
  * All of stdin, read with plain read(2) calls of 1 MiB: for the 35 MB a 10,000-node cluster
  * sends, the stream machinery's 64 KiB chunks cost more than the read itself. A stdin that is
- * non-blocking (EAGAIN) is waited for, never cut short.
+ * non-blocking (EAGAIN) is waited for, never cut short. Reading stops once past maxBytes (the
+ * caller rejects that much): an endless stdin must not exhaust memory.
  */
-function readStdinSync(): string {
+function readStdinSync(maxBytes: number): Buffer {
   const chunks: Buffer[] = []
+  let total = 0
   let buf = Buffer.allocUnsafe(1 << 20)
   let used = 0
   for (;;) {
@@ -21,6 +23,7 @@ function readStdinSync(): string {
       buf = Buffer.allocUnsafe(Math.min(buf.length * 2, 16 << 20))
       used = 0
     }
+    if (total > maxBytes) break
     let n: number
     try {
       n = readSync(0, buf, used, buf.length - used, null)
@@ -35,9 +38,10 @@ function readStdinSync(): string {
     }
     if (n === 0) break
     used += n
+    total += n
   }
   chunks.push(buf.subarray(0, used))
-  return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8')
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
 }
 
 const stderrLine = (line: string) => {
@@ -47,7 +51,7 @@ const stderrLine = (line: string) => {
 export function realDeps(): Deps {
   const logFds = new Map<string, number>()
   return {
-    readStdin: async () => readStdinSync(),
+    readStdin: async (maxBytes) => readStdinSync(maxBytes),
     now: () => new Date(),
     // node-fetch is loaded on first use: a run that sends nothing and asks no agent does not
     // pay for it.

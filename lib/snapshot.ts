@@ -30,14 +30,15 @@ const NODE_STATES: ReadonlySet<unknown> = new Set(NODE_STATE_NAMES)
 const NETWORK_SET: ReadonlySet<unknown> = new Set(NETWORKS)
 
 /** Exactly what SnapshotSchema accepts, without building a copy. */
-function isSnapshot(value: unknown): value is Snapshot {
+export function isSnapshot(value: unknown): value is Snapshot {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
   const s = value as Record<string, unknown>
   if (s.version !== 1 || !NETWORK_SET.has(s.network) || typeof s.consulIndex !== 'string' || typeof s.receivedAt !== 'string') return false
   const nodes = s.nodes
   if (typeof nodes !== 'object' || nodes === null || Array.isArray(nodes)) return false
-  for (const key in nodes) {
-    if (!Object.hasOwn(nodes, key) || !NODE_STATES.has((nodes as Record<string, unknown>)[key])) return false
+  // Own enumerable keys, as the schema reads them (for…in would also see inherited ones).
+  for (const key of Object.keys(nodes)) {
+    if (!NODE_STATES.has((nodes as Record<string, unknown>)[key])) return false
   }
   return true
 }

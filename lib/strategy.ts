@@ -5,6 +5,7 @@
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
 import { NETWORK_NAMES, networkFromName, type Network, type NetworkState } from './networks.js'
+import { oneLine, quote } from './quote.js'
 
 export type Health = 'up' | 'down'
 export const ACTIONS = ['recovery'] as const
@@ -53,11 +54,15 @@ export const StrategyFileSchema = z.object({
 
 export class StrategyError extends Error {
   override name = 'StrategyError'
+  /** One line each: values and keys from the file (in zod's messages too) have their control characters escaped. */
+  readonly problems: string[]
   constructor(
     readonly source: string,
-    readonly problems: string[],
+    problems: string[],
   ) {
-    super(`invalid strategy ${source}:\n  - ${problems.join('\n  - ')}`)
+    const lines = problems.map((p) => oneLine(p, 500))
+    super(`invalid strategy ${source}:\n  - ${lines.join('\n  - ')}`)
+    this.problems = lines
   }
 }
 
@@ -79,25 +84,26 @@ export function parseStrategy(text: string, source: string): Strategy {
   const sequence: Network[] = []
   parsed.data.sequence.forEach((name, i) => {
     const network = networkFromName(name)
-    if (!network) problems.push(`sequence[${i}]: unknown network "${name}" (expected one of ${NETWORK_NAMES.join(', ')})`)
-    else if (sequence.includes(network)) problems.push(`sequence[${i}]: network "${name}" is listed twice`)
+    if (!network) problems.push(`sequence[${i}]: unknown network ${quote(name)} (expected one of ${NETWORK_NAMES.join(', ')})`)
+    else if (sequence.includes(network)) problems.push(`sequence[${i}]: network ${quote(name)} is listed twice`)
     else sequence.push(network)
   })
   const width = parsed.data.sequence.length
   const seen = new Map<string, { row: number; recovery: boolean }>()
   const rows: StrategyRow[] = []
   parsed.data.matrix.forEach((entry, i) => {
-    const where = `matrix row ${i + 1} (health [${entry.health.join(', ')}])`
+    // The operator's values, escaped: a newline in one must not break the problem's line.
+    const where = `matrix row ${i + 1} (health [${entry.health.map((h) => oneLine(h, 20)).join(', ')}])`
     const before = problems.length
     if (entry.health.length !== width) {
       problems.push(`${where}: has ${entry.health.length} health values but sequence has ${width} networks`)
     }
     entry.health.forEach((h, j) => {
-      if (h !== 'up' && h !== 'down') problems.push(`${where}: health[${j}] is "${h}", expected up or down`)
+      if (h !== 'up' && h !== 'down') problems.push(`${where}: health[${j}] is ${quote(h)}, expected up or down`)
     })
     entry.action.forEach((a, j) => {
       if (!(ACTIONS as readonly string[]).includes(a)) {
-        problems.push(`${where}: action[${j}] is "${a}", expected one of: ${ACTIONS.join(', ')} (or [] for no action)`)
+        problems.push(`${where}: action[${j}] is ${quote(a)}, expected one of: ${ACTIONS.join(', ')} (or [] for no action)`)
       }
     })
     if (problems.length > before) return

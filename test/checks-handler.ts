@@ -18,7 +18,7 @@ async function setup(t: Test, extra: Record<string, unknown> = {}) {
 const allUp = payload({ controller: 'passing', cmp1: 'passing', cmp2: 'passing' })
 const cmp1Down = payload({ controller: 'passing', cmp1: 'critical', cmp2: 'passing' })
 
-async function feed(config: string, network: string, stdin: string, extraArgs: string[] = []) {
+async function feed(config: string, network: string, stdin: string | Uint8Array, extraArgs: string[] = []) {
   const deps = fakeDeps({ stdin })
   const code = await main(['--network', network, '--config', config, ...extraArgs], deps)
   return { code, deps }
@@ -76,7 +76,18 @@ t.test('--dry-run prints decisions and writes nothing', async (t) => {
 })
 
 // Bad input: clear error, non-zero exit, state as it was.
-const badStdin: Array<[string, string, RegExp]> = [
+const badStdin: Array<[string, string | Uint8Array, RegExp]> = [
+  [
+    'invalid UTF-8',
+    Buffer.concat([Buffer.from(cmp1Down.slice(0, 30)), Buffer.from([0xc3, 0x28]), Buffer.from(cmp1Down.slice(30))]),
+    /not valid UTF-8/,
+  ],
+  [
+    'a node name with a newline',
+    payload({ controller: 'passing', 'cmp1\nFAKE LOG LINE': 'critical' }),
+    /node "cmp1\\nFAKE LOG LINE"\): Node: contains a control character/,
+  ],
+  ['a node name over 255 bytes', payload({ controller: 'passing', ['x'.repeat(300)]: 'critical' }), /Node: longer than 255 bytes/],
   ['truncated JSON', cmp1Down.slice(0, 100), /not valid JSON/],
   ['malformed JSON', '[{"Node": cmp1}]', /not valid JSON/],
   ['a non-array', '{"checks": []}', /must be a JSON array/],
@@ -95,6 +106,7 @@ for (const [name, stdin, message] of badStdin) {
     t.equal(code, EXIT.badInput)
     t.match(deps.rec.stderr.at(-1), message)
     t.match(deps.rec.stderr.at(-1), /^checks-handler: error:/)
+    t.notMatch(deps.rec.stderr.at(-1), /\n/, 'one line')
     t.equal(await readState(stateDir), state, 'ledger and outbox unchanged')
     t.equal(await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8'), snap, 'snapshot unchanged')
     t.same(deps.rec.spawned, [])

@@ -126,3 +126,11 @@ t.test('the example config in consul-config/ loads', async (t) => {
   const c = await loadConfig(path, { readFile: (p) => readFile(p, 'utf8'), env: { MASAKARI_CONSUL_PASSWORD: 'x' }, hostname: () => 'h' })
   t.equal(c.masakari.auth.method, 'password')
 })
+
+t.test("a key of the operator's with a line break stays on its problem line", async (t) => {
+  const text = 'consul:\n  agents: {"a\\nb": x}\nmasakari:\n  authUrl: http://k/v3\n  auth: {userId: u, password: p, projectId: p}\n'
+  const err = (await loadConfig('/etc/mc/config.yaml', env({ '/etc/mc/config.yaml': text })).catch((e) => e)) as ConfigError
+  t.type(err, ConfigError)
+  t.same(err.problems, ['consul.agents: Unrecognized key: "a\\nb"'])
+  t.equal(err.message.split('\n').length, 2, 'the header line and one problem line')
+})

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { InputError, nodeStates, parseChecks } from '../lib/consul-input.js'
+import { decodeStdin, InputError, NODE_NAME_MAX_BYTES, nodeStates, parseChecks, STDIN_MAX_BYTES } from '../lib/consul-input.js'
 import { check } from './helpers.js'
 
 t.test('a recorded Consul 1.8.7 payload reduces to per-node states from serfHealth', async (t) => {
@@ -42,9 +42,9 @@ const bad: Array<[string, string, RegExp]> = [
   ['not JSON at all', 'Agent not live', /not valid JSON/],
   ['an object, not an array', '{"Node":"cmp1"}', /must be a JSON array.*got object/],
   ['null', 'null', /got null/],
-  ['unknown check status', JSON.stringify([check('cmp1', 'flapping')]), /check #0 \(node cmp1\): Status/],
+  ['unknown check status', JSON.stringify([check('cmp1', 'flapping')]), /check #0 \(node "cmp1"\): Status/],
   ['missing Node', JSON.stringify([{ CheckID: 'serfHealth', Status: 'passing' }]), /check #0: Node/],
-  ['missing Status', JSON.stringify([{ Node: 'cmp9', CheckID: 'serfHealth' }]), /check #0 \(node cmp9\): Status/],
+  ['missing Status', JSON.stringify([{ Node: 'cmp9', CheckID: 'serfHealth' }]), /check #0 \(node "cmp9"\): Status/],
   ['element not an object', '[1]', /check #0/],
 ]
 for (const [name, input, message] of bad) {
@@ -72,4 +72,53 @@ t.test('node names like constructor, toString, hasOwnProperty, __proto__ are ord
     JSON.parse('{"constructor":"up","toString":"down","hasOwnProperty":"up","__proto__":"maintenance"}'),
   )
   t.equal(nodeStates([]).constructor, undefined, 'an absent node is absent, not an inherited function')
+})
+
+const invalidUtf8: Array<[string, number[]]> = [
+  ['a stray continuation byte', [0x5b, 0x22, 0x80, 0x22, 0x5d]],
+  ['0xff', [0x5b, 0xff, 0x5d]],
+  ['an overlong encoding of /', [0x5b, 0x22, 0xc0, 0xaf, 0x22, 0x5d]],
+  ['an encoded surrogate', [0x5b, 0x22, 0xed, 0xa0, 0x80, 0x22, 0x5d]],
+  ['a truncated sequence at the end', [0x5b, 0x22, 0xe2, 0x82]],
+]
+for (const [name, bytes] of invalidUtf8) {
+  t.test(`stdin with ${name} is rejected, not decoded with replacement characters`, async (t) => {
+    t.throws(() => decodeStdin(Uint8Array.from(bytes)), { name: 'InputError', message: /^stdin is not valid UTF-8 \(\d+ bytes received\)/ })
+  })
+}
+
+t.test('valid UTF-8 stdin decodes as is', async (t) => {
+  const text = JSON.stringify([check('nœud-é', 'passing')])
+  t.equal(decodeStdin(Buffer.from(text)), text)
+})
+
+t.test('stdin over the size limit is rejected with the limit named', async (t) => {
+  t.equal(STDIN_MAX_BYTES, 256 * 1024 * 1024)
+  t.throws(() => decodeStdin(Buffer.allocUnsafe(STDIN_MAX_BYTES + 1)), { name: 'InputError', message: /larger than the 256 MiB limit/ })
+})
+
+t.test('node names: at most 255 bytes (not characters); 255 bytes pass', async (t) => {
+  t.equal(NODE_NAME_MAX_BYTES, 255)
+  t.same(Object.keys(nodeStates(parseChecks(JSON.stringify([check('a'.repeat(255), 'passing')])))), ['a'.repeat(255)])
+  t.same(Object.keys(nodeStates(parseChecks(JSON.stringify([check('é'.repeat(127), 'passing')])))), ['é'.repeat(127)], '254 bytes')
+  for (const long of ['a'.repeat(256), 'é'.repeat(128)]) {
+    const err = t.throws(() => parseChecks(JSON.stringify([check('cmp1', 'passing'), check(long, 'critical')]))) as Error
+    t.type(err, InputError)
+    t.match(err.message, /^invalid checks on stdin: check #1 \(node "[aé]{64}…" \(\d+ characters\)\): Node: longer than 255 bytes/)
+  }
+})
+
+t.test('node names with control characters are rejected; the error shows them escaped, on one line', async (t) => {
+  for (const [name, shown] of [
+    ['cmp\n1', '"cmp\\n1"'],
+    ['cmp\u00001', '"cmp\\u00001"'],
+    ['cmp\u00851', '"cmp\\u00851"'],
+    ['cmp\u007f', '"cmp\\u007f"'],
+  ] as const) {
+    const err = t.throws(() => parseChecks(JSON.stringify([check(name, 'passing')]))) as Error
+    t.type(err, InputError)
+    t.ok(err.message.includes(`check #0 (node ${shown}): Node: contains a control character`), err.message)
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+    t.notMatch(err.message, /[\u0000-\u001f\u007f-\u009f]/, 'no control character in the message')
+  }
 })

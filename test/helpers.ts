@@ -14,7 +14,7 @@ export interface Recorded {
 }
 
 export interface FakeOptions {
-  stdin?: string
+  stdin?: string | Uint8Array
   now?: () => Date
   fetch?: Fetch
   env?: Record<string, string>
@@ -24,7 +24,7 @@ export function fakeDeps(opts: FakeOptions = {}): Deps & { rec: Recorded } {
   const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [] }
   return {
     rec,
-    readStdin: async () => opts.stdin ?? '[]',
+    readStdin: async () => (typeof opts.stdin === 'string' || opts.stdin === undefined ? Buffer.from(opts.stdin ?? '[]') : opts.stdin),
     now: opts.now ?? (() => new Date('2026-11-25T12:00:00.000Z')),
     fetch: async () => opts.fetch ?? refuseFetch,
     tlsAgent: async () => undefined,

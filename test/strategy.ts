@@ -117,3 +117,15 @@ for (const [name, text, messages] of invalid) {
       )
   })
 }
+
+t.test('values from the file with line breaks stay on their problem line, escaped', async (t) => {
+  const err = t.throws(() =>
+    parseStrategy('sequence: ["man\\nage", storage]\nmatrix:\n  - {health: ["up\\r\\nx", down], action: ["re\\u2028covery"]}\n', '/s.yaml'),
+  ) as StrategyError
+  t.type(err, StrategyError)
+  t.ok(err.problems.length >= 3, err.problems.join(' | '))
+  for (const p of err.problems) t.notMatch(p, /[\n\r\u2028]/, p)
+  t.ok(err.problems.some((p) => p.includes('unknown network "man\\nage"')))
+  t.ok(err.problems.some((p) => p.includes('health[0] is "up\\r\\nx"')))
+  t.ok(err.problems.some((p) => p.includes('action[0] is "re\\u2028covery"')))
+})
