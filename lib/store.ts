@@ -127,6 +127,21 @@ export interface Store {
 }
 
 /** lockStaleMs: only tests shorten it (a frozen holder in seconds, not the default 10). */
+/** The state document from its JSON text; `where` names it in the error (a file, a Consul key). */
+export function parseState(text: string, where: string): StoreState {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new StateFileError(
+      `${where}: not valid JSON (${(err as Error).message}); it was not written by this program, restore it or move it away`,
+    )
+  }
+  const parsed = StoreStateSchema.safeParse(json)
+  if (!parsed.success) throw new StateFileError(`${where}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`)
+  return parsed.data
+}
+
 export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: number): Store {
   const path = join(stateDir, 'state.json')
   const read = async (): Promise<StoreState> => {
@@ -137,17 +152,7 @@ export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: 
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState()
       throw err
     }
-    let json: unknown
-    try {
-      json = JSON.parse(text)
-    } catch (err) {
-      throw new StateFileError(
-        `${path}: not valid JSON (${(err as Error).message}); it was not written by this program, restore it or move it away`,
-      )
-    }
-    const parsed = StoreStateSchema.safeParse(json)
-    if (!parsed.success) throw new StateFileError(`${path}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`)
-    return parsed.data
+    return parseState(text, path)
   }
   return {
     read,

@@ -237,9 +237,8 @@ t.test('state directory that cannot be written: clear error naming the path, not
   t.same(deps.rec.spawned, [])
 })
 
-// The handler's own edge (stdin → snapshot) keeps prototype-named nodes; the ledger round trip
-// also needs the evaluator, whose tables are still plain objects keyed by host (lib/evaluator.ts:
-// `ledger[host]` inherits `constructor`, `ledger['__proto__'] = …` sets a prototype): todo until its Map refactor lands.
+// Prototype-named nodes: kept by the handler's edge (stdin → snapshot) and by the evaluator's and
+// the ledger's tables (Maps and null-prototype records), through state.json and back.
 const protoNames = ['constructor', 'toString', 'hasOwnProperty', '__proto__']
 const protoPayload = (down: string[]) =>
   JSON.stringify(['controller', 'cmp1', ...protoNames].map((n) => check(n, down.includes(n) ? 'critical' : 'passing')))
@@ -254,22 +253,18 @@ t.test('prototype-named nodes: the snapshot keeps every one of them', async (t) 
   t.equal(snap.nodes.constructor, 'down')
 })
 
-t.test(
-  'prototype-named nodes: decisions and the ledger round-trip through state.json',
-  { todo: 'needs the evaluator to key its tables by Map (lib/evaluator.ts, other branch)' },
-  async (t) => {
-    const { stateDir, config } = await setup(t)
-    for (const n of ['management', 'tenant', 'storage']) {
-      const { code, deps } = await feed(config, n, protoPayload([]))
-      t.equal(code, 0, deps.rec.stderr.join('\n'))
-    }
-    const { code } = await feed(config, 'storage', protoPayload(['constructor', '__proto__']))
-    t.equal(code, 0)
-    const state = JSON.parse((await readState(stateDir))!)
-    t.same(Object.keys(state.ledger).sort(), ['cmp1', ...protoNames].sort())
-    t.same(state.outbox.map((e: { host: string }) => e.host).sort(), ['__proto__', 'constructor'])
-  },
-)
+t.test('prototype-named nodes: decisions and the ledger round-trip through state.json', async (t) => {
+  const { stateDir, config } = await setup(t)
+  for (const n of ['management', 'tenant', 'storage']) {
+    const { code, deps } = await feed(config, n, protoPayload([]))
+    t.equal(code, 0, deps.rec.stderr.join('\n'))
+  }
+  const { code } = await feed(config, 'storage', protoPayload(['constructor', '__proto__']))
+  t.equal(code, 0)
+  const state = JSON.parse((await readState(stateDir))!)
+  t.same(Object.keys(state.ledger).sort(), ['cmp1', ...protoNames].sort())
+  t.same(state.outbox.map((e: { host: string }) => e.host).sort(), ['__proto__', 'constructor'])
+})
 
 t.test('logFile is a symlink: one warning, nothing written through it, the decision still made', async (t) => {
   const { dir, stateDir, config } = await setup(t)
