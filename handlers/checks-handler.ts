@@ -11,6 +11,7 @@ import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
 import { NETWORKS } from '../lib/networks.js'
 import type { Deps } from '../lib/monitor.js'
 import { realDeps } from '../lib/runtime.js'
+import { runPulse } from '../lib/pulse.js'
 import { runWorker } from '../lib/worker.js'
 
 export async function main(argv: string[], deps: Deps): Promise<number> {
@@ -26,6 +27,8 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
         // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
         // name: a handler started before an upgrade may still spawn the new bundle with it.
         .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
+        // The pulse check's deep look (lib/pulse.ts, consul-config/pulse.sh).
+        .option('pulse', { type: 'boolean', default: false, describe: 'write the health and wake notes; start a worker if due' })
         .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
         .version(false)
         .strict()
@@ -38,6 +41,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
         .parseAsync()
       if (args.help) return 0 // yargs has printed it
       if (args.worker) return runWorker(args.config, deps)
+      if (args.pulse) return runPulse(args.config, deps)
       if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
       await runChecksHandler(
         { network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX },

@@ -2,9 +2,10 @@
  * What one run of the Consul checks watch does: stdin → this network's snapshot → evaluation
  * → outbox. It returns as soon as the decision is recorded; delivery happens elsewhere.
  */
-import { decodeStdin, nodeStates, parseChecks, STDIN_MAX_BYTES } from './consul-input.js'
+import { decodeStdin, InputError, nodeStates, parseChecks, STDIN_MAX_BYTES } from './consul-input.js'
 import type { Network } from './networks.js'
-import { evaluateAndRecord, loadMonitor, type Deps } from './monitor.js'
+import { evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
+import { writeHealth } from './status-files.js'
 import type { Snapshot } from './snapshot.js'
 
 export interface ChecksHandlerArgs {
@@ -14,10 +15,27 @@ export interface ChecksHandlerArgs {
   consulIndex: string | undefined
 }
 
+/**
+ * A cluster always has at least this controller's own node, so an empty payload is never a
+ * view: with ACLs on (default_policy deny) Consul answers a token that may not read nodes with
+ * exactly this. Taken as a view, it would turn every host `unknown`. Said in the log and the
+ * pulse check, and the run fails as on bad input; the record and snapshots are left as they were.
+ */
+async function refuseEmptyPayload(monitor: Monitor, network: Network): Promise<never> {
+  const reason =
+    `the ${network} watch's payload lists no check at all, not even this controller's own node (${monitor.config.hostname}): ` +
+    "with Consul ACLs on, a watch whose token may not read nodes gets exactly this; give the watch a token (its 'token' field " +
+    "or the agent's default token) with the monitor's policy (README, Consul ACLs)"
+  monitor.logger.error('empty checks payload refused', { network, reason })
+  await writeHealth(monitor.config.stateDir, { status: 'critical', reason })
+  throw new InputError(reason)
+}
+
 export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Promise<void> {
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
   // Parse everything before touching the state directory: bad input must leave it as it was.
   const checks = parseChecks(decodeStdin(await deps.readStdin(STDIN_MAX_BYTES)))
+  if (checks.length === 0) await refuseEmptyPayload(monitor, args.network)
   const snapshot: Snapshot = {
     version: 1,
     network: args.network,

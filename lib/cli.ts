@@ -1,4 +1,5 @@
 /** How errors become exit codes and one clear line on stderr (sysexits.h numbering). */
+import { ConsulError } from './consul-api.js'
 import { InputError } from './consul-input.js'
 import { ConfigError } from './config.js'
 import { LockError } from './lock.js'
@@ -15,6 +16,8 @@ export const EXIT = {
   stateFile: 74,
   /** The state lock could not be taken in time. */
   lock: 75,
+  /** An own Consul agent could not be used (unreachable, refused by its ACLs). */
+  consul: 69,
   /** Config or strategy file invalid. */
   config: 78,
 } as const
@@ -29,6 +32,7 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof ConfigError || err instanceof StrategyError) return EXIT.config
   if (err instanceof StateFileError) return EXIT.stateFile
   if (err instanceof LockError) return EXIT.lock
+  if (err instanceof ConsulError) return EXIT.consul
   const code = (err as NodeJS.ErrnoException | undefined)?.code
   if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return EXIT.stateFile
   return EXIT.failure

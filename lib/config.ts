@@ -7,8 +7,10 @@ import { hostname as osHostname } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
+import { type ConsulAccess, ConsulAccessSchema, resolveConsulAccess } from './consul-api.js'
 import { GossipSchema, GuardsSchema } from './guards.js'
 import { NETWORKS } from './networks.js'
+import { LockSchema } from './sender.js'
 import { oneLine } from './quote.js'
 
 export const DEFAULT_CONFIG_PATH = '/etc/masakari-consul/config.yaml'
@@ -108,6 +110,9 @@ export const ConsulAgentsSchema = z
      * agents, e.g. those of gossip-fast.json.
      */
     gossip: GossipSchema,
+    /** One sender among several controllers (a Consul session lock) and the record they share. */
+    lock: LockSchema,
+    ...ConsulAccessSchema.shape,
   })
   .prefault({})
 
@@ -140,6 +145,8 @@ export interface Config extends Omit<RawConfig, 'hostname' | 'logFile'> {
   secret: string
   /** The contents of masakari.caFile, read when the config loads (a missing file is a config error, not a worker crash). */
   caPem: string | undefined
+  /** Token and TLS for the own Consul agents, from consul.* or Consul's environment variables. */
+  consulAccess: ConsulAccess
 }
 
 export class ConfigError extends Error {
@@ -191,6 +198,7 @@ export async function loadConfig(path: string, env: ConfigEnv = realConfigEnv): 
   problems.push(...authProblems(cfg.masakari.auth))
   const secret = await resolveSecret(cfg.masakari.auth, env, abs, problems)
   const caPem = cfg.masakari.caFile === undefined ? undefined : await readCaFile(abs(cfg.masakari.caFile), env, problems)
+  const consulAccess = await resolveConsulAccess(cfg.consul, env.env, env.readFile, abs, problems)
   if (problems.length > 0) throw new ConfigError(source, problems)
   const stateDir = abs(cfg.stateDir)
   return {
@@ -203,6 +211,7 @@ export async function loadConfig(path: string, env: ConfigEnv = realConfigEnv): 
     masakari: { ...cfg.masakari, caFile: cfg.masakari.caFile === undefined ? undefined : abs(cfg.masakari.caFile) },
     secret: secret ?? '',
     caPem,
+    consulAccess,
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import type { ConsulAgentsSchema } from './config.js'
+import { type ConsulAccess, consulAgent } from './consul-api.js'
 import { parseChecks } from './consul-input.js'
 import type { AgentGossip, Confirmation } from './evaluator.js'
 import type { Fetch } from './masakari.js'
@@ -13,34 +14,24 @@ import type { Network } from './networks.js'
 /** The part of the monitor's config this module reads. */
 export type AgentsConfig = Pick<z.infer<typeof ConsulAgentsSchema>, 'agents' | 'timeout'>
 
-function baseUrl(addr: string): string {
-  return /^https?:\/\//.test(addr) ? addr.replace(/\/+$/, '') : `http://${addr}`
-}
+/** Without ACLs or TLS: what an agent on loopback needs. */
+const PLAIN: ConsulAccess = { ssl: false, sslVerify: true }
 
-async function get(fetch: Fetch, url: string, timeoutSeconds: number): Promise<string> {
-  const controller = new AbortController()
-  const timer = setTimeout(() => controller.abort(), timeoutSeconds * 1000)
-  try {
-    const res = await fetch(url, { method: 'GET', headers: { Accept: 'application/json' }, signal: controller.signal })
-    const text = await res.text()
-    if (res.status !== 200) throw new Error(`${url} answered ${res.status}: ${text.trim().slice(0, 200)}`)
-    return text
-  } catch (err) {
-    const e = err as Error
-    throw new Error(e.name === 'AbortError' ? `${url}: no answer within ${timeoutSeconds} s` : e.message)
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-export async function askAgent(addr: string, fetch: Fetch, timeoutSeconds: number): Promise<Confirmation> {
-  const base = baseUrl(addr)
+export async function askAgent(
+  addr: string,
+  fetch: Fetch,
+  timeoutSeconds: number,
+  access: ConsulAccess = PLAIN,
+  tls?: unknown,
+): Promise<Confirmation> {
+  const agent = consulAgent(addr, access, fetch, tls, timeoutSeconds)
+  const get = async (path: string) => (await agent.ok('GET', path)).text
   try {
     const [leaderText, criticalText, gossip, degraded] = await Promise.all([
-      get(fetch, `${base}/v1/status/leader`, timeoutSeconds),
-      get(fetch, `${base}/v1/health/state/critical`, timeoutSeconds),
-      agentGossip(base, fetch, timeoutSeconds),
-      gossipDegraded(base, fetch, timeoutSeconds),
+      get('/v1/status/leader'),
+      get('/v1/health/state/critical'),
+      agentGossip(get),
+      gossipDegraded(get),
     ])
     const leader = JSON.parse(leaderText) as unknown
     if (typeof leader !== 'string' || leader === '') return { ok: false, reason: `no cluster leader (agent ${addr})` }
@@ -61,9 +52,9 @@ const AgentSelfSchema = z.object({
  * The agent's own gossip tuning, which beats what the config assumes. Optional: an agent that
  * does not say (an ACL token without agent:read, another Consul version) leaves the config's.
  */
-async function agentGossip(base: string, fetch: Fetch, timeoutSeconds: number): Promise<AgentGossip | undefined> {
+async function agentGossip(get: (path: string) => Promise<string>): Promise<AgentGossip | undefined> {
   try {
-    const self = AgentSelfSchema.parse(JSON.parse(await get(fetch, `${base}/v1/agent/self`, timeoutSeconds)))
+    const self = AgentSelfSchema.parse(JSON.parse(await get('/v1/agent/self')))
     const probeInterval = goDurationSeconds(self.DebugConfig.GossipLANProbeInterval)
     if (probeInterval === undefined || probeInterval <= 0) return undefined
     return { probeInterval, suspicionMult: self.DebugConfig.GossipLANSuspicionMult }
@@ -92,9 +83,9 @@ const AgentMetricsSchema = z.object({
  * both seconds after it starts, before Consul has declared more than one of them dead. Optional
  * like the gossip tuning: no metrics, no signal.
  */
-async function gossipDegraded(base: string, fetch: Fetch, timeoutSeconds: number): Promise<string | undefined> {
+async function gossipDegraded(get: (path: string) => Promise<string>): Promise<string | undefined> {
   try {
-    const m = AgentMetricsSchema.parse(JSON.parse(await get(fetch, `${base}/v1/agent/metrics`, timeoutSeconds)))
+    const m = AgentMetricsSchema.parse(JSON.parse(await get('/v1/agent/metrics')))
     const score = m.Gauges.find((g) => g.Name.endsWith('memberlist.health.score'))?.Value ?? 0
     const unconfirmed = m.Counters.find((c) => c.Name.endsWith('memberlist.degraded.timeout'))?.Count ?? 0
     const signs = [
@@ -118,8 +109,14 @@ export function goDurationSeconds(text: string): number | undefined {
 }
 
 /** Asks every configured agent of the given networks, in parallel. */
-export async function askAgents(networks: Network[], config: AgentsConfig, fetch: Fetch): Promise<Partial<Record<Network, Confirmation>>> {
+export async function askAgents(
+  networks: Network[],
+  config: AgentsConfig,
+  fetch: Fetch,
+  access: ConsulAccess = PLAIN,
+  tls?: unknown,
+): Promise<Partial<Record<Network, Confirmation>>> {
   const asked = networks.filter((n) => config.agents[n] !== undefined)
-  const answers = await Promise.all(asked.map((n) => askAgent(config.agents[n]!, fetch, config.timeout)))
+  const answers = await Promise.all(asked.map((n) => askAgent(config.agents[n]!, fetch, config.timeout, access, tls)))
   return Object.fromEntries(asked.map((n, i) => [n, answers[i]!]))
 }

@@ -4,6 +4,7 @@
  * holds up Consul's watch loop, runs passes until nothing is left to deliver or wait for.
  * The store lock is held only to read and to record, never across a network call.
  */
+import { NotSenderError } from './kv-store.js'
 import type { Logger } from './log.js'
 import type { MasakariClient, SendResult } from './masakari.js'
 import { dueEntries, finish, isExpired, nextDue, retryLater, startedWithoutStopped, type DeliveryPolicy } from './outbox.js'
@@ -17,6 +18,11 @@ export interface DeliveryDeps {
   now: () => Date
   sleep: (ms: number) => Promise<void>
   logger: Logger
+  /**
+   * With several controllers: asked right before each POST; false when this controller no
+   * longer holds the sender lock, and the pass stops before sending (fencing).
+   */
+  mayPost?: () => Promise<boolean>
 }
 
 export interface PassResult {
@@ -113,6 +119,10 @@ export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
   const sender = async (): Promise<void> => {
     while (!failure && taken < picked.length && (taken < policy.concurrency || deps.now().getTime() - startedAt < PASS_BUDGET_MS)) {
       const entry = picked[taken++]!
+      if (deps.mayPost && !(await deps.mayPost())) {
+        failure ??= { error: new NotSenderError('lost the sender lock: another controller sends now; stopping before the next POST') }
+        return
+      }
       let result: SendResult
       try {
         result = await deps.client().send(entry.notification)

@@ -6,11 +6,15 @@
 import { randomUUID } from 'node:crypto'
 import { loadConfig, type Config, type ConfigEnv } from './config.js'
 import { askAgents } from './consul-agents.js'
+import { type Coordination, consulTls, coordination } from './coordination.js'
 import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
+import { NotSenderError } from './kv-store.js'
 import { jsonLogger, type Logger } from './log.js'
 import type { Fetch } from './masakari.js'
 import { readSnapshots, type Snapshot, type Snapshots, writeSnapshot } from './snapshot.js'
-import { localStore, type Notification, type Store, type StoreState } from './store.js'
+import { healthOf, writeHealth, writeWake } from './status-files.js'
+import { emptyState, localStore, type Notification, type Store, type StoreState } from './store.js'
+import type { Role } from './sender.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from './strategy.js'
 
 /** Every side effect the monitor has, passed in: real ones in production, recording ones in tests. */
@@ -33,7 +37,12 @@ export interface Deps {
 export interface Monitor {
   config: Config
   strategy: Strategy
+  /** Where decisions are recorded: the shared record when controllers coordinate, else state.json. */
   store: Store
+  /** state.json and state.lock in the state directory (this controller's own). */
+  local: Store
+  /** Present when several controllers elect one sender (see coordination.ts). */
+  coordination?: Coordination
   logger: Logger
 }
 
@@ -66,7 +75,9 @@ export async function loadMonitor(configPath: string, deps: Deps, component: str
     })
   }
   const logger = jsonLogger(sinks, deps.now, { component })
-  return { config, strategy, store: localStore(config.stateDir), logger }
+  const local = localStore(config.stateDir)
+  const shared = await coordination(config, deps)
+  return { config, strategy, store: shared?.shared ?? local, local, ...(shared ? { coordination: shared } : {}), logger }
 }
 
 async function loadStrategy(config: Config, deps: Deps): Promise<Strategy> {
@@ -88,6 +99,8 @@ export interface RunResult {
   queued: Notification[]
   /** Per network: the quiet window and the burst in progress. */
   timing: Evaluation['timing']
+  /** With several controllers: whether this one is the sender, or who is. */
+  role?: Role
 }
 
 /**
@@ -106,7 +119,8 @@ export async function evaluateAndRecord(
   opts: { dryRun: boolean; incoming?: Snapshot; startWorker?: boolean },
 ): Promise<RunResult> {
   const { config, strategy, store, logger } = monitor
-  const run = async (state: StoreState) => {
+  const role = await roleOf(monitor, opts.dryRun)
+  const run = async (state: StoreState, confirm = true) => {
     const snapshots = await readSnapshots(config.stateDir)
     if (opts.incoming) snapshots[opts.incoming.network] = opts.incoming
     const input = {
@@ -122,8 +136,9 @@ export async function evaluateAndRecord(
     }
     let evaluation = evaluate(input)
     const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
-    if (recovering && Object.keys(config.consul.agents).length > 0) {
-      const confirmations = await askAgents(strategy.sequence, config.consul, await deps.fetch())
+    if (confirm && recovering && Object.keys(config.consul.agents).length > 0) {
+      const access = config.consulAccess
+      const confirmations = await askAgents(strategy.sequence, config.consul, await deps.fetch(), access, await consulTls(access, deps))
       evaluation = evaluate({ ...input, confirmations })
       for (const [network, c] of Object.entries(confirmations)) {
         if (!c.ok) logger.warn('own agent did not confirm; its network counts as unknown for recoveries', { network, reason: c.reason })
@@ -137,21 +152,92 @@ export async function evaluateAndRecord(
     state: evaluation.next,
     queued: evaluation.queued.map((e) => e.notification),
     timing: evaluation.timing,
+    ...(role ? { role } : {}),
   })
   if (opts.dryRun) {
     const { evaluation, snapshots } = await run(await store.read())
     return result(evaluation, snapshots)
   }
-  const { evaluation, snapshots } = await store.transact(async (state, held) => {
-    const r = await run(state)
-    if (opts.incoming) await writeSnapshot(config.stateDir, opts.incoming, { beforeRename: held })
-    return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
-  })
+  if (role && !role.sender) {
+    const { evaluation, snapshots } = await standby(monitor, deps, opts, role, (state) => run(state, false))
+    return result(evaluation, snapshots)
+  }
+  let recorded: { evaluation: Evaluation; snapshots: Snapshots }
+  try {
+    recorded = await store.transact(async (state, held) => {
+      const r = await run(state)
+      if (opts.incoming) await writeSnapshot(config.stateDir, opts.incoming, { beforeRename: held })
+      return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
+    })
+  } catch (err) {
+    // Another controller took the sender lock between our acquire and our write: it decides.
+    if (!(err instanceof NotSenderError) || !monitor.coordination) throw err
+    const peeked = await monitor.coordination.lock.peek()
+    const lost = peeked.sender ? { sender: false as const, why: 'the sender lock was lost while recording' } : peeked
+    const { evaluation, snapshots } = await standby(monitor, deps, opts, lost, (state) => run(state, false))
+    return result(evaluation, snapshots)
+  }
+  const { evaluation, snapshots } = recorded
   for (const e of evaluation.events) logger[e.level](e.msg, e.fields)
   logDecisions(logger, evaluation.decisions, strategy)
   const next = evaluation.next
+  await noteStatus(monitor, next, snapshots, role, deps.now())
   if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) deps.spawnWorker(config.source, config.stateDir)
   return result(evaluation, snapshots)
+}
+
+/**
+ * The wake and health files the pulse check reads (status-files.ts). A standby wakes a worker
+ * only when nobody holds the sender lock and the shared record has work: then, after the
+ * lock-delay, it takes over.
+ */
+export async function noteStatus(
+  monitor: Monitor,
+  state: StoreState,
+  snapshots: Snapshots,
+  role: Role | undefined,
+  now: Date,
+): Promise<void> {
+  const { stateDir } = monitor.config
+  await writeHealth(stateDir, healthOf(state, snapshots, monitor.strategy.sequence, role, now))
+  if (role === undefined || role.sender) return writeWake(stateDir, state)
+  const pending = state.outbox.length > 0 || state.wakeAt !== undefined
+  const takeOverAt = new Date(now.getTime() + (monitor.coordination?.config.lockDelay ?? 0) * 1000)
+  await writeWake(stateDir, emptyState(), pending && role.holder === undefined ? takeOverAt : undefined)
+}
+
+/** With several controllers: take the sender lock if we can (a dry run only looks who holds it). */
+async function roleOf(monitor: Monitor, dryRun: boolean): Promise<Role | undefined> {
+  const lock = monitor.coordination?.lock
+  if (!lock) return undefined
+  return dryRun ? lock.peek() : lock.acquire()
+}
+
+/**
+ * Another controller sends: keep this controller's view current (its snapshot, under the local
+ * lock) so that it can take over at once, evaluate the shared record for the log and
+ * evaluate.js, and record nothing. When nobody holds the lock (its holder just lost it) and the
+ * record has work pending, start a worker: it waits out the lock-delay and takes over.
+ */
+async function standby(
+  monitor: Monitor,
+  deps: Deps,
+  opts: { incoming?: Snapshot; startWorker?: boolean },
+  role: Extract<Role, { sender: false }>,
+  run: (state: StoreState) => Promise<{ evaluation: Evaluation; snapshots: Snapshots }>,
+): Promise<{ evaluation: Evaluation; snapshots: Snapshots }> {
+  const { config, logger } = monitor
+  const shared = await monitor.store.read()
+  const r = await monitor.local.transact(async (_state, held) => {
+    const evaluated = await run(shared)
+    if (opts.incoming) await writeSnapshot(config.stateDir, opts.incoming, { beforeRename: held })
+    return { result: evaluated }
+  })
+  const pending = shared.outbox.length > 0 || shared.wakeAt !== undefined
+  logger.info('standby: another controller sends; nothing recorded here', { holder: role.holder, why: role.why, pending })
+  await noteStatus(monitor, shared, r.snapshots, role, deps.now())
+  if ((opts.startWorker ?? true) && pending && role.holder === undefined) deps.spawnWorker(config.source, config.stateDir)
+  return r
 }
 
 /**

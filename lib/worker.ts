@@ -8,11 +8,13 @@ import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EXIT } from './cli.js'
 import { deliveryPass, type DeliveryDeps } from './delivery.js'
+import { NotSenderError } from './kv-store.js'
 import { tryLock } from './lock.js'
 import type { Logger } from './log.js'
 import { masakariClient, type MasakariClient } from './masakari.js'
-import { evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
+import { evaluateAndRecord, loadMonitor, noteStatus, type Deps, type Monitor } from './monitor.js'
 import { nextDue } from './outbox.js'
+import { readSnapshots } from './snapshot.js'
 import type { StoreState } from './store.js'
 import { fileTokenCache } from './token-cache.js'
 
@@ -21,6 +23,7 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
   const monitor = await loadMonitor(configPath, deps, 'worker')
   const { config, store, logger } = monitor
   const lockPath = join(config.stateDir, 'worker.lock')
+  if (monitor.coordination && !(await takeSenderLock(monitor, deps))) return 0
   const delivery = await deliveryDeps(monitor, deps)
   const lost = lockLoss(logger, lockPath)
   for (;;) {
@@ -31,17 +34,48 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
     }
     try {
       if (!(await workWhilePending(monitor, delivery, deps, lost.stop))) return EXIT.lock
+    } catch (err) {
+      if (!(err instanceof NotSenderError)) throw err
+      // Fenced: another controller took the sender lock; it delivers what is left.
+      logger.warn('lost the sender lock; stopping: the new sender delivers what is left', { error: err.message })
+      return 0
     } finally {
       // a lock taken over is already released: its release() rejects, and must not replace our exit code
       await release().catch(() => {})
     }
     // A handler may have queued work after our last look and found the lock still held:
     // look once more now that it is free, so that work is not left without a worker.
-    if (!pendingWork(await store.read())) return 0
+    const state = await store.read()
+    if (!pendingWork(state)) {
+      const role = monitor.coordination ? ({ sender: true, session: monitor.coordination.lock.session() ?? '' } as const) : undefined
+      await noteStatus(monitor, state, await readSnapshots(config.stateDir), role, deps.now())
+      return 0
+    }
   }
 }
 
 const pendingWork = (s: StoreState) => s.outbox.length > 0 || s.wakeAt !== undefined
+
+/** Seconds the worker keeps trying for a free sender lock beyond Consul's lock-delay. */
+const TAKEOVER_SLACK_S = 5
+
+/**
+ * With several controllers only the sender delivers. A lock that nobody holds (its holder just
+ * lost it) is within Consul's lock-delay: keep trying until it is over, then take it over.
+ */
+async function takeSenderLock(monitor: Monitor, deps: Deps): Promise<boolean> {
+  const { coordination, logger } = monitor
+  const deadline = deps.now().getTime() + (coordination!.config.lockDelay + TAKEOVER_SLACK_S) * 1000
+  for (;;) {
+    const role = await coordination!.lock.acquire()
+    if (role.sender) return true
+    if (role.holder !== undefined || deps.now().getTime() > deadline) {
+      logger.info('standby: the sender delivers; this worker leaves', { holder: role.holder, why: role.why })
+      return false
+    }
+    await deps.sleep(1000)
+  }
+}
 
 /**
  * We were frozen past the lock's staleness and another worker took over. proper-lockfile
@@ -79,6 +113,7 @@ async function deliveryDeps(monitor: Monitor, deps: Deps): Promise<DeliveryDeps>
     now: deps.now,
     sleep: deps.sleep,
     logger,
+    ...(monitor.coordination ? { mayPost: monitor.coordination.lock.stillHeld } : {}),
   }
 }
 

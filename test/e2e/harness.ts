@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
 import { stringify } from 'yaml'
 import { startConsulStack, NETWORKS, type ConsulStack, type Network } from '../../stack/consul.js'
 import { freePort, isAlive, startOpenStack, type Notification, type OpenStack } from '../../stack/openstack.js'
@@ -53,6 +54,8 @@ export interface RealStack {
   waitForEvaluation(network: Network, minIndex?: number, timeoutMs?: number): Promise<number>
   /** The ModifyIndex of a node's check as the controller's agent of that network has it now. */
   checkIndex(node: string, network: Network, checkId?: string): Promise<number>
+  /** The monitor's record: the one the controllers share in Consul KV, else state.json (empty if neither exists yet). */
+  state(): Promise<RecordView>
   /** Resolves when the outbox is empty and no worker (or handler) of this stack is running. */
   waitForDelivery(timeoutMs?: number): Promise<void>
   /** Resolves when Masakari holds `count` notifications for the host. */
@@ -63,6 +66,22 @@ export interface RealStack {
   monitorPids(): number[]
   /** Stops everything; returns pids that survived (should be none). */
   stop(): Promise<number[]>
+}
+
+/** The parts of the state document the tests read. */
+export interface RecordView {
+  ledger: Record<string, Record<string, unknown> & { unsent?: Record<string, unknown>; notified?: Record<string, unknown> }>
+  outbox: Array<{ host: string; notification: { payload: { event: string } } }>
+}
+
+/** The shared record in the management agent's KV (masakari-consul/state, gzip), else state.json. */
+export async function readRecord(managementAgent: string, stateDir: string): Promise<RecordView> {
+  const res = await fetch(`http://${managementAgent}/v1/kv/masakari-consul/state`).catch(() => undefined)
+  if (res?.status === 200) {
+    const [entry] = (await res.json()) as Array<{ Value: string }>
+    return JSON.parse(gunzipSync(Buffer.from(entry!.Value, 'base64')).toString('utf8'))
+  }
+  return JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8').catch(() => '{"ledger":{},"outbox":[]}'))
 }
 
 export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, hint = ''): Promise<T> {
@@ -213,11 +232,14 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
       if (check?.ModifyIndex === undefined) throw new Error(`no ${checkId} check of ${node} on ${network}`)
       return check.ModifyIndex
     },
+    async state() {
+      return readRecord(`127.${opts.octet}.0.1:8500`, stateDir)
+    },
     async waitForDelivery(timeoutMs = 30_000) {
       await waitUntil(
         'the outbox to empty',
         async () => {
-          const state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8').catch(() => '{"outbox":[]}'))
+          const state = await stack.state()
           return state.outbox.length === 0 && monitorPids().length === 0 ? true : undefined
         },
         timeoutMs,

@@ -19,7 +19,7 @@ t.before(async () => {
 t.test("the watch's first firing at agent start, every host up: nothing sent", async (t) => {
   await stack.waitForDelivery()
   t.same(await stack.notifications(), [])
-  const state = JSON.parse(await readFile(join(stack.stateDir, 'state.json'), 'utf8'))
+  const state = await stack.state()
   t.same(Object.keys(state.ledger).sort(), [...computes].sort(), 'every compute seen, the controller (own node) not')
 })
 
@@ -102,7 +102,7 @@ t.test('a host Masakari does not know: one clear log line, no retry storm', asyn
   t.equal(lines.length, 1, 'exactly one error line')
   t.match(lines[0], { msg: /does not know this host/, outcome: 'host-not-found', message: /ghost1 could not be found/ })
   t.equal(stack.logLines().filter((l) => l.host === 'ghost1' && /retry/.test(String(l.msg))).length, 0, 'never retried')
-  const state = JSON.parse(await readFile(join(stack.stateDir, 'state.json'), 'utf8'))
+  const state = await stack.state()
   t.match(state.ledger.ghost1, { phase: 'recovery', unsent: { event: 'STOPPED', outcome: 'host-not-found' } })
   t.same(await events('ghost1'), [])
 })

@@ -1,0 +1,44 @@
+#!/bin/sh
+# masakari-consul's pulse: a script check the controller's management agent runs every 15 s
+# (consul-config/watches/pulse.json). Consul runs the watch handlers only on changes, and a
+# dead host makes none: this restarts a worker that died with work pending, and reports the
+# monitor's own health as the check's status. Cheap when nothing is pending: no node process,
+# only the small notes the monitor keeps in its state directory (lib/status-files.ts).
+#
+# usage: pulse.sh CONFIG STATE_DIR HANDLER_BUNDLE [NODE]
+config=$1
+state=$2
+bundle=$3
+node=${4:-node}
+[ -n "$config" ] && [ -n "$state" ] && [ -n "$bundle" ] || {
+  echo "usage: pulse.sh CONFIG STATE_DIR HANDLER_BUNDLE [NODE]"
+  exit 2
+}
+
+# A deep look (node, ~0.2 s) when the health note is missing, older than 30 minutes, or older
+# than the config: it validates the config and strategy and rewrites the notes.
+if [ ! -f "$state/health" ] || [ "$config" -nt "$state/health" ] || [ -n "$(find "$state/health" -mmin +30 2>/dev/null)" ]; then
+  if ! out=$("$node" "$bundle" --pulse --config "$config" 2>&1); then
+    echo "critical: $(printf '%s\n' "$out" | tail -n 1)"
+    exit 2
+  fi
+fi
+
+# Work is due and no worker is alive (a live worker refreshes its lock every 5 s): start one.
+if [ -f "$state/wake" ]; then
+  read -r due <"$state/wake"
+  now=$(date +%s)
+  if [ "${due:-0}" -le "$now" ] && [ -z "$(find "$state/worker.lock" -maxdepth 0 -newermt "@$((now - 12))" 2>/dev/null)" ]; then
+    nohup "$node" "$bundle" --worker --config "$config" >/dev/null 2>>"$state/worker.stderr" &
+  fi
+fi
+
+status=critical
+reason="no health note in $state"
+[ -f "$state/health" ] && { read -r status && read -r reason; } <"$state/health"
+echo "$status: $reason"
+case $status in
+passing) exit 0 ;;
+warning) exit 1 ;;
+*) exit 2 ;;
+esac

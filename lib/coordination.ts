@@ -1,0 +1,53 @@
+/**
+ * Several controllers, one sender: when the own agent of the lock's network is configured (or
+ * consul.lock.enabled is true), every controller keeps its own snapshots and evaluates, but
+ * only the holder of the Consul session lock records decisions, in the record they share in
+ * Consul KV, and sends them. With one controller nothing else changes: it holds the lock.
+ */
+import type { Config } from './config.js'
+import { type ConsulAccess, type ConsulAgent, consulAgent } from './consul-api.js'
+import { kvStore } from './kv-store.js'
+import type { Deps } from './monitor.js'
+import { type LockConfig, senderLock, type SenderLock } from './sender.js'
+import type { Store } from './store.js'
+
+export interface Coordination {
+  lock: SenderLock
+  /** The shared record (Consul KV). */
+  shared: Store
+  agent: ConsulAgent
+  config: LockConfig
+}
+
+/** The agent of the lock's network: configured, else CONSUL_HTTP_ADDR; undefined when coordination is off. */
+export function lockAgentAddress(config: Config, env: Record<string, string | undefined>): string | undefined {
+  const lock = config.consul.lock
+  if (lock.enabled === false) return undefined
+  return config.consul.agents[lock.network] ?? (lock.enabled === true ? env.CONSUL_HTTP_ADDR : undefined)
+}
+
+export async function coordination(config: Config, deps: Deps): Promise<Coordination | undefined> {
+  const addr = lockAgentAddress(config, deps.configEnv.env)
+  if (addr === undefined) {
+    if (config.consul.lock.enabled === true) {
+      throw new Error(
+        `consul.lock.enabled is true but no agent for ${config.consul.lock.network}: set consul.agents.${config.consul.lock.network} or CONSUL_HTTP_ADDR`,
+      )
+    }
+    return undefined
+  }
+  const agent = consulAgent(
+    addr,
+    config.consulAccess,
+    await deps.fetch(),
+    await consulTls(config.consulAccess, deps),
+    config.consul.timeout,
+  )
+  const lock = senderLock(agent, config.consul.lock, config.hostname, config.stateDir)
+  return { lock, shared: kvStore(agent, config.consul.lock, lock, config.stateDir), agent, config: config.consul.lock }
+}
+
+/** The https.Agent for the own agents' CA and verification settings, when they need one. */
+export async function consulTls(access: ConsulAccess, deps: Deps): Promise<unknown> {
+  return access.caPem !== undefined || !access.sslVerify ? deps.tlsAgent(access.caPem, !access.sslVerify) : undefined
+}

@@ -1,0 +1,143 @@
+/**
+ * One sender among the controllers, elected by Consul itself: a session lock on
+ * `<prefix>sender` in one network's cluster (management by default). Only the holder records
+ * decisions and sends them; the other controllers evaluate and show `standby`.
+ *
+ * The session is tied to the node's serfHealth and, when it is registered, to the monitor's own
+ * check: a controller that is partitioned, or whose monitor is broken, loses the lock. Consul's
+ * lock-delay then keeps anyone from taking it for `lockDelay` seconds, and the holder asks,
+ * with a consistent read, whether it still holds the lock before each POST: a holder that lost
+ * its session stops sending before another can start. Its late writes are refused too (the KV
+ * store writes in a transaction that checks the session).
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { writeFileAtomic } from './atomic-file.js'
+import { type ConsulAgent, ConsulError } from './consul-api.js'
+import { NETWORKS } from './networks.js'
+
+export const LockSchema = z
+  .object({
+    /** Elect one sender with a Consul session lock; `auto`: when the own agent of `network` is configured. */
+    enabled: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+    /** The cluster whose KV and sessions hold the lock and the shared record. */
+    network: z.enum(NETWORKS).default('management'),
+    /** KV prefix of the lock (`sender`) and the shared record (`state`). */
+    prefix: z
+      .string()
+      .regex(/^[^/].*\/$/, 'a KV path ending in /')
+      .default('masakari-consul/'),
+    /** Seconds nobody can take the lock after its holder lost it (Consul's lock-delay). */
+    lockDelay: z.number().int().min(0).max(60).default(15),
+    /** The monitor's own check on the controller, bound to the session when it is registered. */
+    check: z.string().min(1).default('masakari-consul'),
+  })
+  .prefault({})
+export type LockConfig = z.infer<typeof LockSchema>
+
+export type Role = { sender: true; session: string } | { sender: false; holder?: string; why: string }
+
+export interface SenderLock {
+  /** Holds the lock if it can; says who holds it otherwise. */
+  acquire(): Promise<Role>
+  /** Before each POST: does our session still hold the lock (consistent read)? */
+  stillHeld(): Promise<boolean>
+  /** Who holds the lock, without taking it (evaluate.js, a dry run). */
+  peek(): Promise<Role>
+  /** Our session, once created. */
+  session(): string | undefined
+}
+
+const SessionFileSchema = z.object({ id: z.string().min(1) })
+const KvEntrySchema = z.array(z.object({ Session: z.string().optional(), Value: z.string().nullable().optional() }))
+const HolderSchema = z.object({ host: z.string() })
+
+export function senderLock(agent: ConsulAgent, config: LockConfig, host: string, stateDir: string): SenderLock {
+  const key = `${config.prefix}sender`
+  const sessionPath = join(stateDir, 'session.json')
+  let session: string | undefined
+  const loadSession = async () => {
+    try {
+      session ??= SessionFileSchema.parse(JSON.parse(await readFile(sessionPath, 'utf8'))).id
+    } catch {
+      // none yet, or unreadable: a new one is created
+    }
+  }
+  const newSession = async () => {
+    session = await createSession(agent, config, host)
+    await writeFileAtomic(sessionPath, `${JSON.stringify({ id: session })}\n`, 0o600)
+  }
+  const tryAcquire = async (): Promise<boolean | 'invalid'> => {
+    const value = JSON.stringify({ host, since: new Date().toISOString() })
+    const answer = await agent.request('PUT', `/v1/kv/${key}?acquire=${session}`, value)
+    if (answer.status === 200) return answer.text.trim() === 'true'
+    // A session that Consul invalidated (node failed, check critical, destroyed) is gone.
+    if (answer.status === 500 && /invalid session/i.test(answer.text)) return 'invalid'
+    throw new ConsulError(
+      `PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${answer.text.trim().slice(0, 200)}`,
+      answer.status,
+    )
+  }
+  return {
+    session: () => session,
+    async acquire() {
+      await loadSession()
+      if (session === undefined) await newSession()
+      let held = await tryAcquire()
+      if (held === 'invalid') {
+        await newSession()
+        held = await tryAcquire()
+      }
+      if (held === true) return { sender: true, session: session! }
+      return { sender: false, ...(await holderOf(agent, key)) }
+    },
+    async peek() {
+      await loadSession()
+      const answer = await agent.request('GET', `/v1/kv/${key}?consistent`)
+      const entry = answer.status === 200 ? KvEntrySchema.parse(JSON.parse(answer.text))[0] : undefined
+      if (session !== undefined && entry?.Session === session) return { sender: true, session }
+      return { sender: false, ...(await holderOf(agent, key)) }
+    },
+    async stillHeld() {
+      await loadSession()
+      if (session === undefined) return false
+      const answer = await agent.request('GET', `/v1/kv/${key}?consistent`)
+      if (answer.status !== 200) return false
+      return KvEntrySchema.parse(JSON.parse(answer.text))[0]?.Session === session
+    },
+  }
+}
+
+/** Who holds the lock, in words for evaluate.js and the log. */
+async function holderOf(agent: ConsulAgent, key: string): Promise<{ holder?: string; why: string }> {
+  const answer = await agent.request('GET', `/v1/kv/${key}`)
+  if (answer.status === 404) return { why: 'nobody holds the sender lock yet' }
+  const entry = KvEntrySchema.parse(JSON.parse(answer.text))[0]
+  if (!entry?.Session) return { why: "the sender lock is free but within Consul's lock-delay after its holder lost it" }
+  let holder: string | undefined
+  try {
+    holder = HolderSchema.parse(JSON.parse(Buffer.from(entry.Value ?? '', 'base64').toString('utf8'))).host
+  } catch {
+    holder = undefined
+  }
+  return { ...(holder ? { holder } : {}), why: `${holder ?? 'another controller'} holds the sender lock` }
+}
+
+/**
+ * A session tied to the node's serfHealth and, if the controller registered it, the monitor's
+ * own check; `release` behaviour so that an invalidated session frees the lock (after lock-delay).
+ */
+async function createSession(agent: ConsulAgent, config: LockConfig, host: string): Promise<string> {
+  const checks = ['serfHealth']
+  const own = await agent.request('GET', '/v1/agent/checks')
+  if (own.status === 200 && Object.hasOwn(JSON.parse(own.text) as object, config.check)) checks.push(config.check)
+  const body = JSON.stringify({
+    Name: `masakari-consul sender on ${host}`,
+    LockDelay: `${config.lockDelay}s`,
+    Checks: checks,
+    Behavior: 'release',
+  })
+  const answer = await agent.ok('PUT', '/v1/session/create', body)
+  return z.object({ ID: z.string().min(1) }).parse(JSON.parse(answer.text)).ID
+}

@@ -1,0 +1,79 @@
+/**
+ * What the pulse check (consul-config/pulse.sh, a script check the controller's Consul agent
+ * runs every 15 s) reads without starting node: two small files in the state directory.
+ *
+ *   wake    when a worker must run next (epoch seconds); absent when nothing waits. A worker
+ *           killed with work pending leaves it behind, and the check starts a new one once due:
+ *           Consul runs watch handlers only on changes, and a dead host makes none.
+ *   health  `passing`, `warning` or `critical` on the first line, the reason on the second:
+ *           the monitor's own health where operators already look (`consul catalog`, the UI).
+ */
+import { unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { writeFileAtomic } from './atomic-file.js'
+import { hostEntry } from './host-record.js'
+import type { Network } from './networks.js'
+import { nextDue } from './outbox.js'
+import type { Role } from './sender.js'
+import type { Snapshots } from './snapshot.js'
+import type { StoreState } from './store.js'
+
+export interface Health {
+  status: 'passing' | 'warning' | 'critical'
+  reason: string
+}
+
+/** A notification waiting longer than this is a backlog worth a warning. */
+export const BACKLOG_WARN_S = 60
+/** An expired notification keeps the check critical this long (an operator must look at the host). */
+export const EXPIRED_CRITICAL_S = 3600
+
+/** The monitor's health from its record and snapshots (pure). */
+export function healthOf(state: StoreState, snapshots: Snapshots, sequence: Network[], role: Role | undefined, now: Date): Health {
+  const ago = (t: string) => (now.getTime() - Date.parse(t)) / 1000
+  const expired = Object.keys(state.ledger)
+    .map((h) => [h, hostEntry(state.ledger, h)?.unsent] as const)
+    .filter(([, u]) => u?.outcome === 'expired' && ago(u.at) < EXPIRED_CRITICAL_S)
+  if (expired.length > 0) {
+    const [host, u] = expired[0]!
+    return {
+      status: 'critical',
+      reason: `${u!.event} for ${host} expired undelivered at ${u!.at}${expired.length > 1 ? ` (and ${expired.length - 1} more)` : ''}: recover it by hand`,
+    }
+  }
+  const oldest = state.outbox.reduce<(typeof state.outbox)[number] | undefined>(
+    (o, e) => (!o || e.decidedAt < o.decidedAt ? e : o),
+    undefined,
+  )
+  if (oldest && ago(oldest.decidedAt) > BACKLOG_WARN_S) {
+    const why = oldest.lastError ? `; last error: ${oldest.lastError}` : ''
+    return {
+      status: 'warning',
+      reason: `${state.outbox.length} notification(s) waiting, the oldest (${oldest.host} ${oldest.notification.payload.event}) since ${oldest.decidedAt}${why}`,
+    }
+  }
+  const missing = sequence.filter((n) => snapshots[n] === undefined)
+  if (missing.length > 0)
+    return { status: 'warning', reason: `no snapshot of ${missing.join(', ')} yet: is its checks watch installed and running?` }
+  const who = role === undefined ? '' : role.sender ? '; this controller sends' : `; standby: ${role.why}`
+  return { status: 'passing', reason: `${state.outbox.length} notification(s) pending${who}` }
+}
+
+export async function writeHealth(stateDir: string, health: Health): Promise<void> {
+  await writeFileAtomic(join(stateDir, 'health'), `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`, 0o640)
+}
+
+/** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
+export async function writeWake(stateDir: string, state: StoreState, extra?: Date): Promise<void> {
+  const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt), extra]
+    .filter((d): d is Date => d !== undefined)
+    .map((d) => d.getTime())
+  const path = join(stateDir, 'wake')
+  if (times.length === 0) {
+    await unlink(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err
+    })
+    return
+  }
+  await writeFileAtomic(path, `${Math.ceil(Math.min(...times) / 1000)}\n`, 0o640)
+}
