@@ -7,7 +7,7 @@ import { z } from 'zod'
 import type { ConsulAgentsSchema } from './config.js'
 import { parseChecks } from './consul-input.js'
 import type { AgentGossip, Confirmation } from './evaluator.js'
-import type { Fetch } from './masakari.js'
+import type { Fetch } from './http.js'
 import type { Network } from './networks.js'
 
 /** The part of the monitor's config this module reads. */
