@@ -47,97 +47,138 @@ const PASS_BUDGET_MS = 1000
  * host's later entries wait for the next pass: its STARTED never overtakes its STOPPED.
  */
 export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
-  const { store, policy, logger } = deps
-  const picked = await store.transact(async (state) => {
+  const picked = await deps.store.transact(async (state) => pickDue(state, deps))
+  if (picked.length === 0) return deps.store.transact(async (state) => ({ result: summary(state, 0) }))
+  return sendPicked(picked, deps)
+}
+
+/** Under the lock: gives up on what expired, skips the STARTEDs that cannot go, picks what is due. */
+function pickDue(state: StoreState, deps: DeliveryDeps): { next?: StoreState; result: OutboxEntry[] } {
+  const now = deps.now()
+  const next = skipOrphanStarted(expireOverdue(state, now, deps), now, deps.logger)
+  return { next: next === state ? undefined : next, result: dueEntries(next, now, next.outbox.length) }
+}
+
+function expireOverdue(state: StoreState, now: Date, { policy, logger }: DeliveryDeps): StoreState {
+  let next = state
+  for (const entry of state.outbox) {
+    if (!isExpired(entry, now, policy)) continue
+    logger.error('notification expired undelivered', {
+      ...describe(entry),
+      attempts: entry.attempts,
+      lastError: entry.lastError,
+      expiry: policy.expiry,
+      hint: 'Masakari never accepted it; check masakari.authUrl/endpoint and the API, then recover the host by hand if it is down',
+    })
+    next = finish(next, entry.id, 'expired', `not delivered within ${policy.expiry} s: ${entry.lastError ?? 'never tried'}`, now)
+  }
+  return next
+}
+
+function skipOrphanStarted(state: StoreState, now: Date, logger: Logger): StoreState {
+  let next = state
+  for (const entry of dueEntries(state, now, state.outbox.length)) {
+    if (!startedWithoutStopped(next, entry)) continue
+    logger.info('STARTED not sent: Masakari holds no STOPPED for this host', describe(entry))
+    next = finish(next, entry.id, 'skipped', 'its STOPPED was not accepted', now)
+  }
+  return next
+}
+
+function summary(state: StoreState, sent: number): PassResult {
+  return { sent, remaining: state.outbox.length, nextDueAt: nextDue(state) }
+}
+
+/** A pass in flight, shared by its senders and its one recorder at a time. */
+interface Pass {
+  picked: OutboxEntry[]
+  startedAt: number
+  /** Entries sent (or being sent) so far. */
+  taken: number
+  /** Group commit: answers wait here; one recorder at a time writes all that are there. */
+  answered: Array<[OutboxEntry, SendResult]>
+  recorder?: Promise<void>
+  /** The last record's summary. */
+  latest?: PassResult
+  failure?: { error: unknown }
+}
+
+async function sendPicked(picked: OutboxEntry[], deps: DeliveryDeps): Promise<PassResult> {
+  const pass: Pass = { picked, startedAt: deps.now().getTime(), taken: 0, answered: [] }
+  const senders = Math.min(deps.policy.concurrency, picked.length)
+  await Promise.all(Array.from({ length: senders }, () => sendWhileAllowed(pass, deps)))
+  while (pass.recorder) await pass.recorder
+  if (pass.failure) throw pass.failure.error
+  // Every answer is recorded by now; the last record's summary is the pass's.
+  return pass.latest!
+}
+
+/** One slot of the sliding window: sends the next picked entry as soon as its last answer is in. */
+async function sendWhileAllowed(pass: Pass, deps: DeliveryDeps): Promise<void> {
+  while (mayStartAnother(pass, deps)) {
+    const entry = pass.picked[pass.taken++]!
+    if (deps.mayPost && !(await deps.mayPost())) {
+      pass.failure ??= { error: new NotSenderError('lost the sender lock: another controller sends now; stopping before the next POST') }
+      return
+    }
+    let result: SendResult
+    try {
+      result = await deps.client().send(entry.notification)
+    } catch (err) {
+      result = { final: false, message: `unexpected: ${(err as Error).message}` }
+    }
+    pass.answered.push([entry, result])
+    startRecorder(pass, deps)
+  }
+}
+
+function mayStartAnother(pass: Pass, deps: DeliveryDeps): boolean {
+  if (pass.failure || pass.taken >= pass.picked.length) return false
+  return pass.taken < deps.policy.concurrency || deps.now().getTime() - pass.startedAt < PASS_BUDGET_MS
+}
+
+function startRecorder(pass: Pass, deps: DeliveryDeps): void {
+  pass.recorder ??= recordWhileAnswered(pass, deps)
+}
+
+async function recordWhileAnswered(pass: Pass, deps: DeliveryDeps): Promise<void> {
+  try {
+    while (pass.answered.length > 0 && !pass.failure) pass.latest = await recordAnswered(pass, deps)
+  } catch (error) {
+    pass.failure = { error }
+  } finally {
+    pass.recorder = undefined
+  }
+}
+
+/** Under the lock: every answer waiting by then, in one record. */
+function recordAnswered(pass: Pass, deps: DeliveryDeps): Promise<PassResult> {
+  return deps.store.transact(async (state) => {
     const now = deps.now()
     let next = state
-    for (const entry of state.outbox) {
-      if (isExpired(entry, now, policy)) {
-        logger.error('notification expired undelivered', {
-          ...describe(entry),
-          attempts: entry.attempts,
-          lastError: entry.lastError,
-          expiry: policy.expiry,
-          hint: 'Masakari never accepted it; check masakari.authUrl/endpoint and the API, then recover the host by hand if it is down',
-        })
-        next = finish(next, entry.id, 'expired', `not delivered within ${policy.expiry} s: ${entry.lastError ?? 'never tried'}`, now)
-      }
+    for (const [entry, result] of pass.answered.splice(0)) {
+      if (!state.outbox.some((e) => e.id === entry.id)) continue
+      next = result.final ? recordFinal(next, entry, result, now, deps.logger) : recordRetry(next, entry, result, now, deps)
     }
-    for (const entry of dueEntries(next, now, next.outbox.length)) {
-      if (startedWithoutStopped(next, entry)) {
-        logger.info('STARTED not sent: Masakari holds no STOPPED for this host', describe(entry))
-        next = finish(next, entry.id, 'skipped', 'its STOPPED was not accepted', now)
-      }
-    }
-    return { next: next === state ? undefined : next, result: dueEntries(next, now, next.outbox.length) }
+    return { next: next === state ? undefined : next, result: summary(next, pass.taken) }
   })
+}
 
-  const summary = (state: StoreState, sent: number): PassResult => ({ sent, remaining: state.outbox.length, nextDueAt: nextDue(state) })
-  if (picked.length === 0) return store.transact(async (state) => ({ result: summary(state, 0) }))
+function recordFinal(state: StoreState, entry: OutboxEntry, result: Extract<SendResult, { final: true }>, now: Date, logger: Logger) {
+  logOutcome(logger, entry, result)
+  return finish(state, entry.id, result.outcome, result.message, now)
+}
 
-  let taken = 0 // entries sent (or being sent) so far
-  // Group commit: answers wait in `answered`; one recorder at a time writes all that are there.
-  const answered: Array<[OutboxEntry, SendResult]> = []
-  const recordAnswered = (): Promise<PassResult> =>
-    store.transact(async (state) => {
-      const now = deps.now()
-      let next: StoreState = state
-      for (const [entry, result] of answered.splice(0)) {
-        if (!state.outbox.some((e) => e.id === entry.id)) continue
-        if (result.final) {
-          logOutcome(logger, entry, result)
-          next = finish(next, entry.id, result.outcome, result.message, now)
-        } else {
-          next = retryLater(next, entry.id, result.message, now, policy)
-          const retryAt = next.outbox.find((e) => e.id === entry.id)?.nextAttemptAt
-          logger.warn('notification not delivered, will retry', {
-            ...describe(entry),
-            attempt: entry.attempts + 1,
-            error: result.message,
-            retryAt,
-          })
-        }
-      }
-      return { next: next === state ? undefined : next, result: summary(next, taken) }
-    })
-  let latest: PassResult | undefined
-  let recorder: Promise<void> | undefined
-  let failure: { error: unknown } | undefined
-  const startRecorder = () => {
-    recorder ??= (async () => {
-      try {
-        while (answered.length > 0 && !failure) latest = await recordAnswered()
-      } catch (error) {
-        failure = { error }
-      } finally {
-        recorder = undefined
-      }
-    })()
-  }
-
-  const startedAt = deps.now().getTime()
-  const sender = async (): Promise<void> => {
-    while (!failure && taken < picked.length && (taken < policy.concurrency || deps.now().getTime() - startedAt < PASS_BUDGET_MS)) {
-      const entry = picked[taken++]!
-      if (deps.mayPost && !(await deps.mayPost())) {
-        failure ??= { error: new NotSenderError('lost the sender lock: another controller sends now; stopping before the next POST') }
-        return
-      }
-      let result: SendResult
-      try {
-        result = await deps.client().send(entry.notification)
-      } catch (err) {
-        result = { final: false, message: `unexpected: ${(err as Error).message}` }
-      }
-      answered.push([entry, result])
-      startRecorder()
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(policy.concurrency, picked.length) }, sender))
-  while (recorder) await recorder
-  if (failure) throw failure.error
-  // Every answer is recorded by now; the last record's summary is the pass's.
-  return latest!
+function recordRetry(state: StoreState, entry: OutboxEntry, result: SendResult, now: Date, { policy, logger }: DeliveryDeps) {
+  const next = retryLater(state, entry.id, result.message, now, policy)
+  const retryAt = next.outbox.find((e) => e.id === entry.id)?.nextAttemptAt
+  logger.warn('notification not delivered, will retry', {
+    ...describe(entry),
+    attempt: entry.attempts + 1,
+    error: result.message,
+    retryAt,
+  })
+  return next
 }
 
 function describe(entry: OutboxEntry) {

@@ -10,7 +10,7 @@ import { type Coordination, consulTls, coordination } from './coordination.js'
 import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
 import { NotSenderError } from './kv-store.js'
 import { jsonLogger, type Logger } from './log.js'
-import type { Fetch } from './masakari.js'
+import type { Fetch } from './http.js'
 import { readSnapshots, type Snapshot, type Snapshots, writeSnapshot } from './snapshot.js'
 import { healthOf, writeHealth, writeWake } from './status-files.js'
 import { emptyState, localStore, type Notification, type Store, type StoreState } from './store.js'
@@ -118,35 +118,9 @@ export async function evaluateAndRecord(
   deps: Deps,
   opts: { dryRun: boolean; incoming?: Snapshot; startWorker?: boolean },
 ): Promise<RunResult> {
-  const { config, strategy, store, logger } = monitor
   const role = await roleOf(monitor, opts.dryRun)
-  const run = async (state: StoreState, confirm = true) => {
-    const snapshots = await readSnapshots(config.stateDir)
-    if (opts.incoming) snapshots[opts.incoming.network] = opts.incoming
-    const input = {
-      snapshots,
-      strategy,
-      state,
-      ownHost: config.hostname,
-      firstSight: config.firstSight,
-      now: deps.now(),
-      newId: randomUUID,
-      guards: config.guards,
-      gossip: { management: config.consul.gossip, tenant: config.consul.gossip, storage: config.consul.gossip },
-    }
-    let evaluation = evaluate(input)
-    const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
-    if (confirm && recovering && Object.keys(config.consul.agents).length > 0) {
-      const access = config.consulAccess
-      const confirmations = await askAgents(strategy.sequence, config.consul, await deps.fetch(), access, await consulTls(access, deps))
-      evaluation = evaluate({ ...input, confirmations })
-      for (const [network, c] of Object.entries(confirmations)) {
-        if (!c.ok) logger.warn('own agent did not confirm; its network counts as unknown for recoveries', { network, reason: c.reason })
-      }
-    }
-    return { evaluation, snapshots }
-  }
-  const result = (evaluation: Evaluation, snapshots: Snapshots): RunResult => ({
+  const run = (state: StoreState, confirm = true) => evaluateState(monitor, deps, opts.incoming, state, confirm)
+  const result = ({ evaluation, snapshots }: Evaluated): RunResult => ({
     decisions: evaluation.decisions,
     snapshots,
     state: evaluation.next,
@@ -154,36 +128,79 @@ export async function evaluateAndRecord(
     timing: evaluation.timing,
     ...(role ? { role } : {}),
   })
-  if (opts.dryRun) {
-    const { evaluation, snapshots } = await run(await store.read())
-    return result(evaluation, snapshots)
-  }
-  if (role && !role.sender) {
-    const { evaluation, snapshots } = await standby(monitor, deps, opts, role, (state) => run(state, false))
-    return result(evaluation, snapshots)
-  }
-  let recorded: { evaluation: Evaluation; snapshots: Snapshots }
+  if (opts.dryRun) return result(await run(await monitor.store.read()))
+  if (role && !role.sender) return result(await standby(monitor, deps, opts, role, (state) => run(state, false)))
+  let recorded: Evaluated
   try {
-    recorded = await store.transact(async (state, held) => {
-      const r = await run(state)
-      if (opts.incoming) await writeSnapshot(config.stateDir, opts.incoming, { beforeRename: held })
-      return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
-    })
+    recorded = await record(monitor, opts.incoming, run)
   } catch (err) {
     // Another controller took the sender lock between our acquire and our write: it decides.
     if (!(err instanceof NotSenderError) || !monitor.coordination) throw err
     const peeked = await monitor.coordination.lock.peek()
     const lost = peeked.sender ? { sender: false as const, why: 'the sender lock was lost while recording' } : peeked
-    const { evaluation, snapshots } = await standby(monitor, deps, opts, lost, (state) => run(state, false))
-    return result(evaluation, snapshots)
+    return result(await standby(monitor, deps, opts, lost, (state) => run(state, false)))
   }
   const { evaluation, snapshots } = recorded
-  for (const e of evaluation.events) logger[e.level](e.msg, e.fields)
-  logDecisions(logger, evaluation.decisions, strategy)
+  for (const e of evaluation.events) monitor.logger[e.level](e.msg, e.fields)
+  logDecisions(monitor.logger, evaluation.decisions, monitor.strategy)
   const next = evaluation.next
   await noteStatus(monitor, next, snapshots, role, deps.now())
-  if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) deps.spawnWorker(config.source, config.stateDir)
-  return result(evaluation, snapshots)
+  if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) {
+    deps.spawnWorker(monitor.config.source, monitor.config.stateDir)
+  }
+  return result(recorded)
+}
+
+interface Evaluated {
+  evaluation: Evaluation
+  snapshots: Snapshots
+}
+
+/** Under the store lock: evaluate, write the incoming snapshot, then the record if it changed. */
+function record(monitor: Monitor, incoming: Snapshot | undefined, run: (state: StoreState) => Promise<Evaluated>): Promise<Evaluated> {
+  return monitor.store.transact(async (state, held) => {
+    const r = await run(state)
+    if (incoming) await writeSnapshot(monitor.config.stateDir, incoming, { beforeRename: held })
+    return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
+  })
+}
+
+/**
+ * One evaluation of the stored snapshots (with `incoming` in place of its network's) against
+ * `state`. When it would decide a recovery and the own agents are configured (and `confirm`),
+ * the agents are asked and it decides again on their answer.
+ */
+async function evaluateState(
+  monitor: Monitor,
+  deps: Deps,
+  incoming: Snapshot | undefined,
+  state: StoreState,
+  confirm: boolean,
+): Promise<Evaluated> {
+  const { config, strategy, logger } = monitor
+  const snapshots = await readSnapshots(config.stateDir)
+  if (incoming) snapshots[incoming.network] = incoming
+  const gossip = config.consul.gossip
+  const input = {
+    snapshots,
+    strategy,
+    state,
+    ownHost: config.hostname,
+    firstSight: config.firstSight,
+    now: deps.now(),
+    newId: randomUUID,
+    guards: config.guards,
+    gossip: { management: gossip, tenant: gossip, storage: gossip },
+  }
+  const evaluation = evaluate(input)
+  const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
+  if (!confirm || !recovering || Object.keys(config.consul.agents).length === 0) return { evaluation, snapshots }
+  const access = config.consulAccess
+  const confirmations = await askAgents(strategy.sequence, config.consul, await deps.fetch(), access, await consulTls(access, deps))
+  for (const [network, c] of Object.entries(confirmations)) {
+    if (!c.ok) logger.warn('own agent did not confirm; its network counts as unknown for recoveries', { network, reason: c.reason })
+  }
+  return { evaluation: evaluate({ ...input, confirmations }), snapshots }
 }
 
 /**
@@ -224,8 +241,8 @@ async function standby(
   deps: Deps,
   opts: { incoming?: Snapshot; startWorker?: boolean },
   role: Extract<Role, { sender: false }>,
-  run: (state: StoreState) => Promise<{ evaluation: Evaluation; snapshots: Snapshots }>,
-): Promise<{ evaluation: Evaluation; snapshots: Snapshots }> {
+  run: (state: StoreState) => Promise<Evaluated>,
+): Promise<Evaluated> {
   const { config, logger } = monitor
   const shared = await monitor.store.read()
   const r = await monitor.local.transact(async (_state, held) => {

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { closeSync, readSync, writeSync } from 'node:fs'
 import { openAppend, openWorkerStderr } from './append-file.js'
 import { realConfigEnv } from './config.js'
-import type { Fetch } from './masakari.js'
+import type { Fetch } from './http.js'
 import type { Deps } from './monitor.js'
 
 /**

@@ -1,6 +1,6 @@
 import { readFile, unlink } from 'node:fs/promises'
 import { writeFileAtomic } from './atomic-file.js'
-import { CachedTokenSchema, type TokenCache } from './masakari.js'
+import { CachedTokenSchema, type TokenCache } from './keystone.js'
 
 /** The Keystone token kept between runs, readable by the monitor's user only. */
 export function fileTokenCache(path: string): TokenCache {

@@ -113,9 +113,9 @@ const gauge = (Name: string, Value: number) => ({ Name, Value, Labels: {} })
 const counter = (Name: string, Count: number) => ({ Name, Count, Labels: {} })
 const metricsCases: Array<[string, unknown, RegExp | undefined]> = [
   [
-    'health score above 0 (probes failing without nacks)',
-    { Gauges: [gauge('consul.memberlist.health.score', 6)], Counters: [] },
-    /^memberlist health score 6 of 8$/,
+    'health score 4 or more (probes failing without nacks)',
+    { Gauges: [gauge('consul.memberlist.health.score', 4)], Counters: [] },
+    /^memberlist health score 4 of 8$/,
   ],
   [
     'a death declared without enough confirmations',
@@ -124,8 +124,13 @@ const metricsCases: Array<[string, unknown, RegExp | undefined]> = [
   ],
   [
     'both',
-    { Gauges: [gauge('consul.memberlist.health.score', 2)], Counters: [counter('consul.memberlist.degraded.timeout', 2)] },
-    /score 2 of 8, 2 death/,
+    { Gauges: [gauge('consul.memberlist.health.score', 6)], Counters: [counter('consul.memberlist.degraded.timeout', 2)] },
+    /score 6 of 8, 2 death/,
+  ],
+  [
+    'a health score of 2 or 3 alone: the agent probed a lone failed host itself just before the interval closed',
+    { Gauges: [gauge('consul.memberlist.health.score', 3)], Counters: [] },
+    undefined,
   ],
   [
     'a health score of 1 (one late answer on a busy agent) is not enough',
