@@ -6,16 +6,20 @@
  *   --no-upstream                    skip the upstream Python monitor's trials
  *   --trials N   latency trials per mode (default 5)      --runs N   handler-cost runs (default 30)
  *   --reps N     scale repetitions per size (default 7)   --sizes 100,1000,10000
+ *   --lone-trials N         trials of each lone-failure-as-deployed latency mode (default: --trials)
+ *   --lone-settle S         seconds from such a trial's thaw to the next freeze (default 20)
+ *   --compare-dist DIR      an older build's dist/: its handler runs the lone-failure modes too,
+ *                           alternating with this checkout's on the same clusters
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { freePort, startOpenStack, type OpenStack } from '../stack/openstack.js'
 import { machine } from './common.js'
 import { handlerCost, type CostResult } from './cost.js'
-import { detectionLatency, GOSSIP_FAST, type LatencyMode } from './latency.js'
+import { detectionLatency, GOSSIP_FAST, LONE_SETTLE_S, type LatencyMode } from './latency.js'
 import { massFailure, type MassResult } from './mass.js'
 import { pipeline, type PipelineResult } from './pipeline.js'
 import { BENCH_DIR, ROOT } from './proc.js'
@@ -27,6 +31,9 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'no-upstream': { type: 'boolean', default: false },
     trials: { type: 'string', default: '5' },
+    'lone-trials': { type: 'string' },
+    'lone-settle': { type: 'string' },
+    'compare-dist': { type: 'string' },
     runs: { type: 'string', default: '30' },
     reps: { type: 'string', default: '7' },
     sizes: { type: 'string', default: '100,1000,10000' },
@@ -98,8 +105,11 @@ async function main(): Promise<void> {
         openstack: openstack!,
         dir: join(dir, 'latency'),
         trials: Number(values.trials),
+        loneTrials: Number(values['lone-trials'] ?? values.trials),
+        loneSettleS: values['lone-settle'] === undefined ? LONE_SETTLE_S : Number(values['lone-settle']),
         octet: 110,
         upstream: !values['no-upstream'],
+        ...(values['compare-dist'] ? { compareDist: resolve(values['compare-dist']) } : {}),
         log,
       })) satisfies LatencyMode[]
     }

@@ -5,9 +5,16 @@
  * came back. Thawed, and its STARTED waited for, between trials. Then the same faults under the
  * upstream Python monitor (interval 1 s, then its default 60 s), then ours again with the
  * fast-detection gossip profile (consul-config/gossip-fast.json on every agent).
+ *
+ * On each of the two stacks, a lone failure is also measured as an operator runs the monitor:
+ * the example config's guards (rate limit lifted) and its own agents asked before each STOPPED;
+ * with `compareDist`, the same trials alternate with an older build's handler on the same
+ * clusters, so the cost of what changed in between is measured under the same drift.
  */
+import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { parse as parseYaml } from 'yaml'
 import { NETWORKS, startConsulStack, type ConsulStack } from '../stack/consul.js'
 import type { OpenStack } from '../stack/openstack.js'
 import { GUARDS_OFF, HANDLER, readLog, waitIdle, waitUntil, writeMonitorConfig } from './common.js'
@@ -27,12 +34,29 @@ export interface Trial {
   addedS: number
   /** Masakari's created_at (whole seconds) minus the fault, a cross-check of storedS. */
   createdAtS?: number
+  /** Ours: the guards the decision log named while the STOPPED was held back (hold, burst, …). */
+  guards?: string[]
+  /** Ours: the STOPPED waited because the own agent said its gossip view was degraded. */
+  degradedHold?: boolean
+  /** Ours: what the agent's metrics showed when it said so. */
+  degradedBy?: string[]
 }
 
 export interface LatencyMode {
   name: string
   monitor: 'ours' | 'upstream'
   gossip: 'default' | 'fast'
+  /**
+   * Ours: `off` = every guard that holds a recovery back on purpose off, no own agents (the
+   * pipeline); `deployed` = the example config's guards (rate limit lifted) and the controller's
+   * own agents asked before each STOPPED (a lone failure as an operator runs it).
+   */
+  guards?: 'off' | 'deployed'
+  /** Ours: `current` = this checkout's dist/; `before` = the handler from --compare-dist. */
+  build?: 'current' | 'before'
+  /** The build's dist directory and git commit (`before` only). */
+  dist?: string
+  commit?: string
   note: string
   trials: Trial[]
   serfS: Summary
@@ -45,12 +69,20 @@ export interface LatencyMode {
 // members slow memberlist's detection of the next one.
 const computes = ['cmp1', 'cmp2', 'cmp3', 'cmp4', 'cmp5', 'cmp6', 'cmp7', 'cmp8', 'cmp9']
 
-function mode(name: string, monitor: LatencyMode['monitor'], gossip: LatencyMode['gossip'], note: string, trials: Trial[]): LatencyMode {
+function mode(
+  name: string,
+  monitor: LatencyMode['monitor'],
+  gossip: LatencyMode['gossip'],
+  note: string,
+  trials: Trial[],
+  extra: Pick<LatencyMode, 'guards' | 'build' | 'dist' | 'commit'> = {},
+): LatencyMode {
   const decided = trials.map((t) => t.decidedS).filter((x): x is number => x !== undefined)
   return {
     name,
     monitor,
     gossip,
+    ...extra,
     note,
     trials,
     serfS: summarize(trials.map((t) => t.serfS)),
@@ -63,18 +95,51 @@ function mode(name: string, monitor: LatencyMode['monitor'], gossip: LatencyMode
 export const GOSSIP_FAST = join(ROOT, 'consul-config', 'gossip-fast.json')
 
 interface Ours {
+  /** The checks-handler bundle the watches run. */
+  handler: string
   configPath: string
   stateDir: string
   logFile: string
 }
 
-function oursConfig(dir: string, openstack: OpenStack): Ours {
+/** What the monitor's config says besides the state directory and Masakari. */
+type Settings = Record<string, unknown>
+
+/**
+ * The pipeline itself: the hold time delays a STOPPED on purpose (flap suppression, 5 s by
+ * default), so it is off; the rate limit would stop the trials after five; no own agents.
+ */
+const PIPELINE: Settings = { guards: GUARDS_OFF }
+
+export const EXAMPLE_CONFIG = join(ROOT, 'consul-config', 'monitor', 'config.yaml')
+
+/**
+ * A lone failure as an operator runs the monitor: the example config's guards and agent timeout
+ * (hold 5 s, burst auto, isolation on), the rate limit lifted (else the trials stop after five),
+ * and this stack's controller agents as the own agents, asked before each STOPPED. With
+ * gossip-fast.json on the agents, the monitor is told the fast tuning too, as the example
+ * config says.
+ */
+function deployedSettings(consul: ConsulStack, gossip: LatencyMode['gossip']): Settings {
+  const example = parseYaml(readFileSync(EXAMPLE_CONFIG, 'utf8')) as {
+    guards: Record<string, Record<string, unknown>>
+    consul: { timeout: number; gossip: Record<string, number> }
+  }
+  return {
+    guards: { ...example.guards, rateLimit: { ...example.guards.rateLimit, maxRecoveries: 0 } },
+    consul: {
+      timeout: example.consul.timeout,
+      gossip: gossip === 'fast' ? { ...example.consul.gossip, probeInterval: 0.4, suspicionMult: 2 } : example.consul.gossip,
+      agents: Object.fromEntries(NETWORKS.map((n) => [n, consul.httpAddr(consul.controller, n)])),
+    },
+  }
+}
+
+function oursConfig(dir: string, openstack: OpenStack, settings: Settings, handler = HANDLER): Ours {
   const stateDir = join(dir, 'state')
   const configPath = writeMonitorConfig(join(dir, 'monitor'), {
     stateDir,
-    // The hold time delays a STOPPED on purpose (flap suppression, 5 s by default): off, to
-    // measure the pipeline itself; the rate limit would stop the trials after five.
-    guards: GUARDS_OFF,
+    ...settings,
     masakari: {
       authUrl: openstack.authUrl,
       auth: {
@@ -88,32 +153,35 @@ function oursConfig(dir: string, openstack: OpenStack): Ours {
       delivery: { initialBackoff: 0.5, maxBackoff: 2, expiry: 120 },
     },
   })
-  return { configPath, stateDir, logFile: join(stateDir, 'decisions.log') }
+  return { handler, configPath, stateDir, logFile: join(stateDir, 'decisions.log') }
 }
 
 async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: string) => void): Promise<void> {
+  const since = new Date().toISOString()
   for (const network of NETWORKS) {
     consul.writeControllerConfig(network, 'watch-masakari-consul.json', {
-      watches: [{ type: 'checks', args: [process.execPath, HANDLER, '--network', network, '--config', ours.configPath] }],
+      watches: [{ type: 'checks', args: [process.execPath, ours.handler, '--network', network, '--config', ours.configPath] }],
     })
     await consul.reloadController(network)
   }
-  // The watch fires once when loaded: every node up in every snapshot.
+  // The watch fires once when loaded: every node up in every snapshot written since (a monitor
+  // enabled again keeps its older snapshots).
   await waitUntil(
     'our first snapshots',
     () => {
       for (const network of NETWORKS) {
         const snap = JSON.parse(readFileSync(join(ours.stateDir, 'snapshots', `${network}.json`), 'utf8')) as {
+          receivedAt: string
           nodes: Record<string, string>
         }
-        if (!computes.every((c) => snap.nodes[c] === 'up')) return undefined
+        if (snap.receivedAt < since || !computes.every((c) => snap.nodes[c] === 'up')) return undefined
       }
       return true
     },
     60_000,
     100,
   )
-  log('latency: our watches are loaded')
+  log(`latency: our watches are loaded (${ours.handler})`)
 }
 
 async function disableOurs(consul: ConsulStack, ours: Ours): Promise<void> {
@@ -138,15 +206,27 @@ async function createdAt(openstack: OpenStack, host: string, event: string, afte
 }
 
 async function oursTrial(consul: ConsulStack, openstack: OpenStack, ours: Ours, host: string): Promise<Trial> {
+  return (await timedOursTrial(consul, openstack, ours, host, 0)).trial
+}
+
+/** One of our trials, not frozen before `notBefore` (ms); also says when the host was thawed. */
+async function timedOursTrial(
+  consul: ConsulStack,
+  openstack: OpenStack,
+  ours: Ours,
+  host: string,
+  notBefore: number,
+): Promise<{ trial: Trial; thawedAt: number }> {
   await waitIdle(ours.stateDir, ours.configPath)
-  await sleep(500)
+  await sleep(Math.max(500, notBefore - Date.now()))
   const t0 = Date.now()
   consul.freeze(host, 'storage')
   const serfMs = await consul.waitForSerf(host, 'storage', 'critical', 60_000)
   const decided = await waitUntil(
     `our STOPPED decision for ${host}`,
     () => lineAfter(ours, t0, (l) => l.msg === 'decision' && l.host === host && l.action === 'STOPPED'),
-    30_000,
+    // a hold time, and a degraded gossip view (10 s at a time), delay it on purpose
+    90_000,
   )
   const stored = await waitUntil(
     `Masakari's 202 for ${host}'s STOPPED`,
@@ -161,7 +241,101 @@ async function oursTrial(consul: ConsulStack, openstack: OpenStack, ours: Ours, 
     () => lineAfter(ours, t1, (l) => l.msg === 'notification accepted by Masakari' && l.host === host && l.event === 'STARTED'),
     60_000,
   )
-  return trial(host, t0, serfMs, stored, decided, created)
+  // What held the STOPPED back, as the decision log says it.
+  const held = readLog(ours.logFile).filter((l) => {
+    const at = Date.parse(l.time)
+    return at >= t0 && at <= decided && l.msg === 'decision' && l.host === host && typeof l.guard === 'string'
+  })
+  const degraded = held.flatMap((l) => /gossip view is degraded \((.*?)\): failures/.exec(String(l.reason))?.[1] ?? [])
+  return {
+    trial: {
+      ...trial(host, t0, serfMs, stored, decided, created),
+      guards: [...new Set(held.map((l) => l.guard as string))],
+      degradedHold: degraded.length > 0,
+      ...(degraded.length > 0 ? { degradedBy: [...new Set(degraded)] } : {}),
+    },
+    thawedAt: t1,
+  }
+}
+
+/**
+ * A lone failure means a calm cluster before it: by default no trial is frozen within 20 s of
+ * the previous thaw. An agent's /v1/agent/metrics shows its last finished 10 s interval, so
+ * nothing the previous trial's fault and rejoin left there (a health score, an unconfirmed
+ * death) can be what the next STOPPED reads (≥ 20 s + detection + hold later). It is a
+ * precaution: the degraded-view holds seen in our back-to-back runs (`--lone-settle 0`) came
+ * from the trial's own failure (bench/README.md).
+ */
+export const LONE_SETTLE_S = 20
+
+/**
+ * A lone failure as deployed (`deployedSettings`), `trials` times on this stack; with a
+ * `before` build, each trial alternates with one on the same host under that build (ABBA
+ * order, so neither build always goes first), one monitor's watches loaded at a time.
+ */
+async function loneFailureTrials(
+  consul: ConsulStack,
+  openstack: OpenStack,
+  dir: string,
+  gossip: LatencyMode['gossip'],
+  hosts: string[],
+  before: { dist: string; commit: string } | undefined,
+  settleS: number,
+  log: (m: string) => void,
+): Promise<LatencyMode[]> {
+  const settings = deployedSettings(consul, gossip)
+  const builds = [
+    { build: 'current' as const, ours: oursConfig(join(dir, 'current'), openstack, settings), trials: [] as Trial[] },
+    ...(before
+      ? [
+          {
+            build: 'before' as const,
+            ours: oursConfig(join(dir, 'before'), openstack, settings, join(before.dist, 'checks-handler.js')),
+            trials: [] as Trial[],
+          },
+        ]
+      : []),
+  ]
+  let active: Ours | undefined
+  let notBefore = Date.now() + settleS * 1000
+  for (const [i, host] of hosts.entries()) {
+    const order = i % 2 === 0 ? builds : [...builds].reverse()
+    for (const b of order) {
+      if (active !== b.ours) {
+        if (active) await disableOurs(consul, active)
+        await enableOurs(consul, b.ours, log)
+        active = b.ours
+      }
+      const { trial, thawedAt } = await timedOursTrial(consul, openstack, b.ours, host, notBefore)
+      b.trials.push(trial)
+      notBefore = thawedAt + settleS * 1000
+      log(`latency: ours as deployed (${b.build}), ${gossip} gossip, ${host}: ${JSON.stringify(b.trials.at(-1))}`)
+    }
+  }
+  if (active) await disableOurs(consul, active)
+  const profile = gossip === 'fast' ? 'gossip-fast.json' : 'Consul default gossip'
+  const note =
+    `lone failure (frozen ≥ ${settleS} s after the previous thaw); example config guards (hold 5 s, burst auto, isolation on), rate limit lifted; own agents = the controller agents` +
+    (gossip === 'fast' ? '; consul.gossip probeInterval 0.4, suspicionMult 2' : '')
+  return builds.map((b) =>
+    b.build === 'current'
+      ? mode(`masakari-consul, as deployed, ${profile}`, 'ours', gossip, note, b.trials, { guards: 'deployed', build: 'current' })
+      : mode(`masakari-consul ${before!.commit} (--compare-dist), as deployed, ${profile}`, 'ours', gossip, note, b.trials, {
+          guards: 'deployed',
+          build: 'before',
+          dist: before!.dist,
+          commit: before!.commit,
+        }),
+  )
+}
+
+/** The git commit a dist/ directory was built from (its checkout's HEAD). */
+export function distCommit(dist: string): string {
+  try {
+    return execFileSync('git', ['-C', dirname(dist), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
+  } catch {
+    return 'unknown commit'
+  }
 }
 
 function trial(host: string, t0: number, serfMs: number, stored: number, decided?: number, created?: number): Trial {
@@ -232,11 +406,20 @@ export async function detectionLatency(opts: {
   openstack: OpenStack
   dir: string
   trials: number
+  /** Trials of each lone-failure-as-deployed mode (and of its `before` build). */
+  loneTrials: number
+  /** Seconds from a lone-failure trial's thaw to the next freeze (LONE_SETTLE_S). */
+  loneSettleS: number
   octet: number
   upstream: boolean
+  /** An older build's dist/ directory: the lone-failure modes run it too, alternating. */
+  compareDist?: string
   log: (m: string) => void
 }): Promise<LatencyMode[]> {
   const { openstack, log } = opts
+  if (opts.compareDist && !existsSync(join(opts.compareDist, 'checks-handler.js')))
+    throw new Error(`--compare-dist ${opts.compareDist}: no checks-handler.js there (build it first)`)
+  const before = opts.compareDist ? { dist: opts.compareDist, commit: distCommit(opts.compareDist) } : undefined
   const segment = await openstack.createSegment('bench-latency')
   for (const c of computes) await openstack.addHost(segment, c)
   const modes: LatencyMode[] = []
@@ -245,14 +428,19 @@ export async function detectionLatency(opts: {
   // --- default gossip: ours, then upstream at 1 s and at 60 s
   let consul = await startConsulStack({ dir: join(opts.dir, 'consul-default'), computes, octet: opts.octet, log: () => {} })
   try {
-    const ours = oursConfig(join(opts.dir, 'ours-default'), openstack)
+    const ours = oursConfig(join(opts.dir, 'ours-default'), openstack, PIPELINE)
     await enableOurs(consul, ours, log)
     const trials: Trial[] = []
     for (const host of victims(opts.trials)) {
       trials.push(await oursTrial(consul, openstack, ours, host))
       log(`latency: ours, default gossip, ${host}: ${JSON.stringify(trials.at(-1))}`)
     }
-    modes.push(mode('masakari-consul, Consul default gossip', 'ours', 'default', 'watch-driven; guards off', trials))
+    modes.push(
+      mode('masakari-consul, Consul default gossip', 'ours', 'default', 'watch-driven; guards off', trials, {
+        guards: 'off',
+        build: 'current',
+      }),
+    )
     await disableOurs(consul, ours)
 
     if (opts.upstream) {
@@ -298,6 +486,19 @@ export async function detectionLatency(opts: {
         }
       }
     }
+
+    modes.push(
+      ...(await loneFailureTrials(
+        consul,
+        openstack,
+        join(opts.dir, 'lone-default'),
+        'default',
+        victims(opts.loneTrials),
+        before,
+        opts.loneSettleS,
+        log,
+      )),
+    )
   } finally {
     await consul.stop()
   }
@@ -306,7 +507,7 @@ export async function detectionLatency(opts: {
   const fast = JSON.parse(readFileSync(GOSSIP_FAST, 'utf8')) as object
   consul = await startConsulStack({ dir: join(opts.dir, 'consul-fast'), computes, octet: opts.octet + 3, extraConfig: fast, log: () => {} })
   try {
-    const ours = oursConfig(join(opts.dir, 'ours-fast'), openstack)
+    const ours = oursConfig(join(opts.dir, 'ours-fast'), openstack, PIPELINE)
     await enableOurs(consul, ours, log)
     const trials: Trial[] = []
     for (const host of victims(opts.trials)) {
@@ -314,9 +515,25 @@ export async function detectionLatency(opts: {
       log(`latency: ours, fast gossip, ${host}: ${JSON.stringify(trials.at(-1))}`)
     }
     modes.push(
-      mode('masakari-consul, gossip-fast.json', 'ours', 'fast', 'consul-config/gossip-fast.json on every agent; guards off', trials),
+      mode('masakari-consul, gossip-fast.json', 'ours', 'fast', 'consul-config/gossip-fast.json on every agent; guards off', trials, {
+        guards: 'off',
+        build: 'current',
+      }),
     )
     await disableOurs(consul, ours)
+
+    modes.push(
+      ...(await loneFailureTrials(
+        consul,
+        openstack,
+        join(opts.dir, 'lone-fast'),
+        'fast',
+        victims(opts.loneTrials),
+        before,
+        opts.loneSettleS,
+        log,
+      )),
+    )
   } finally {
     await consul.stop()
   }

@@ -5,7 +5,7 @@ import type { LatencyMode } from './latency.js'
 import type { MassResult } from './mass.js'
 import type { PipelineResult } from './pipeline.js'
 import type { ScaleRow } from './scale.js'
-import { fmt, round } from './stats.js'
+import { fmt, round, summarize } from './stats.js'
 
 export interface Target {
   name: string
@@ -31,6 +31,45 @@ export interface Results {
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
 
+/** Ours with every guard off, this checkout's build: what the latency targets are about. */
+const pipelineMode = (m: LatencyMode) => m.monitor === 'ours' && m.guards !== 'deployed' && m.build !== 'before'
+
+/**
+ * The lone-failure-as-deployed modes, per gossip profile: this build, the --compare-dist build
+ * if it ran, and the per-trial difference (trial i of both ran on the same host, back to back).
+ */
+function loneFailureRows(lat: LatencyMode[], commit: string | undefined): string[] {
+  const deployed = lat.filter((m) => m.guards === 'deployed')
+  if (deployed.length === 0) return []
+  const before = deployed.find((m) => m.build === 'before')
+  const lines = [
+    '',
+    `**Lone failure as deployed** (example config's guards: hold 5 s, burst auto, isolation on; rate limit lifted; own agents asked before each STOPPED${before ? `; before = ${before.commit}, trials alternating with this build on the same clusters` : ''})`,
+    '',
+    '| gossip | build | trials | serfHealth critical (floor) | serf → stored (added over floor) | fault → stored | held by a degraded view |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for (const gossip of ['default', 'fast'] as const) {
+    const rows = deployed.filter((m) => m.gossip === gossip)
+    for (const m of rows) {
+      const degraded = m.trials.filter((t) => t.degradedHold).length
+      lines.push(
+        `| ${gossip === 'fast' ? 'gossip-fast.json' : 'Consul default'} | ${m.build === 'before' ? `before (${m.commit})` : `after (${commit ?? 'this build'})`} | ${m.trials.length} | ${fmt(m.serfS, ' s')} | ${fmt(m.addedS, ' s')} | ${fmt(m.storedS, ' s')} | ${degraded} of ${m.trials.length} |`,
+      )
+    }
+    const a = rows.find((m) => m.build !== 'before')
+    const b = rows.find((m) => m.build === 'before')
+    if (a && b) {
+      const n = Math.min(a.trials.length, b.trials.length)
+      const d = summarize(Array.from({ length: n }, (_, i) => a.trials[i]!.addedS - b.trials[i]!.addedS))
+      lines.push(
+        `| ${gossip === 'fast' ? 'gossip-fast.json' : 'Consul default'} | after − before, per trial pair | ${n} | | ${fmt(d, ' s')} | | |`,
+      )
+    }
+  }
+  return lines
+}
+
 /** Marginal cost per host between two sizes (µs per host). */
 function marginal(a: ScaleRow, b: ScaleRow, key: 'handlerMs' | 'handlerRssMB'): number {
   const scale = key === 'handlerMs' ? 1000 : 1024
@@ -40,8 +79,8 @@ function marginal(a: ScaleRow, b: ScaleRow, key: 'handlerMs' | 'handlerRssMB'): 
 export function targets(r: Results): Target[] {
   const out: Target[] = []
   const lat = r.sections.latency
-  const ours = lat?.find((m) => m.monitor === 'ours' && m.gossip === 'default')
-  const fast = lat?.find((m) => m.monitor === 'ours' && m.gossip === 'fast')
+  const ours = lat?.find((m) => pipelineMode(m) && m.gossip === 'default')
+  const fast = lat?.find((m) => pipelineMode(m) && m.gossip === 'fast')
   if (ours)
     out.push({
       name: 'added latency over Consul detection (median)',
@@ -119,7 +158,7 @@ export function markdown(r: Results): string {
   )
   const lat = r.sections.latency
   if (lat) {
-    const ours = lat.find((x) => x.monitor === 'ours' && x.gossip === 'default')
+    const ours = lat.find((x) => pipelineMode(x) && x.gossip === 'default')
     lines.push('', '**Detection latency** (storage agent of a compute frozen; seconds from the fault)', '')
     lines.push('| monitor | trials | serfHealth critical (floor) | decision | Masakari 202 | added over floor | vs ours (mean) |')
     lines.push('|---|---|---|---|---|---|---|')
@@ -130,6 +169,7 @@ export function markdown(r: Results): string {
         `| ${x.name} | ${x.trials.length} | ${fmt(x.serfS, ' s')} | ${fmt(x.decidedS, ' s')} | ${fmt(x.storedS, ' s')} | ${fmt(x.addedS, ' s')} | ${vs} |`,
       )
     }
+    lines.push(...loneFailureRows(lat, m.commit))
   }
   const c = r.sections.handlerCost
   if (c) {
