@@ -25,7 +25,7 @@ export interface OpenStackOptions {
   /** masakari [DEFAULT] duplicate_notification_detection_interval; default 0 (so tests can count duplicates) */
   duplicateInterval?: number
   /**
-   * masakari [keystone_authtoken] token_cache_time; default keystonemiddleware's (300 s). A token
+   * masakari [keystone_authtoken] token_cache_time; default 300 (keystonemiddleware's). A token
    * it validated is accepted from its cache, revoked or not, until this runs out; -1 asks Keystone
    * on every request, so that a revocation takes effect at once.
    */
@@ -464,8 +464,8 @@ policy_dirs = /etc/keystone/policy.d
 /** The settings masakari.conf varies on. */
 interface MasakariSettings {
   duplicateInterval: number
-  /** [keystone_authtoken] token_cache_time; keystonemiddleware's default when undefined */
-  tokenCacheTime?: number
+  /** [keystone_authtoken] token_cache_time */
+  tokenCacheTime: number
 }
 
 function masakariConf(dir: string, keystonePort: number, masakariPort: number, settings: MasakariSettings): string {
@@ -495,7 +495,8 @@ password = ${MASAKARI_SERVICE_PASSWORD}
 region_name = ${REGION}
 interface = internal
 service_token_roles_required = true
-${settings.tokenCacheTime === undefined ? '' : `token_cache_time = ${settings.tokenCacheTime}\n`}[oslo_messaging_notifications]
+token_cache_time = ${settings.tokenCacheTime}
+[oslo_messaging_notifications]
 driver = noop
 [oslo_middleware]
 http_basic_auth_user_file = ${join(dir, 'htpasswd')}
@@ -576,7 +577,7 @@ async function prepareScratch(opts: OpenStackOptions): Promise<Scratch> {
   const keystoneConfFile = join(dir, 'keystone.conf')
   const masakariConfFile = join(dir, 'masakari.conf')
   writeFileSync(keystoneConfFile, keystoneConf(dir))
-  const masakariSettings: MasakariSettings = { duplicateInterval: opts.duplicateInterval ?? 0, tokenCacheTime: opts.tokenCacheTime }
+  const masakariSettings: MasakariSettings = { duplicateInterval: opts.duplicateInterval ?? 0, tokenCacheTime: opts.tokenCacheTime ?? 300 }
   writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, masakariSettings))
   assertScratchOnly('keystone', keystoneConfFile)
   assertScratchOnly('masakari', masakariConfFile)
@@ -696,6 +697,11 @@ async function launchKeystone(s: Scratch): Promise<string> {
       '--need-app',
       '--buffer-size',
       '65535',
+      // uwsgi's http-socket closes every connection after its answer without saying so: a client
+      // that pools it (masakari's keystonemiddleware) could reuse it before the close arrives and
+      // answer 503 (RemoteDisconnected), as it did on its first requests after each start
+      '--add-header',
+      'Connection: close',
       '--procname-prefix',
       `keystone-${s.keystonePort}-`,
     ],

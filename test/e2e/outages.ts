@@ -90,7 +90,7 @@ t.test('Masakari down for several retries while a host fails: STOPPED stored onc
   )
   const decision = linesFor('cmp1', 'decision').find((l) => l.action === 'STOPPED')
   t.ok(decision, 'the STOPPED was decided while Masakari was down')
-  t.match(retriesOf('cmp1').at(-1), { level: 'warn', event: 'STOPPED', error: /ECONNREFUSED|fetch failed|connect/ })
+  t.match(retriesOf('cmp1').at(-1), { level: 'warn', event: 'STOPPED', error: /connect ECONNREFUSED/ })
   t.ok(stack.monitorPids().length > 0, 'a worker is still waiting to retry')
   const handlerRunsBefore = handlerRuns()
 
@@ -172,7 +172,7 @@ t.test(`Masakari down longer than delivery.expiry (${EXPIRY} s): expired loudly,
     async () => linesFor('cmp3', 'notification expired undelivered')[0],
     120_000,
   )
-  t.match(expired, { level: 'error', host: 'cmp3', event: 'STOPPED', expiry: EXPIRY, lastError: /ECONNREFUSED|fetch failed|connect/ })
+  t.match(expired, { level: 'error', host: 'cmp3', event: 'STOPPED', expiry: EXPIRY, lastError: /connect ECONNREFUSED/ })
   await stack.waitForDelivery()
   const retries = retriesOf('cmp3').length
   t.ok(retries >= 3, `retried until then (${retries} retries)`)
