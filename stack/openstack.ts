@@ -24,6 +24,12 @@ export interface OpenStackOptions {
   masakariPort?: number
   /** masakari [DEFAULT] duplicate_notification_detection_interval; default 0 (so tests can count duplicates) */
   duplicateInterval?: number
+  /**
+   * masakari [keystone_authtoken] token_cache_time; default 300 (keystonemiddleware's). A token
+   * it validated is accepted from its cache, revoked or not, until this runs out; -1 asks Keystone
+   * on every request, so that a revocation takes effect at once.
+   */
+  tokenCacheTime?: number
   /** progress lines ("keystone ready in 4.9 s") */
   log?: (msg: string) => void
 }
@@ -62,7 +68,7 @@ export interface OpenStack {
   /** the instance-ha public endpoint from the monitor's token catalog (project 'service' id substituted) */
   masakariUrl: string
   logDir: string
-  /** every service process started (masters and their workers; masakari-api restarts add theirs) */
+  /** every service process started (masters and their workers; restarts of either service add theirs) */
   pids: number[]
   /** ids Keystone gave to what was created (useful for application credentials, etc.) */
   ids: { serviceProjectId: string; monitorUserId: string; adminRoleId: string }
@@ -76,6 +82,17 @@ export interface OpenStack {
   adminToken(): Promise<string>
   /** restart masakari-api (same database, port and catalog) with another duplicate_notification_detection_interval */
   setDuplicateInterval(seconds: number): Promise<void>
+  /** masakari-api stopped (its whole process group); nothing listens on its port until startMasakari */
+  stopMasakari(): Promise<void>
+  /** masakari-api again after stopMasakari: same port, database, config and catalog; resolves once it answers an authenticated call */
+  startMasakari(): Promise<void>
+  /**
+   * Keystone stopped and started again: same port, database and key repositories, so the tokens it
+   * issued stay valid (unless revoked); resolves once it issues tokens again
+   */
+  restartKeystone(): Promise<void>
+  /** DELETE /v3/auth/tokens as the admin: Keystone revokes `token` (404 on its validation from then on) */
+  revokeToken(token: string): Promise<void>
   stop(): Promise<void>
 }
 
@@ -303,10 +320,10 @@ function assertLoopback(url: string): void {
 export async function httpJson(
   method: string,
   url: string,
-  opts: { token?: string; body?: unknown; timeoutMs?: number } = {},
+  opts: { token?: string; body?: unknown; timeoutMs?: number; headers?: Record<string, string> } = {},
 ): Promise<Recorded> {
   assertLoopback(url)
-  const headers: Record<string, string> = { Accept: 'application/json' }
+  const headers: Record<string, string> = { Accept: 'application/json', ...opts.headers }
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json'
   if (opts.token) headers['X-Auth-Token'] = opts.token
   const res = await fetch(url, {
@@ -444,7 +461,14 @@ policy_dirs = /etc/keystone/policy.d
 `
 }
 
-function masakariConf(dir: string, keystonePort: number, masakariPort: number, duplicateInterval: number): string {
+/** The settings masakari.conf varies on. */
+interface MasakariSettings {
+  duplicateInterval: number
+  /** [keystone_authtoken] token_cache_time */
+  tokenCacheTime: number
+}
+
+function masakariConf(dir: string, keystonePort: number, masakariPort: number, settings: MasakariSettings): string {
   const authUrl = `http://127.0.0.1:${keystonePort}/v3`
   return `[DEFAULT]
 auth_strategy = keystone
@@ -452,7 +476,7 @@ transport_url = fake://
 masakari_api_listen = 127.0.0.1
 masakari_api_listen_port = ${masakariPort}
 masakari_api_workers = 1
-duplicate_notification_detection_interval = ${duplicateInterval}
+duplicate_notification_detection_interval = ${settings.duplicateInterval}
 graceful_shutdown_timeout = 1
 # no log_file: everything goes to stderr, which is logs/masakari-api.log
 [wsgi]
@@ -471,6 +495,7 @@ password = ${MASAKARI_SERVICE_PASSWORD}
 region_name = ${REGION}
 interface = internal
 service_token_roles_required = true
+token_cache_time = ${settings.tokenCacheTime}
 [oslo_messaging_notifications]
 driver = noop
 [oslo_middleware]
@@ -490,6 +515,8 @@ interface Scratch {
   authUrl: string
   keystoneConfFile: string
   masakariConfFile: string
+  /** what masakari.conf is written from (setDuplicateInterval changes the interval) */
+  masakariSettings: MasakariSettings
   admin: Credentials
   monitor: Credentials
   env: NodeJS.ProcessEnv
@@ -500,9 +527,9 @@ interface Scratch {
   unguard: () => void
 }
 
-/** The running masakari-api (replaced by setDuplicateInterval) and the pids reported so far. */
+/** The running masakari-api (replaced by setDuplicateInterval; none after stopMasakari) and the pids reported so far. */
 interface Running {
-  ma: Service
+  ma: Service | undefined
   pids: number[]
   masakariUrl: string
   stopping?: Promise<void>
@@ -550,7 +577,8 @@ async function prepareScratch(opts: OpenStackOptions): Promise<Scratch> {
   const keystoneConfFile = join(dir, 'keystone.conf')
   const masakariConfFile = join(dir, 'masakari.conf')
   writeFileSync(keystoneConfFile, keystoneConf(dir))
-  writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, opts.duplicateInterval ?? 0))
+  const masakariSettings: MasakariSettings = { duplicateInterval: opts.duplicateInterval ?? 0, tokenCacheTime: opts.tokenCacheTime ?? 300 }
+  writeFileSync(masakariConfFile, masakariConf(dir, keystonePort, masakariPort, masakariSettings))
   assertScratchOnly('keystone', keystoneConfFile)
   assertScratchOnly('masakari', masakariConfFile)
   writeKeyRepository(join(dir, 'fernet-keys'))
@@ -572,6 +600,7 @@ async function prepareScratch(opts: OpenStackOptions): Promise<Scratch> {
     authUrl,
     keystoneConfFile,
     masakariConfFile,
+    masakariSettings,
     admin: user('admin', ADMIN_PASSWORD, 'admin'),
     monitor: user(MONITOR_USERNAME, MONITOR_PASSWORD, 'service'),
     env: cleanEnv(),
@@ -668,6 +697,11 @@ async function launchKeystone(s: Scratch): Promise<string> {
       '--need-app',
       '--buffer-size',
       '65535',
+      // uwsgi's http-socket closes every connection after its answer without saying so: a client
+      // that pools it (masakari's keystonemiddleware) could reuse it before the close arrives and
+      // answer 503 (RemoteDisconnected), as it did on its first requests after each start
+      '--add-header',
+      'Connection: close',
       '--procname-prefix',
       `keystone-${s.keystonePort}-`,
     ],
@@ -794,6 +828,16 @@ function openStackApi(s: Scratch, run: Running, ids: OpenStack['ids'], startupMs
     },
     listNotifications: () => listNotifications(masakari.call),
     setDuplicateInterval: (seconds) => restartMasakari(s, run, seconds),
+    stopMasakari: () => stopMasakari(s, run),
+    startMasakari: () => startMasakariAgain(s, run),
+    restartKeystone: () => restartKeystone(s, run),
+    async revokeToken(token) {
+      const r = await httpJson('DELETE', `${s.authUrl}/auth/tokens`, {
+        token: await masakari.token(),
+        headers: { 'X-Subject-Token': token },
+      })
+      expectStatus(r, [204], 'DELETE /auth/tokens')
+    },
     adminToken: masakari.token,
     stop() {
       run.stopping ??= (async () => {
@@ -845,11 +889,48 @@ async function listNotifications(masakari: MasakariCall): Promise<Notification[]
 /** masakari-api again (same database, port and catalog) with another duplicate_notification_detection_interval. */
 async function restartMasakari(s: Scratch, run: Running, seconds: number): Promise<void> {
   const t = Date.now()
-  await killGroups([run.ma])
-  s.services.splice(s.services.indexOf(run.ma), 1)
-  writeFileSync(s.masakariConfFile, masakariConf(s.dir, s.keystonePort, s.masakariPort, seconds))
+  await stopMasakari(s, run)
+  s.masakariSettings.duplicateInterval = seconds
+  writeFileSync(s.masakariConfFile, masakariConf(s.dir, s.keystonePort, s.masakariPort, s.masakariSettings))
+  await startMasakariAgain(s, run)
+  s.log(`masakari-api restarted with duplicate_notification_detection_interval = ${seconds} in ${secs(Date.now() - t)}`)
+}
+
+/** masakari-api's process group killed; its port, database and config stay for startMasakariAgain. */
+async function stopMasakari(s: Scratch, run: Running): Promise<void> {
+  const ma = run.ma
+  if (!ma) return
+  const t = Date.now()
+  await killGroups([ma])
+  s.services.splice(s.services.indexOf(ma), 1)
+  run.ma = undefined
+  s.log(`masakari-api stopped in ${secs(Date.now() - t)}`)
+}
+
+/** The launcher again on the same config (no db sync: the database is the one it had), ready once it answers an authenticated call. */
+async function startMasakariAgain(s: Scratch, run: Running): Promise<void> {
+  if (run.ma) throw new Error('masakari-api is already running: stopMasakari first')
+  const t = Date.now()
   run.ma = await launchMasakari(s)
   await authenticatedRoundTrip(s, run.ma, run.masakariUrl)
+  reportPids(s, run)
+  s.log(`masakari-api started again in ${secs(Date.now() - t)}`)
+}
+
+/** Keystone's process group killed and uwsgi started again on the same config, database and keys. */
+async function restartKeystone(s: Scratch, run: Running): Promise<void> {
+  const t = Date.now()
+  const ks = s.services.find((svc) => svc.name === 'keystone')
+  if (ks) {
+    await killGroups([ks])
+    s.services.splice(s.services.indexOf(ks), 1)
+  }
+  await launchKeystone(s)
+  reportPids(s, run)
+  s.log(`keystone restarted in ${secs(Date.now() - t)}`)
+}
+
+/** Adds the pids of services started since to the ones reported (so that a caller checks they all end). */
+function reportPids(s: Scratch, run: Running): void {
   for (const pid of groupPids(s)) if (!run.pids.includes(pid)) run.pids.push(pid)
-  s.log(`masakari-api restarted with duplicate_notification_detection_interval = ${seconds} in ${secs(Date.now() - t)}`)
 }

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { stringify } from 'yaml'
 import { startConsulStack, NETWORKS, type ConsulStack, type Network } from '../../stack/consul.js'
-import { freePort, isAlive, startOpenStack, type Notification, type OpenStack } from '../../stack/openstack.js'
+import { freePort, isAlive, startOpenStack, type Notification, type OpenStack, type OpenStackOptions } from '../../stack/openstack.js'
 
 export const ROOT = join(import.meta.dirname, '..', '..')
 export const HANDLER = join(ROOT, 'dist', 'checks-handler.js')
@@ -32,6 +32,8 @@ export interface RealStackOptions {
   /** Extra monitor config keys. */
   monitor?: Record<string, unknown>
   fastGossip?: boolean
+  /** Keystone/masakari-api settings besides the harness's own (ports, scratch dir, duplicate window 0). */
+  openstack?: Pick<OpenStackOptions, 'tokenCacheTime'>
   log?: (msg: string) => void
 }
 
@@ -141,6 +143,7 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
     keystonePort: await freePort(),
     masakariPort: await freePort(),
     duplicateInterval: 0,
+    ...opts.openstack,
     log,
   })
   const segment = await openstack.createSegment(`e2e-${opts.octet}`)
