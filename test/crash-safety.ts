@@ -360,9 +360,12 @@ t.test('SIGKILL at hundreds of points: state.json stays whole, and what was deci
     'decisions.log',
     'worker.stderr',
     'worker.stderr.1',
+    // the pulse check's notes (lib/status-files.ts)
+    'health',
+    'wake',
     'snapshots',
   ])
-  const TMP = /^\.(state|token)\.json\.\d+\.[0-9a-f]{8}\.tmp$/
+  const TMP = /^\.(state\.json|token\.json|health|wake)\.\d+\.[0-9a-f]{8}\.tmp$/
   const leftovers = async (when: string): Promise<number> => {
     let tmp = 0
     for (const name of await readdir(stateDir).catch(() => [] as string[])) {
