@@ -565,21 +565,25 @@ async function waitUntilUp(s: Stack, all: Agent[], timeoutMs: number): Promise<v
  * leader election (servers and clients each switch on their own).
  */
 async function waitForAclSystem(s: Stack, network: Network, timeoutMs: number): Promise<void> {
-  const agents = [...s.agents.values()].filter((a) => a.network === network)
   const deadline = performance.now() + timeoutMs
-  let last = ''
-  for (const a of agents) {
-    for (;;) {
-      const r = await httpRequest(`${a.addr}:8500`, '/v1/acl/token/self', 'GET', 2_000, { headers: s.headers }).catch((e: Error) => ({
-        status: 0,
-        body: e.message,
-      }))
-      if (r.status === 200) break
-      last = `${r.status} ${r.body.trim()}`
-      if (performance.now() > deadline)
-        throw new Error(`ACLs of ${a.node}/${network} not ready within ${timeoutMs} ms: ${last}; log ${a.logPath}`)
-      await sleep(250)
+  for (const a of s.agents.values()) if (a.network === network) await waitForAclAgent(s, a, deadline - performance.now())
+}
+
+/** The agent accepts the master token (`GET /v1/acl/token/self` → 200): its ACL system is out of legacy mode. */
+async function waitForAclAgent(s: Stack, a: Agent, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const r = await httpRequest(`${a.addr}:8500`, '/v1/acl/token/self', 'GET', 2_000, { headers: s.headers }).catch((e: Error) => ({
+      status: 0,
+      body: e.message,
+    }))
+    if (r.status === 200) return
+    if (performance.now() > deadline) {
+      throw new Error(
+        `ACLs of ${a.node}/${a.network} not ready within ${Math.round(timeoutMs)} ms: ${r.status} ${r.body.trim()}; log ${a.logPath}`,
+      )
     }
+    await sleep(250)
   }
 }
 
@@ -824,6 +828,8 @@ async function restart(s: Stack, node: string, network: Network): Promise<void> 
 
 async function rejoin(s: Stack, a: Agent): Promise<void> {
   await waitJoined(a, 30_000)
+  // a restarted agent is in legacy ACL mode again until it sees its servers out of it
+  if (s.opts.acl) await waitForAclAgent(s, a, 30_000)
   // the others on this network that can answer now
   const others = () => [...s.agents.values()].filter((o) => o !== a && o.network === a.network && o.exited && !o.frozen)
   if (a.server) {

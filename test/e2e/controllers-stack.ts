@@ -116,6 +116,11 @@ t.test('ACLs: no token reads nothing; the monitor token reads every check and wr
         'all passing',
       )
     }
+    // what the monitor asks its own agents besides the checks (gossip tuning, health score)
+    for (const path of ['/v1/agent/self', '/v1/agent/metrics']) {
+      t.equal((await agentRequest('ctl1', network, path)).status, 403, `${network}: ${path} without token → 403`)
+      t.equal((await agentRequest('ctl1', network, path, { token })).status, 200, `${network}: ${path} with the token → 200`)
+    }
     const outside = await agentRequest('ctl1', network, '/v1/kv/elsewhere/x', { method: 'PUT', body: 'x', token })
     t.equal(outside.status, 403, `${network}: KV write outside masakari-consul/ → 403`)
     t.match(outside.body, /Permission denied/)
