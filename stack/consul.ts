@@ -430,6 +430,8 @@ function prepareAgents(plan: AddressPlan, opts: ConsulStackOptions): Stack {
   if (opts.acl && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(opts.acl.masterToken)) {
     throw new Error('acl.masterToken must be a UUID')
   }
+  const strangers = Object.keys(opts.controllerConfigs ?? {}).filter((n) => !plan.controllers.includes(n))
+  if (strangers.length > 0) throw new Error(`controllerConfigs for non-controllers: ${strangers.join(', ')}`)
   const s: Stack = {
     plan,
     opts,
