@@ -2,14 +2,22 @@
  * A real Consul stack on loopback, for integration tests, benchmarks and the demo.
  *
  * Layout (the product's): three independent Consul clusters, one per network
- * (management, tenant, storage). The controller runs the three servers, every compute
- * runs three clients. Node names are equal across the clusters. Every agent binds its
- * own loopback address, so the default ports are used everywhere:
+ * (management, tenant, storage). Each controller runs the three servers (one per network),
+ * every compute runs three clients. Node names are equal across the clusters. Every agent
+ * binds its own loopback address, so the default ports are used everywhere:
  *
  *   management 127.<octet>.0.<i>, tenant 127.<octet+1>.0.<i>, storage 127.<octet+2>.0.<i>
- *   controller i = 1, computes i = 2, 3, ...
+ *   controllers i = 1..C, computes i = C+1, C+2, ...
  *
+ * One controller (the default): `bootstrap_expect = 1`. Several (`controllers`, e.g. three):
+ * `bootstrap_expect = C`, every server retry-joins the others, every client all servers.
  * Parallel test files must use different octets.
+ *
+ * ACLs (`acl`): every agent gets `acl { enabled, default_policy deny, enable_token_persistence,
+ * tokens { agent } }`, the servers also `tokens.master` (1.8's name). The stack itself speaks
+ * with the master token (HTTP header, `-token` on the command line; never in the agents'
+ * environment, which watch handlers inherit). start-up waits out 1.8's "legacy mode";
+ * createToken() makes a policy and a token per cluster.
  *
  * Fault injection:
  *   freeze/thaw   SIGSTOP/SIGCONT of the agent's process group: the host's link on that
@@ -20,6 +28,8 @@
  *   leave         `consul leave`: graceful; the leader deregisters the node (its checks vanish).
  *   maintenance   `consul maint -enable`: a critical `_node_maintenance` check appears.
  *   restart       start the agent again (same data dir, same node id) after kill/leave.
+ *   *Node         the same for all of a node's agents at once (a whole controller or compute).
+ * All of them work on controllers (servers) as on computes.
  *
  * Cleanup: stop() SIGKILLs every agent it started (by process group of each pid it spawned).
  * Callers register it with t.teardown. While any agent is alive this module also
@@ -45,12 +55,21 @@ export interface ConsulStackOptions {
   dir: string
   /** compute node names, e.g. ['cmp1','cmp2'] */
   computes: string[]
-  /** default 'controller' */
+  /** default 'controller'; with `controllers`, must be absent or equal to its first name */
   controller?: string
+  /**
+   * controller node names, each running a server per network; default [controller]. With
+   * several, `bootstrap_expect` is their number and they retry-join each other.
+   */
+  controllers?: string[]
   /** management 127.<octet>.0.<i>, tenant 127.<octet+1>.0.<i>, storage 127.<octet+2>.0.<i> */
   octet: number
-  /** extra JSON config objects written into the controller agent's config dir BEFORE start */
+  /** extra JSON config objects written into every controller agent's config dir BEFORE start */
   controllerConfig?: Partial<Record<Network, object[]>>
+  /** the same per controller (added to controllerConfig), e.g. a watch per controller */
+  controllerConfigs?: Record<string, Partial<Record<Network, object[]>>>
+  /** ACLs on, default deny; the stack speaks with masterToken; agents' agent token default: masterToken */
+  acl?: AclOptions
   /** gossip_lan { probe_interval 400ms, probe_timeout 200ms, suspicion_mult 2 } on every agent */
   fastGossip?: boolean
   log?: (msg: string) => void
@@ -60,6 +79,13 @@ export interface ConsulStackOptions {
   startTimeoutMs?: number
   /** extra JSON merged into every agent's base config (shallow) */
   extraConfig?: object
+}
+
+export interface AclOptions {
+  /** a UUID: `acl.tokens.master` of the servers, and what the stack itself sends */
+  masterToken: string
+  /** `acl.tokens.agent` of every agent (node registration, anti-entropy); default masterToken */
+  agentToken?: string
 }
 
 export interface HealthCheck {
@@ -78,8 +104,12 @@ export interface HealthCheck {
 export type SerfWant = 'passing' | 'critical' | 'absent'
 
 export interface ConsulStack {
+  /** the first controller */
   controller: string
+  controllers: string[]
   computes: string[]
+  /** the ACL options the stack was started with */
+  acl?: AclOptions
   logDir: string
   /** the stack's directory (opts.dir) */
   dir: string
@@ -91,20 +121,51 @@ export interface ConsulStack {
   configDir(node: string, network: Network): string
   pid(node: string, network: Network): number | undefined
   pids(): number[]
+  /** the running agents' pids of one node */
+  nodePids(node: string): number[]
   freeze(node: string, network: Network): void
   thaw(node: string, network: Network): void
   kill(node: string, network: Network): Promise<void>
   restart(node: string, network: Network): Promise<void>
+  /** all of the node's running agents at once */
+  freezeNode(node: string): void
+  /** all of the node's frozen agents at once */
+  thawNode(node: string): void
+  /** all of the node's running agents at once (SIGKILL) */
+  killNode(node: string): Promise<void>
+  /** all of the node's stopped agents at once; resolves when they are back in their clusters */
+  restartNode(node: string): Promise<void>
   leave(node: string, network: Network): Promise<void>
   maintenance(node: string, network: Network, enable: boolean): Promise<void>
-  health(network: Network): Promise<HealthCheck[]>
-  /** GET /v1/agent/members on the controller agent of that network */
-  members(network: Network): Promise<Array<{ Name: string; Addr: string; Status: number; [k: string]: unknown }>>
-  waitForSerf(node: string, network: Network, want: SerfWant, timeoutMs?: number): Promise<number>
+  /**
+   * GET /v1/health/state/any through a controller agent: `via`, else the first controller whose
+   * agent on that network runs and is not frozen. With ACLs, with the master token.
+   */
+  health(network: Network, via?: string): Promise<HealthCheck[]>
+  /** GET /v1/agent/members on a controller agent of that network (`via` as for health) */
+  members(network: Network, via?: string): Promise<Array<{ Name: string; Addr: string; Status: number; [k: string]: unknown }>>
+  waitForSerf(node: string, network: Network, want: SerfWant, timeoutMs?: number, via?: string): Promise<number>
   /** like waitForSerf for any check id (e.g. `_node_maintenance`) */
-  waitForCheck(node: string, network: Network, checkId: string, want: SerfWant, timeoutMs?: number): Promise<number>
-  reloadController(network: Network): Promise<void>
-  writeControllerConfig(network: Network, name: string, config: object): void
+  waitForCheck(node: string, network: Network, checkId: string, want: SerfWant, timeoutMs?: number, via?: string): Promise<number>
+  /**
+   * The controller that is the cluster's leader, as every running, unfrozen server of that
+   * network says (`/v1/status/leader`); undefined when there is none or they disagree.
+   */
+  leader(network: Network): Promise<string | undefined>
+  /** Waits for leader() to name a controller other than `except`; resolves with it and the ms it took. */
+  waitForLeader(network: Network, opts?: { except?: string; timeoutMs?: number }): Promise<{ leader: string; ms: number }>
+  /** reloads a controller's agent (default: the first controller) */
+  reloadController(network: Network, controller?: string): Promise<void>
+  /** writes a config file into a controller agent's config dir (default: the first controller); reload to apply */
+  writeControllerConfig(network: Network, name: string, config: object, controller?: string): void
+  /**
+   * With ACLs: creates policy `name` with these rules and a token holding it in that network's
+   * cluster (with the master token); resolves with the token's SecretID. `secretId` fixes the
+   * SecretID (e.g. the same token in the three clusters).
+   */
+  createToken(network: Network, name: string, rules: string, secretId?: string): Promise<string>
+  /** PUT /v1/agent/token/<kind> on one agent (kind `default`: what a request or watch without a token uses) */
+  setAgentToken(node: string, network: Network, kind: 'default' | 'agent', token: string): Promise<void>
   stop(): Promise<void>
 }
 
@@ -181,11 +242,18 @@ interface HttpResult {
   body: string
 }
 
-function httpRequest(hostport: string, urlPath: string, method: string, timeoutMs: number): Promise<HttpResult> {
+function httpRequest(
+  hostport: string,
+  urlPath: string,
+  method: string,
+  timeoutMs: number,
+  extra: { headers?: Record<string, string>; body?: string } = {},
+): Promise<HttpResult> {
   const [host, portStr] = hostport.split(':')
   if (!host?.startsWith('127.')) return Promise.reject(new Error(`refusing non-loopback address ${hostport}`))
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(portStr), path: urlPath, method, agent: false }, (res) => {
+    const opts = { host, port: Number(portStr), path: urlPath, method, agent: false, headers: extra.headers }
+    const req = http.request(opts, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {
@@ -205,7 +273,7 @@ function httpRequest(hostport: string, urlPath: string, method: string, timeoutM
       clearTimeout(timer)
       reject(e)
     })
-    req.end()
+    req.end(extra.body)
   })
 }
 
@@ -242,10 +310,12 @@ interface Agent {
   frozen: boolean
 }
 
-/** Where every agent lives: controller i = 1, computes i = 2, 3, ...; one octet per network. */
+/** Where every agent lives: controllers i = 1..C, computes i = C+1, ...; one octet per network. */
 interface AddressPlan {
   octet: number
+  /** the first controller */
   controller: string
+  controllers: string[]
   computes: string[]
   allNodes: string[]
   addressOf(node: string, network: Network): string
@@ -263,6 +333,10 @@ interface Stack {
   bin: string
   env: NodeJS.ProcessEnv
   log: (msg: string) => void
+  /** X-Consul-Token with the master token when ACLs are on, else none */
+  headers: Record<string, string>
+  /** `-token=<master>` for the consul CLI when ACLs are on, else none */
+  cliToken: string[]
   agents: Map<string, Agent>
   /** "an agent died" listeners, used to fail fast during start/restart */
   deathListeners: Set<DeathListener>
@@ -290,20 +364,30 @@ export async function startConsulStack(opts: ConsulStackOptions): Promise<Consul
   startWatchdog(s)
   await startAllAgents(s, opts.startTimeoutMs ?? 60_000)
   const startMs = Math.round(performance.now() - t0)
-  s.log(`consul stack up in ${startMs} ms: ${plan.allNodes.length} nodes × ${NETWORKS.length} networks`)
+  const controllers = plan.controllers.length === 1 ? '' : `${plan.controllers.length} controllers, `
+  s.log(
+    `consul stack up in ${startMs} ms: ${controllers}${plan.allNodes.length} nodes × ${NETWORKS.length} networks${opts.acl ? ', ACLs on' : ''}`,
+  )
   return stackApi(s, startMs)
+}
+
+/** The address an agent of a stack started with these options has (no stack needed). */
+export function consulAddress(opts: PlanOptions, node: string, network: Network): string {
+  return addressPlan(opts).addressOf(node, network)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Start-up phases, in the order startConsulStack runs them
 
+type PlanOptions = Pick<ConsulStackOptions, 'octet' | 'computes' | 'controller' | 'controllers'>
+
 /** Validates the node names and the octet, and maps every agent to its address. */
-function addressPlan(opts: ConsulStackOptions): AddressPlan {
-  const controller = opts.controller ?? 'controller'
+function addressPlan(opts: PlanOptions): AddressPlan {
+  const controllers = controllerNames(opts)
   const computes = [...opts.computes]
   const octet = opts.octet
   if (!Number.isInteger(octet) || octet < 1 || octet > 253) throw new Error(`octet must be an integer in 1..253, got ${octet}`)
-  const allNodes = [controller, ...computes]
+  const allNodes = [...controllers, ...computes]
   if (new Set(allNodes).size !== allNodes.length) throw new Error(`node names must be unique: ${allNodes.join(', ')}`)
   if (allNodes.length > 254) throw new Error('too many nodes for the address plan')
   for (const n of allNodes) if (!/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(n)) throw new Error(`bad node name ${JSON.stringify(n)}`)
@@ -313,14 +397,23 @@ function addressPlan(opts: ConsulStackOptions): AddressPlan {
     if (!NETWORKS.includes(network)) throw new Error(`unknown network ${network}`)
     return `127.${octet + NET_OFFSET[network]}.0.${i + 1}`
   }
-  return { octet, controller, computes, allNodes, addressOf }
+  return { octet, controller: controllers[0]!, controllers, computes, allNodes, addressOf }
+}
+
+function controllerNames(opts: PlanOptions): string[] {
+  if (opts.controllers === undefined) return [opts.controller ?? 'controller']
+  if (opts.controllers.length === 0) throw new Error('controllers must name at least one controller')
+  if (opts.controller !== undefined && opts.controller !== opts.controllers[0]) {
+    throw new Error(`controller ${opts.controller} differs from controllers[0] ${opts.controllers[0]}`)
+  }
+  return [...opts.controllers]
 }
 
 /** Before touching anything: another stack on the same octet, or leftover agents, would collide. */
 async function assertAddressesFree(plan: AddressPlan): Promise<void> {
   const probes = NETWORKS.flatMap((network) =>
     plan.allNodes.flatMap((node) =>
-      [8500, 8301, ...(node === plan.controller ? [8300] : [])].map((p) => portBusy(plan.addressOf(node, network), p)),
+      [8500, 8301, ...(plan.controllers.includes(node) ? [8300] : [])].map((p) => portBusy(plan.addressOf(node, network), p)),
     ),
   )
   const busy = (await Promise.all(probes)).filter((x): x is string => x !== undefined)
@@ -334,6 +427,11 @@ async function assertAddressesFree(plan: AddressPlan): Promise<void> {
 /** Fresh data and config dirs for every agent (these subdirectories are ours), config files written. */
 function prepareAgents(plan: AddressPlan, opts: ConsulStackOptions): Stack {
   const dir = path.resolve(opts.dir)
+  if (opts.acl && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(opts.acl.masterToken)) {
+    throw new Error('acl.masterToken must be a UUID')
+  }
+  const strangers = Object.keys(opts.controllerConfigs ?? {}).filter((n) => !plan.controllers.includes(n))
+  if (strangers.length > 0) throw new Error(`controllerConfigs for non-controllers: ${strangers.join(', ')}`)
   const s: Stack = {
     plan,
     opts,
@@ -343,6 +441,8 @@ function prepareAgents(plan: AddressPlan, opts: ConsulStackOptions): Stack {
     bin: opts.consulBin ?? process.env.CONSUL_BIN ?? 'consul',
     env: cleanEnv(),
     log: opts.log ?? ((): void => {}),
+    headers: opts.acl ? { 'X-Consul-Token': opts.acl.masterToken } : {},
+    cliToken: opts.acl ? [`-token=${opts.acl.masterToken}`] : [],
     agents: new Map(),
     deathListeners: new Set(),
     stopped: false,
@@ -358,26 +458,28 @@ function prepareAgents(plan: AddressPlan, opts: ConsulStackOptions): Stack {
       const a: Agent = {
         node,
         network,
-        server: node === plan.controller,
+        server: plan.controllers.includes(node),
         addr: plan.addressOf(node, network),
         dataDir: path.join(dataRoot, name),
         configDir: path.join(configRoot, name),
         logPath: path.join(s.logDir, `${name}.log`),
         frozen: false,
       }
-      writeAgentFiles(a, opts)
+      writeAgentFiles(s, a)
       s.agents.set(key(node, network), a)
     }
   }
   return s
 }
 
-function writeAgentFiles(a: Agent, opts: ConsulStackOptions): void {
+function writeAgentFiles(s: Stack, a: Agent): void {
+  const opts = s.opts
   fs.mkdirSync(a.dataDir, { recursive: true })
   fs.mkdirSync(a.configDir, { recursive: true })
-  fs.writeFileSync(path.join(a.configDir, '00-base.json'), JSON.stringify(baseConfig(a.server, a.network, opts), null, 2))
+  const base = baseConfig(a.server, a.network, opts, s.plan.controllers.length)
+  fs.writeFileSync(path.join(a.configDir, '00-base.json'), JSON.stringify(base, null, 2))
   if (a.server) {
-    const extra = opts.controllerConfig?.[a.network] ?? []
+    const extra = [...(opts.controllerConfig?.[a.network] ?? []), ...(opts.controllerConfigs?.[a.node]?.[a.network] ?? [])]
     extra.forEach((cfg, i) => {
       fs.writeFileSync(path.join(a.configDir, `50-extra-${i}.json`), JSON.stringify(cfg, null, 2))
     })
@@ -385,7 +487,7 @@ function writeAgentFiles(a: Agent, opts: ConsulStackOptions): void {
   fs.writeFileSync(a.logPath, '') // truncate
 }
 
-function baseConfig(server: boolean, network: Network, opts: ConsulStackOptions): Record<string, unknown> {
+function baseConfig(server: boolean, network: Network, opts: ConsulStackOptions, servers: number): Record<string, unknown> {
   return {
     datacenter: network,
     log_level: 'INFO',
@@ -394,11 +496,26 @@ function baseConfig(server: boolean, network: Network, opts: ConsulStackOptions)
     ports: { dns: -1, grpc: -1, https: -1, serf_wan: -1 },
     ...(server
       ? // leave_drain_time: a server dwells 5 s by default during a graceful leave so clients
-        // can retry against other servers; there are none here.
-        { performance: { raft_multiplier: 1, leave_drain_time: '200ms' } }
+        // can retry against other servers; one is alone, several are on one machine.
+        // retry_interval (default 30 s): servers start together, the first join attempts fail.
+        { performance: { raft_multiplier: 1, leave_drain_time: '200ms' }, ...(servers > 1 ? { retry_interval: '500ms' } : {}) }
       : { retry_interval: '500ms' }),
     ...(opts.fastGossip ? { gossip_lan: { probe_interval: '400ms', probe_timeout: '200ms', suspicion_mult: 2 } } : {}),
+    ...(opts.acl ? aclConfig(server, network, opts.acl) : {}),
     ...(opts.extraConfig ?? {}),
+  }
+}
+
+/** Consul 1.8's names: `tokens.master` (1.11+: initial_management), only read by servers. */
+function aclConfig(server: boolean, network: Network, acl: AclOptions): Record<string, unknown> {
+  return {
+    primary_datacenter: network, // each cluster is its own ACL domain
+    acl: {
+      enabled: true,
+      default_policy: 'deny',
+      enable_token_persistence: true,
+      tokens: { ...(server ? { master: acl.masterToken } : {}), agent: acl.agentToken ?? acl.masterToken },
+    },
   }
 }
 
@@ -417,13 +534,17 @@ function startWatchdog(s: Stack): void {
   s.watchdog = watchdog
 }
 
-/** Every agent at once; resolved when each shows serfHealth passing; on any failure, the stack is stopped. */
+/**
+ * Every agent at once; resolved when each cluster has a leader all its servers agree on, every
+ * serfHealth passes and (with ACLs) the ACL system has left legacy mode; on any failure, the
+ * stack is stopped.
+ */
 async function startAllAgents(s: Stack, timeoutMs: number): Promise<void> {
   const all = [...s.agents.values()]
   const death = failOnDeath(s, all)
   try {
     for (const a of all) spawnAgent(s, a)
-    await Promise.race([death.promise, Promise.all(all.map((a) => waitForCheck(s, a.node, a.network, 'serfHealth', 'passing', timeoutMs)))])
+    await Promise.race([death.promise, waitUntilUp(s, all, timeoutMs)])
     const dead = all.filter((a) => !a.exited)
     if (dead.length > 0) throw new Error(`consul agents exited while starting: ${dead.map((a) => a.logPath).join(', ')}`)
   } catch (e) {
@@ -434,12 +555,48 @@ async function startAllAgents(s: Stack, timeoutMs: number): Promise<void> {
   }
 }
 
+async function waitUntilUp(s: Stack, all: Agent[], timeoutMs: number): Promise<void> {
+  await Promise.all(NETWORKS.map((network) => waitForAgreedLeader(s, network, timeoutMs)))
+  await Promise.all(all.map((a) => waitForCheck(s, a.node, a.network, 'serfHealth', 'passing', timeoutMs)))
+  if (s.opts.acl) await Promise.all(NETWORKS.map((network) => waitForAclSystem(s, network, timeoutMs)))
+}
+
+/**
+ * Waits until the ACL system of that network's cluster works with the master token on every
+ * agent: 1.8 starts in legacy mode and answers 500 "…legacy mode" for ~10–15 s after the first
+ * leader election (servers and clients each switch on their own).
+ */
+async function waitForAclSystem(s: Stack, network: Network, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  for (const a of s.agents.values()) if (a.network === network) await waitForAclAgent(s, a, deadline - performance.now())
+}
+
+/** The agent accepts the master token (`GET /v1/acl/token/self` → 200): its ACL system is out of legacy mode. */
+async function waitForAclAgent(s: Stack, a: Agent, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const r = await httpRequest(`${a.addr}:8500`, '/v1/acl/token/self', 'GET', 2_000, { headers: s.headers }).catch((e: Error) => ({
+      status: 0,
+      body: e.message,
+    }))
+    if (r.status === 200) return
+    if (performance.now() > deadline) {
+      throw new Error(
+        `ACLs of ${a.node}/${a.network} not ready within ${Math.round(timeoutMs)} ms: ${r.status} ${r.body.trim()}; log ${a.logPath}`,
+      )
+    }
+    await sleep(250)
+  }
+}
+
 /** The running stack's interface: each method a thin call into the functions below. */
 function stackApi(s: Stack, startMs: number): ConsulStack {
-  const { controller, computes, addressOf } = s.plan
+  const { controller, controllers, computes, addressOf } = s.plan
   return {
     controller,
+    controllers,
     computes,
+    acl: s.opts.acl,
     logDir: s.logDir,
     dir: s.dir,
     startMs,
@@ -452,18 +609,30 @@ function stackApi(s: Stack, startMs: number): ConsulStack {
       return a.exited ? a.child?.pid : undefined
     },
     pids: () => runningAgents(s).map((a) => a.child!.pid!),
+    nodePids: (node) =>
+      runningAgents(s)
+        .filter((a) => a.node === node)
+        .map((a) => a.child!.pid!),
     freeze: (node, network) => freeze(s, node, network),
     thaw: (node, network) => thaw(s, node, network),
     kill: (node, network) => kill(s, node, network),
     leave: (node, network) => leave(s, node, network),
     restart: (node, network) => restart(s, node, network),
+    freezeNode: (node) => freezeNode(s, node),
+    thawNode: (node) => thawNode(s, node),
+    killNode: (node) => killNode(s, node),
+    restartNode: (node) => restartNode(s, node),
     maintenance: (node, network, enable) => maintenance(s, node, network, enable),
-    health: (network) => health(s, network),
-    members: (network) => members(s, network),
-    waitForSerf: (node, network, want, timeoutMs) => waitForCheck(s, node, network, 'serfHealth', want, timeoutMs),
-    waitForCheck: (node, network, checkId, want, timeoutMs) => waitForCheck(s, node, network, checkId, want, timeoutMs),
-    reloadController: (network) => reloadController(s, network),
-    writeControllerConfig: (network, name, config) => writeControllerConfig(s, network, name, config),
+    health: (network, via) => health(s, network, via),
+    members: (network, via) => members(s, network, via),
+    waitForSerf: (node, network, want, timeoutMs, via) => waitForCheck(s, node, network, 'serfHealth', want, timeoutMs, via),
+    waitForCheck: (node, network, checkId, want, timeoutMs, via) => waitForCheck(s, node, network, checkId, want, timeoutMs, via),
+    leader: (network) => liveLeader(s, network),
+    waitForLeader: (network, opts) => waitForLeader(s, network, opts?.except, opts?.timeoutMs),
+    reloadController: (network, ctl) => reloadController(s, network, ctl),
+    writeControllerConfig: (network, name, config, ctl) => writeControllerConfig(s, network, name, config, ctl),
+    createToken: (network, name, rules, secretId) => createToken(s, network, name, rules, secretId),
+    setAgentToken: (node, network, kind, token) => setAgentToken(s, node, network, kind, token),
     stop: () => stopStack(s),
   }
 }
@@ -485,8 +654,9 @@ const httpAddr = (s: Stack, node: string, network: Network): string => `${s.plan
 
 function argsOf(s: Stack, a: Agent): string[] {
   const args = ['agent', `-node=${a.node}`, `-bind=${a.addr}`, `-client=${a.addr}`, `-data-dir=${a.dataDir}`, `-config-dir=${a.configDir}`]
-  if (a.server) args.push('-server', '-bootstrap-expect=1')
-  else args.push(`-retry-join=${s.plan.addressOf(s.plan.controller, a.network)}`)
+  const servers = s.plan.controllers
+  if (a.server) args.push('-server', `-bootstrap-expect=${servers.length}`)
+  for (const c of servers) if (c !== a.node) args.push(`-retry-join=${s.plan.addressOf(c, a.network)}`)
   return args
 }
 
@@ -595,7 +765,7 @@ function signalGroup(a: Agent, sig: NodeJS.Signals): void {
 
 function runCli(s: Stack, args: string[], timeoutMs = 20_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(s.bin, args, { env: s.env, timeout: timeoutMs }, (err, stdout, stderr) => {
+    execFile(s.bin, [...args, ...s.cliToken], { env: s.env, timeout: timeoutMs }, (err, stdout, stderr) => {
       if (err) reject(new Error(`consul ${args.join(' ')} failed: ${err.message}\n${stdout}${stderr}`.trim()))
       else resolve(stdout + stderr)
     })
@@ -660,19 +830,49 @@ async function restart(s: Stack, node: string, network: Network): Promise<void> 
 
 async function rejoin(s: Stack, a: Agent): Promise<void> {
   await waitJoined(a, 30_000)
+  // a restarted agent is in legacy ACL mode again until it sees its servers out of it
+  if (s.opts.acl) await waitForAclAgent(s, a, 30_000)
   // the others on this network that can answer now
   const others = () => [...s.agents.values()].filter((o) => o !== a && o.network === a.network && o.exited && !o.frozen)
   if (a.server) {
     // A server that left does not rejoin by itself (its serf snapshot says "left"), and clients
     // do not retry-join after their first join: join them from here.
     for (const other of others()) {
-      await httpRequest(`${a.addr}:8500`, `/v1/agent/join/${other.addr}`, 'PUT', 5_000).catch(() => undefined)
+      await httpRequest(`${a.addr}:8500`, `/v1/agent/join/${other.addr}`, 'PUT', 5_000, { headers: s.headers }).catch(() => undefined)
     }
   }
   await waitForCheck(s, a.node, a.network, 'serfHealth', 'passing', 30_000)
   if (!a.server) return
-  // the controller is back only when it sees its running clients again
-  await Promise.all(others().map((o) => waitForCheck(s, o.node, a.network, 'serfHealth', 'passing', 30_000)))
+  // a controller is back only when the running servers agree on a leader and it sees the running agents again
+  await waitForAgreedLeader(s, a.network, 30_000, liveServers(s, a.network))
+  await Promise.all(others().map((o) => waitForCheck(s, o.node, a.network, 'serfHealth', 'passing', 30_000, a.node)))
+}
+
+/** The node's agents on every network. */
+const agentsOfNode = (s: Stack, node: string): Agent[] => NETWORKS.map((network) => agentOf(s, node, network))
+
+function freezeNode(s: Stack, node: string): void {
+  const running = agentsOfNode(s, node).filter((a) => a.exited && !a.frozen)
+  if (running.length === 0) throw new Error(`${node} has no running, unfrozen agent`)
+  for (const a of running) freeze(s, node, a.network)
+}
+
+function thawNode(s: Stack, node: string): void {
+  const frozen = agentsOfNode(s, node).filter((a) => a.exited && a.frozen)
+  if (frozen.length === 0) throw new Error(`${node} has no frozen agent`)
+  for (const a of frozen) thaw(s, node, a.network)
+}
+
+async function killNode(s: Stack, node: string): Promise<void> {
+  const running = agentsOfNode(s, node).filter((a) => a.exited)
+  if (running.length === 0) throw new Error(`${node} has no running agent`)
+  await Promise.all(running.map((a) => kill(s, node, a.network)))
+}
+
+async function restartNode(s: Stack, node: string): Promise<void> {
+  const stopped = agentsOfNode(s, node).filter((a) => !a.exited)
+  if (stopped.length === 0) throw new Error(`${node} has no stopped agent`)
+  await Promise.all(stopped.map((a) => restart(s, node, a.network)))
 }
 
 /** The agent answers HTTP and knows a leader (it has joined its cluster). */
@@ -702,17 +902,26 @@ async function maintenance(s: Stack, node: string, network: Network, enable: boo
 }
 
 // ---------------------------------------------------------------------------------------------
-// Observation and the controller's config
+// Observation and the controllers' config
 
-async function health(s: Stack, network: Network): Promise<HealthCheck[]> {
-  const r = await httpRequest(httpAddr(s, s.plan.controller, network), '/v1/health/state/any', 'GET', 10_000)
-  if (r.status !== 200) throw new Error(`GET /v1/health/state/any on ${network}: ${r.status} ${r.body.trim()}`)
+/** The agent a read goes through: `via`, else the first controller whose agent runs unfrozen, else the first. */
+function viaAgent(s: Stack, network: Network, via?: string): Agent {
+  if (via !== undefined) return agentOf(s, via, network)
+  const live = s.plan.controllers.map((c) => agentOf(s, c, network)).find((a) => a.exited && !a.frozen)
+  return live ?? agentOf(s, s.plan.controller, network)
+}
+
+async function health(s: Stack, network: Network, via?: string): Promise<HealthCheck[]> {
+  const a = viaAgent(s, network, via)
+  const r = await httpRequest(`${a.addr}:8500`, '/v1/health/state/any', 'GET', 10_000, { headers: s.headers })
+  if (r.status !== 200) throw new Error(`GET /v1/health/state/any on ${network} via ${a.node}: ${r.status} ${r.body.trim()}`)
   return JSON.parse(r.body) as HealthCheck[]
 }
 
-async function members(s: Stack, network: Network): Promise<Array<{ Name: string; Addr: string; Status: number }>> {
-  const r = await httpRequest(httpAddr(s, s.plan.controller, network), '/v1/agent/members', 'GET', 10_000)
-  if (r.status !== 200) throw new Error(`GET /v1/agent/members on ${network}: ${r.status} ${r.body.trim()}`)
+async function members(s: Stack, network: Network, via?: string): Promise<Array<{ Name: string; Addr: string; Status: number }>> {
+  const a = viaAgent(s, network, via)
+  const r = await httpRequest(`${a.addr}:8500`, '/v1/agent/members', 'GET', 10_000, { headers: s.headers })
+  if (r.status !== 200) throw new Error(`GET /v1/agent/members on ${network} via ${a.node}: ${r.status} ${r.body.trim()}`)
   return JSON.parse(r.body) as Array<{ Name: string; Addr: string; Status: number }>
 }
 
@@ -728,9 +937,10 @@ async function waitForCheck(
   checkId: string,
   want: SerfWant,
   timeoutMs = 30_000,
+  via?: string,
 ): Promise<number> {
   const a = agentOf(s, node, network) // validates names
-  const ctl = agentOf(s, s.plan.controller, network)
+  const ctl = viaAgent(s, network, via)
   const start = performance.now()
   const deadline = start + timeoutMs
   let index = 0
@@ -742,7 +952,9 @@ async function waitForCheck(
     const wait = Math.max(1, Math.min(Math.floor(remaining), 10_000))
     try {
       const q = index > 0 ? `?index=${index}&wait=${wait}ms` : ''
-      const r = await httpRequest(`${ctl.addr}:8500`, `/v1/health/state/any${q}`, 'GET', Math.min(remaining, wait + 2_000) + 50)
+      const r = await httpRequest(`${ctl.addr}:8500`, `/v1/health/state/any${q}`, 'GET', Math.min(remaining, wait + 2_000) + 50, {
+        headers: s.headers,
+      })
       if (r.status !== 200) {
         lastErr = `${r.status} ${r.body.trim()}`
         await sleep(Math.min(100, Math.max(0, deadline - performance.now())))
@@ -763,29 +975,129 @@ async function waitForCheck(
     }
   }
   throw new Error(
-    `waiting for ${checkId} of ${node} on ${network} to be ${want}: timed out after ${timeoutMs} ms; ` +
+    `waiting for ${checkId} of ${node} on ${network} to be ${want} (via ${ctl.node}): timed out after ${timeoutMs} ms; ` +
       `last seen: ${describeCheck(last, node, checkId)}${lastErr ? `; last error: ${lastErr}` : ''}; ` +
       `logs: ${a.logPath}${a === ctl ? '' : `, ${ctl.logPath}`}`,
   )
 }
 
 function describeCheck(checks: HealthCheck[] | undefined, node: string, checkId: string): string {
-  if (!checks) return 'unknown (no answer from the controller agent)'
+  if (!checks) return 'unknown (no answer from the agent)'
   const c = checks.find((x) => x.Node === node && x.CheckID === checkId)
   return c ? `${c.Status} (${c.Output ?? ''})` : 'absent'
 }
 
-async function reloadController(s: Stack, network: Network): Promise<void> {
+async function reloadController(s: Stack, network: Network, controller = s.plan.controller): Promise<void> {
   ensureUsable(s)
-  await runCli(s, ['reload', `-http-addr=${httpAddr(s, s.plan.controller, network)}`])
-  s.log(`reloaded ${s.plan.controller}/${network}`)
+  const a = controllerAgent(s, controller, network)
+  await runCli(s, ['reload', `-http-addr=${a.addr}:8500`])
+  s.log(`reloaded ${controller}/${network}`)
 }
 
-function writeControllerConfig(s: Stack, network: Network, name: string, config: object): void {
-  const a = agentOf(s, s.plan.controller, network)
+function writeControllerConfig(s: Stack, network: Network, name: string, config: object, controller = s.plan.controller): void {
+  const a = controllerAgent(s, controller, network)
   const file = /\.(json|hcl)$/.test(name) ? name : `${name}.json`
   if (file.includes('/') || file.startsWith('.')) throw new Error(`bad config file name ${name}`)
   fs.writeFileSync(path.join(a.configDir, file), JSON.stringify(config, null, 2))
+}
+
+function controllerAgent(s: Stack, controller: string, network: Network): Agent {
+  if (!s.plan.controllers.includes(controller)) throw new Error(`${controller} is not a controller (${s.plan.controllers.join(', ')})`)
+  return agentOf(s, controller, network)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raft leaders
+
+/** The network's servers that run and are not frozen. */
+const liveServers = (s: Stack, network: Network): Agent[] =>
+  s.plan.controllers.map((c) => agentOf(s, c, network)).filter((a) => a.exited && !a.frozen)
+
+/** The controller every given server names as leader (`/v1/status/leader`), or undefined. */
+async function agreedLeader(s: Stack, servers: Agent[]): Promise<string | undefined> {
+  if (servers.length === 0) return undefined
+  const answers = await Promise.all(
+    servers.map((a) =>
+      httpRequest(`${a.addr}:8500`, '/v1/status/leader', 'GET', 2_000).then(
+        (r) => (r.status === 200 ? (JSON.parse(r.body) as string) : ''),
+        () => '',
+      ),
+    ),
+  )
+  const first = answers[0]
+  if (!first || answers.some((x) => x !== first)) return undefined
+  const ip = first.split(':')[0]
+  return s.plan.controllers.find((c) => agentOf(s, c, servers[0]!.network).addr === ip)
+}
+
+const liveLeader = (s: Stack, network: Network): Promise<string | undefined> => agreedLeader(s, liveServers(s, network))
+
+/** Waits until the given servers (default: all) agree on a leader; resolves with it. */
+async function waitForAgreedLeader(s: Stack, network: Network, timeoutMs: number, servers?: Agent[]): Promise<string> {
+  const which = servers ?? s.plan.controllers.map((c) => agentOf(s, c, network))
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const leader = await agreedLeader(s, which)
+    if (leader !== undefined) return leader
+    if (performance.now() > deadline) {
+      throw new Error(`no agreed leader on ${network} within ${timeoutMs} ms; logs: ${which.map((a) => a.logPath).join(', ')}`)
+    }
+    await sleep(100)
+  }
+}
+
+async function waitForLeader(s: Stack, network: Network, except?: string, timeoutMs = 30_000): Promise<{ leader: string; ms: number }> {
+  const start = performance.now()
+  let last: string | undefined
+  while (performance.now() - start < timeoutMs) {
+    last = await liveLeader(s, network)
+    if (last !== undefined && last !== except) return { leader: last, ms: Math.round(performance.now() - start) }
+    await sleep(100)
+  }
+  throw new Error(`no leader on ${network}${except ? ` other than ${except}` : ''} within ${timeoutMs} ms (last: ${last ?? 'none agreed'})`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ACLs
+
+const LEGACY_MODE = /legacy mode/i
+
+/** PUT with the master token through a live controller; retries while 1.8 is still in legacy mode. */
+async function aclPut(s: Stack, network: Network, urlPath: string, body: object, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+  if (!s.opts.acl) throw new Error('ACLs are off in this stack (start it with `acl`)')
+  ensureUsable(s)
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const a = viaAgent(s, network)
+    const r = await httpRequest(`${a.addr}:8500`, urlPath, 'PUT', 10_000, { headers: s.headers, body: JSON.stringify(body) })
+    if (r.status === 200) return JSON.parse(r.body) as Record<string, unknown>
+    if (!(r.status === 500 && LEGACY_MODE.test(r.body)) || performance.now() > deadline) {
+      throw new Error(`PUT ${urlPath} on ${network} via ${a.node}: ${r.status} ${r.body.trim()}`)
+    }
+    await sleep(500)
+  }
+}
+
+async function createToken(s: Stack, network: Network, name: string, rules: string, secretId?: string): Promise<string> {
+  await aclPut(s, network, '/v1/acl/policy', { Name: name, Description: 'consul-stack', Rules: rules })
+  const token = await aclPut(s, network, '/v1/acl/token', {
+    Description: name,
+    Policies: [{ Name: name }],
+    ...(secretId !== undefined ? { SecretID: secretId } : {}),
+  })
+  if (typeof token.SecretID !== 'string') throw new Error(`token create on ${network}: no SecretID in ${JSON.stringify(token)}`)
+  s.log(`created ACL policy and token ${name} on ${network}`)
+  return token.SecretID
+}
+
+async function setAgentToken(s: Stack, node: string, network: Network, kind: 'default' | 'agent', token: string): Promise<void> {
+  ensureUsable(s)
+  const a = agentOf(s, node, network)
+  const r = await httpRequest(`${a.addr}:8500`, `/v1/agent/token/${kind}`, 'PUT', 10_000, {
+    headers: s.headers,
+    body: JSON.stringify({ Token: token }),
+  })
+  if (r.status !== 200) throw new Error(`PUT /v1/agent/token/${kind} on ${node}/${network}: ${r.status} ${r.body.trim()}`)
 }
 
 // ---------------------------------------------------------------------------------------------
