@@ -2,6 +2,7 @@
  * What one run of the Consul checks watch does: stdin → this network's snapshot → evaluation
  * → outbox. It returns as soon as the decision is recorded; delivery happens elsewhere.
  */
+import { ConsulError } from './consul-api.js'
 import { decodeStdin, InputError, nodeStates, parseChecks, STDIN_MAX_BYTES } from './consul-input.js'
 import type { Network } from './networks.js'
 import { evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
@@ -58,5 +59,15 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   }
   // The snapshot is written under the state lock, after state.json was read: a run that fails
   // there leaves the state directory unchanged.
-  await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: snapshot })
+  try {
+    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: snapshot })
+  } catch (err) {
+    // Consul keeps a handler's output only at DEBUG: an own agent that refuses us (ACLs) or
+    // does not answer is said in the log and in the pulse check too.
+    if (err instanceof ConsulError) {
+      monitor.logger.error('an own Consul agent refused or did not answer; nothing recorded', { network: args.network, error: err.message })
+      await writeHealth(monitor.config.stateDir, { status: 'critical', reason: err.message })
+    }
+    throw err
+  }
 }

@@ -64,9 +64,13 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
       // none yet, or unreadable: a new one is created
     }
   }
-  const newSession = async () => {
-    session = await createSession(agent, config, host)
+  /** A new session; undefined (and why) when the monitor's own check is critical. */
+  const newSession = async (): Promise<string | undefined> => {
+    const created = await createSession(agent, config, host)
+    if (typeof created !== 'string') return created.why
+    session = created
     await writeFileAtomic(sessionPath, `${JSON.stringify({ id: session })}\n`, 0o600)
+    return undefined
   }
   const tryAcquire = async (): Promise<boolean | 'invalid'> => {
     const value = JSON.stringify({ host, since: new Date().toISOString() })
@@ -74,8 +78,9 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
     if (answer.status === 200) return answer.text.trim() === 'true'
     // A session that Consul invalidated (node failed, check critical, destroyed) is gone.
     if (answer.status === 500 && /invalid session/i.test(answer.text)) return 'invalid'
+    const hint = answer.status === 403 ? ': the ACL token lacks key_prefix write or session_prefix write (README, Consul ACLs)' : ''
     throw new ConsulError(
-      `PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${answer.text.trim().slice(0, 200)}`,
+      `PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
       answer.status,
     )
   }
@@ -83,10 +88,12 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
     session: () => session,
     async acquire() {
       await loadSession()
-      if (session === undefined) await newSession()
+      const refused = session === undefined ? await newSession() : undefined
+      if (refused) return { sender: false, ...(await holderOf(agent, key)), why: refused }
       let held = await tryAcquire()
       if (held === 'invalid') {
-        await newSession()
+        const refusedAgain = await newSession()
+        if (refusedAgain) return { sender: false, ...(await holderOf(agent, key)), why: refusedAgain }
         held = await tryAcquire()
       }
       if (held === true) return { sender: true, session: session! }
@@ -94,8 +101,7 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
     },
     async peek() {
       await loadSession()
-      const answer = await agent.request('GET', `/v1/kv/${key}?consistent`)
-      const entry = answer.status === 200 ? KvEntrySchema.parse(JSON.parse(answer.text))[0] : undefined
+      const entry = await lockEntry(agent, key)
       if (session !== undefined && entry?.Session === session) return { sender: true, session }
       return { sender: false, ...(await holderOf(agent, key)) }
     },
@@ -109,12 +115,19 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
   }
 }
 
+/** The lock's KV entry (consistent read); undefined when the key does not exist; a refusal (403) is a ConsulError. */
+async function lockEntry(agent: ConsulAgent, key: string): Promise<z.infer<typeof KvEntrySchema>[number] | undefined> {
+  const answer = await agent.request('GET', `/v1/kv/${key}?consistent`)
+  if (answer.status === 404) return undefined
+  if (answer.status !== 200) await agent.ok('GET', `/v1/kv/${key}?consistent`)
+  return KvEntrySchema.parse(JSON.parse(answer.text))[0]
+}
+
 /** Who holds the lock, in words for evaluate.js and the log. */
 async function holderOf(agent: ConsulAgent, key: string): Promise<{ holder?: string; why: string }> {
-  const answer = await agent.request('GET', `/v1/kv/${key}`)
-  if (answer.status === 404) return { why: 'nobody holds the sender lock yet' }
-  const entry = KvEntrySchema.parse(JSON.parse(answer.text))[0]
-  if (!entry?.Session) return { why: "the sender lock is free but within Consul's lock-delay after its holder lost it" }
+  const entry = await lockEntry(agent, key)
+  if (!entry) return { why: 'nobody holds the sender lock yet' }
+  if (!entry.Session) return { why: "the sender lock is free but within Consul's lock-delay after its holder lost it" }
   let holder: string | undefined
   try {
     holder = HolderSchema.parse(JSON.parse(Buffer.from(entry.Value ?? '', 'base64').toString('utf8'))).host
@@ -128,10 +141,20 @@ async function holderOf(agent: ConsulAgent, key: string): Promise<{ holder?: str
  * A session tied to the node's serfHealth and, if the controller registered it, the monitor's
  * own check; `release` behaviour so that an invalidated session frees the lock (after lock-delay).
  */
-async function createSession(agent: ConsulAgent, config: LockConfig, host: string): Promise<string> {
+async function createSession(agent: ConsulAgent, config: LockConfig, host: string): Promise<string | { why: string }> {
   const checks = ['serfHealth']
   const own = await agent.request('GET', '/v1/agent/checks')
-  if (own.status === 200 && Object.hasOwn(JSON.parse(own.text) as object, config.check)) checks.push(config.check)
+  const registered = own.status === 200 ? (JSON.parse(own.text) as Record<string, { Status?: string; Output?: string }>) : {}
+  if (Object.hasOwn(registered, config.check)) {
+    // Consul refuses a session tied to a critical check; and a broken monitor must not send.
+    const check = registered[config.check]!
+    if (check.Status === 'critical') {
+      return {
+        why: `this controller's own check ${config.check} is critical (${(check.Output ?? '').trim().slice(0, 200) || 'not run yet'}): not taking the sender lock`,
+      }
+    }
+    checks.push(config.check)
+  }
   const body = JSON.stringify({
     Name: `masakari-consul sender on ${host}`,
     LockDelay: `${config.lockDelay}s`,

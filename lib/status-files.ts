@@ -25,19 +25,23 @@ export interface Health {
 
 /** A notification waiting longer than this is a backlog worth a warning. */
 export const BACKLOG_WARN_S = 60
-/** An expired notification keeps the check critical this long (an operator must look at the host). */
-export const EXPIRED_CRITICAL_S = 3600
+/**
+ * An expired notification keeps the check at warning this long (an operator must look at the
+ * host). Not critical: the sender's session is tied to this check, and a past expiry must not
+ * stop every controller from sending what comes next.
+ */
+export const EXPIRED_WARN_S = 3600
 
 /** The monitor's health from its record and snapshots (pure). */
 export function healthOf(state: StoreState, snapshots: Snapshots, sequence: Network[], role: Role | undefined, now: Date): Health {
   const ago = (t: string) => (now.getTime() - Date.parse(t)) / 1000
   const expired = Object.keys(state.ledger)
     .map((h) => [h, hostEntry(state.ledger, h)?.unsent] as const)
-    .filter(([, u]) => u?.outcome === 'expired' && ago(u.at) < EXPIRED_CRITICAL_S)
+    .filter(([, u]) => u?.outcome === 'expired' && ago(u.at) < EXPIRED_WARN_S)
   if (expired.length > 0) {
     const [host, u] = expired[0]!
     return {
-      status: 'critical',
+      status: 'warning',
       reason: `${u!.event} for ${host} expired undelivered at ${u!.at}${expired.length > 1 ? ` (and ${expired.length - 1} more)` : ''}: recover it by hand`,
     }
   }

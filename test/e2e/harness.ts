@@ -19,6 +19,7 @@ import { freePort, isAlive, startOpenStack, type Notification, type OpenStack, t
 export const ROOT = join(import.meta.dirname, '..', '..')
 export const HANDLER = join(ROOT, 'dist', 'checks-handler.js')
 export const EVALUATE = join(ROOT, 'dist', 'evaluate.js')
+export const PULSE = join(ROOT, 'consul-config', 'pulse.sh')
 
 export interface RealStackOptions {
   /** Compute node names (the same in the three clusters). */
@@ -44,6 +45,11 @@ export interface RealStackOptions {
    * token, the same SecretID in the three clusters, with MONITOR_ACL_RULES.
    */
   acl?: boolean
+  /**
+   * The pulse check (consul-config/pulse.sh) on each controller's management agent, every
+   * `pulse` (e.g. '3s'), as consul-config/watches/pulse.json installs it.
+   */
+  pulse?: string
   /** Keystone/masakari-api settings besides the harness's own (ports, scratch dir, duplicate window 0). */
   openstack?: Pick<OpenStackOptions, 'tokenCacheTime'>
   log?: (msg: string) => void
@@ -218,6 +224,24 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
     ],
   })
   const watchesOf = (m: Monitor) => Object.fromEntries(watched.map((n) => [n, [watch(m, n)]]))
+  // The pulse check needs enable_local_script_checks at the agent's start: it goes in with it.
+  const pulseOf = (m: Monitor) => ({
+    enable_local_script_checks: true,
+    check: {
+      id: 'masakari-consul',
+      name: 'masakari-consul monitor',
+      args: ['/bin/sh', PULSE, m.configPath, m.stateDir, HANDLER, process.execPath],
+      interval: opts.pulse,
+      timeout: '10s',
+      // as pulse.json: not critical before its first run (a session cannot be tied to a critical check)
+      status: 'passing',
+    },
+  })
+  const startConfigOf = (m: Monitor): Partial<Record<Network, object[]>> => {
+    const configs: Partial<Record<Network, object[]>> = token ? {} : watchesOf(m)
+    if (opts.pulse) configs.management = [...(configs.management ?? []), pulseOf(m)]
+    return configs
+  }
   consul = await startConsulStack({
     dir: join(dir, 'consul'),
     computes: opts.computes,
@@ -225,7 +249,7 @@ export async function startRealStack(t: Test, opts: RealStackOptions): Promise<R
     octet: opts.octet,
     fastGossip: opts.fastGossip,
     // with ACLs the token must exist before a watch runs: the watches come after it, by reload
-    controllerConfigs: token ? {} : Object.fromEntries(monitors.map((m) => [m.controller, watchesOf(m)])),
+    controllerConfigs: Object.fromEntries(monitors.map((m) => [m.controller, startConfigOf(m)])),
     acl: token ? { masterToken: randomUUID() } : undefined,
     log,
   })
