@@ -15,9 +15,12 @@ node=${4:-node}
   exit 2
 }
 
-# A deep look (node, ~0.2 s) when the health note is missing, older than 30 minutes, or older
-# than the config: it validates the config and strategy and rewrites the notes.
-if [ ! -f "$state/health" ] || [ "$config" -nt "$state/health" ] || [ -n "$(find "$state/health" -mmin +30 2>/dev/null)" ]; then
+# A deep look (node, ~0.2 s) when the health note is missing, critical, older than 30 minutes,
+# or older than the config: it validates the config and strategy and rewrites the notes. While
+# critical, every run looks again, so the check recovers as soon as the cause is gone.
+last=
+[ -f "$state/health" ] && read -r last <"$state/health"
+if [ "$last" != passing ] && [ "$last" != warning ] || [ "$config" -nt "$state/health" ] || [ -n "$(find "$state/health" -mmin +30 2>/dev/null)" ]; then
   if ! out=$("$node" "$bundle" --pulse --config "$config" 2>&1); then
     echo "critical: $(printf '%s\n' "$out" | tail -n 1)"
     exit 2

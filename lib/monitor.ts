@@ -205,8 +205,7 @@ async function evaluateState(
 
 /**
  * The wake and health files the pulse check reads (status-files.ts). A standby wakes a worker
- * only when nobody holds the sender lock and the shared record has work: then, after the
- * lock-delay, it takes over.
+ * only when nobody holds the sender lock: then, after the lock-delay, it takes over.
  */
 export async function noteStatus(
   monitor: Monitor,
@@ -218,9 +217,8 @@ export async function noteStatus(
   const { stateDir } = monitor.config
   await writeHealth(stateDir, healthOf(state, snapshots, monitor.strategy.sequence, role, now))
   if (role === undefined || role.sender) return writeWake(stateDir, state)
-  const pending = state.outbox.length > 0 || state.wakeAt !== undefined
   const takeOverAt = new Date(now.getTime() + (monitor.coordination?.config.lockDelay ?? 0) * 1000)
-  await writeWake(stateDir, emptyState(), pending && role.holder === undefined ? takeOverAt : undefined)
+  await writeWake(stateDir, emptyState(), role.holder === undefined ? takeOverAt : undefined)
 }
 
 /** With several controllers: take the sender lock if we can (a dry run only looks who holds it). */
@@ -233,8 +231,9 @@ async function roleOf(monitor: Monitor, dryRun: boolean): Promise<Role | undefin
 /**
  * Another controller sends: keep this controller's view current (its snapshot, under the local
  * lock) so that it can take over at once, evaluate the shared record for the log and
- * evaluate.js, and record nothing. When nobody holds the lock (its holder just lost it) and the
- * record has work pending, start a worker: it waits out the lock-delay and takes over.
+ * evaluate.js, and record nothing. When nobody holds the lock (its holder just lost it), start
+ * a worker: it waits out the lock-delay, takes over, and decides from this controller's view,
+ * which may hold what the lost holder never recorded (it died before its own handler ran).
  */
 async function standby(
   monitor: Monitor,
@@ -253,7 +252,7 @@ async function standby(
   const pending = shared.outbox.length > 0 || shared.wakeAt !== undefined
   logger.info('standby: another controller sends; nothing recorded here', { holder: role.holder, why: role.why, pending })
   await noteStatus(monitor, shared, r.snapshots, role, deps.now())
-  if ((opts.startWorker ?? true) && pending && role.holder === undefined) deps.spawnWorker(config.source, config.stateDir)
+  if ((opts.startWorker ?? true) && role.holder === undefined) deps.spawnWorker(config.source, config.stateDir)
   return r
 }
 

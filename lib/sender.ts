@@ -72,18 +72,7 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
     await writeFileAtomic(sessionPath, `${JSON.stringify({ id: session })}\n`, 0o600)
     return undefined
   }
-  const tryAcquire = async (): Promise<boolean | 'invalid'> => {
-    const value = JSON.stringify({ host, since: new Date().toISOString() })
-    const answer = await agent.request('PUT', `/v1/kv/${key}?acquire=${session}`, value)
-    if (answer.status === 200) return answer.text.trim() === 'true'
-    // A session that Consul invalidated (node failed, check critical, destroyed) is gone.
-    if (answer.status === 500 && /invalid session/i.test(answer.text)) return 'invalid'
-    const hint = answer.status === 403 ? ': the ACL token lacks key_prefix write or session_prefix write (README, Consul ACLs)' : ''
-    throw new ConsulError(
-      `PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
-      answer.status,
-    )
-  }
+  const tryAcquire = () => acquireWith(agent, key, session!, host)
   return {
     session: () => session,
     async acquire() {
@@ -113,6 +102,20 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
       return KvEntrySchema.parse(JSON.parse(answer.text))[0]?.Session === session
     },
   }
+}
+
+/** One acquire of the lock with our session; 'invalid' when Consul has invalidated the session. */
+async function acquireWith(agent: ConsulAgent, key: string, session: string, host: string): Promise<boolean | 'invalid'> {
+  const value = JSON.stringify({ host, since: new Date().toISOString() })
+  const answer = await agent.request('PUT', `/v1/kv/${key}?acquire=${session}`, value)
+  if (answer.status === 200) return answer.text.trim() === 'true'
+  // A session that Consul invalidated (node failed, check critical, destroyed) is gone.
+  if (answer.status === 500 && /invalid session/i.test(answer.text)) return 'invalid'
+  const hint = answer.status === 403 ? ': the ACL token lacks key_prefix write or session_prefix write (README, Consul ACLs)' : ''
+  throw new ConsulError(
+    `PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
+    answer.status,
+  )
 }
 
 /** The lock's KV entry (consistent read); undefined when the key does not exist; a refusal (403) is a ConsulError. */
@@ -155,12 +158,22 @@ async function createSession(agent: ConsulAgent, config: LockConfig, host: strin
     }
     checks.push(config.check)
   }
-  const body = JSON.stringify({
-    Name: `masakari-consul sender on ${host}`,
-    LockDelay: `${config.lockDelay}s`,
-    Checks: checks,
-    Behavior: 'release',
-  })
-  const answer = await agent.ok('PUT', '/v1/session/create', body)
+  const create = (bound: string[]) =>
+    agent.request(
+      'PUT',
+      '/v1/session/create',
+      JSON.stringify({ Name: `masakari-consul sender on ${host}`, LockDelay: `${config.lockDelay}s`, Checks: bound, Behavior: 'release' }),
+    )
+  let answer = await create(checks)
+  // The agent has the check but the catalog not yet (anti-entropy runs later): serfHealth alone
+  // for this session; the next one is tied to the check too.
+  if (answer.status === 500 && /missing check/i.test(answer.text)) answer = await create(['serfHealth'])
+  if (answer.status !== 200) {
+    const hint = answer.status === 403 ? ': the ACL token lacks session_prefix write (README, Consul ACLs)' : ''
+    throw new ConsulError(
+      `PUT ${agent.url}/v1/session/create answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
+      answer.status,
+    )
+  }
   return z.object({ ID: z.string().min(1) }).parse(JSON.parse(answer.text)).ID
 }

@@ -23,7 +23,12 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
   const monitor = await loadMonitor(configPath, deps, 'worker')
   const { config, store, logger } = monitor
   const lockPath = join(config.stateDir, 'worker.lock')
-  if (monitor.coordination && !(await takeSenderLock(monitor, deps))) return 0
+  if (monitor.coordination) {
+    if (!(await takeSenderLock(monitor, deps))) return 0
+    // Maybe just taken over: decide from this controller's view what a lost holder may never
+    // have recorded (it died before its own handler ran). One evaluation per worker start.
+    await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
+  }
   const delivery = await deliveryDeps(monitor, deps)
   const lost = lockLoss(logger, lockPath)
   for (;;) {
@@ -66,9 +71,12 @@ const TAKEOVER_SLACK_S = 5
 async function takeSenderLock(monitor: Monitor, deps: Deps): Promise<boolean> {
   const { coordination, logger } = monitor
   const deadline = deps.now().getTime() + (coordination!.config.lockDelay + TAKEOVER_SLACK_S) * 1000
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     const role = await coordination!.lock.acquire()
-    if (role.sender) return true
+    if (role.sender) {
+      if (attempt > 0) logger.warn('took over the sender lock: this controller sends now', { session: role.session })
+      return true
+    }
     if (role.holder !== undefined || deps.now().getTime() > deadline) {
       logger.info('standby: the sender delivers; this worker leaves', { holder: role.holder, why: role.why })
       return false
