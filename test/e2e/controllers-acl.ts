@@ -54,8 +54,9 @@ t.test("a token without the policy: a clear error in the monitor's check and its
   let output = ''
   const deadline = Date.now() + 60_000
   for (;;) {
-    const checks = (await consulGet(standby, `/v1/health/node/${standby}`)) as Array<{ CheckID: string; Status: string; Output: string }>
-    const pulse = checks.find((c) => c.CheckID === 'masakari-consul')
+    // the check as the controller's own agent runs it (what `consul` and the UI show for the node)
+    const checks = (await consulGet(standby, '/v1/agent/checks')) as Record<string, { Status: string; Output: string }>
+    const pulse = checks['masakari-consul']
     if (pulse?.Status === 'critical' && /403/.test(pulse.Output)) {
       output = pulse.Output
       break
