@@ -251,6 +251,8 @@ async function standby(
   })
   const pending = shared.outbox.length > 0 || shared.wakeAt !== undefined
   logger.info('standby: another controller sends; nothing recorded here', { holder: role.holder, why: role.why, pending })
+  // Every run ends with this summary line, standby or not (tools and tests wait for it).
+  logger.info('evaluated', { hosts: r.evaluation.decisions.length, notifications: 0, strategy: monitor.strategy.source, standby: true })
   await noteStatus(monitor, shared, r.snapshots, role, deps.now())
   if ((opts.startWorker ?? true) && role.holder === undefined) deps.spawnWorker(config.source, config.stateDir)
   return r
