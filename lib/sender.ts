@@ -86,6 +86,14 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
         held = await tryAcquire()
       }
       if (held === true) return { sender: true, session: session! }
+      // Two runs on this controller created a session each at once, and the file kept the
+      // other one: the lock held by our node's session is ours.
+      const entry = await lockEntry(agent, key)
+      if (entry?.Session && holderName(entry.Value) === host) {
+        session = entry.Session
+        await writeFileAtomic(sessionPath, `${JSON.stringify({ id: session })}\n`, 0o600)
+        return { sender: true, session }
+      }
       return { sender: false, ...(await holderOf(agent, key)) }
     },
     async peek() {
@@ -116,6 +124,14 @@ async function acquireWith(agent: ConsulAgent, key: string, session: string, hos
     `PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
     answer.status,
   )
+}
+
+function holderName(value: string | null | undefined): string | undefined {
+  try {
+    return HolderSchema.parse(JSON.parse(Buffer.from(value ?? '', 'base64').toString('utf8'))).host
+  } catch {
+    return undefined
+  }
 }
 
 /** The lock's KV entry (consistent read); undefined when the key does not exist; a refusal (403) is a ConsulError. */

@@ -20,9 +20,12 @@ function run(title, args) {
 }
 
 const tap = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs')
+// Run by `npm run test:controllers`, not here: on 2 shared cores their three-server clusters
+// have failed a leader election or an ACL start-up now and then (see the README).
+const SEPARATE = ['controllers-stack.ts', 'controllers-acl.ts']
 const files = (dir) =>
   readdirSync(join(root, dir))
-    .filter((f) => f.endsWith('.ts') && !['helpers.ts', 'harness.ts', 'scenarios.ts'].includes(f))
+    .filter((f) => f.endsWith('.ts') && !['helpers.ts', 'harness.ts', 'scenarios.ts', ...SEPARATE].includes(f))
     .map((f) => join(dir, f))
 const only = process.argv.slice(2)
 
