@@ -147,12 +147,7 @@ async function holderOf(agent: ConsulAgent, key: string): Promise<{ holder?: str
   const entry = await lockEntry(agent, key)
   if (!entry) return { why: 'nobody holds the sender lock yet' }
   if (!entry.Session) return { why: "the sender lock is free but within Consul's lock-delay after its holder lost it" }
-  let holder: string | undefined
-  try {
-    holder = HolderSchema.parse(JSON.parse(Buffer.from(entry.Value ?? '', 'base64').toString('utf8'))).host
-  } catch {
-    holder = undefined
-  }
+  const holder = holderName(entry.Value)
   return { ...(holder ? { holder } : {}), why: `${holder ?? 'another controller'} holds the sender lock` }
 }
 
