@@ -60,7 +60,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   // The snapshot is written under the state lock, after state.json was read: a run that fails
   // there leaves the state directory unchanged.
   try {
-    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: snapshot })
+    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: snapshot, firstAttempt: true })
   } catch (err) {
     // Consul keeps a handler's output only at DEBUG: an own agent that refuses us (ACLs) or
     // does not answer is said in the log and in the pulse check too.

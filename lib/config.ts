@@ -90,6 +90,11 @@ export const MasakariSchema = z.object({
       expiry: z.number().positive().default(600),
       /** Requests in flight towards Masakari at once (different hosts; one host's are sent in order). */
       concurrency: z.number().int().positive().default(4),
+      /**
+       * Seconds the handler that recorded a notification spends sending it itself before it
+       * leaves it to the worker (the watch waits that long at most); 0: the worker sends all.
+       */
+      firstAttemptBudget: z.number().min(0).max(10).default(1.5),
     })
     .prefault({}),
 })

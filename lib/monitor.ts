@@ -8,9 +8,11 @@ import { loadConfig, type Config, type ConfigEnv } from './config.js'
 import { askAgents } from './consul-agents.js'
 import { type Coordination, consulTls, coordination } from './coordination.js'
 import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
+import { sendFirstAttempt } from './first-attempt.js'
 import { NotSenderError } from './kv-store.js'
 import { jsonLogger, type Logger } from './log.js'
 import type { Fetch } from './http.js'
+import { dueEntries } from './outbox.js'
 import { readSnapshots, type Snapshot, type Snapshots, writeSnapshot } from './snapshot.js'
 import { healthOf, writeHealth, writeWake } from './status-files.js'
 import { emptyState, localStore, type Notification, type Store, type StoreState } from './store.js'
@@ -116,7 +118,7 @@ export interface RunResult {
 export async function evaluateAndRecord(
   monitor: Monitor,
   deps: Deps,
-  opts: { dryRun: boolean; incoming?: Snapshot; startWorker?: boolean },
+  opts: { dryRun: boolean; incoming?: Snapshot; startWorker?: boolean; firstAttempt?: boolean },
 ): Promise<RunResult> {
   const role = await roleOf(monitor, opts.dryRun)
   const run = (state: StoreState, confirm = true) => evaluateState(monitor, deps, opts.incoming, state, confirm)
@@ -143,12 +145,23 @@ export async function evaluateAndRecord(
   const { evaluation, snapshots } = recorded
   for (const e of evaluation.events) monitor.logger[e.level](e.msg, e.fields)
   logDecisions(monitor.logger, evaluation.decisions, monitor.strategy)
-  const next = evaluation.next
-  await noteStatus(monitor, next, snapshots, role, deps.now())
-  if ((opts.startWorker ?? true) && (next.outbox.length > 0 || next.wakeAt !== undefined)) {
-    deps.spawnWorker(monitor.config.source, monitor.config.stateDir)
-  }
+  await noteStatus(monitor, evaluation.next, snapshots, role, deps.now())
+  await handOff(monitor, deps, evaluation.next, opts)
   return result(recorded)
+}
+
+/**
+ * What the record leaves to do. A run that may make the first attempt (the handler) sends what
+ * is due now itself (lib/first-attempt.ts); otherwise, or for what is left, a worker.
+ */
+async function handOff(monitor: Monitor, deps: Deps, next: StoreState, opts: { startWorker?: boolean; firstAttempt?: boolean }) {
+  if (!(opts.startWorker ?? true) || (next.outbox.length === 0 && next.wakeAt === undefined)) return
+  const budget = monitor.config.masakari.delivery.firstAttemptBudget
+  if (opts.firstAttempt && budget > 0 && dueEntries(next, deps.now(), 1).length > 0) {
+    await sendFirstAttempt(monitor, deps, budget)
+    return
+  }
+  deps.spawnWorker(monitor.config.source, monitor.config.stateDir)
 }
 
 interface Evaluated {

@@ -7,7 +7,8 @@ import { hostEntry, withHostEntry } from './host-record.js'
 import type { LedgerEntry, LedgerRecord, Outcome, OutboxEntry, StoreState } from './store.js'
 
 /** masakari.delivery in the config (seconds). */
-export type DeliveryPolicy = MasakariConfig['delivery']
+/** What a delivery pass needs of the config (the first attempt's budget is the handler's, lib/first-attempt.ts). */
+export type DeliveryPolicy = Omit<MasakariConfig['delivery'], 'firstAttemptBudget'>
 
 /** Exponential backoff: initial, 2×initial, 4×… capped at max. */
 export function backoffMs(attempts: number, policy: DeliveryPolicy): number {

@@ -7,6 +7,7 @@
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EXIT } from './cli.js'
+import type { Fetch } from './http.js'
 import { deliveryPass, type DeliveryDeps } from './delivery.js'
 import { NotSenderError } from './kv-store.js'
 import { tryLock } from './lock.js'
@@ -107,16 +108,28 @@ function lockLoss(logger: Logger, lockPath: string): { onCompromised: (err: Erro
   }
 }
 
-/** The Masakari client is built on first use: a run with nothing due loads no credentials. */
-async function deliveryDeps(monitor: Monitor, deps: Deps): Promise<DeliveryDeps> {
+/**
+ * The Masakari client is built on first use: a run with nothing due loads no credentials.
+ * `override` serves the handler's first attempt (lib/first-attempt.ts): a deadline on every
+ * request and a shorter timeout.
+ */
+export async function deliveryDeps(
+  monitor: Monitor,
+  deps: Deps,
+  override: { requestTimeout?: number; fetch?: Fetch } = {},
+): Promise<DeliveryDeps> {
   const { config, store, logger } = monitor
   let client: MasakariClient | undefined
-  const fetch = await deps.fetch()
+  const fetch = override.fetch ?? (await deps.fetch())
   const agent = await deps.tlsAgent(config.caPem, config.masakari.insecure)
+  const clientConfig =
+    override.requestTimeout === undefined
+      ? config
+      : { ...config, masakari: { ...config.masakari, requestTimeout: Math.min(config.masakari.requestTimeout, override.requestTimeout) } }
   const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
   return {
     store,
-    client: () => (client ??= masakariClient(config, clientDeps)),
+    client: () => (client ??= masakariClient(clientConfig, clientDeps)),
     policy: config.masakari.delivery,
     now: deps.now,
     sleep: deps.sleep,
