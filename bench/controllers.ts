@@ -11,9 +11,10 @@
  * hold exactly one STOPPED per trial.
  */
 import { join } from 'node:path'
+import { NETWORKS } from '../stack/consul.js'
 import type { OpenStack } from '../stack/openstack.js'
 import { type RealStack, startRealStack } from '../stack/real-stack.js'
-import { readLog } from './common.js'
+import { readLog, waitUntil } from './common.js'
 import { round, summarize, type Summary } from './stats.js'
 
 export interface TakeoverTrial {
@@ -60,6 +61,26 @@ async function settled(stack: RealStack, live: string[]): Promise<void> {
   for (const c of live) await stack.monitor(c).waitForDelivery(120_000)
 }
 
+/**
+ * A killed server that comes back is not a voter at once: autopilot removed it from the Raft
+ * configuration while it was dead and promotes it again only after it is stable (10 s). Killing
+ * another server before that leaves the cluster without a quorum (seen: "No cluster leader").
+ */
+async function waitForVoters(stack: RealStack): Promise<void> {
+  for (const network of NETWORKS) {
+    await waitUntil(
+      `three Raft voters on ${network}`,
+      async () => {
+        const res = await fetch(`http://${stack.consul.httpAddr(controllers[0]!, network)}/v1/operator/raft/configuration`)
+        const config = (await res.json()) as { Servers: Array<{ Node: string; Voter: boolean }> }
+        return controllers.every((c) => config.Servers.some((x) => x.Node === c && x.Voter)) ? true : undefined
+      },
+      120_000,
+      500,
+    )
+  }
+}
+
 /** The first "notification accepted by Masakari" for host/event at or after `after`, in any of these monitors' logs. */
 function accepted(stack: RealStack, among: string[], host: string, after: number): { at: number; by: string } | undefined {
   for (const c of among) {
@@ -85,14 +106,16 @@ async function takeoverTrial(stack: RealStack, host: string, log: (m: string) =>
   const holderSerfS = s(await holderSerf)
   await stack.waitForNotifications(host, before + 1, 150_000)
   const storedS = s(Date.now() - t0)
-  const by = accepted(stack, survivors, host, t0)
   await settled(stack, survivors)
+  // after settled: the worker logs Masakari's 202 once it has it, possibly after the API lists it
+  const by = accepted(stack, survivors, host, t0)
   stack.consul.thaw(host, 'storage')
   await stack.waitForNotifications(host, before + 2, 120_000)
   await settled(stack, survivors)
   const stopped = (await stack.notifications(host)).slice(before).filter((n) => n.payload.event === 'STOPPED').length
   log(`controllers: ${host} failed, ${killed} killed: STOPPED stored ${storedS} s after the kill (${stopped} stored); restarting ${killed}`)
   await stack.consul.restartNode(killed)
+  await waitForVoters(stack)
   await stack.monitor(killed).waitForSnapshot(host, 'storage', 'up', 60_000)
   return {
     host,
