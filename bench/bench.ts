@@ -2,7 +2,7 @@
  * `npm run bench`: the benchmarks of bench/README.md. Prints a table and writes
  * bench/results.json (date, machine, every figure with its repetitions).
  *
- *   --only cost,scale,mass,latency   run some sections (results go to bench/out/results-partial.json)
+ *   --only cost,scale,mass,latency,controllers,idle   run some sections (results go to bench/out/results-partial.json)
  *   --no-upstream                    skip the upstream Python monitor's trials
  *   --trials N   latency trials per mode (default 5)      --runs N   handler-cost runs (default 30)
  *   --reps N     scale repetitions per size (default 7)   --sizes 100,1000,10000
@@ -10,6 +10,8 @@
  *   --lone-settle S         seconds from such a trial's thaw to the next freeze (default 20)
  *   --compare-dist DIR      an older build's dist/: its handler runs the lone-failure modes too,
  *                           alternating with this checkout's on the same clusters
+ *   --takeover-trials N     controllers: lock holder killed after a compute failure, N times (default 3)
+ *   --idle-seconds S        idle: the measuring window (default 300)
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
@@ -18,7 +20,9 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { freePort, startOpenStack, type OpenStack } from '../stack/openstack.js'
 import { machine } from './common.js'
+import { takeover, type TakeoverResult } from './controllers.js'
 import { handlerCost, type CostResult } from './cost.js'
+import { idleCost, type IdleResult } from './idle.js'
 import { detectionLatency, GOSSIP_FAST, LONE_SETTLE_S, type LatencyMode } from './latency.js'
 import { massFailure, type MassResult } from './mass.js'
 import { pipeline, type PipelineResult } from './pipeline.js'
@@ -38,6 +42,8 @@ const { values } = parseArgs({
     reps: { type: 'string', default: '7' },
     sizes: { type: 'string', default: '100,1000,10000' },
     keep: { type: 'boolean', default: false },
+    'takeover-trials': { type: 'string', default: '3' },
+    'idle-seconds': { type: 'string', default: '300' },
   },
 })
 const only = values.only ? new Set(values.only.split(',')) : undefined
@@ -84,7 +90,7 @@ async function main(): Promise<void> {
 
   let openstack: OpenStack | undefined
   try {
-    if (want('mass') || want('latency')) {
+    if (['mass', 'latency', 'controllers', 'idle'].some(want)) {
       log('starting Keystone and masakari-api (duplicate_notification_detection_interval = 0)')
       openstack = await startOpenStack({
         dir: join(dir, 'openstack'),
@@ -113,6 +119,24 @@ async function main(): Promise<void> {
         log,
       })) satisfies LatencyMode[]
     }
+    if (want('controllers'))
+      results.sections.takeover = (await takeover({
+        openstack: openstack!,
+        trials: Number(values['takeover-trials']),
+        octet: 190,
+        log,
+      })) satisfies TakeoverResult
+    if (want('idle'))
+      results.sections.idle = (await idleCost({
+        openstack: openstack!,
+        dir: join(dir, 'idle'),
+        windowS: Number(values['idle-seconds']),
+        // not 200: test/coordination.ts's dev agent binds 127.201.0.1, and a run of it beside the
+        // bench talked to our tenant agent (its TTL check and lock made our watch run)
+        octet: 220,
+        upstream: !values['no-upstream'],
+        log,
+      })) satisfies IdleResult
   } finally {
     await openstack?.stop()
   }

@@ -20,7 +20,7 @@ import type { OpenStack } from '../stack/openstack.js'
 import { GUARDS_OFF, HANDLER, readLog, waitIdle, waitUntil, writeMonitorConfig } from './common.js'
 import { ROOT, sleep } from './proc.js'
 import { round, summarize, type Summary } from './stats.js'
-import { startUpstream, upstreamConfig, type UpstreamMonitor } from './upstream.js'
+import { startUpstream, UPSTREAM_BIN, upstreamConfig, type UpstreamMonitor } from './upstream.js'
 
 export interface Trial {
   host: string
@@ -444,7 +444,7 @@ export async function detectionLatency(opts: {
     await disableOurs(consul, ours)
 
     if (opts.upstream) {
-      if (!existsSync('/usr/bin/masakari-hostmonitor')) throw new Error('masakari-host-monitor is not installed (bench/setup-upstream.sh)')
+      if (!existsSync(UPSTREAM_BIN)) throw new Error(`masakari-host-monitor is not installed (bench/setup-upstream.sh): no ${UPSTREAM_BIN}`)
       const upDir = join(opts.dir, 'upstream')
       mkdirSync(upDir, { recursive: true })
       {

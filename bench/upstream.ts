@@ -9,7 +9,14 @@ import type { ConsulStack } from '../stack/consul.js'
 import { isAlive, type OpenStack } from '../stack/openstack.js'
 import { waitUntil } from './common.js'
 
-export const UPSTREAM_BIN = '/usr/bin/masakari-hostmonitor'
+/**
+ * Where the upstream monitor is installed: / (bench/setup-upstream.sh), or the tree its Debian
+ * packages were unpacked into with `dpkg -x` (MASAKARI_UPSTREAM_ROOT: its dependencies not in
+ * the system, python3-masakari-monitors, python3-consul, python3-oslo.privsep, go on its path),
+ * on a machine where the bench may not install packages.
+ */
+const UPSTREAM_ROOT = process.env.MASAKARI_UPSTREAM_ROOT ?? '/'
+export const UPSTREAM_BIN = join(UPSTREAM_ROOT, 'usr', 'bin', 'masakari-hostmonitor')
 
 /** Upstream's own default matrix (masakarimonitors/hostmonitor/consul_check/matrix_helper.py), the same as our default strategy. */
 const MATRIX = `sequence: [manage, tenant, storage]
@@ -62,6 +69,8 @@ project_domain_name = ${m.projectDomainName}
 
 export interface UpstreamMonitor {
   log: string
+  /** Its Python process (also its process group). */
+  pid: number
   /** Epoch ms of each poll of the Consul agents (its "Current cluster state" debug line). */
   polls(): number[]
   /** When it got Masakari's answer to the notification for host/event, sent after `after` (epoch ms). */
@@ -79,6 +88,7 @@ export async function startUpstream(conf: string, log: string): Promise<Upstream
   const env: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) if (!/^(PYTHON|PYENV|VIRTUAL_ENV|OS_)/.test(k)) env[k] = v
   env.PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  if (UPSTREAM_ROOT !== '/') env.PYTHONPATH = join(UPSTREAM_ROOT, 'usr', 'lib', 'python3', 'dist-packages')
   const fd = openSync(log, 'w')
   const child: ChildProcess = spawn('/usr/bin/python3', [UPSTREAM_BIN, '--config-file', conf], {
     detached: true,
@@ -97,6 +107,7 @@ export async function startUpstream(conf: string, log: string): Promise<Upstream
   const lines = () => readFileSync(log, 'utf8').split('\n')
   const monitor: UpstreamMonitor = {
     log,
+    pid: pgid,
     polls: () =>
       lines()
         .filter((l) => l.includes('Current cluster state'))

@@ -23,10 +23,7 @@ const consulGet = async (c: string, path: string) => {
   const res = await fetch(`http://${stack.consul.httpAddr(c, 'management')}${path}`, { headers: { 'X-Consul-Token': stack.token! } })
   return res.json() as Promise<unknown>
 }
-async function holder(): Promise<string> {
-  const [entry] = (await consulGet('ctl1', '/v1/kv/masakari-consul/sender?consistent')) as Array<{ Value: string }>
-  return (JSON.parse(Buffer.from(entry!.Value, 'base64').toString('utf8')) as { host: string }).host
-}
+const holder = () => stack.holder()
 async function settled(): Promise<void> {
   for (const c of controllers) await stack.monitor(c).waitForDelivery(120_000)
 }

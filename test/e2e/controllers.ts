@@ -32,17 +32,7 @@ const gone = new Set<string>()
 const live = () => controllers.filter((c) => !gone.has(c))
 
 /** The controller holding the sender lock, as Consul's KV says. */
-async function holder(): Promise<string> {
-  for (const c of live()) {
-    const res = await fetch(`http://${stack.consul.httpAddr(c, 'management')}/v1/kv/masakari-consul/sender?consistent`).catch(
-      () => undefined,
-    )
-    if (res?.status !== 200) continue
-    const [entry] = (await res.json()) as Array<{ Session?: string; Value: string }>
-    if (entry?.Session) return (JSON.parse(Buffer.from(entry.Value, 'base64').toString('utf8')) as { host: string }).host
-  }
-  throw new Error('nobody holds the sender lock')
-}
+const holder = () => stack.holder(live())
 
 /** Every live controller's monitor has nothing pending and no process running. */
 async function settled(timeoutMs = 120_000): Promise<void> {

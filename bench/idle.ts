@@ -1,0 +1,178 @@
+/**
+ * Section `idle` (issue #10): what the monitor costs when nothing happens. One controller (the
+ * three servers) with ten computes (three clients each), the monitor as deployed (the three
+ * watches and the pulse check of consul-config/watches/, the pulse at its deployed interval),
+ * nothing failing. Consul runs the handlers and the pulse script as its own children and reaps
+ * them, so their CPU (and that of what they ran and reaped: find, date, node) shows in the
+ * controller agents' cutime + cstime (/proc/PID/stat) once they exit. A detached worker is not
+ * counted there: the window is sampled every second for one (there should be none when idle).
+ *
+ * The pulse's deep look (`checks-handler.js --pulse`, when the health note is older than 30
+ * minutes) is rarer than any practical window: it is measured on its own (five runs, the node
+ * process's CPU from process.resourceUsage) and counted twice an hour.
+ *
+ * In the same window, on the same agents, the upstream driver (Debian's masakari-hostmonitor,
+ * `monitoring_interval = 1`) runs too: its process's utime + stime (+ children) over the window.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { NETWORKS } from '../stack/consul.js'
+import type { OpenStack } from '../stack/openstack.js'
+import { DEPLOYED_WATCHES, HANDLER, type RealStack, startRealStack } from '../stack/real-stack.js'
+import { pidsWith } from './common.js'
+import { sleep, run } from './proc.js'
+import { round, summarize, type Summary } from './stats.js'
+import { startUpstream, upstreamConfig, type UpstreamMonitor } from './upstream.js'
+
+export interface IdleResult {
+  computes: number
+  windowS: number
+  pulseInterval: string
+  ours: {
+    /** CPU-s the controller agents' reaped children (handlers, pulse runs) used in the window */
+    windowCpuS: number
+    /** handler runs in the window ('evaluated' lines in the decision log) */
+    handlerRuns: number
+    /** times the health note was rewritten in the window (a deep look or a handler run) */
+    healthNoteWrites: number
+    /** monitor processes seen alive outside the agents (detached workers), by pid */
+    detachedWorkers: number[]
+    /** one deep look's CPU (node --pulse), s */
+    deepLookCpuS: Summary
+    /** window rate × 3600 + two deep looks */
+    perHourS: number
+  }
+  /** the controller agents' own CPU (gossip, RPC, answering both monitors) in the window */
+  agentsOwnCpuS: number
+  upstream?: { windowCpuS: number; perHourS: number; polls: number }
+  /** ours / upstream, per hour */
+  ratio?: number
+}
+
+const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+const computes = Array.from({ length: 10 }, (_, i) => `cmp${i + 1}`)
+
+/** utime+stime and cutime+cstime of a process, seconds. */
+function cpu(pid: number): { own: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number)
+  return { own: (f[11]! + f[12]!) / TICK, children: (f[13]! + f[14]!) / TICK }
+}
+
+const sum = (pids: number[], part: 'own' | 'children') => pids.reduce((a, p) => a + cpu(p)[part], 0)
+
+/** One deep look's CPU, as the pulse starts it: `node checks-handler.js --pulse --config …`. */
+async function deepLookCpu(configPath: string): Promise<Summary> {
+  const ms: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const r = await run(process.execPath, [HANDLER, '--pulse', '--config', configPath], { probe: true })
+    if (r.code !== 0 || r.cpuMs === undefined) throw new Error(`--pulse exited ${r.code}: ${r.stderr.slice(0, 500)}`)
+    ms.push(r.cpuMs / 1000)
+  }
+  return summarize(ms)
+}
+
+/** Samples the window every second: detached workers of this monitor, health note rewrites. */
+async function watchWindow(stack: RealStack, windowS: number): Promise<{ workers: number[]; noteWrites: number }> {
+  const workers = new Set<number>()
+  const mtimes = new Set<number>()
+  const note = () => statSync(join(stack.stateDir, 'health')).mtimeMs
+  const first = note()
+  const end = Date.now() + windowS * 1000
+  while (Date.now() < end) {
+    for (const pid of pidsWith(stack.configPath)) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--worker')) workers.add(pid)
+      } catch {}
+    }
+    mtimes.add(note())
+    await sleep(Math.min(1000, Math.max(0, end - Date.now())))
+  }
+  mtimes.delete(first)
+  return { workers: [...workers], noteWrites: mtimes.size }
+}
+
+async function measure(stack: RealStack, windowS: number, up: UpstreamMonitor | undefined) {
+  const agents = NETWORKS.map((n) => stack.consul.pid(stack.consul.controller, n)!)
+  const since = new Date().toISOString()
+  const a0 = { own: sum(agents, 'own'), children: sum(agents, 'children') }
+  const u0 = up ? cpu(up.pid) : undefined
+  const polls0 = up?.polls().length ?? 0
+  const seen = await watchWindow(stack, windowS)
+  const a1 = { own: sum(agents, 'own'), children: sum(agents, 'children') }
+  const u1 = up ? cpu(up.pid) : undefined
+  const runs = stack.logLines().filter((l) => l.msg === 'evaluated' && String(l.time) >= since).length
+  return {
+    oursS: round(a1.children - a0.children),
+    agentsOwnS: round(a1.own - a0.own),
+    upstreamS: u0 && u1 ? round(u1.own + u1.children - u0.own - u0.children) : undefined,
+    polls: (up?.polls().length ?? 0) - polls0,
+    runs,
+    ...seen,
+  }
+}
+
+export async function idleCost(opts: {
+  openstack: OpenStack
+  dir: string
+  windowS: number
+  octet: number
+  upstream: boolean
+  log: (m: string) => void
+}): Promise<IdleResult> {
+  const { log } = opts
+  let stop: (() => Promise<number[]>) | undefined
+  let up: UpstreamMonitor | undefined
+  try {
+    const stack = await startRealStack({
+      computes,
+      octet: opts.octet,
+      pulse: 'deployed',
+      sharedOpenStack: opts.openstack,
+      teardown: (f) => {
+        stop = f
+      },
+    })
+    const pulse = JSON.parse(readFileSync(join(DEPLOYED_WATCHES, 'pulse.json'), 'utf8'))
+    // Start-up is not idle: the watches' first runs, the first pulse's deep look, the lock taken.
+    await stack.waitForDelivery(60_000)
+    await sleep(20_000)
+    if (opts.upstream) {
+      const dir = join(opts.dir, 'upstream')
+      mkdirSync(dir, { recursive: true })
+      up = await startUpstream(upstreamConfig(dir, stack.consul, opts.openstack, 1), join(dir, 'hostmonitor-interval-1.log'))
+      await sleep(5_000) // its imports and first polls are start-up too
+    }
+    log(`idle: measuring ${opts.windowS} s${up ? ' (upstream at 1 s in the same window)' : ''}`)
+    const m = await measure(stack, opts.windowS, up)
+    const deep = await deepLookCpu(stack.configPath)
+    const perHourS = round((m.oursS / opts.windowS) * 3600 + 2 * deep.median, 2)
+    const upstream =
+      m.upstreamS !== undefined
+        ? { windowCpuS: m.upstreamS, perHourS: round((m.upstreamS / opts.windowS) * 3600, 2), polls: m.polls }
+        : undefined
+    return {
+      computes: computes.length,
+      windowS: opts.windowS,
+      pulseInterval: String(pulse.check?.interval ?? '?'),
+      ours: {
+        windowCpuS: m.oursS,
+        handlerRuns: m.runs,
+        healthNoteWrites: m.noteWrites,
+        detachedWorkers: m.workers,
+        deepLookCpuS: deep,
+        perHourS,
+      },
+      agentsOwnCpuS: m.agentsOwnS,
+      ...(upstream ? { upstream, ratio: round(perHourS / upstream.perHourS) } : {}),
+    }
+  } finally {
+    await up?.stop()
+    const left = await stop?.()
+    if (left?.length) log(`idle: processes left after stop: ${left.join(', ')}`)
+  }
+}
