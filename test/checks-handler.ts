@@ -305,6 +305,16 @@ t.test(
   },
 )
 
+t.test('--pulse with an unwritable logFile: exit 0 (a critical check would end the sender session), health note at warning', async (t) => {
+  const { dir, stateDir, config } = await setup(t, { logFile: 'not-a-dir/decisions.log' })
+  await writeFile(join(dir, 'not-a-dir'), '')
+  for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
+  const deps = fakeDeps()
+  deps.appendLog = realDeps().appendLog
+  t.equal(await main(['--pulse', '--config', config], deps), 0)
+  t.match(await readFile(join(stateDir, 'health'), 'utf8'), /^warning\ncannot append to logFile /)
+})
+
 t.test('log.level: lines below it are not written', async (t) => {
   const { config } = await setup(t, { log: { level: 'warn' } })
   for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
