@@ -5,7 +5,7 @@
 import { ConsulError } from './consul-api.js'
 import { decodeStdin, InputError, nodeStates, parseChecks, STDIN_MAX_BYTES } from './consul-input.js'
 import type { Network } from './networks.js'
-import { evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
+import { assertOutputsWritten, evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
 import { writeHealth } from './status-files.js'
 import type { Snapshot } from './snapshot.js'
 
@@ -55,7 +55,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     for (const d of decisions) {
       deps.stdout(`${d.host}\t${d.vectorText}\t${d.action === 'none' ? 'no action' : `would send ${d.action}`}\t${d.reason}\n`)
     }
-    return
+    return assertOutputsWritten(monitor)
   }
   // The snapshot is written under the state lock, after state.json was read: a run that fails
   // there leaves the state directory unchanged.
@@ -70,4 +70,5 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     }
     throw err
   }
+  assertOutputsWritten(monitor)
 }

@@ -3,6 +3,7 @@ import { ConsulError } from './consul-api.js'
 import { InputError } from './consul-input.js'
 import { ConfigError } from './config.js'
 import { LockError } from './lock.js'
+import { OutputError } from './log.js'
 import { StateFileError } from './state-errors.js'
 import { StrategyError } from './strategy.js'
 
@@ -12,7 +13,10 @@ export const EXIT = {
   usage: 64,
   /** Consul's stdin was not a valid checks payload. */
   badInput: 65,
-  /** A state file (snapshot, ledger/outbox) is unreadable or corrupt, or could not be written. */
+  /**
+   * A state file (snapshot, ledger/outbox) is unreadable or corrupt, or could not be written; or
+   * the run's decisions were recorded but its logFile or metrics textfile could not be written.
+   */
   stateFile: 74,
   /** The state lock could not be taken in time. */
   lock: 75,
@@ -30,7 +34,7 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError) return EXIT.usage
   if (err instanceof InputError) return EXIT.badInput
   if (err instanceof ConfigError || err instanceof StrategyError) return EXIT.config
-  if (err instanceof StateFileError) return EXIT.stateFile
+  if (err instanceof StateFileError || err instanceof OutputError) return EXIT.stateFile
   if (err instanceof LockError) return EXIT.lock
   if (err instanceof ConsulError) return EXIT.consul
   const code = (err as NodeJS.ErrnoException | undefined)?.code

@@ -9,6 +9,7 @@ import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
 import { type ConsulAccess, ConsulAccessSchema, resolveConsulAccess } from './consul-api.js'
 import { GossipSchema, GuardsSchema } from './guards.js'
+import { LEVELS } from './log.js'
 import { NETWORKS } from './networks.js'
 import { LockSchema } from './sender.js'
 import { oneLine } from './quote.js'
@@ -135,6 +136,26 @@ export const ConfigSchema = z.object({
   guards: GuardsSchema,
   consul: ConsulAgentsSchema,
   masakari: MasakariSchema,
+  log: z
+    .object({
+      /** Lines below this level are not written (stderr and logFile alike). */
+      level: z.enum(LEVELS).default('info'),
+    })
+    .prefault({}),
+  metrics: z
+    .object({
+      /**
+       * A Prometheus textfile for node_exporter's textfile collector (a `.prom` file in its
+       * --collector.textfile.directory), rewritten atomically at the end of every run that
+       * evaluated. Off when omitted.
+       */
+      textfile: z
+        .string()
+        .min(1)
+        .refine((p) => p.endsWith('.prom'), { message: "node_exporter's textfile collector reads only files named *.prom" })
+        .optional(),
+    })
+    .prefault({}),
 })
 
 type RawConfig = z.infer<typeof ConfigSchema>
@@ -214,6 +235,7 @@ export async function loadConfig(path: string, env: ConfigEnv = realConfigEnv): 
     strategy: cfg.strategy === undefined ? undefined : abs(cfg.strategy),
     logFile: cfg.logFile === '' ? undefined : cfg.logFile === undefined ? resolve(stateDir, 'decisions.log') : abs(cfg.logFile),
     masakari: { ...cfg.masakari, caFile: cfg.masakari.caFile === undefined ? undefined : abs(cfg.masakari.caFile) },
+    metrics: { textfile: cfg.metrics.textfile === undefined ? undefined : abs(cfg.metrics.textfile) },
     secret: secret ?? '',
     caPem,
     consulAccess,

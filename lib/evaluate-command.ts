@@ -1,6 +1,6 @@
 /** evaluate.js: evaluate the stored snapshots by hand and show the result (the table, --json, --explain). */
 import { UsageError } from './cli.js'
-import { evaluateAndRecord, loadMonitor, type Deps } from './monitor.js'
+import { assertOutputsWritten, evaluateAndRecord, loadMonitor, type Deps } from './monitor.js'
 import { buildReport, explainHost, formatExplanation, formatReport } from './report.js'
 
 export interface EvaluateArgs {
@@ -22,8 +22,9 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
         `--explain: no host named "${args.explain}" in the snapshots or the ledger (hosts: ${decisions.map((d) => d.host).join(', ') || 'none'})`,
       )
     deps.stdout(args.json ? `${JSON.stringify(e, null, 2)}\n` : formatExplanation(e, monitor.strategy))
-    return
+    return assertOutputsWritten(monitor)
   }
   const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, timing, now, args.dryRun)
   deps.stdout(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report))
+  assertOutputsWritten(monitor)
 }

@@ -32,7 +32,7 @@ import { emptyHostRecord, hostEntry } from './host-record.js'
 import { NETWORKS, type Network, type NetworkState } from './networks.js'
 import type { Snapshots } from './snapshot.js'
 import { type Match, matchStrategy, type Strategy, type Vector } from './strategy.js'
-import type { HostEvent, Isolation, LedgerEntry, Notification, OutboxEntry, StoreState } from './store.js'
+import { counted, type HostEvent, type Isolation, type LedgerEntry, type Notification, type OutboxEntry, type StoreState } from './store.js'
 
 export type FirstSight = 'notify' | 'baseline'
 
@@ -458,14 +458,24 @@ function diffPhase(
   const wakes = [...out.decisions.values()].flatMap((d) => (d.guard?.until ? [Date.parse(d.guard.until)] : []))
   const wakeAt = wakes.length > 0 ? new Date(Math.min(...wakes)).toISOString() : undefined
   const { outbox, recoveries, isolation } = out
-  const next: StoreState = { version: 1, ledger, outbox, recoveries, isolation, ...(wakeAt ? { wakeAt } : {}) }
+  const queued = outbox.slice(state.outbox.length)
+  const counters = queued.reduce<StoreState['counters']>((c, e) => counted(c, { decisions: e.notification.payload.event }), state.counters)
+  const next: StoreState = {
+    version: 1,
+    ledger,
+    outbox,
+    recoveries,
+    isolation,
+    ...(wakeAt ? { wakeAt } : {}),
+    ...(counters ? { counters } : {}),
+  }
   dirty ||=
     outbox.length !== state.outbox.length ||
     wakeAt !== state.wakeAt ||
     JSON.stringify(isolation) !== JSON.stringify(state.isolation) ||
     recoveries.length !== state.recoveries.length
   const decisions = [...out.decisions.values(), ...ownDecision(ctx)].sort((a, b) => a.host.localeCompare(b.host))
-  return { decisions, next, queued: outbox.slice(state.outbox.length), events: out.events, timing: out.timing, dirty }
+  return { decisions, next, queued, events: out.events, timing: out.timing, dirty }
 }
 
 function ownDecision(ctx: Context): HostDecision[] {

@@ -10,11 +10,12 @@ import { type Coordination, consulTls, coordination } from './coordination.js'
 import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
 import { sendFirstAttempt } from './first-attempt.js'
 import { NotSenderError } from './kv-store.js'
-import { jsonLogger, type Logger } from './log.js'
+import { jsonLogger, type Logger, type LogSink, OutputError } from './log.js'
+import { writeMetrics } from './metrics.js'
 import type { Fetch } from './http.js'
 import { dueEntries } from './outbox.js'
 import { readSnapshots, type Snapshot, type Snapshots, writeSnapshot } from './snapshot.js'
-import { healthOf, writeHealth, writeWake } from './status-files.js'
+import { type Health, healthOf, writeHealth, writeWake } from './status-files.js'
 import { emptyState, localStore, type Notification, type Store, type StoreState } from './store.js'
 import type { Role } from './sender.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from './strategy.js'
@@ -46,40 +47,62 @@ export interface Monitor {
   /** Present when several controllers elect one sender (see coordination.ts). */
   coordination?: Coordination
   logger: Logger
+  /**
+   * What this run could not write besides its record (logFile, the metrics textfile): said in
+   * the health note, and it ends the run with exit 74 (assertOutputsWritten).
+   */
+  problems: string[]
 }
 
 export async function loadMonitor(configPath: string, deps: Deps, component: string): Promise<Monitor> {
   const config = await loadConfig(configPath, deps.configEnv)
   const strategy = await loadStrategy(config, deps)
+  const problems: string[] = []
   const sinks = [deps.stderr]
-  const logFile = config.logFile
-  if (logFile) {
-    let warned = false
-    sinks.push((line) => {
-      try {
-        deps.appendLog(logFile, line)
-      } catch (err) {
-        // stderr still has it; a full disk (or a symlink planted there) must not stop a
-        // decision. Said once per run, on stderr.
-        if (!warned)
-          deps.stderr(
-            JSON.stringify({
-              time: deps.now().toISOString(),
-              level: 'warn',
-              msg: 'cannot append to logFile; logging to stderr only',
-              component,
-              logFile,
-              error: (err as Error).message,
-            }),
-          )
-        warned = true
-      }
-    })
-  }
-  const logger = jsonLogger(sinks, deps.now, { component })
+  if (config.logFile) sinks.push(logFileSink(config.logFile, deps, component, problems))
+  const logger = jsonLogger(sinks, deps.now, { component }, config.log.level)
   const local = localStore(config.stateDir)
   const shared = await coordination(config, deps)
-  return { config, strategy, store: shared?.shared ?? local, local, ...(shared ? { coordination: shared } : {}), logger }
+  return {
+    config,
+    strategy,
+    store: shared?.shared ?? local,
+    local,
+    ...(shared ? { coordination: shared } : {}),
+    logger,
+    problems,
+  }
+}
+
+/**
+ * Appends each line to logFile. When it cannot (no permission as Consul's user, a full disk,
+ * a symlink planted there) the run goes on: stderr still has every line, and a decision must
+ * not wait on its log. But Consul keeps a handler's stderr only at DEBUG, so the failure is
+ * said once on stderr, kept in `problems` for the health note (noteStatus), and the handler
+ * and evaluate.js end with exit 74 (Consul logs a failed handler at ERROR).
+ */
+function logFileSink(logFile: string, deps: Deps, component: string, problems: string[]): LogSink {
+  let failed = false
+  return (line) => {
+    if (failed) return
+    try {
+      deps.appendLog(logFile, line)
+    } catch (err) {
+      failed = true
+      const error = (err as Error).message
+      problems.push(`cannot append to logFile ${logFile} (${error}): the log goes to stderr only, which Consul keeps only at DEBUG`)
+      const msg = 'cannot append to logFile; logging to stderr only'
+      deps.stderr(JSON.stringify({ time: deps.now().toISOString(), level: 'error', msg, component, logFile, error }))
+    }
+  }
+}
+
+/**
+ * Throws once a run's work is done if it could not write its log or metrics file: the decisions
+ * are recorded, but an operator would not see them where they look.
+ */
+export function assertOutputsWritten(monitor: Monitor): void {
+  if (monitor.problems.length > 0) throw new OutputError(monitor.problems)
 }
 
 async function loadStrategy(config: Config, deps: Deps): Promise<Strategy> {
@@ -228,10 +251,38 @@ export async function noteStatus(
   now: Date,
 ): Promise<void> {
   const { stateDir } = monitor.config
-  await writeHealth(stateDir, healthOf(state, snapshots, monitor.strategy.sequence, role, now))
+  const health = healthOf(state, snapshots, monitor.strategy.sequence, role, now)
+  await writeMetricsFile(monitor, { state, snapshots, health: withProblems(health, monitor.problems), now })
+  await writeHealth(stateDir, withProblems(health, monitor.problems))
   if (role === undefined || role.sender) return writeWake(stateDir, state)
   const takeOverAt = new Date(now.getTime() + (monitor.coordination?.config.lockDelay ?? 0) * 1000)
   await writeWake(stateDir, emptyState(), role.holder === undefined ? takeOverAt : undefined)
+}
+
+/** The health note with the run's problems: a passing monitor that cannot write its log is at warning. */
+export function withProblems(health: Health, problems: string[]): Health {
+  if (problems.length === 0) return health
+  const also = problems.join('; ')
+  return health.status === 'passing'
+    ? { status: 'warning', reason: also }
+    : { status: health.status, reason: `${health.reason}; also: ${also}` }
+}
+
+/**
+ * The metrics textfile, when configured: a failure to write it (the collector's directory not
+ * writable by Consul's user) is a problem of the run like an unwritable logFile, never a reason
+ * to lose the decision.
+ */
+async function writeMetricsFile(monitor: Monitor, input: Parameters<typeof writeMetrics>[1]): Promise<void> {
+  const path = monitor.config.metrics.textfile
+  if (path === undefined) return
+  try {
+    await writeMetrics(path, input)
+  } catch (err) {
+    const error = (err as Error).message
+    monitor.logger.error('cannot write the metrics textfile', { textfile: path, error })
+    monitor.problems.push(`cannot write metrics.textfile ${path} (${error})`)
+  }
 }
 
 /** With several controllers: take the sender lock if we can (a dry run only looks who holds it). */

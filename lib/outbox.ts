@@ -4,7 +4,7 @@
  */
 import type { MasakariConfig } from './config.js'
 import { hostEntry, withHostEntry } from './host-record.js'
-import type { LedgerEntry, LedgerRecord, Outcome, OutboxEntry, StoreState } from './store.js'
+import { counted, type LedgerEntry, type LedgerRecord, type Outcome, type OutboxEntry, type StoreState } from './store.js'
 
 /** masakari.delivery in the config (seconds). */
 /** What a delivery pass needs of the config (the first attempt's budget is the handler's, lib/first-attempt.ts). */
@@ -70,6 +70,7 @@ export function finish(state: StoreState, entryId: string, outcome: Outcome, mes
     ...state,
     ledger: withHostEntry(state.ledger, entry.host, after),
     outbox: state.outbox.filter((e) => e.id !== entryId),
+    counters: counted(state.counters, { notifications: outcome }),
   }
 }
 
@@ -77,6 +78,7 @@ export function finish(state: StoreState, entryId: string, outcome: Outcome, mes
 export function retryLater(state: StoreState, entryId: string, error: string, now: Date, policy: DeliveryPolicy): StoreState {
   return {
     ...state,
+    counters: counted(state.counters, { retries: true }),
     outbox: state.outbox.map((e) => {
       if (e.id !== entryId) return e
       const attempts = e.attempts + 1

@@ -12,6 +12,9 @@ export async function runPulse(configPath: string, deps: Deps): Promise<number> 
   const { config, store } = monitor
   const role = monitor.coordination ? await monitor.coordination.lock.peek() : undefined
   const state = await store.read()
+  // One line per deep look (every 30 minutes, or each pulse while critical): it also tries
+  // logFile, so an unwritable one shows in the health note even when no host changes.
+  monitor.logger.info('pulse: deep look', { pending: state.outbox.length, ...(role ? { sender: role.sender } : {}) })
   await noteStatus(monitor, state, await readSnapshots(config.stateDir), role, deps.now())
   const due = [state.wakeAt, ...state.outbox.map((e) => e.nextAttemptAt)].some(
     (t) => t !== undefined && Date.parse(t) <= deps.now().getTime(),

@@ -99,6 +99,40 @@ export const IsolationSchema = z.object({
 })
 export type Isolation = z.infer<typeof IsolationSchema>
 
+const count = z.number().int().nonnegative()
+
+/**
+ * Running totals for the metrics textfile (lib/metrics.ts). They live in the record, so every
+ * process (handler, worker, either controller) adds to the same totals, and they survive
+ * restarts; a Prometheus counter reset happens only when the record is lost.
+ */
+export const CountersSchema = z.object({
+  /** Notifications decided (queued in the outbox), by event. */
+  decisions: z.partialRecord(z.enum(EVENTS), count).default({}),
+  /** Notifications finished, by final outcome. */
+  notifications: z.partialRecord(z.enum(OUTCOMES), count).default({}),
+  /** Attempts that failed and were scheduled again (Masakari unreachable, 5xx, timeouts). */
+  retries: count.default(0),
+})
+export type Counters = z.infer<typeof CountersSchema>
+
+/** The counters with `n` added to one of them (pure; a missing `counters` counts from zero). */
+export function counted(
+  counters: Counters | undefined,
+  add: { decisions?: HostEvent; notifications?: Outcome; retries?: true },
+  n = 1,
+): Counters {
+  const c: Counters = {
+    decisions: { ...counters?.decisions },
+    notifications: { ...counters?.notifications },
+    retries: counters?.retries ?? 0,
+  }
+  if (add.decisions) c.decisions[add.decisions] = (c.decisions[add.decisions] ?? 0) + n
+  if (add.notifications) c.notifications[add.notifications] = (c.notifications[add.notifications] ?? 0) + n
+  if (add.retries) c.retries += n
+  return c
+}
+
 export const StoreStateSchema = z.object({
   version: z.literal(1),
   /** Host name → its entry (a table without a prototype: any node name is an ordinary key). */
@@ -110,6 +144,8 @@ export const StoreStateSchema = z.object({
   isolation: z.partialRecord(z.enum(NETWORKS), IsolationSchema).default({}),
   /** When a held-back decision (hold time, rate limit) is due to be looked at again. */
   wakeAt: z.string().optional(),
+  /** Absent in a record written before the metrics existed: it counts from zero. */
+  counters: CountersSchema.optional(),
 })
 export type StoreState = z.infer<typeof StoreStateSchema>
 

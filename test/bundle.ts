@@ -3,7 +3,7 @@
  */
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { copyFile, readFile, writeFile } from 'node:fs/promises'
+import { chmod, chown, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { configYaml, payload } from './helpers.js'
@@ -11,9 +11,10 @@ import { configYaml, payload } from './helpers.js'
 const root = join(import.meta.dirname, '..')
 const run = promisify(execFile)
 
-function runBundle(cwd: string, file: string, args: string[], stdin = '', env: Record<string, string> = {}) {
+function runBundle(cwd: string, file: string, args: string[], stdin = '', env: Record<string, string> = {}, prefix: string[] = []) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [file, ...args], { cwd, env: { PATH: process.env.PATH ?? '', ...env } })
+    const [command, ...rest] = [...prefix, process.execPath, file, ...args]
+    const child = spawn(command!, rest, { cwd, env: { PATH: process.env.PATH ?? '', ...env } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
@@ -101,3 +102,40 @@ t.test('bundles run from a directory without node_modules', async (t) => {
   t.match(table.stdout, /HOST\s+MANAGEMENT\s+TENANT\s+STORAGE/)
   t.match(table.stdout, /cmp1\s+up\s+up\s+down/)
 })
+
+/** Consul runs the handler as its own user; `nobody` here, through setpriv (util-linux). */
+const NOBODY = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups']
+const asRoot = process.getuid?.() === 0
+
+t.test(
+  "as Consul's user, a logFile under a directory it may not write (issue #14: /var/log): the run is made, exit 74, the health note says why",
+  { skip: asRoot ? false : 'needs root to run the handler as nobody' },
+  async (t) => {
+    await run(process.execPath, [join(root, 'build.mjs')], { cwd: root })
+    const dir = t.testdir({ bin: {}, log: {} })
+    await chmod(dir, 0o755)
+    await copyFile(join(root, 'dist', 'checks-handler.js'), join(dir, 'bin', 'checks-handler.js'))
+    const stateDir = join(dir, 'state')
+    await mkdir(stateDir, { mode: 0o750 })
+    const { uid, gid } = await nobody()
+    await chown(stateDir, uid, gid)
+    await chmod(join(dir, 'log'), 0o755) // root's, as /var/log is
+    const config = join(dir, 'config.yaml')
+    await writeFile(config, configYaml(stateDir, { logFile: join(dir, 'log', 'masakari-consul.log') }), { mode: 0o644 })
+    const handler = join(dir, 'bin', 'checks-handler.js')
+    const up = payload({ controller: 'passing', cmp1: 'passing' })
+    const r = await runBundle(dir, handler, ['--network', 'storage', '--config', config], up, {}, NOBODY)
+    t.equal(r.code, 74, r.stderr)
+    t.match(r.stderr, /"level":"error","msg":"cannot append to logFile; logging to stderr only".*EACCES/)
+    t.match(r.stderr, /"msg":"evaluated"/, 'every line still on stderr')
+    t.match(r.stderr, /checks-handler: error: decisions were recorded, but: cannot append to logFile/)
+    t.ok(await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8'), 'the snapshot is written')
+    t.match(await readFile(join(stateDir, 'health'), 'utf8'), /^warning\n.*cannot append to logFile .*masakari-consul\.log \(EACCES/m)
+  },
+)
+
+async function nobody(): Promise<{ uid: number; gid: number }> {
+  const { stdout } = await run('id', ['-u', 'nobody'])
+  const { stdout: g } = await run('getent', ['group', 'nogroup'])
+  return { uid: Number(stdout.trim()), gid: Number(g.split(':')[2]) }
+}

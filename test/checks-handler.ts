@@ -266,20 +266,62 @@ t.test('prototype-named nodes: decisions and the ledger round-trip through state
   t.same(state.outbox.map((e: { host: string }) => e.host).sort(), ['__proto__', 'constructor'])
 })
 
-t.test('logFile is a symlink: one warning, nothing written through it, the decision still made', async (t) => {
+t.test('logFile is a symlink: nothing written through it, the decision still made, exit 74, the health note says why', async (t) => {
   const { dir, stateDir, config } = await setup(t)
   await writeFile(join(dir, 'target.txt'), 'precious\n')
   await mkdir(stateDir, { recursive: true })
   await symlink(join(dir, 'target.txt'), join(stateDir, 'decisions.log'))
+  for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
   const deps = fakeDeps({ stdin: cmp1Down })
   deps.appendLog = realDeps().appendLog
-  t.equal(await main(['--network', 'storage', '--config', config], deps), 0)
+  t.equal(await main(['--network', 'storage', '--config', config], deps), EXIT.stateFile)
   t.equal(await readFile(join(dir, 'target.txt'), 'utf8'), 'precious\n')
-  const warnings = deps.rec.stderr.filter((l) => /cannot append to logFile/.test(l))
-  t.equal(warnings.length, 1)
-  t.match(JSON.parse(warnings[0]!), { level: 'warn', logFile: join(stateDir, 'decisions.log'), error: /is a symlink/ })
+  const warnings = deps.rec.stderr.filter((l) => /^\{.*cannot append to logFile/.test(l))
+  t.equal(warnings.length, 1, 'said once in the log on stderr')
+  t.match(JSON.parse(warnings[0]!), { level: 'error', logFile: join(stateDir, 'decisions.log'), error: /is a symlink/ })
   t.ok(
     deps.rec.stderr.some((l) => /"msg":"evaluated"/.test(l)),
     'the run went on',
   )
+  t.equal(JSON.parse((await readState(stateDir))!).outbox.length, 1, 'the decision is recorded')
+  t.match(deps.rec.stderr.at(-1), /^checks-handler: error: decisions were recorded, but: cannot append to logFile .*decisions\.log/)
+  t.match(await readFile(join(stateDir, 'health'), 'utf8'), /^warning\ncannot append to logFile .*is a symlink/)
+})
+
+t.test(
+  "logFile that cannot be opened (as Consul's user: EACCES; here a file in its directory's place): exit 74, health at warning",
+  async (t) => {
+    const { dir, stateDir, config } = await setup(t, { logFile: 'not-a-dir/decisions.log' })
+    await writeFile(join(dir, 'not-a-dir'), '')
+    for (const n of ['management', 'tenant']) await feed(config, n, allUp)
+    const deps = fakeDeps({ stdin: allUp })
+    deps.appendLog = realDeps().appendLog
+    t.equal(await main(['--network', 'storage', '--config', config], deps), EXIT.stateFile)
+    t.match(
+      await readFile(join(stateDir, 'health'), 'utf8'),
+      /^warning\ncannot append to logFile .*not-a-dir\/decisions\.log \((EEXIST|ENOTDIR)/,
+    )
+    t.ok(await readFile(join(stateDir, 'snapshots', 'storage.json')), 'the snapshot is written')
+  },
+)
+
+t.test('--pulse with an unwritable logFile: exit 0 (a critical check would end the sender session), health note at warning', async (t) => {
+  const { dir, stateDir, config } = await setup(t, { logFile: 'not-a-dir/decisions.log' })
+  await writeFile(join(dir, 'not-a-dir'), '')
+  for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
+  const deps = fakeDeps()
+  deps.appendLog = realDeps().appendLog
+  t.equal(await main(['--pulse', '--config', config], deps), 0)
+  t.match(await readFile(join(stateDir, 'health'), 'utf8'), /^warning\ncannot append to logFile /)
+})
+
+t.test('log.level: lines below it are not written', async (t) => {
+  const { config } = await setup(t, { log: { level: 'warn' } })
+  for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
+  const { code, deps } = await feed(config, 'storage', cmp1Down)
+  t.equal(code, 0)
+  const levels = deps.rec.logFile.map((l) => JSON.parse(l).level)
+  t.ok(levels.length > 0, 'the STOPPED decision is a warn line')
+  t.same([...new Set(levels)], ['warn'], 'no info line')
+  t.same([...new Set(deps.rec.stderr.map((l) => JSON.parse(l).level))], ['warn'])
 })

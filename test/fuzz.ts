@@ -309,7 +309,7 @@ const fileText = (base: unknown) =>
 
 /** A problem line names where: a key of the file (top-level names), a strategy row, or the file as a whole. */
 const NAMED =
-  /^(\(top level\)|stateDir|hostname|strategy|firstSight|logFile|guards|consul|masakari|file|sequence|matrix|cannot read it|not valid YAML|no row has action)(?=[:\s.[]|$)/
+  /^(\(top level\)|stateDir|hostname|strategy|firstSight|logFile|log|metrics|guards|consul|masakari|file|sequence|matrix|cannot read it|not valid YAML|no row has action)(?=[:\s.[]|$)/
 
 function checkProblems(kind: string, source: string, message: string, problems: string[]): void {
   if (!message.startsWith(`invalid ${kind} ${source}:\n  - `)) throw new Error(`message does not name the file: ${message}`)

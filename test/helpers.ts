@@ -128,3 +128,77 @@ export function payload(states: Record<string, 'passing' | 'critical'>, maintena
 export async function readState(stateDir: string): Promise<string | undefined> {
   return readFile(join(stateDir, 'state.json'), 'utf8').catch(() => undefined)
 }
+
+/** One sample of a Prometheus text exposition: its family's name, labels and value. */
+export interface PromSample {
+  name: string
+  labels: Record<string, string>
+  value: number
+}
+
+/**
+ * Checks text against the Prometheus text exposition format (0.0.4), as node_exporter's
+ * textfile collector parses it: HELP and TYPE at most once per family and before its samples,
+ * a family's samples together, valid metric and label names, escaped label values, float
+ * values, no duplicate series, a final newline. Throws naming the line; returns the samples
+ * and each family's type.
+ */
+export function parsePrometheusText(text: string): { samples: PromSample[]; types: Map<string, string> } {
+  const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*'
+  const VALUE = '(?:[+-]?(?:\\d+\\.?\\d*(?:[eE][+-]?\\d+)?|\\.\\d+(?:[eE][+-]?\\d+)?)|NaN|[+-]Inf)'
+  const sampleLine = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (${VALUE})(?: -?\\d+)?$`)
+  const labelPair = /^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(?:,|$)/
+  if (text !== '' && !text.endsWith('\n')) throw new Error('the text does not end with a newline')
+  const types = new Map<string, string>()
+  const helps = new Set<string>()
+  const seen = new Set<string>()
+  const closed = new Set<string>()
+  let current: string | undefined
+  const samples: PromSample[] = []
+  const enter = (family: string, n: number) => {
+    if (family === current) return
+    if (closed.has(family)) throw new Error(`line ${n}: ${family} continues after another family`)
+    if (current !== undefined) closed.add(current)
+    current = family
+  }
+  text
+    .slice(0, -1)
+    .split('\n')
+    .forEach((line, i) => {
+      const n = i + 1
+      const meta = new RegExp(`^# (HELP|TYPE) (${NAME}) (.*)$`).exec(line)
+      if (meta) {
+        const [, kind, family, rest] = meta as unknown as [string, string, string, string]
+        enter(family, n)
+        if (kind === 'HELP') {
+          if (helps.has(family)) throw new Error(`line ${n}: second HELP for ${family}`)
+          if (/\\[^\\n]/.test(rest.replace(/\\\\/g, ''))) throw new Error(`line ${n}: bad escape in HELP`)
+          helps.add(family)
+        } else {
+          if (types.has(family)) throw new Error(`line ${n}: second TYPE for ${family}`)
+          if (samples.some((s) => s.name === family)) throw new Error(`line ${n}: TYPE after samples of ${family}`)
+          if (!/^(counter|gauge|histogram|summary|untyped)$/.test(rest)) throw new Error(`line ${n}: unknown type ${rest}`)
+          types.set(family, rest)
+        }
+        return
+      }
+      if (line.startsWith('#')) return // a comment
+      const m = sampleLine.exec(line)
+      if (!m) throw new Error(`line ${n}: not a sample: ${JSON.stringify(line)}`)
+      const [, name, rawLabels = '', value] = m as unknown as [string, string, string | undefined, string]
+      enter(name, n)
+      const labels: Record<string, string> = {}
+      for (let rest = rawLabels; rest !== ''; ) {
+        const p = labelPair.exec(rest)
+        if (!p) throw new Error(`line ${n}: bad labels: ${rawLabels}`)
+        if (p[1]! in labels) throw new Error(`line ${n}: label ${p[1]} twice`)
+        labels[p[1]!] = p[2]!.replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c))
+        rest = rest.slice(p[0].length)
+      }
+      const series = `${name}${JSON.stringify(Object.entries(labels).sort())}`
+      if (seen.has(series)) throw new Error(`line ${n}: duplicate series ${series}`)
+      seen.add(series)
+      samples.push({ name, labels, value: Number(value.replace('Inf', 'Infinity')) })
+    })
+  return { samples, types }
+}

@@ -12,7 +12,17 @@ import { main as evaluate } from '../handlers/evaluate.js'
 import { tryLock } from '../lib/lock.js'
 import type { HttpResponse } from '../lib/masakari.js'
 import { runWorker } from '../lib/worker.js'
-import { configYaml, fakeDeps, GUARDS_OFF, payload, readState, response, scriptedFetch, type Recorded } from './helpers.js'
+import {
+  configYaml,
+  fakeDeps,
+  GUARDS_OFF,
+  parsePrometheusText,
+  payload,
+  readState,
+  response,
+  scriptedFetch,
+  type Recorded,
+} from './helpers.js'
 
 const fixture = (name: string) => JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'recorded', `${name}.json`), 'utf8'))
 const token = fixture('keystone-token-password')
@@ -114,6 +124,19 @@ t.test('retries with backoff until accepted; every retry byte-identical', async 
   t.ok(h.posts[2]!.at - h.posts[1]!.at >= 2000, 'second retry after twice that')
   t.equal(h.logged('notification not delivered, will retry').length, 2)
   t.match((await h.state()).ledger.cmp1, { notified: { outcome: 'accepted' } })
+})
+
+t.test('the metrics textfile after delivery: the notification and its retries counted, the outbox empty', async (t) => {
+  const h = await setup(t, (n) => (n < 2 ? unavailable() : ok()), { metrics: { textfile: 'metrics/mc.prom' } })
+  await h.handler(cmp1Down)
+  t.equal(await runWorker(h.config, h.worker), 0)
+  const text = readFileSync(join(h.config, '..', 'metrics', 'mc.prom'), 'utf8')
+  const series = new Map(parsePrometheusText(text).samples.map((s) => [`${s.name}${JSON.stringify(s.labels)}`, s.value]))
+  t.equal(series.get('masakari_consul_decisions_total{"action":"STOPPED"}'), 1)
+  t.equal(series.get('masakari_consul_notifications_total{"outcome":"accepted"}'), 1)
+  t.equal(series.get('masakari_consul_notification_retries_total{}'), 2)
+  t.equal(series.get('masakari_consul_outbox_entries{}'), 0)
+  t.same((await h.state()).counters, { decisions: { STOPPED: 1 }, notifications: { accepted: 1 }, retries: 2 }, 'kept in the record')
 })
 
 t.test('gives up after the expiry, loudly, and exits', async (t) => {

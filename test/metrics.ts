@@ -1,0 +1,238 @@
+/**
+ * The Prometheus textfile (lib/metrics.ts): what renderMetrics says for a given record,
+ * snapshots and health (table), that its text is valid exposition format, and that a handler
+ * run writes it (atomically, world-readable) only when metrics.textfile is set.
+ */
+import t from 'tap'
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { main } from '../handlers/checks-handler.js'
+import { emptyHostRecord } from '../lib/host-record.js'
+import { type MetricsInput, renderMetrics } from '../lib/metrics.js'
+import type { Snapshot } from '../lib/snapshot.js'
+import { emptyState, type LedgerEntry, type OutboxEntry, type StoreState } from '../lib/store.js'
+import { configYaml, fakeDeps, parsePrometheusText, payload, type PromSample } from './helpers.js'
+
+const NOW = new Date('2026-11-25T12:00:00.000Z')
+const T = NOW.getTime() / 1000
+
+function snapshot(network: Snapshot['network'], receivedAt: string, nodes: Record<string, 'up' | 'down' | 'maintenance'>): Snapshot {
+  return { version: 1, network, consulIndex: '7', receivedAt, nodes: Object.assign(emptyHostRecord(), nodes) }
+}
+
+function waiting(host: string, decidedAt: string): OutboxEntry {
+  return {
+    id: `id-${host}`,
+    host,
+    notification: {
+      type: 'COMPUTE_HOST',
+      hostname: host,
+      generated_time: decidedAt,
+      payload: { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' },
+    },
+    reason: 'matched row 1',
+    decidedAt,
+    attempts: 0,
+    nextAttemptAt: decidedAt,
+  }
+}
+
+/** The value of one series, or undefined when the file has no such series. */
+function value(samples: PromSample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  const want = JSON.stringify(Object.entries(labels).sort())
+  return samples.find((s) => `masakari_consul_${name}` === s.name && JSON.stringify(Object.entries(s.labels).sort()) === want)?.value
+}
+
+const passing = { status: 'passing', reason: 'ok' } as const
+const base = (over: Partial<MetricsInput> = {}): MetricsInput => ({
+  state: emptyState(),
+  snapshots: {},
+  health: passing,
+  now: NOW,
+  ...over,
+})
+
+const withCounters: StoreState = {
+  ...emptyState(),
+  counters: { decisions: { STOPPED: 3, STARTED: 1 }, notifications: { accepted: 2, duplicate: 1, 'host-not-found': 1 }, retries: 4 },
+}
+
+const cases: Array<[string, MetricsInput, Array<[string, Record<string, string>, number | undefined]>]> = [
+  [
+    'an empty record: zeros, no snapshot series, no oldest-entry timestamp',
+    base(),
+    [
+      ['decisions_total', { action: 'STOPPED' }, 0],
+      ['notifications_total', { outcome: 'expired' }, 0],
+      ['notification_retries_total', {}, 0],
+      ['outbox_entries', {}, 0],
+      ['outbox_oldest_timestamp_seconds', {}, undefined],
+      ['outbox_oldest_age_seconds', {}, 0],
+      ['snapshot_timestamp_seconds', { network: 'storage' }, undefined],
+      ['hosts', { network: 'storage', state: 'up' }, undefined],
+      ['health', { status: 'passing' }, 1],
+      ['health', { status: 'critical' }, 0],
+      ['last_run_timestamp_seconds', {}, T],
+    ],
+  ],
+  [
+    "the record's counters as counters",
+    base({ state: withCounters }),
+    [
+      ['decisions_total', { action: 'STOPPED' }, 3],
+      ['decisions_total', { action: 'STARTED' }, 1],
+      ['notifications_total', { outcome: 'accepted' }, 2],
+      ['notifications_total', { outcome: 'duplicate' }, 1],
+      ['notifications_total', { outcome: 'host-not-found' }, 1],
+      ['notifications_total', { outcome: 'on-maintenance' }, 0],
+      ['notification_retries_total', {}, 4],
+    ],
+  ],
+  [
+    'hosts per network and state; a host absent from a network is unknown there',
+    base({
+      snapshots: {
+        management: snapshot('management', '2026-11-25T11:59:30.000Z', { ctl: 'up', cmp1: 'up', cmp2: 'maintenance' }),
+        storage: snapshot('storage', '2026-11-25T11:58:00.000Z', { ctl: 'up', cmp1: 'down' }),
+      },
+      state: {
+        ...emptyState(),
+        ledger: Object.assign(emptyHostRecord<LedgerEntry>(), { cmp3: { firstSeenAt: '2026-11-25T10:00:00.000Z' } }),
+      },
+    }),
+    [
+      ['hosts', { network: 'management', state: 'up' }, 2],
+      ['hosts', { network: 'management', state: 'maintenance' }, 1],
+      ['hosts', { network: 'management', state: 'unknown' }, 1],
+      ['hosts', { network: 'storage', state: 'up' }, 1],
+      ['hosts', { network: 'storage', state: 'down' }, 1],
+      ['hosts', { network: 'storage', state: 'unknown' }, 2],
+      ['hosts', { network: 'tenant', state: 'up' }, undefined],
+      ['snapshot_timestamp_seconds', { network: 'management' }, T - 30],
+      ['snapshot_age_seconds', { network: 'management' }, 30],
+      ['snapshot_timestamp_seconds', { network: 'storage' }, T - 120],
+      ['snapshot_age_seconds', { network: 'storage' }, 120],
+    ],
+  ],
+  [
+    'outbox depth and its oldest entry (time and age)',
+    base({
+      state: { ...emptyState(), outbox: [waiting('cmp2', '2026-11-25T11:59:00.000Z'), waiting('cmp1', '2026-11-25T11:55:00.000Z')] },
+    }),
+    [
+      ['outbox_entries', {}, 2],
+      ['outbox_oldest_timestamp_seconds', {}, T - 300],
+      ['outbox_oldest_age_seconds', {}, 300],
+    ],
+  ],
+  [
+    'self-isolation per network; health warning',
+    base({
+      state: { ...emptyState(), isolation: { storage: { since: '2026-11-25T11:59:00.000Z', reason: '3 of 4 down' } } },
+      health: { status: 'warning', reason: 'backlog' },
+    }),
+    [
+      ['self_isolation', { network: 'storage' }, 1],
+      ['self_isolation', { network: 'tenant' }, 0],
+      ['health', { status: 'warning' }, 1],
+      ['health', { status: 'passing' }, 0],
+    ],
+  ],
+]
+
+for (const [name, input, expected] of cases) {
+  t.test(`renderMetrics: ${name}`, async (t) => {
+    const { samples } = parsePrometheusText(renderMetrics(input))
+    for (const [metric, labels, want] of expected) t.equal(value(samples, metric, labels), want, `${metric}${JSON.stringify(labels)}`)
+  })
+}
+
+t.test('renderMetrics: every family has HELP and TYPE, counters end in _total, names are masakari_consul_*', async (t) => {
+  const text = renderMetrics(base({ state: withCounters }))
+  const { types, samples } = parsePrometheusText(text)
+  const families = [...types.keys()]
+  t.ok(families.length >= 12)
+  for (const f of families) {
+    t.match(f, /^masakari_consul_[a-z_]+$/)
+    t.match(text, new RegExp(`^# HELP ${f} \\S`, 'm'), `${f} has HELP`)
+    t.equal(types.get(f) === 'counter', f.endsWith('_total'), `${f}: counter exactly when _total`)
+  }
+  for (const s of samples) t.ok(types.has(s.name), `${s.name} is typed`)
+})
+
+t.test('the exposition checker can fail (so the tests above mean something)', async (t) => {
+  const bad: Array<[string, string]> = [
+    ['no final newline', 'a 1'],
+    ['bad value', 'a x\n'],
+    ['unescaped quote', 'a{l="x"y"} 1\n'],
+    ['TYPE twice', '# TYPE a gauge\n# TYPE a gauge\na 1\n'],
+    ['TYPE after its samples', 'a 1\n# TYPE a gauge\n'],
+    ['family split', 'a 1\nb 1\na{x="1"} 2\n'],
+    ['duplicate series', 'a{x="1"} 1\na{x="1"} 2\n'],
+    ['bad metric name', '1a 1\n'],
+  ]
+  for (const [why, text] of bad) t.throws(() => parsePrometheusText(text), why)
+  t.same(parsePrometheusText('# HELP a h\\\\n\n# TYPE a gauge\na{l="q\\"n\\n"} -Inf\n').samples, [
+    { name: 'a', labels: { l: 'q"n\n' }, value: Number.NEGATIVE_INFINITY },
+  ])
+})
+
+const allUp = payload({ controller: 'passing', cmp1: 'passing', cmp2: 'passing' })
+const cmp1Down = payload({ controller: 'passing', cmp1: 'critical', cmp2: 'passing' })
+
+t.test('a handler run writes the textfile when metrics.textfile is set: valid, 0644, atomically', async (t) => {
+  const dir = t.testdir({ textfile: {} })
+  const stateDir = join(dir, 'state')
+  const textfile = join(dir, 'textfile', 'masakari_consul.prom')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir, { metrics: { textfile } }))
+  for (const n of ['management', 'tenant', 'storage'])
+    t.equal(await main(['--network', n, '--config', config], fakeDeps({ stdin: allUp })), 0)
+  const later = () => new Date(NOW.getTime() + 10_000)
+  const deps = fakeDeps({ stdin: cmp1Down, now: later })
+  t.equal(await main(['--network', 'storage', '--config', config], deps), 0, deps.rec.stderr.join('\n'))
+  const { samples } = parsePrometheusText(await readFile(textfile, 'utf8'))
+  t.equal(value(samples, 'decisions_total', { action: 'STOPPED' }), 1)
+  t.equal(value(samples, 'hosts', { network: 'storage', state: 'down' }), 1)
+  t.equal(value(samples, 'hosts', { network: 'storage', state: 'up' }), 2)
+  t.equal(value(samples, 'outbox_entries', {}), 1)
+  t.equal(value(samples, 'snapshot_timestamp_seconds', { network: 'storage' }), T + 10)
+  t.equal(value(samples, 'snapshot_timestamp_seconds', { network: 'management' }), T)
+  t.equal(value(samples, 'health', { status: 'passing' }), 1)
+  t.equal((await stat(textfile)).mode & 0o777, 0o644, 'world-readable: node_exporter runs as its own user')
+  t.same(await readdir(join(dir, 'textfile')), ['masakari_consul.prom'], 'no temp file left beside it')
+  // The counter lives in the record: a later run (another process) still counts it, once.
+  t.equal(await main(['--network', 'tenant', '--config', config], fakeDeps({ stdin: allUp, now: later })), 0)
+  t.equal(value(parsePrometheusText(await readFile(textfile, 'utf8')).samples, 'decisions_total', { action: 'STOPPED' }), 1)
+})
+
+t.test('no textfile when metrics.textfile is unset', async (t) => {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir))
+  t.equal(await main(['--network', 'storage', '--config', config], fakeDeps({ stdin: allUp })), 0)
+  t.same((await readdir(dir)).sort(), ['config.yaml', 'state'])
+  t.notOk((await readdir(stateDir)).some((f) => f.endsWith('.prom')))
+})
+
+t.test('a textfile that cannot be written: the run is recorded, exit 74, the health note says why', async (t) => {
+  const dir = t.testdir({ 'not-a-dir': '' })
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir, { metrics: { textfile: join(dir, 'not-a-dir', 'm.prom') } }))
+  const deps = fakeDeps({ stdin: allUp })
+  t.equal(await main(['--network', 'storage', '--config', config], deps), 74)
+  t.ok(await readFile(join(stateDir, 'snapshots', 'storage.json')), 'the snapshot is written')
+  t.match(await readFile(join(stateDir, 'health'), 'utf8'), /cannot write metrics\.textfile .*not-a-dir\/m\.prom/)
+  t.match(deps.rec.stderr.join('\n'), /"level":"error","msg":"cannot write the metrics textfile"/)
+})
+
+t.test('metrics.textfile must end in .prom (the collector reads nothing else)', async (t) => {
+  const dir = t.testdir({})
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(join(dir, 'state'), { metrics: { textfile: join(dir, 'm.txt') } }))
+  const deps = fakeDeps({ stdin: allUp })
+  t.equal(await main(['--network', 'storage', '--config', config], deps), 78)
+  t.match(deps.rec.stderr.join('\n'), /metrics\.textfile: node_exporter's textfile collector reads only files named \*\.prom/)
+})
