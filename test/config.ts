@@ -61,7 +61,12 @@ t.test('relative paths are relative to the config file; secrets from a file', as
 const invalid: Array<[string, string, Record<string, string>, RegExp[]]> = [
   ['missing file', '', {}, [/cannot read it: ENOENT/]],
   ['not YAML', 'masakari: [', {}, [/not valid YAML/]],
-  ['no masakari section', 'stateDir: /x\n', {}, [/^masakari: /]],
+  [
+    'no masakari section',
+    'stateDir: /x\n',
+    {},
+    [/^masakari\.authUrl: not set/, /^masakari\.auth: set username/, /^masakari\.auth: no password/],
+  ],
   [
     'several schema problems at once',
     'firstSight: maybe\nmasakari:\n  authUrl: nope\n  interface: private\n  requestTimeout: -1\n  auth: {username: u, userDomainName: D, password: p, projectName: s, projectDomainName: D}\n',
@@ -131,6 +136,6 @@ t.test("a key of the operator's with a line break stays on its problem line", as
   const text = 'consul:\n  agents: {"a\\nb": x}\nmasakari:\n  authUrl: http://k/v3\n  auth: {userId: u, password: p, projectId: p}\n'
   const err = (await loadConfig('/etc/mc/config.yaml', env({ '/etc/mc/config.yaml': text })).catch((e) => e)) as ConfigError
   t.type(err, ConfigError)
-  t.same(err.problems, ['consul.agents: Unrecognized key: "a\\nb"'])
+  t.same(err.problems, ['consul.agents.a\\nb: unknown key (known here: management, tenant, storage)'])
   t.equal(err.message.split('\n').length, 2, 'the header line and one problem line')
 })
