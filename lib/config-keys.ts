@@ -65,6 +65,12 @@ export function nearestKey(key: string, known: readonly string[]): string | unde
   return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined
 }
 
+/** Every key path the schema knows, e.g. `masakari.delivery.concurrency`. */
+export function keyPaths(schema: z.ZodType, path: string[] = []): string[][] {
+  if (path.length > 6) return []
+  return knownKeys(schema, path).flatMap((k) => [[...path, k], ...keyPaths(schema, [...path, k])])
+}
+
 /** One problem line per unknown key: "guards.hold.recovry: unknown key; did you mean 'recovery'?". */
 export function unknownKeyProblems(
   schema: z.ZodType,
@@ -74,8 +80,14 @@ export function unknownKeyProblems(
   const known = knownKeys(schema, issue.path)
   return issue.keys.map((key) => {
     const where = [prefix, ...issue.path.map(String), key].filter((p) => p !== '').join('.')
+    // Known to another option of a union (a password key in an application credential's auth).
+    if (known.includes(key))
+      return `${where}: not allowed with the other keys here (it belongs to another form of '${issue.path.map(String).at(-1) ?? prefix}')`
     const near = nearestKey(key, known)
     if (near !== undefined) return `${where}: unknown key; did you mean '${near}'?`
+    // A key written at the wrong level (`concurency` for masakari.delivery.concurrency).
+    const elsewhere = keyPaths(schema).filter((p) => nearestKey(key, [p.at(-1)!]) !== undefined)
+    if (elsewhere.length > 0) return `${where}: unknown key; did you mean '${[prefix, ...elsewhere[0]!].filter(Boolean).join('.')}'?`
     return known.length > 0 ? `${where}: unknown key (known here: ${known.join(', ')})` : `${where}: unknown key`
   })
 }

@@ -11,7 +11,7 @@ import { issueProblems } from './config-keys.js'
 import { type ConsulAccess, ConsulAccessSchema, resolveConsulAccess } from './consul-api.js'
 import { GossipSchema, GuardsSchema } from './guards.js'
 import { NETWORKS } from './networks.js'
-import { HostNamesSchema } from './host-names.js'
+import { HostNamesSchema, metaAgentAddress } from './host-names.js'
 import { LockSchema } from './sender.js'
 import { cloudLayer, type CredentialLayer, envLayer, openstackConfigFiles, SECRET_GROUPS } from './openstack-env.js'
 import { oneLine } from './quote.js'
@@ -257,6 +257,8 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
     return fail()
   }
   const cfg = parsed.data
+  if (cfg.hostNames.metaKey !== undefined && metaAgentAddress(cfg, env.env) === undefined)
+    problems.push("hostNames.metaKey: node meta is read from an own agent's catalog: set consul.agents (or CONSUL_HTTP_ADDR)")
   const masakari = await resolveMasakari(cfg.masakari, read.upstream, env, abs, problems, warnings)
   const consulAccess = await resolveConsulAccess(cfg.consul, env.env, env.readFile, abs, problems)
   if (!masakari || problems.length > 0) return fail()
