@@ -2,17 +2,21 @@
  * The monitor's configuration: one YAML file, validated at once so an operator sees every
  * problem in one run. Secrets may live in the file, in a separate file, or in the environment.
  */
-import { readFile } from 'node:fs/promises'
-import { hostname as osHostname } from 'node:os'
+import { readFile, stat } from 'node:fs/promises'
+import { homedir, hostname as osHostname } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
+import { issueProblems } from './config-keys.js'
 import { type ConsulAccess, ConsulAccessSchema, resolveConsulAccess } from './consul-api.js'
 import { GossipSchema, GuardsSchema } from './guards.js'
 import { LEVELS } from './log.js'
 import { NETWORKS } from './networks.js'
+import { HostNamesSchema, metaAgentAddress } from './host-names.js'
 import { LockSchema } from './sender.js'
+import { cloudLayer, type CredentialLayer, envLayer, openstackConfigFiles, SECRET_GROUPS } from './openstack-env.js'
 import { oneLine } from './quote.js'
+import { fromUpstream, isUpstreamConfig, type UpstreamConfig } from './upstream-config.js'
 
 export const DEFAULT_CONFIG_PATH = '/etc/masakari-consul/config.yaml'
 
@@ -25,7 +29,7 @@ const secret = {
   env: z.string().min(1).optional(),
 }
 
-const PasswordAuthSchema = z.object({
+const PasswordAuthSchema = z.strictObject({
   method: z.literal('password'),
   /** User name (with userDomainName/userDomainId) or userId. */
   username: z.string().min(1).optional(),
@@ -42,7 +46,7 @@ const PasswordAuthSchema = z.object({
   projectDomainId: z.string().min(1).optional(),
 })
 
-const AppCredentialAuthSchema = z.object({
+const AppCredentialAuthSchema = z.strictObject({
   method: z.literal('application_credential'),
   /** The application credential's id, or its name with the owning user (username + domain, or userId). */
   applicationCredentialId: z.string().min(1).optional(),
@@ -64,9 +68,14 @@ const AuthSchema = z.preprocess(
   z.discriminatedUnion('method', [PasswordAuthSchema, AppCredentialAuthSchema]),
 )
 
-export const MasakariSchema = z.object({
+export const MasakariSchema = z.strictObject({
   /** Keystone v3 URL, e.g. https://keystone.example:5000/v3. */
-  authUrl: z.url(),
+  authUrl: z.url({
+    error: (issue) =>
+      issue.input === undefined
+        ? "not set: set it here, or upstreamConfig's [api] auth_url, OS_AUTH_URL or a clouds.yaml cloud"
+        : undefined,
+  }),
   auth: AuthSchema,
   /** Catalog region of the instance-ha endpoint; any region when omitted. */
   region: z.string().min(1).optional(),
@@ -82,7 +91,7 @@ export const MasakariSchema = z.object({
   requestTimeout: z.number().positive().default(10),
   /** How a notification that could not be delivered is retried. */
   delivery: z
-    .object({
+    .strictObject({
       /** Seconds before the first retry; doubles each time. */
       initialBackoff: z.number().positive().default(1),
       /** Upper bound of the wait between retries, seconds. */
@@ -101,7 +110,7 @@ export const MasakariSchema = z.object({
 })
 
 export const ConsulAgentsSchema = z
-  .object({
+  .strictObject({
     /**
      * HTTP address (host:port or URL) of this controller's own agent on each network. When set,
      * a recovery is confirmed with that agent just before it is decided: it must have a leader
@@ -122,7 +131,7 @@ export const ConsulAgentsSchema = z
   })
   .prefault({})
 
-export const ConfigSchema = z.object({
+export const ConfigSchema = z.strictObject({
   /** Directory for snapshots, the ledger and outbox, the lock and the token cache. */
   stateDir: z.string().min(1).default('/var/lib/masakari-consul'),
   /** This monitor's own node name in the clusters; never notified about. Default: the machine's hostname. */
@@ -156,7 +165,35 @@ export const ConfigSchema = z.object({
         .optional(),
     })
     .prefault({}),
+  /**
+   * Upstream masakari-monitors' masakarimonitors.conf, read as it is: [api] credentials, [consul]
+   * agents and matrix_config_file, [host] what has a meaning here. This file's own keys win.
+   */
+  upstreamConfig: z.string().min(1).optional(),
+  /** Consul node name → Masakari host name. */
+  hostNames: HostNamesSchema,
 })
+
+/**
+ * The file as written: `masakari.*` keys may be left to masakarimonitors.conf, the OS_* variables
+ * or clouds.yaml (no defaults here for what those can give, or they would never be asked).
+ */
+const AuthFileSchema = z.strictObject({
+  ...PasswordAuthSchema.shape,
+  ...AppCredentialAuthSchema.shape,
+  method: z.enum(['password', 'application_credential']).optional(),
+})
+const MasakariFileSchema = MasakariSchema.extend({
+  authUrl: z.string().optional(),
+  auth: AuthFileSchema.optional(),
+  interface: z.string().optional(),
+  insecure: z.boolean().optional(),
+  requestTimeout: z.number().optional(),
+  /** The clouds.yaml cloud to take credentials from (else OS_CLOUD). */
+  cloud: z.string().min(1).optional(),
+})
+const ConfigFileSchema = ConfigSchema.extend({ masakari: MasakariFileSchema.prefault({}) })
+type MasakariFile = z.infer<typeof MasakariFileSchema>
 
 type RawConfig = z.infer<typeof ConfigSchema>
 export type MasakariConfig = RawConfig['masakari']
@@ -173,6 +210,8 @@ export interface Config extends Omit<RawConfig, 'hostname' | 'logFile'> {
   caPem: string | undefined
   /** Token and TLS for the own Consul agents, from consul.* or Consul's environment variables. */
   consulAccess: ConsulAccess
+  /** What works but should not be so; logged by every run (see CheckedConfig). */
+  warnings: string[]
 }
 
 export class ConfigError extends Error {
@@ -193,53 +232,229 @@ export interface ConfigEnv {
   readFile: (path: string) => Promise<string>
   env: Record<string, string | undefined>
   hostname: () => string
+  /** Where clouds.yaml and secure.yaml are looked for, in order (openstackConfigFiles); none when absent. */
+  openstackFiles?: { clouds: string[]; secure: string[] }
+  /** A file's permission bits, to warn about a secret others can read; not checked when absent. */
+  fileMode?: (path: string) => Promise<number>
 }
 
 export const realConfigEnv: ConfigEnv = {
   readFile: (p) => readFile(p, 'utf8'),
   env: process.env,
   hostname: osHostname,
+  openstackFiles: {
+    clouds: openstackConfigFiles(process.cwd(), homedir(), process.env, 'clouds'),
+    secure: openstackConfigFiles(process.cwd(), homedir(), process.env, 'secure'),
+  },
+  fileMode: async (p) => (await stat(p)).mode & 0o7777,
 }
 
+/** Loads and validates the config; every problem at once in a ConfigError. Its warnings are in `warnings`. */
 export async function loadConfig(path: string, env: ConfigEnv = realConfigEnv): Promise<Config> {
+  const checked = await checkConfig(path, env)
+  if (!checked.config) throw new ConfigError(checked.source, checked.problems)
+  return checked.config
+}
+
+export interface CheckedConfig {
+  source: string
+  /** Present when there is no problem. */
+  config?: Config
+  problems: string[]
+  /** Things that work but should not be so (a secret file others can read, upstream options without a meaning here). */
+  warnings: string[]
+}
+
+/** Like loadConfig, without throwing: for a validate command that shows problems and warnings alike. */
+export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv): Promise<CheckedConfig> {
   const source = resolve(path)
-  let text: string
-  try {
-    text = await env.readFile(source)
-  } catch (err) {
-    throw new ConfigError(source, [`cannot read it: ${(err as Error).message}`])
+  const problems: string[] = []
+  const warnings: string[] = []
+  const fail = () => ({ source, problems: problems.map((p) => oneLine(p, 500)), warnings })
+  const read = await readRaw(source, env, problems, warnings)
+  if (!read) return fail()
+  const abs = (p: string) => resolve(dirname(source), p)
+  const parsed = ConfigFileSchema.safeParse(read.raw)
+  if (!parsed.success) {
+    problems.push(...issueProblems(ConfigFileSchema, parsed.error.issues))
+    // The credentials' problems too, all in one run, when their section itself is well-formed.
+    const section = MasakariFileSchema.safeParse((read.raw as { masakari?: unknown }).masakari ?? {})
+    if (section.success) await resolveMasakari(section.data, read.upstream, env, abs, problems, warnings)
+    return fail()
   }
-  let raw: unknown
-  try {
-    raw = parseYaml(text, { prettyErrors: true })
-  } catch (err) {
-    throw new ConfigError(source, [`not valid YAML: ${(err as Error).message.split('\n')[0]}`])
-  }
-  const parsed = ConfigSchema.safeParse(raw ?? {})
-  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`)
-  if (!parsed.success) throw new ConfigError(source, problems)
   const cfg = parsed.data
-  const base = dirname(source)
-  const abs = (p: string) => resolve(base, p)
-  problems.push(...authProblems(cfg.masakari.auth))
-  const secret = await resolveSecret(cfg.masakari.auth, env, abs, problems)
-  const caPem = cfg.masakari.caFile === undefined ? undefined : await readCaFile(abs(cfg.masakari.caFile), env, problems)
+  if (cfg.hostNames.metaKey !== undefined && metaAgentAddress(cfg, env.env) === undefined)
+    problems.push("hostNames.metaKey: node meta is read from an own agent's catalog: set consul.agents (or CONSUL_HTTP_ADDR)")
+  const masakari = await resolveMasakari(cfg.masakari, read.upstream, env, abs, problems, warnings)
   const consulAccess = await resolveConsulAccess(cfg.consul, env.env, env.readFile, abs, problems)
-  if (problems.length > 0) throw new ConfigError(source, problems)
+  if (!masakari || problems.length > 0) return fail()
   const stateDir = abs(cfg.stateDir)
-  return {
+  const config: Config = {
     ...cfg,
     source,
     stateDir,
     hostname: cfg.hostname ?? env.hostname(),
     strategy: cfg.strategy === undefined ? undefined : abs(cfg.strategy),
     logFile: cfg.logFile === '' ? undefined : cfg.logFile === undefined ? resolve(stateDir, 'decisions.log') : abs(cfg.logFile),
-    masakari: { ...cfg.masakari, caFile: cfg.masakari.caFile === undefined ? undefined : abs(cfg.masakari.caFile) },
     metrics: { textfile: cfg.metrics.textfile === undefined ? undefined : abs(cfg.metrics.textfile) },
-    secret: secret ?? '',
-    caPem,
+    ...(cfg.upstreamConfig === undefined ? {} : { upstreamConfig: abs(cfg.upstreamConfig) }),
+    ...masakari,
     consulAccess,
+    warnings,
   }
+  return { source, config, problems: [], warnings }
+}
+
+/**
+ * The file as a raw object: our YAML, with what its `upstreamConfig` implies underneath; or
+ * upstream's masakarimonitors.conf itself, which then stands for a config of defaults.
+ */
+async function readRaw(source: string, env: ConfigEnv, problems: string[], warnings: string[]) {
+  let text: string
+  try {
+    text = await env.readFile(source)
+  } catch (err) {
+    problems.push(`cannot read it: ${(err as Error).message}`)
+    return undefined
+  }
+  if (isUpstreamConfig(source, text)) {
+    const upstream = fromUpstream(text, source, problems)
+    warnings.push(...upstream.warnings)
+    return { raw: { ...upstream.settings, upstreamConfig: source }, upstream }
+  }
+  let raw: unknown
+  try {
+    raw = parseYaml(text, { prettyErrors: true }) ?? {}
+  } catch (err) {
+    problems.push(`not valid YAML: ${(err as Error).message.split('\n')[0]}`)
+    return undefined
+  }
+  const file = (raw as { upstreamConfig?: unknown }).upstreamConfig
+  if (typeof file !== 'string' || file === '') return { raw }
+  const path = resolve(dirname(source), file)
+  let upstreamText: string
+  try {
+    upstreamText = await env.readFile(path)
+  } catch (err) {
+    problems.push(`upstreamConfig: cannot read ${path}: ${(err as Error).message}`)
+    return undefined
+  }
+  const upstream = fromUpstream(upstreamText, path, problems)
+  warnings.push(...upstream.warnings)
+  return { raw: underneath(upstream.settings, raw), upstream }
+}
+
+/** `over`'s values, with `under`'s where `over` has none (objects merged key by key). */
+export function underneath(under: unknown, over: unknown): unknown {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+  if (!isObj(under) || !isObj(over)) return over === undefined ? under : over
+  const out: Record<string, unknown> = { ...under }
+  for (const [k, v] of Object.entries(over)) out[k] = underneath(under[k], v)
+  return out
+}
+
+type Resolved = Pick<Config, 'masakari' | 'secret' | 'caPem'>
+
+/**
+ * masakari.* from its sources, key by key, first found wins: the config file, upstreamConfig's
+ * [api], the OS_* variables, the clouds.yaml cloud (masakari.cloud, else OS_CLOUD). A secret
+ * comes whole from the first source that has one; keys of the other auth method are dropped.
+ */
+async function resolveMasakari(
+  file: MasakariFile,
+  upstream: UpstreamConfig | undefined,
+  env: ConfigEnv,
+  abs: (p: string) => string,
+  problems: string[],
+  warnings: string[],
+): Promise<Resolved | undefined> {
+  const { cloud: cloudName = env.env.OS_CLOUD || undefined, ...own } = file
+  const layers: CredentialLayer[] = [fileLayer(own), ...(upstream ? [upstream.layer] : []), envLayer(env.env, problems)]
+  if (cloudName !== undefined) {
+    const at = file.cloud === undefined ? 'OS_CLOUD' : 'masakari.cloud'
+    layers.push(
+      await cloudLayer(cloudName, { ...(env.openstackFiles ?? { clouds: [], secure: [] }), readFile: env.readFile }, at, problems),
+    )
+  }
+  const { raw, origins, secretLayer } = stack(layers)
+  const parsed = MasakariSchema.safeParse(raw)
+  for (const issue of parsed.error?.issues ?? []) {
+    const origin = origins.get(issue.path.map(String).join('.'))
+    problems.push(...issueProblems(MasakariSchema, [issue], 'masakari').map((p) => (origin ? `${p} (from ${origin})` : p)))
+  }
+  // The auth section's own problems even when another key is wrong: all problems in one run.
+  const auth = parsed.data?.auth ?? AuthSchema.safeParse(raw.auth).data
+  if (auth) problems.push(...authProblems(auth))
+  const secret = auth && (await resolveSecret(auth, env, abs, problems))
+  if (!parsed.success) return undefined
+  const masakari = parsed.data
+  const secretFile = secretLayer === layers[0] ? ownSecretFile(masakari.auth, abs) : secretLayer?.secretFile
+  if (secretFile) warnings.push(...(await secretFileWarnings(secretFile, env)))
+  const caFile = masakari.caFile === undefined ? undefined : abs(masakari.caFile)
+  const caPem = caFile === undefined ? undefined : await readCaFile(caFile, env, problems)
+  return { masakari: { ...masakari, caFile }, secret: secret ?? '', caPem }
+}
+
+function fileLayer(file: Omit<MasakariFile, 'cloud'>): CredentialLayer {
+  const values: CredentialLayer['values'] = new Map()
+  for (const [k, v] of Object.entries(file)) {
+    if (k === 'auth' && v) for (const [a, w] of Object.entries(v)) values.set(`auth.${a}`, { value: w, origin: 'config' })
+    else if (v !== undefined) values.set(k, { value: v, origin: 'config' })
+  }
+  return { values }
+}
+
+const APP_CREDENTIAL_KEYS = new Set(Object.keys(AppCredentialAuthSchema.shape).map((k) => `auth.${k}`))
+const PASSWORD_KEYS = new Set(Object.keys(PasswordAuthSchema.shape).map((k) => `auth.${k}`))
+
+/** The layers stacked into one raw masakari section, with where each value came from. */
+function stack(layers: CredentialLayer[]) {
+  const authKeys = (l: CredentialLayer) => [...l.values.keys()].filter((k) => k.startsWith('auth.'))
+  const decider = layers.find((l) => authKeys(l).length > 0)
+  const declared = layers.find((l) => l.values.has('auth.method'))?.values.get('auth.method')?.value
+  const appCred =
+    declared === undefined
+      ? decider !== undefined && authKeys(decider).some((k) => /applicationCredential(Id|Name)/.test(k))
+      : declared === 'application_credential'
+  const allowed = appCred ? APP_CREDENTIAL_KEYS : PASSWORD_KEYS
+  const groupOwner = SECRET_GROUPS.map((g) => layers.find((l) => g.some((k) => l.values.has(k))))
+  const raw: Record<string, unknown> = {}
+  const origins = new Map<string, string>()
+  for (const [i, layer] of layers.entries()) {
+    for (const [key, { value, origin }] of layer.values) {
+      if (origins.has(key)) continue
+      const group = SECRET_GROUPS.findIndex((g) => (g as readonly string[]).includes(key))
+      if (group >= 0 && groupOwner[group] !== layer) continue
+      if (i > 0 && key.startsWith('auth.') && !allowed.has(key)) continue
+      origins.set(key, origin)
+      const [head, tail] = key.split('.') as [string, string | undefined]
+      if (tail === undefined) raw[head] = value
+      else raw[head] = { ...(raw[head] as object | undefined), [tail]: value }
+    }
+  }
+  if (raw.auth === undefined) raw.auth = {}
+  const secretLayer = groupOwner[appCred ? 1 : 0]
+  return { raw, origins, secretLayer }
+}
+
+/** The file the config's own passwordFile / applicationCredentialSecretFile names. */
+function ownSecretFile(auth: AuthConfig, abs: (p: string) => string): string | undefined {
+  const file = auth.method === 'password' ? auth.passwordFile : auth.applicationCredentialSecretFile
+  return file === undefined ? undefined : abs(file)
+}
+
+/** A secret in a file that group or others can read is a warning: anyone on the controller could notify Masakari. */
+async function secretFileWarnings(path: string, env: ConfigEnv): Promise<string[]> {
+  if (!env.fileMode) return []
+  let mode: number
+  try {
+    mode = await env.fileMode(path)
+  } catch {
+    return [] // an unreadable file is already a problem where it is read
+  }
+  if ((mode & 0o044) === 0) return []
+  const who = [mode & 0o040 ? 'its group' : '', mode & 0o004 ? 'others' : ''].filter(Boolean).join(' and ')
+  return [`${path} holds the Masakari secret and ${who} can read it (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 0600 it`]
 }
 
 async function readCaFile(path: string, env: ConfigEnv, problems: string[]): Promise<string | undefined> {
@@ -302,6 +517,13 @@ async function resolveSecret(
           auth.applicationCredentialSecretEnv,
         ] as const)
   const given = [inline, file, envName].filter((v) => v !== undefined).length
+  if (given === 0) {
+    const os = key === 'password' ? 'OS_PASSWORD' : 'OS_APPLICATION_CREDENTIAL_SECRET'
+    problems.push(
+      `masakari.auth: no ${key}: set one of ${key}, ${key}File, ${key}Env, or ${os}, or give it in upstreamConfig's [api] or the clouds.yaml cloud`,
+    )
+    return undefined
+  }
   if (given !== 1) {
     problems.push(`masakari.auth: set exactly one of ${key}, ${key}File, ${key}Env (${given} given)`)
     return undefined

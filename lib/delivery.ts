@@ -8,6 +8,7 @@ import { NotSenderError } from './kv-store.js'
 import type { Logger } from './log.js'
 import type { MasakariClient, SendResult } from './masakari.js'
 import { dueEntries, finish, isExpired, nextDue, retryLater, startedWithoutStopped, type DeliveryPolicy } from './outbox.js'
+import { hostEntry } from './host-record.js'
 import type { OutboxEntry, Store, StoreState } from './store.js'
 
 export interface DeliveryDeps {
@@ -165,7 +166,11 @@ function recordAnswered(pass: Pass, deps: DeliveryDeps): Promise<PassResult> {
 }
 
 function recordFinal(state: StoreState, entry: OutboxEntry, result: Extract<SendResult, { final: true }>, now: Date, logger: Logger) {
-  logOutcome(logger, entry, result)
+  // An unknown host is an operator's error, said once: not again for its next failure under the same name.
+  const last = hostEntry(state.ledger, entry.host)?.unsent
+  if (result.outcome === 'host-not-found' && last?.outcome === 'host-not-found' && last.message === result.message)
+    logger.info('Masakari still does not know this host (said before): not retried', { ...describe(entry), message: result.message })
+  else logOutcome(logger, entry, result)
   return finish(state, entry.id, result.outcome, result.message, now)
 }
 
@@ -182,7 +187,15 @@ function recordRetry(state: StoreState, entry: OutboxEntry, result: SendResult, 
 }
 
 function describe(entry: OutboxEntry) {
-  return { host: entry.host, event: entry.notification.payload.event, id: entry.id, generatedTime: entry.notification.generated_time }
+  // host: Consul's node name; masakariHost: the name Masakari was sent (hostNames), when it differs.
+  const named = entry.notification.hostname === entry.host ? {} : { masakariHost: entry.notification.hostname }
+  return {
+    host: entry.host,
+    ...named,
+    event: entry.notification.payload.event,
+    id: entry.id,
+    generatedTime: entry.notification.generated_time,
+  }
 }
 
 function logOutcome(logger: Logger, entry: OutboxEntry, result: Extract<SendResult, { final: true }>): void {

@@ -70,6 +70,8 @@ export interface EvaluationInput {
   gossip?: Partial<Record<Network, Gossip>>
   /** Per network, the agent's answer; a host's `down` there counts only if the agent confirms it. */
   confirmations?: Partial<Record<Network, Confirmation>>
+  /** Consul node name → Masakari host name (host-names.ts); the notification's hostname, nothing else. */
+  masakariName?: (node: string) => string
 }
 
 export type GuardKind = NonNullable<LedgerEntry['guard']>
@@ -543,7 +545,7 @@ function outboxEntry(input: EvaluationInput, host: string, event: HostEvent, rea
   return {
     id: input.newId(),
     host,
-    notification: hostNotification(host, event, input.now),
+    notification: hostNotification(input.masakariName?.(host) ?? host, event, input.now),
     reason,
     decidedAt: at,
     attempts: 0,

@@ -14,7 +14,7 @@ import type { Isolation, LedgerEntry } from './store.js'
  * can take to report, one by one, hosts that failed at the same instant.
  */
 export const GossipSchema = z
-  .object({
+  .strictObject({
     /** gossip_lan.probe_interval, seconds (Consul: 1 s). */
     probeInterval: z.number().positive().default(1),
     /** gossip_lan.suspicion_mult (Consul: 4). */
@@ -26,10 +26,10 @@ export const GossipSchema = z
 export type Gossip = z.infer<typeof GossipSchema>
 
 export const GuardsSchema = z
-  .object({
+  .strictObject({
     /** Flap suppression: how long a change must last before it is notified (seconds; 0 allowed). */
     hold: z
-      .object({
+      .strictObject({
         /** A lone host must stay in a recovery row this long before STOPPED is sent. */
         recovery: z.number().nonnegative().default(5),
         /** A recovered host must stay all-up this long before STARTED is sent. */
@@ -43,14 +43,14 @@ export const GuardsSchema = z
      * guard trips).
      */
     burst: z
-      .object({
+      .strictObject({
         /** Seconds, or "auto": derived from the gossip settings and the cluster's size. */
         quietWindow: z.union([z.literal('auto'), z.number().nonnegative()]).default('auto'),
       })
       .prefault({}),
     /** Self-isolation: when too many hosts turn down on one network at once, the fault is taken to be on our side. */
     isolation: z
-      .object({
+      .strictObject({
         /** More than this fraction of the network's known hosts turning down within `window` trips it (1 disables). */
         maxDownFraction: z.number().min(0).max(1).default(0.55),
         /** More than this many hosts turning down within `window` trips it too; null: no count limit. */
@@ -61,7 +61,7 @@ export const GuardsSchema = z
       .prefault({}),
     /** At most `maxRecoveries` STOPPED per `window` seconds; the rest wait for a slot. 0 lifts the limit. */
     rateLimit: z
-      .object({
+      .strictObject({
         maxRecoveries: z.number().int().nonnegative().default(5),
         window: z.number().positive().default(300),
       })

@@ -15,6 +15,7 @@ import { writeMetrics } from './metrics.js'
 import type { Fetch } from './http.js'
 import { dueEntries } from './outbox.js'
 import { readSnapshots, type Snapshot, type Snapshots, writeSnapshot } from './snapshot.js'
+import { masakariHostName, masakariNamer } from './host-names.js'
 import { type Health, healthOf, writeHealth, writeWake } from './status-files.js'
 import { emptyState, localStore, type Notification, type Store, type StoreState } from './store.js'
 import type { Role } from './sender.js'
@@ -61,6 +62,7 @@ export async function loadMonitor(configPath: string, deps: Deps, component: str
   const sinks = [deps.stderr]
   if (config.logFile) sinks.push(logFileSink(config.logFile, deps, component, problems))
   const logger = jsonLogger(sinks, deps.now, { component }, config.log.level)
+  for (const warning of config.warnings) logger.warn('config', { warning })
   const local = localStore(config.stateDir)
   const shared = await coordination(config, deps)
   return {
@@ -227,8 +229,14 @@ async function evaluateState(
     newId: randomUUID,
     guards: config.guards,
     gossip: { management: gossip, tenant: gossip, storage: gossip },
+    masakariName: (node: string) => masakariHostName(node, config.hostNames),
   }
-  const evaluation = evaluate(input)
+  let evaluation = evaluate(input)
+  // Node meta is asked for only when a notification is about to be built (the watch's payload has none).
+  if (evaluation.queued.length > 0 && config.hostNames.metaKey !== undefined) {
+    input.masakariName = await masakariNamer(config, deps, logger)
+    evaluation = evaluate(input)
+  }
   const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
   if (!confirm || !recovering || Object.keys(config.consul.agents).length === 0) return { evaluation, snapshots }
   const access = config.consulAccess

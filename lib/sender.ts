@@ -18,7 +18,7 @@ import { type ConsulAgent, ConsulError } from './consul-api.js'
 import { NETWORKS } from './networks.js'
 
 export const LockSchema = z
-  .object({
+  .strictObject({
     /** Elect one sender with a Consul session lock; `auto`: when the own agent of `network` is configured. */
     enabled: z.union([z.boolean(), z.literal('auto')]).default('auto'),
     /** The cluster whose KV and sessions hold the lock and the shared record. */

@@ -1,0 +1,128 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { checkConfig, type ConfigEnv, loadConfig } from '../lib/config.js'
+import { parseStrategy } from '../lib/strategy.js'
+import { fromUpstream, isUpstreamConfig, parseIni } from '../lib/upstream-config.js'
+
+const dir = join(import.meta.dirname, 'fixtures', 'upstream')
+const sample = readFileSync(join(dir, 'masakarimonitors.conf.sample'), 'utf8')
+const matrix = readFileSync(join(dir, 'matrix.yaml.sample'), 'utf8')
+
+/** Upstream's sample with some options uncommented, as an operator edits it. */
+function edited(values: Record<string, Record<string, string>>): string {
+  let text = sample
+  for (const [section, opts] of Object.entries(values)) {
+    const at = text.indexOf(`[${section}]\n`)
+    for (const [k, v] of Object.entries(opts)) {
+      const i = text.indexOf(`\n#${k} = `, at)
+      t.ok(i > at, `the sample lists ${section}.${k}`)
+      text = `${text.slice(0, i + 1)}${k} = ${v}${text.slice(text.indexOf('\n', i + 1))}`
+    }
+  }
+  return text
+}
+
+function env(files: Record<string, string>): ConfigEnv {
+  return {
+    readFile: async (p) => {
+      if (p in files) return files[p]!
+      throw Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' })
+    },
+    env: {},
+    hostname: () => 'ctl1',
+  }
+}
+
+t.test("upstream's sample parses: every option commented, nothing set", async (t) => {
+  const problems: string[] = []
+  const sections = parseIni(sample, problems, 'sample')
+  t.same(problems, [])
+  t.ok(sections.has('api') && sections.has('consul') && sections.has('host'))
+  t.equal(
+    [...sections.values()].reduce((n, s) => n + s.size, 0),
+    0,
+  )
+  t.ok(isUpstreamConfig('/x/masakarimonitors.conf', sample))
+  t.ok(isUpstreamConfig('/x/mm', sample), 'by its first line too')
+  t.notOk(isUpstreamConfig('/x/config.yaml', 'stateDir: /x\n'))
+})
+
+t.test("upstream's matrix.yaml sample is a valid strategy as it is", async (t) => {
+  const s = parseStrategy(matrix, 'matrix.yaml.sample')
+  t.same(s.sequence, ['management', 'tenant', 'storage'])
+})
+
+const filled = edited({
+  DEFAULT: { hostname: 'ctl1.example.org' },
+  api: {
+    region: 'RegionTwo',
+    api_interface: 'internal',
+    auth_url: 'http://keystone:5000/v3',
+    project_name: 'service',
+    project_domain_name: 'Default',
+    username: 'masakari',
+    user_domain_name: 'Default',
+    password: 'upstream-secret',
+  },
+  consul: {
+    agent_manage: '192.168.101.1:8500',
+    agent_tenant: '192.168.103.1:8500',
+    agent_storage: '192.168.102.1:8500',
+    matrix_config_file: 'matrix.yaml',
+  },
+  host: { monitoring_driver: 'consul', monitoring_interval: '10', monitoring_samples: '3', disable_ipmi_check: 'True' },
+})
+
+t.test(
+  'the edited sample given as the config file itself: credentials, agents, strategy, hold; what has no meaning is warned about',
+  async (t) => {
+    const path = '/etc/masakarimonitors/masakarimonitors.conf'
+    const checked = await checkConfig(path, env({ [path]: filled }))
+    t.same(checked.problems, [])
+    t.match(checked.config, {
+      hostname: 'ctl1.example.org',
+      strategy: '/etc/masakarimonitors/matrix.yaml',
+      upstreamConfig: path,
+      secret: 'upstream-secret',
+      guards: { hold: { recovery: 20 } },
+      consul: { agents: { management: '192.168.101.1:8500', tenant: '192.168.103.1:8500', storage: '192.168.102.1:8500' } },
+      masakari: {
+        authUrl: 'http://keystone:5000/v3',
+        region: 'RegionTwo',
+        interface: 'internal',
+        auth: { method: 'password', username: 'masakari' },
+      },
+    })
+    t.same(checked.warnings, [
+      `[host] disable_ipmi_check in ${path}: no meaning here (Consul's watches report every change; IPMI and pacemaker are not used)`,
+    ])
+  },
+)
+
+t.test('upstreamConfig in our config: our keys win, upstream fills the rest', async (t) => {
+  const files = {
+    '/etc/mc/config.yaml':
+      'upstreamConfig: /etc/masakarimonitors/masakarimonitors.conf\nstrategy: mine.yaml\nmasakari:\n  region: RegionOne\n',
+    '/etc/masakarimonitors/masakarimonitors.conf': filled,
+  }
+  const c = await loadConfig('/etc/mc/config.yaml', env(files))
+  t.equal(c.strategy, '/etc/mc/mine.yaml')
+  t.equal(c.masakari.region, 'RegionOne')
+  t.equal(c.masakari.authUrl, 'http://keystone:5000/v3')
+  t.equal(c.consul.agents.storage, '192.168.102.1:8500')
+})
+
+t.test('problems in the upstream file name it', async (t) => {
+  const problems: string[] = []
+  const u = fromUpstream(
+    '[api]\nauth_type = token\nnot an option\n[host]\napi_retry_max = 3\napi_retry_interval = 5\n',
+    '/u.conf',
+    problems,
+  )
+  t.same(problems, [
+    '/u.conf:3: not an option line of an INI section',
+    "[api] auth_type in /u.conf: auth type 'token' is not supported (password or v3applicationcredential)",
+  ])
+  t.same(u.settings, { masakari: { delivery: { initialBackoff: 5, maxBackoff: 5, expiry: 15 } } })
+})
