@@ -81,7 +81,7 @@ t.test('a directory consul validate refuses gets its files put back as they were
   await writeFile(join(agents, 'tenant', 'masakari-consul-tenant.json'), '{"watches": []}\n')
   const deps = fakeDeps()
   t.equal(await evaluate(['install-watches', '--config', config, ...flags], deps), EXIT.config)
-  t.match(deps.rec.stdout.join(''), /✗ consul validate .*tenant failed; .*put back as they were:\n[^]*invalid config key nosuch_key/)
+  t.match(deps.rec.stdout.join(''), /✗ consul validate .*tenant failed; .*put back as they were:\n[\s\S]*invalid config key nosuch_key/)
   t.equal(await readFile(join(agents, 'tenant', 'masakari-consul-tenant.json'), 'utf8'), '{"watches": []}\n', 'the previous file is back')
   t.notMatch(deps.rec.stdout.join(''), /consul reload/, 'no reload suggested')
 })
