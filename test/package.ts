@@ -48,6 +48,8 @@ t.test('npm pack → npm install --offline into an empty directory → masakari-
     [],
     'nothing else: no sources, tests, source maps or the demo',
   )
+  const mode = info!.files.find((f) => f.path === 'dist/evaluate.js') as { mode?: number } | undefined
+  t.ok(((mode?.mode ?? 0) & 0o111) !== 0, 'dist/evaluate.js is executable (its #! line): a symlink on the PATH runs it')
   const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'))
   t.same(manifest.dependencies ?? {}, {}, 'the bundles carry their libraries: nothing to fetch at install')
 
