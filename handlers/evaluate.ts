@@ -31,19 +31,24 @@ function commands(y: Argv) {
     .command(['replay', '$0'], 'evaluate, record the decisions and start the worker, as a handler run does (the default)', (c) =>
       c
         .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing (what `status` does)' })
-        .option('explain', { type: 'string', requiresArg: true, describe: 'explain one host instead of the table' }),
+        .option('explain', { type: 'string', requiresArg: true, describe: 'explain one host instead of the table' })
+        .epilogue(EPILOGUE),
     )
     .command('status', 'the host × network table; read-only: records nothing, starts nothing', (c) =>
-      c.option('color', {
-        choices: ['auto', 'always', 'never'],
-        default: 'auto',
-        describe: 'colour: auto = a terminal and NO_COLOR unset',
-      }),
+      c
+        .option('color', {
+          choices: ['auto', 'always', 'never'],
+          default: 'auto',
+          describe: 'colour: auto = a terminal and NO_COLOR unset',
+        })
+        .epilogue(EPILOGUE),
     )
     .command('explain <host>', 'one host: states, strategy rows, decision, guards, ledger, outbox (read-only)', (c) =>
-      c.positional('host', { type: 'string', demandOption: true, describe: 'the host (Consul node name)' }),
+      c.positional('host', { type: 'string', demandOption: true, describe: 'the host (Consul node name)' }).epilogue(EPILOGUE),
     )
-    .command('validate', 'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each')
+    .command('validate', 'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each', (c) =>
+      c.epilogue(`${EPILOGUE} validate: the code of the first ✗.`),
+    )
     .command('install-watches', "write the watch definitions into the agents' config dirs and run consul validate on each", (c) =>
       c
         .option('agent-config-dir', {
@@ -54,14 +59,18 @@ function commands(y: Argv) {
         })
         .option('consul', { type: 'string', default: 'consul', requiresArg: true, describe: 'the consul binary' })
         .option('node', { type: 'string', default: process.execPath, requiresArg: true, describe: 'the node the watches run' })
-        .option('dry-run', { type: 'boolean', default: false, describe: 'print the files; write nothing' }),
+        .option('dry-run', { type: 'boolean', default: false, describe: 'print the files; write nothing' })
+        .epilogue(EPILOGUE),
     )
     .command('outbox', 'notifications pending in the outbox and those that expired undelivered', (c) =>
-      c.command('retry [id]', 'requeue expired notifications (under the state lock) and start the worker', (r) =>
-        r
-          .positional('id', { type: 'string', describe: 'the expired notification to requeue' })
-          .option('all', { type: 'boolean', default: false, describe: 'every expired notification' }),
-      ),
+      c
+        .command('retry [id]', 'requeue expired notifications (under the state lock) and start the worker', (r) =>
+          r
+            .positional('id', { type: 'string', describe: 'the expired notification to requeue' })
+            .option('all', { type: 'boolean', default: false, describe: 'every expired notification' })
+            .epilogue(EPILOGUE),
+        )
+        .epilogue(EPILOGUE),
     )
 }
 

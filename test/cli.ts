@@ -87,6 +87,33 @@ t.test('explain HOST is the read-only --explain; an unknown host is a usage erro
   t.match(unknown.rec.stderr.join(''), /no host named "nosuch"/)
 })
 
+t.test('--worker (and its former name --deliver) still runs the worker, whatever the default command', async (t) => {
+  for (const flag of ['--worker', '--deliver']) {
+    const { stateDir, config } = await setup(t)
+    // A notification long past its expiry: only a worker's delivery pass gives it up.
+    const state = emptyState()
+    state.outbox.push({
+      id: 'old',
+      host: 'cmp1',
+      notification: {
+        type: 'COMPUTE_HOST',
+        hostname: 'cmp1',
+        generated_time: '2026-11-25T10:00:00.000Z',
+        payload: { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' },
+      },
+      reason: 'test',
+      decidedAt: '2026-11-25T10:00:00.000Z',
+      attempts: 0,
+      nextAttemptAt: '2026-11-25T10:00:00.000Z',
+    })
+    await writeFile(join(stateDir, 'state.json'), JSON.stringify(state))
+    t.equal(await evaluate([flag, '--config', config], fakeDeps()), EXIT.ok)
+    const after = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8'))
+    t.same(after.outbox, [], `${flag}: the worker ran its delivery pass`)
+    t.match(after.ledger.cmp1, { unsent: { id: 'old', outcome: 'expired' } })
+  }
+})
+
 t.test('an unknown command is a usage error', async (t) => {
   const deps = fakeDeps()
   t.equal(await evaluate(['statuz'], deps), EXIT.usage)

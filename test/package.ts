@@ -64,6 +64,7 @@ t.test('npm pack → npm install --offline into an empty directory → masakari-
   const help = await command(bin, ['status', '--help'])
   t.equal(help.code, 0)
   t.match(help.stdout, /masakari-consul status\n\nthe host × network table; read-only/)
+  t.match(help.stdout, /Exit codes: 0 ok, 64 usage/)
   const top = await command(bin, ['--help'])
   t.equal(top.code, 0)
   t.match(top.stdout, /Commands:\n {2}masakari-consul replay .*\[default\]/s)
