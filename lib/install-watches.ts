@@ -5,10 +5,11 @@
  * is put back as it was), and the `consul reload` commands printed. The agents are not reloaded:
  * the operator does that.
  */
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
+import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { EXIT, UsageError } from './cli.js'
-import { type Config, ConfigError, type ConfigEnv, loadConfig } from './config.js'
+import { ConfigError, type ConfigEnv, ConfigSchema } from './config.js'
 import { NETWORKS, type Network } from './networks.js'
 import { parseStrategy } from './strategy.js'
 
@@ -50,6 +51,38 @@ export function parseAgentDirs(values: string[]): Partial<Record<Network, string
   return dirs
 }
 
+/**
+ * What install-watches needs of the config: its paths, the strategy's networks, the agents. The
+ * secret is not resolved: the password may live only in the agents' environment (passwordEnv).
+ */
+export interface Layout {
+  source: string
+  stateDir: string
+  strategy?: string
+  lockNetwork: Network
+  agents: Partial<Record<Network, string>>
+}
+
+export async function loadLayout(path: string, env: ConfigEnv): Promise<Layout> {
+  const source = resolve(path)
+  let raw: unknown
+  try {
+    raw = parseYaml(await env.readFile(source))
+  } catch (err) {
+    throw new ConfigError(source, [`cannot read it as YAML: ${(err as Error).message.split('\n')[0]}`])
+  }
+  const parsed = ConfigSchema.safeParse(raw ?? {})
+  if (!parsed.success)
+    throw new ConfigError(
+      source,
+      parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`),
+    )
+  const c = parsed.data
+  const abs = (p: string) => resolve(dirname(source), p)
+  const strategy = c.strategy === undefined ? {} : { strategy: abs(c.strategy) }
+  return { source, stateDir: abs(c.stateDir), ...strategy, lockNetwork: c.consul.lock.network, agents: c.consul.agents }
+}
+
 /** A watch file as shipped: one checks watch (or the pulse's script check) with its command line in `args`. */
 const WatchFileSchema = z.looseObject({
   watches: z.array(z.looseObject({ type: z.literal('checks'), args: z.array(z.string()) })).length(1),
@@ -89,7 +122,7 @@ export function pulseFor(template: unknown, paths: Paths): unknown {
 }
 
 /** The files to write: a watch per network of the strategy, and the pulse on the lock's network. */
-export async function plan(args: InstallArgs, config: Config, deps: InstallDeps): Promise<PlannedFile[]> {
+export async function plan(args: InstallArgs, config: Layout, deps: InstallDeps): Promise<PlannedFile[]> {
   const templates = join(args.packageRoot, 'consul-config', 'watches')
   const paths: Paths = {
     node: args.node,
@@ -102,7 +135,7 @@ export async function plan(args: InstallArgs, config: Config, deps: InstallDeps)
     const path = join(templates, name)
     const text = await deps.readExisting(path)
     if (text === undefined)
-      throw new ConfigError(path, ['the shipped watch definition is missing (is --package-root the unpacked package?)'])
+      throw new ConfigError(path, [`the shipped watch definition is missing: is ${args.packageRoot} the unpacked package?`])
     return JSON.parse(text)
   }
   const sequence =
@@ -111,7 +144,7 @@ export async function plan(args: InstallArgs, config: Config, deps: InstallDeps)
   const files: PlannedFile[] = []
   for (const n of sequence)
     files.push({ network: n, path: join(dir(n), `masakari-consul-${n}.json`), text: json(watchFor(await template(`${n}.json`), n, paths)) })
-  const lockNetwork = config.consul.lock.network
+  const lockNetwork = config.lockNetwork
   files.push({
     network: lockNetwork,
     path: join(dir(lockNetwork), 'masakari-consul-pulse.json'),
@@ -124,7 +157,7 @@ const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`
 
 /** The command's whole run; its exit code. */
 export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): Promise<number> {
-  const config = await loadConfig(args.config, deps.configEnv)
+  const config = await loadLayout(args.config, deps.configEnv)
   const files = await plan(args, config, deps)
   if (args.dryRun) {
     for (const f of files) deps.stdout(`# ${f.path} (${f.network} agent; dry run: not written)\n${f.text}`)
@@ -143,7 +176,7 @@ export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): P
   if (code !== EXIT.ok) return code
   deps.stdout('\nNow reload each agent:\n')
   for (const n of [...new Set(files.map((f) => f.network))]) {
-    const addr = config.consul.agents[n]
+    const addr = config.agents[n]
     deps.stdout(`  consul reload -http-addr=${addr ?? `<the ${n} agent's HTTP address>`}\n`)
   }
   return EXIT.ok

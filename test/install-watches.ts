@@ -53,6 +53,21 @@ t.test('writes the three watches and the pulse with this install’s paths; cons
   t.match(out, /consul reload -http-addr=<the storage agent's HTTP address>/)
 })
 
+t.test('the password need not be in this shell: passwordEnv set only in the agents’ environment', async (t) => {
+  const { config, flags } = await setup(t, {
+    masakari: {
+      auth: { username: 'm', userDomainName: 'Default', passwordEnv: 'UNSET_HERE', projectName: 's', projectDomainName: 'Default' },
+    },
+  })
+  const deps = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--config', config, ...flags], deps), EXIT.ok, deps.rec.stderr.join(''))
+  const bad = join(config, '..', 'bad.yaml')
+  await writeFile(bad, 'stateDir: 5\nmasakari: {}\n')
+  const refused = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--config', bad, ...flags], refused), EXIT.config)
+  t.match(refused.rec.stderr.join(''), /invalid config .*bad\.yaml:\n {2}- stateDir: .*\n {2}- masakari\.authUrl/)
+})
+
 t.test('--dry-run prints the files and writes nothing', async (t) => {
   const { config, flags, agents } = await setup(t)
   const deps = fakeDeps()
