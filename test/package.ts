@@ -1,5 +1,5 @@
 /**
- * The package as an operator gets it: `npm pack` (which builds), the tarball installed into an
+ * The package as an operator gets it (from the dist/ that npm test builds): `npm pack`, the tarball installed into an
  * empty directory with no network, and the installed `masakari-consul` command run as a process:
  * --version, --help, status, outbox, validate (also as an unprivileged user facing a file root
  * left behind).
@@ -31,7 +31,12 @@ function command(bin: string, args: string[], opts: { stdin?: string; asNobody?:
 
 t.test('npm pack → npm install --offline into an empty directory → masakari-consul runs from it', async (t) => {
   const dir = t.testdir({ pack: {}, install: {}, etc: {} })
-  const packed = await run('npm', ['pack', '--json', '--pack-destination', join(dir, 'pack')], { cwd: root, maxBuffer: 1 << 24 })
+  // --ignore-scripts: not prepack's build. npm test builds first (scripts/prepare.mjs); building
+  // again here would rewrite dist/ under the test files running alongside (crash-safety.ts).
+  const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', join(dir, 'pack')], {
+    cwd: root,
+    maxBuffer: 1 << 24,
+  })
   const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>
   const files = info!.files.map((f) => f.path).sort()
   for (const f of [
@@ -101,7 +106,6 @@ t.test(
   'validate as the Consul agent’s user names the file root left behind',
   { skip: process.getuid?.() !== 0 && 'needs root to act as nobody' },
   async (t) => {
-    await run(process.execPath, [join(root, 'build.mjs')], { cwd: root })
     const dir = t.testdir({ state: { 'state.json': '{}', snapshots: {} } })
     const stateDir = join(dir, 'state')
     const config = join(dir, 'config.yaml')
