@@ -1,51 +1,156 @@
+#!/usr/bin/env node
 /**
- * `node evaluate.js --config FILE [--dry-run] [--json] [--explain HOST]`: evaluates the stored
- * snapshots by hand and prints the host × network table and the notifications.
+ * `masakari-consul` (dist/evaluate.js), the operator's command: `replay` (the default), `status`,
+ * `explain HOST`, `validate`, `install-watches`, `outbox [retry]`, `--version`. Each command's
+ * work is in lib/; this file parses the command line and maps the result to an exit code.
  */
-import yargs from 'yargs'
+import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { pathToFileURL } from 'node:url'
-import { guarded, UsageError } from '../lib/cli.js'
+import { realpathSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { EXIT, guarded, UsageError } from '../lib/cli.js'
 import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
 import type { Deps } from '../lib/monitor.js'
 import { runEvaluate } from '../lib/evaluate-command.js'
-import { realDeps } from '../lib/runtime.js'
+import { parseAgentDirs, runInstallWatches } from '../lib/install-watches.js'
+import { runOutbox, runOutboxRetry } from '../lib/outbox-command.js'
+import { colourWanted } from '../lib/report.js'
+import { realDeps, realInstallDeps } from '../lib/runtime.js'
+import { runValidate } from '../lib/validate.js'
+import { packageVersion } from '../lib/version.js'
 import { runWorker } from '../lib/worker.js'
+
+/** The package's root: dist/.. for the bundle, handlers/.. from source (the same tree). */
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+const EPILOGUE = 'Exit codes: 0 ok, 64 usage, 65 data, 69 unavailable, 74 state file, 75 lock, 78 config, 1 other (README "Commands").'
+
+function commands(y: Argv) {
+  return y
+    .command(['replay', '$0'], 'evaluate, record the decisions and start the worker, as a handler run does (the default)', (c) =>
+      c
+        .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing (what `status` does)' })
+        .option('explain', { type: 'string', requiresArg: true, describe: 'explain one host instead of the table' })
+        .epilogue(EPILOGUE),
+    )
+    .command('status', 'the host × network table; read-only: records nothing, starts nothing', (c) =>
+      c
+        .option('color', {
+          choices: ['auto', 'always', 'never'],
+          default: 'auto',
+          describe: 'colour: auto = a terminal and NO_COLOR unset',
+        })
+        .epilogue(EPILOGUE),
+    )
+    .command('explain <host>', 'one host: states, strategy rows, decision, guards, ledger, outbox (read-only)', (c) =>
+      c.positional('host', { type: 'string', demandOption: true, describe: 'the host (Consul node name)' }).epilogue(EPILOGUE),
+    )
+    .command('validate', 'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each', (c) =>
+      c.epilogue(`${EPILOGUE} validate: the code of the first ✗.`),
+    )
+    .command('install-watches', "write the watch definitions into the agents' config dirs and run consul validate on each", (c) =>
+      c
+        .option('agent-config-dir', {
+          type: 'string',
+          array: true,
+          requiresArg: true,
+          describe: 'NETWORK=DIR (default /etc/consul.d/NETWORK)',
+        })
+        .option('consul', { type: 'string', default: 'consul', requiresArg: true, describe: 'the consul binary' })
+        .option('node', { type: 'string', default: process.execPath, requiresArg: true, describe: 'the node the watches run' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'print the files; write nothing' })
+        .epilogue(EPILOGUE),
+    )
+    .command('outbox', 'notifications pending in the outbox and those that expired undelivered', (c) =>
+      c
+        .command('retry [id]', 'requeue expired notifications (under the state lock) and start the worker', (r) =>
+          r
+            .positional('id', { type: 'string', describe: 'the expired notification to requeue' })
+            .option('all', { type: 'boolean', default: false, describe: 'every expired notification' })
+            .epilogue(EPILOGUE),
+        )
+        .epilogue(EPILOGUE),
+    )
+}
+
+async function parse(argv: string[]) {
+  return (
+    commands(yargs(argv))
+      .scriptName('masakari-consul')
+      .usage("$0 [command] [--config FILE]\n\nThe operator's command of masakari-consul (dist/evaluate.js).")
+      .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
+      .option('json', { type: 'boolean', default: false, describe: 'print JSON (shape in the README)' })
+      // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
+      // name: a handler started before an upgrade may still spawn the new bundle with it.
+      .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
+      .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+      .version('version', 'print the version', packageVersion())
+      .epilogue(EPILOGUE)
+      .strict()
+      .exitProcess(false)
+      // yargs reports every problem with the command line as a message (a missing option
+      // value comes with its own error object too): all of them are usage errors.
+      .fail((msg, err) => {
+        throw msg ? new UsageError(msg) : err
+      })
+      .parseAsync()
+  )
+}
+
+type Args = Awaited<ReturnType<typeof parse>>
+
+/** Commands that either succeed or throw (the error becomes the exit code). */
+const done = async (run: Promise<void>): Promise<number> => {
+  await run
+  return EXIT.ok
+}
+
+async function dispatch(args: Args, deps: Deps): Promise<number> {
+  const [command, sub] = args._.map(String)
+  const config = args.config
+  const json = args.json
+  if (command === 'status') {
+    const colour = args.color === 'always' || (args.color === 'auto' && colourWanted(process.stdout.isTTY, deps.configEnv.env))
+    return done(runEvaluate({ config, dryRun: true, json, colour }, deps))
+  }
+  if (command === 'explain') return done(runEvaluate({ config, dryRun: true, json, explain: String(args.host) }, deps))
+  if (command === 'validate') return runValidate(config, deps)
+  if (command === 'install-watches') {
+    const dirs = parseAgentDirs((args.agentConfigDir as string[] | undefined) ?? [])
+    const paths = { node: String(args.node), packageRoot: PACKAGE_ROOT, consul: String(args.consul) }
+    return runInstallWatches({ config, dirs, ...paths, dryRun: Boolean(args.dryRun) }, realInstallDeps(deps))
+  }
+  if (command === 'outbox' && sub === 'retry')
+    return runOutboxRetry({ config, id: args.id as string | undefined, all: Boolean(args.all) }, deps)
+  if (command === 'outbox') return done(runOutbox({ config, json }, deps))
+  return done(runEvaluate({ config, dryRun: Boolean(args.dryRun), json, explain: args.explain as string | undefined }, deps))
+}
 
 export async function main(argv: string[], deps: Deps): Promise<number> {
   return guarded(
     'evaluate',
     async () => {
-      const args = await yargs(argv)
-        .scriptName('evaluate.js')
-        .usage(
-          '$0 [--config FILE] [--dry-run] [--json] [--explain HOST]\n\nEvaluates the stored snapshots; without --dry-run it acts as a handler run would.',
-        )
-        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
-        .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing' })
-        .option('json', { type: 'boolean', default: false, describe: 'print JSON (shape in the README)' })
-        .option('explain', { type: 'string', describe: 'explain one host: states with their time and Consul index, rows, guards' })
-        // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
-        // name: a handler started before an upgrade may still spawn the new bundle with it.
-        .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
-        .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
-        .version(false)
-        .strict()
-        .exitProcess(false)
-        // yargs reports every problem with the command line as a message (a missing option
-        // value comes with its own error object too): all of them are usage errors.
-        .fail((msg, err) => {
-          throw msg ? new UsageError(msg) : err
-        })
-        .parseAsync()
-      if (args.help) return 0 // yargs has printed it
+      const args = await parse(argv)
+      if (args.help || args.version) return 0 // yargs has printed it
       if (args.worker) return runWorker(args.config, deps)
-      await runEvaluate({ config: args.config, dryRun: args.dryRun, json: args.json, explain: args.explain }, deps)
+      return dispatch(args, deps)
     },
     deps.stderr,
   )
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+/** Run as a program: directly, or through npm's `masakari-consul` symlink in a bin directory. */
+function isMain(): boolean {
+  const script = process.argv[1]
+  if (!script) return false
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href
+  } catch {
+    return false
+  }
+}
+
+if (isMain()) {
   main(hideBin(process.argv), realDeps()).then((code) => process.exit(code))
 }

@@ -89,7 +89,23 @@ export function buildReport(
   }
 }
 
-export function formatReport(report: Report): string {
+/** ANSI colours for the table's states and actions: on a terminal only (see `colourWanted`). */
+const COLOURS: Record<string, string> = { up: '32', down: '31', maintenance: '33', unknown: '2', STOPPED: '1;31', STARTED: '1;32' }
+
+/** Colours one padded cell by the word it starts with; padding stays outside the escape codes' count. */
+export function paint(cell: string, colour: boolean): string {
+  if (!colour) return cell
+  const word = cell.trimEnd().split(' ').at(-1) ?? ''
+  const code = COLOURS[word]
+  return code ? `\x1b[${code}m${cell.trimEnd()}\x1b[0m${cell.slice(cell.trimEnd().length)}` : cell
+}
+
+/** Colour when stdout is a terminal and NO_COLOR (https://no-color.org) is unset or empty. */
+export function colourWanted(isTTY: boolean | undefined, env: Record<string, string | undefined>): boolean {
+  return isTTY === true && (env.NO_COLOR ?? '') === ''
+}
+
+export function formatReport(report: Report, colour = false): string {
   const lines: string[] = []
   lines.push(`strategy: ${report.strategy.source} (networks: ${report.strategy.sequence.join(', ')})`)
   for (const n of NETWORKS) {
@@ -117,8 +133,9 @@ export function formatReport(report: Report): string {
     h.reason,
   ])
   const widths = header.map((_, i) => Math.max(header[i]!.length, ...rows.map((r) => r[i]!.length)))
-  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')
-  lines.push(fmt(header), ...rows.map(fmt))
+  const fmt = (r: string[], paintIt = false) =>
+    r.map((c, i) => (i === r.length - 1 ? c : paint(c.padEnd(widths[i]!), paintIt && i > 0 && i <= NETWORKS.length + 2))).join('  ')
+  lines.push(fmt(header), ...rows.map((r) => fmt(r, colour)))
   if (report.hosts.length === 0) lines.push('(no hosts: no snapshot has any node yet)')
   lines.push('')
   if (report.notifications.length === 0) lines.push('notifications: none to send')

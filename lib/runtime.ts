@@ -1,7 +1,10 @@
 /** The real side effects, for the bundles' entry points. */
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { closeSync, readSync, writeSync } from 'node:fs'
+import { readFile, stat, unlink } from 'node:fs/promises'
 import { openAppend, openWorkerStderr } from './append-file.js'
+import { writeFileAtomic } from './atomic-file.js'
+import type { InstallDeps } from './install-watches.js'
 import { realConfigEnv } from './config.js'
 import type { Fetch } from './http.js'
 import type { Deps } from './monitor.js'
@@ -92,5 +95,29 @@ export function realDeps(): Deps {
       for (let done = 0; done < data.length; ) done += writeSync(fd, data, done)
     },
     configEnv: realConfigEnv,
+  }
+}
+
+/** install-watches' side effects: the agents' config files (0644: the agent's user reads them; no secret in them), atomic; the consul binary. */
+export function realInstallDeps(deps: Deps): InstallDeps {
+  return {
+    stdout: deps.stdout,
+    configEnv: deps.configEnv,
+    readExisting: (path) =>
+      readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined
+        throw err
+      }),
+    writeFile: (path, text) => (text === undefined ? unlink(path).catch(() => {}) : writeFileAtomic(path, text, 0o644)),
+    isDir: async (path) => (await stat(path).catch(() => undefined))?.isDirectory() ?? false,
+    // A non-zero exit is an answer (the output says why); only a consul that cannot be run rejects.
+    exec: (file, args) =>
+      new Promise((resolve, reject) => {
+        execFile(file, args, (err, stdout, stderr) => {
+          const code = (err as NodeJS.ErrnoException | null)?.code
+          if (typeof code === 'string') reject(err)
+          else resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: `${stdout}${stderr}` })
+        })
+      }),
   }
 }

@@ -39,6 +39,10 @@ t.test('bundles run from a directory without node_modules', async (t) => {
   )
   const cwd = join(dir, 'elsewhere')
 
+  // No package.json next to the copy: the version was fixed in the bundle at build time.
+  const version = await runBundle(cwd, evaluate, ['--version'])
+  t.equal(version.stdout.trim(), JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version, version.stderr)
+
   const up = payload({ controller: 'passing', cmp1: 'passing' })
   for (const network of ['management', 'tenant', 'storage']) {
     const r = await runBundle(cwd, handler, ['--network', network, '--config', config], up, { CONSUL_INDEX: '12' })

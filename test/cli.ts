@@ -1,0 +1,336 @@
+/** The masakari-consul command in-process: status, explain, replay by default, outbox, validate, the colour rule. */
+import t, { type Test } from 'tap'
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { main as handler } from '../handlers/checks-handler.js'
+import { main as evaluate } from '../handlers/evaluate.js'
+import { EXIT } from '../lib/cli.js'
+import { outboxView, refusal, requeue } from '../lib/outbox-command.js'
+import { colourWanted, paint } from '../lib/report.js'
+import { emptyState, type StoreState } from '../lib/store.js'
+import { checkLogFile, checkStateDir } from '../lib/validate.js'
+import { configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
+
+/** Three networks with cmp1 down on storage, recorded by the handler; nothing decided yet. */
+async function setup(t: Test, extra: Record<string, unknown> = {}) {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir, extra))
+  const up = payload({ controller: 'passing', cmp1: 'passing', cmp2: 'passing' })
+  for (const n of ['management', 'tenant', 'storage']) await handler(['--network', n, '--config', config], fakeDeps({ stdin: up }))
+  const down = payload({ controller: 'passing', cmp1: 'passing', cmp2: 'critical' })
+  return { dir, stateDir, config, down }
+}
+
+/** Every file under dir with its bytes and mtime: what "changed nothing" means. */
+async function tree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const path = join(e.parentPath, e.name)
+    const s = await stat(path)
+    out[path] = `${s.mtimeMs} ${e.isFile() ? await readFile(path, 'utf8') : 'dir'}`
+  }
+  return out
+}
+
+t.test('status is read-only: the table of a decision to come, nothing recorded, no worker', async (t) => {
+  const { stateDir, config, down } = await setup(t)
+  // storage reports cmp2 down, written by the handler's dry run: the snapshot only.
+  await writeFile(
+    join(stateDir, 'snapshots', 'storage.json'),
+    JSON.stringify({
+      version: 1,
+      network: 'storage',
+      consulIndex: '7',
+      receivedAt: '2026-11-25T12:00:00.000Z',
+      nodes: { controller: 'up', cmp1: 'up', cmp2: 'down' },
+    }),
+  )
+  t.ok(down)
+  const before = await tree(stateDir)
+  const deps = fakeDeps()
+  t.equal(await evaluate(['status', '--config', config], deps), EXIT.ok)
+  t.match(deps.rec.stdout.join(''), /cmp2\s+up\s+up\s+down\s+1\s+would send STOPPED/)
+  t.notOk(deps.rec.stdout.join('').includes('\x1b['), 'no colour when stdout is not a terminal')
+  t.same(deps.rec.spawned, [], 'no worker started')
+  t.same(deps.rec.logFile, [], 'nothing logged')
+  t.same(await tree(stateDir), before, 'the state directory is byte for byte and mtime for mtime as it was')
+
+  const json = fakeDeps()
+  t.equal(await evaluate(['status', '--json', '--config', config], json), EXIT.ok)
+  t.match(JSON.parse(json.rec.stdout.join('')), { dryRun: true, notifications: [{ hostname: 'cmp2' }] })
+
+  const coloured = fakeDeps()
+  t.equal(await evaluate(['status', '--color', 'always', '--config', config], coloured), EXIT.ok)
+  t.ok(coloured.rec.stdout.join('').includes('\x1b[31mdown\x1b[0m'), 'down in red')
+  t.same(await tree(stateDir), before)
+
+  // replay stays the default: the same command line without a command records and starts the worker.
+  const replay = fakeDeps()
+  t.equal(await evaluate(['--config', config], replay), EXIT.ok)
+  t.same(replay.rec.spawned, [config])
+  t.match(JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')), { outbox: [{ host: 'cmp2' }] })
+})
+
+t.test('explain HOST is the read-only --explain; an unknown host is a usage error', async (t) => {
+  const { stateDir, config } = await setup(t)
+  const before = await tree(stateDir)
+  const deps = fakeDeps()
+  t.equal(await evaluate(['explain', 'cmp1', '--config', config], deps), EXIT.ok)
+  t.match(deps.rec.stdout.join(''), /^host cmp1\n/)
+  t.same(await tree(stateDir), before)
+  const missing = fakeDeps()
+  t.equal(await evaluate(['explain', '--config', config], missing), EXIT.usage)
+  const unknown = fakeDeps()
+  t.equal(await evaluate(['explain', 'nosuch', '--config', config], unknown), EXIT.usage)
+  t.match(unknown.rec.stderr.join(''), /no host named "nosuch"/)
+})
+
+t.test('--worker (and its former name --deliver) still runs the worker, whatever the default command', async (t) => {
+  for (const flag of ['--worker', '--deliver']) {
+    const { stateDir, config } = await setup(t)
+    // A notification long past its expiry: only a worker's delivery pass gives it up.
+    const state = emptyState()
+    state.outbox.push({
+      id: 'old',
+      host: 'cmp1',
+      notification: {
+        type: 'COMPUTE_HOST',
+        hostname: 'cmp1',
+        generated_time: '2026-11-25T10:00:00.000Z',
+        payload: { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' },
+      },
+      reason: 'test',
+      decidedAt: '2026-11-25T10:00:00.000Z',
+      attempts: 0,
+      nextAttemptAt: '2026-11-25T10:00:00.000Z',
+    })
+    await writeFile(join(stateDir, 'state.json'), JSON.stringify(state))
+    t.equal(await evaluate([flag, '--config', config], fakeDeps()), EXIT.ok)
+    const after = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8'))
+    t.same(after.outbox, [], `${flag}: the worker ran its delivery pass`)
+    t.match(after.ledger.cmp1, { unsent: { id: 'old', outcome: 'expired' } })
+  }
+})
+
+t.test('an unknown command is a usage error', async (t) => {
+  const deps = fakeDeps()
+  t.equal(await evaluate(['statuz'], deps), EXIT.usage)
+  t.match(deps.rec.stderr.join(''), /Unknown argument: statuz/)
+})
+
+t.test('colour: a terminal and NO_COLOR unset or empty', async (t) => {
+  const table: Array<[boolean | undefined, Record<string, string>, boolean]> = [
+    [true, {}, true],
+    [true, { NO_COLOR: '' }, true],
+    [true, { NO_COLOR: '1' }, false],
+    [false, {}, false],
+    [undefined, {}, false],
+  ]
+  for (const [tty, env, want] of table) t.equal(colourWanted(tty, env), want, `${tty} ${JSON.stringify(env)}`)
+  t.equal(paint('down   ', true), '\x1b[31mdown\x1b[0m   ', 'padding stays outside the colour')
+  t.equal(paint('would send STOPPED ', true), '\x1b[1;31mwould send STOPPED\x1b[0m ')
+  t.equal(paint('1  ', true), '1  ')
+  t.equal(paint('down', false), 'down')
+})
+
+const NOW = new Date('2026-11-25T12:00:00.000Z')
+
+function expiredState(phase: 'recovery' | 'normal', event: 'STOPPED' | 'STARTED' = 'STOPPED'): StoreState {
+  const s = emptyState()
+  s.ledger.cmp1 = {
+    firstSeenAt: '2026-11-25T10:00:00.000Z',
+    phase,
+    vector: 'management=up tenant=up storage=down',
+    ...(event === 'STARTED'
+      ? {
+          notified: {
+            id: 'n0',
+            event: 'STOPPED',
+            outcome: 'accepted',
+            at: '2026-11-25T10:30:00.000Z',
+            generatedTime: '2026-11-25T10:29:59.000Z',
+          },
+        }
+      : {}),
+    unsent: {
+      id: 'n1',
+      event,
+      outcome: 'expired',
+      at: '2026-11-25T11:10:00.000Z',
+      generatedTime: '2026-11-25T11:00:00.000Z',
+      message: 'ECONNREFUSED',
+    },
+  }
+  return s
+}
+
+t.test('outbox retry: which expired notifications may go again', async (t) => {
+  const queued = requeue(expiredState('recovery'), ['n1'], NOW)
+  t.same(queued.requeued, ['n1 (cmp1 STOPPED)'])
+  t.same(queued.refused, [])
+  t.match(queued.next.outbox, [
+    {
+      id: 'n1',
+      host: 'cmp1',
+      decidedAt: NOW.toISOString(),
+      nextAttemptAt: NOW.toISOString(),
+      attempts: 0,
+      notification: {
+        hostname: 'cmp1',
+        generated_time: '2026-11-25T11:00:00.000Z',
+        payload: { event: 'STOPPED', cluster_status: 'OFFLINE' },
+      },
+    },
+  ])
+  t.equal(queued.next.ledger.cmp1?.unsent, undefined, 'no longer listed as expired')
+  t.same(outboxView(queued.next, NOW, 600).expired, [])
+
+  const back = requeue(expiredState('normal'), ['n1'], NOW)
+  t.same(back.requeued, [])
+  t.match(back.refused, [/no longer in a recovery row.*would evacuate a running host/])
+  t.same(back.next.outbox, [])
+
+  t.equal(refusal(expiredState('normal', 'STARTED').ledger.cmp1!, 'STARTED', []), undefined, 'a STARTED after a held STOPPED, host back')
+  t.match(refusal(expiredState('recovery', 'STARTED').ledger.cmp1!, 'STARTED', []), /not back to all-up/)
+  const noStopped = { ...expiredState('normal', 'STARTED').ledger.cmp1!, notified: undefined }
+  t.match(refusal(noStopped, 'STARTED', []), /no STOPPED/)
+  const newer = requeue(queued.next, ['n1'], NOW)
+  t.same(newer.requeued, [], 'nothing expired left to requeue')
+})
+
+t.test('outbox lists pending (with expiry) and expired; retry requeues under the lock and starts the worker', async (t) => {
+  const { stateDir, config } = await setup(t)
+  const state = expiredState('recovery')
+  state.outbox.push({
+    id: 'p1',
+    host: 'cmp2',
+    notification: {
+      type: 'COMPUTE_HOST',
+      hostname: 'cmp2',
+      generated_time: '2026-11-25T11:55:00.000Z',
+      payload: { event: 'STOPPED', cluster_status: 'OFFLINE', host_status: 'NORMAL' },
+    },
+    reason: 'matched row 1',
+    decidedAt: '2026-11-25T11:55:00.000Z',
+    attempts: 3,
+    nextAttemptAt: '2026-11-25T12:00:10.000Z',
+    lastError: 'GET … 503',
+  })
+  await writeFile(join(stateDir, 'state.json'), JSON.stringify(state))
+  const list = fakeDeps()
+  t.equal(await evaluate(['outbox', '--config', config], list), EXIT.ok)
+  const text = list.rec.stdout.join('')
+  t.match(
+    text,
+    /pending \(1\):\n {2}p1 {2}cmp2 {2}STOPPED {2}decided 2026-11-25T11:55:00.000Z, 3 attempts, next 2026-11-25T12:00:10.000Z, expires 2026-11-25T12:05:00.000Z; last error: GET … 503/,
+  )
+  t.match(text, /expired undelivered \(1\):\n {2}n1 {2}cmp1 {2}STOPPED {2}expired 2026-11-25T11:10:00.000Z: ECONNREFUSED/)
+  const json = fakeDeps()
+  await evaluate(['outbox', '--json', '--config', config], json)
+  t.match(JSON.parse(json.rec.stdout.join('')), { pending: [{ id: 'p1', overdue: false }], expired: [{ id: 'n1', host: 'cmp1' }] })
+
+  const usage = fakeDeps()
+  t.equal(await evaluate(['outbox', 'retry', '--config', config], usage), EXIT.usage, 'neither an ID nor --all')
+  const wrong = fakeDeps()
+  t.equal(await evaluate(['outbox', 'retry', 'nosuch', '--config', config], wrong), EXIT.usage)
+  t.match(wrong.rec.stderr.join(''), /no expired notification nosuch \(expired: n1\)/)
+
+  const retry = fakeDeps()
+  t.equal(await evaluate(['outbox', 'retry', 'n1', '--config', config], retry), EXIT.ok)
+  t.match(retry.rec.stdout.join(''), /requeued n1 \(cmp1 STOPPED\)/)
+  t.same(retry.rec.spawned, [config], 'the worker is started to deliver it')
+  t.match(retry.rec.logFile.join(''), /notification requeued by outbox retry/)
+  const after = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8'))
+  t.same(
+    after.outbox.map((e: { id: string }) => e.id),
+    ['p1', 'n1'],
+  )
+})
+
+t.test('outbox retry refuses a STOPPED for a host that is back (exit 65) and changes nothing', async (t) => {
+  const { stateDir, config } = await setup(t)
+  await writeFile(join(stateDir, 'state.json'), JSON.stringify(expiredState('normal')))
+  const before = await readFile(join(stateDir, 'state.json'), 'utf8')
+  const deps = fakeDeps()
+  t.equal(await evaluate(['outbox', 'retry', '--all', '--config', config], deps), EXIT.badInput)
+  t.match(deps.rec.stdout.join(''), /not requeued n1 \(cmp1 STOPPED\): .*running host/)
+  t.same(deps.rec.spawned, [])
+  t.equal(await readFile(join(stateDir, 'state.json'), 'utf8'), before)
+})
+
+const KEYSTONE_OK = () =>
+  response(
+    201,
+    {
+      token: {
+        expires_at: '2026-11-25T13:00:00.000Z',
+        catalog: [{ type: 'instance-ha', endpoints: [{ interface: 'public', url: 'http://127.0.0.1:15868/v1/p' }] }],
+      },
+    },
+    { 'X-Subject-Token': 'tok' },
+  )
+
+t.test('validate: one ✓ line each when everything answers; the token is not written', async (t) => {
+  const { stateDir, config } = await setup(t, { consul: { agents: { management: '127.0.0.1:8500' }, lock: { enabled: false } } })
+  const rec = fakeDeps().rec
+  const fetch = scriptedFetch(rec, (url) => {
+    if (url.endsWith('/v1/status/leader')) return response(200, '"127.0.0.1:8300"')
+    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    if (url.endsWith('/segments')) return response(200, { segments: [{ uuid: 's1' }, { uuid: 's2' }] })
+    return response(404, 'no')
+  })
+  const deps = fakeDeps({ fetch })
+  t.equal(await evaluate(['validate', '--config', config], deps), EXIT.ok, deps.rec.stdout.join(''))
+  const lines = deps.rec.stdout.join('').trim().split('\n')
+  t.match(lines, [
+    /^✓ config .*config\.yaml: valid$/,
+    /^✓ strategy: built-in default/,
+    /^✓ state directory .*state: \S+ \(uid \d+\) can create, read and write in it$/,
+    /^✓ log file .*decisions\.log: /,
+    /^✓ consul management agent 127\.0\.0\.1:8500: answers; cluster leader 127\.0\.0\.1:8300$/,
+    /^✓ keystone http:\/\/127\.0\.0\.1:35000\/v3: authenticated/,
+    /^✓ masakari http:\/\/127\.0\.0\.1:15868\/v1\/p: answers; 2 failover segments$/,
+  ])
+  t.equal(lines.length, 7)
+  t.notOk((await readdir(stateDir)).includes('token.json'), 'validate records nothing')
+})
+
+t.test('validate: each failure is a ✗ line with its reason, and a non-zero exit', async (t) => {
+  const { config } = await setup(t, { consul: { agents: { storage: '127.0.0.1:8501' }, lock: { enabled: false } } })
+  const rec = fakeDeps().rec
+  const fetch = scriptedFetch(rec, (url) => {
+    if (url.endsWith('/v1/status/leader')) return response(200, '""')
+    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    return response(403, { forbidden: { message: 'Policy does not allow' } })
+  })
+  const deps = fakeDeps({ fetch })
+  t.equal(await evaluate(['validate', '--config', config], deps), EXIT.consul)
+  const out = deps.rec.stdout.join('')
+  t.match(out, /✗ consul storage agent 127\.0\.0\.1:8501: answers, but its cluster has no leader/)
+  t.match(out, /✗ masakari http:\/\/127\.0\.0\.1:15868\/v1\/p: GET .*\/segments answered 403/)
+
+  const refused = fakeDeps()
+  t.equal(await evaluate(['validate', '--config', config], refused), EXIT.consul)
+  t.match(refused.rec.stdout.join(''), /✗ keystone .*ECONNREFUSED.*\n✗ masakari: not asked: no Keystone token/)
+
+  const badStrategy = await setup(t, { strategy: 'nosuch.yaml' })
+  const s = fakeDeps()
+  t.equal(await evaluate(['validate', '--config', badStrategy.config], s), EXIT.config)
+  t.match(s.rec.stdout.join(''), /✗ strategy .*nosuch\.yaml: .*ENOENT/)
+
+  const dir = t.testdir({ 'config.yaml': 'masakari: {}\n' })
+  const bad = fakeDeps()
+  t.equal(await evaluate(['validate', '--config', join(dir, 'config.yaml')], bad), EXIT.config)
+  t.match(bad.rec.stdout.join(''), /^✗ config .*masakari\.authUrl/)
+})
+
+t.test('validate: the state directory and log file as this user needs them', async (t) => {
+  const dir = t.testdir({ state: { 'state.json': '{}' }, logs: {} })
+  t.match(await checkStateDir(join(dir, 'state'), 'me'), { ok: true })
+  t.match(await checkStateDir(join(dir, 'new', 'state'), 'me'), { ok: true, reason: /does not exist yet; me may create it in .*/ })
+  t.match(await checkLogFile(join(dir, 'logs', 'decisions.log'), 'me'), { ok: true, reason: /does not exist yet/ })
+  // A file root left behind that this user cannot write is the case that matters; as root it
+  // cannot be made here: test/package.ts runs validate as nobody against a root-owned file.
+})

@@ -1,0 +1,125 @@
+/**
+ * install-watches into temporary agent config dirs, checked by the real `consul validate` (no
+ * agent runs: it only reads the directory).
+ */
+import t, { type Test } from 'tap'
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { main as evaluate } from '../handlers/evaluate.js'
+import { EXIT } from '../lib/cli.js'
+import { parseAgentDirs } from '../lib/install-watches.js'
+import { NETWORKS } from '../lib/networks.js'
+import { configYaml, fakeDeps } from './helpers.js'
+
+const root = join(import.meta.dirname, '..')
+
+/** An agent config dir per network holding the controller's agent config, as on a real controller. */
+async function setup(t: Test, extra: Record<string, unknown> = {}) {
+  const dir = t.testdir({ agents: { management: {}, tenant: {}, storage: {} } })
+  for (const n of NETWORKS) await copyFile(join(root, 'consul-config', 'controller', `${n}.json`), join(dir, 'agents', n, 'agent.json'))
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(join(dir, 'state'), extra))
+  const flags = NETWORKS.flatMap((n) => ['--agent-config-dir', `${n}=${join(dir, 'agents', n)}`])
+  return { dir, config, flags, agents: join(dir, 'agents') }
+}
+
+t.test('writes the three watches and the pulse with this install’s paths; consul validate passes on each dir', async (t) => {
+  const { config, flags, agents } = await setup(t, { consul: { agents: { management: '192.0.2.1:8500' }, lock: { enabled: false } } })
+  const deps = fakeDeps()
+  t.equal(
+    await evaluate(['install-watches', '--config', config, '--node', '/usr/bin/node', ...flags], deps),
+    EXIT.ok,
+    deps.rec.stderr.join(''),
+  )
+  const out = deps.rec.stdout.join('')
+  for (const n of NETWORKS) {
+    t.match(out, new RegExp(`✓ consul validate ${join(agents, n)}: Configuration is valid`))
+    const watch = JSON.parse(await readFile(join(agents, n, `masakari-consul-${n}.json`), 'utf8'))
+    t.same(watch.watches[0].args, ['/usr/bin/node', join(root, 'dist', 'checks-handler.js'), '--network', n, '--config', config])
+    t.equal(watch.watches[0].type, 'checks')
+  }
+  const pulse = JSON.parse(await readFile(join(agents, 'management', 'masakari-consul-pulse.json'), 'utf8'))
+  t.same(pulse.check.args, [
+    '/bin/sh',
+    join(root, 'consul-config', 'pulse.sh'),
+    config,
+    join(config, '..', 'state'),
+    join(root, 'dist', 'checks-handler.js'),
+    '/usr/bin/node',
+  ])
+  t.equal(pulse.check.id, 'masakari-consul', 'the rest of the shipped definition is kept')
+  t.same(await readdir(join(agents, 'tenant')), ['agent.json', 'masakari-consul-tenant.json'], 'the pulse only on the lock’s network')
+  t.match(out, /consul reload -http-addr=192\.0\.2\.1:8500\n/)
+  t.match(out, /consul reload -http-addr=<the storage agent's HTTP address>/)
+})
+
+t.test('the password need not be in this shell: passwordEnv set only in the agents’ environment', async (t) => {
+  const { config, flags } = await setup(t, {
+    masakari: {
+      auth: { username: 'm', userDomainName: 'Default', passwordEnv: 'UNSET_HERE', projectName: 's', projectDomainName: 'Default' },
+    },
+  })
+  const deps = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--config', config, ...flags], deps), EXIT.ok, deps.rec.stderr.join(''))
+  const bad = join(config, '..', 'bad.yaml')
+  await writeFile(bad, 'stateDir: 5\nmasakari: {}\n')
+  const refused = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--config', bad, ...flags], refused), EXIT.config)
+  t.match(refused.rec.stderr.join(''), /invalid config .*bad\.yaml:\n {2}- stateDir: .*\n {2}- masakari\.authUrl/)
+})
+
+t.test('--dry-run prints the files and writes nothing', async (t) => {
+  const { config, flags, agents } = await setup(t)
+  const deps = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--dry-run', '--config', config, ...flags], deps), EXIT.ok)
+  t.match(
+    deps.rec.stdout.join(''),
+    new RegExp(`# ${join(agents, 'storage', 'masakari-consul-storage.json')} \\(storage agent; dry run: not written\\)\\n\\{`),
+  )
+  for (const n of NETWORKS) t.same(await readdir(join(agents, n)), ['agent.json'])
+})
+
+t.test('a single-network strategy installs only that network’s watch (and the pulse)', async (t) => {
+  const { config, flags, agents } = await setup(t, { strategy: join(root, 'consul-config', 'strategies', 'management-only.yaml') })
+  t.equal(await evaluate(['install-watches', '--config', config, ...flags], fakeDeps()), EXIT.ok)
+  t.same((await readdir(join(agents, 'management'))).sort(), [
+    'agent.json',
+    'masakari-consul-management.json',
+    'masakari-consul-pulse.json',
+  ])
+  t.same(await readdir(join(agents, 'storage')), ['agent.json'])
+})
+
+t.test('a directory consul validate refuses gets its files put back as they were (exit 78)', async (t) => {
+  const { config, flags, agents } = await setup(t)
+  await writeFile(join(agents, 'tenant', 'broken.json'), '{"nosuch_key": 1}\n')
+  await writeFile(join(agents, 'tenant', 'masakari-consul-tenant.json'), '{"watches": []}\n')
+  const deps = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--config', config, ...flags], deps), EXIT.config)
+  t.match(deps.rec.stdout.join(''), /✗ consul validate .*tenant failed; .*put back as they were:\n[\s\S]*invalid config key nosuch_key/)
+  t.equal(await readFile(join(agents, 'tenant', 'masakari-consul-tenant.json'), 'utf8'), '{"watches": []}\n', 'the previous file is back')
+  t.notMatch(deps.rec.stdout.join(''), /consul reload/, 'no reload suggested')
+})
+
+t.test('no consul binary: exit 69, nothing left behind', async (t) => {
+  const { config, flags, agents } = await setup(t)
+  const deps = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--consul', '/nonexistent/consul', '--config', config, ...flags], deps), EXIT.consul)
+  t.match(deps.rec.stdout.join(''), /cannot run \/nonexistent\/consul/)
+  for (const n of NETWORKS) t.same(await readdir(join(agents, n)), ['agent.json'])
+})
+
+t.test('a missing agent config dir and bad --agent-config-dir values are usage errors', async (t) => {
+  const { config } = await setup(t)
+  const deps = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--config', config, '--agent-config-dir', 'management=/nonexistent/m'], deps), EXIT.usage)
+  t.match(
+    deps.rec.stderr.join(''),
+    /no such agent config directory: \/nonexistent\/m, \/etc\/consul\.d\/tenant|no such agent config directory: \/nonexistent\/m/,
+  )
+  t.throws(
+    () => parseAgentDirs(['mgmt=/x', 'storage', 'tenant=/a', 'tenant=/b']),
+    /"mgmt=\/x": expected NETWORK=DIR.*"storage": expected.*tenant: given twice/,
+  )
+  t.same(parseAgentDirs(['storage=/etc/consul.d/s']), { storage: '/etc/consul.d/s' })
+})
