@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { nodeStates, parseChecks } from '../lib/consul-input.js'
+import { nodeStates } from '../lib/checks-payload.js'
+import { parseChecks } from '../lib/consul-input.js'
 import { evaluateAndRecord, loadMonitor } from '../lib/monitor.js'
 import type { Network } from '../lib/networks.js'
 import { realDeps } from '../lib/runtime.js'

@@ -3,9 +3,11 @@
  * → outbox. It returns as soon as the decision is recorded; delivery happens elsewhere.
  */
 import { ConsulError } from './consul-api.js'
-import { decodeStdin, InputError, nodeStates, parseChecks, STDIN_MAX_BYTES } from './consul-input.js'
+import { decodeStdin, InputError, nodeStates, STDIN_MAX_BYTES } from './checks-payload.js'
+import { parseChecks } from './consul-input.js'
 import type { Network } from './networks.js'
 import { assertOutputsWritten, evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
+import { forgetSeen, rememberRun, settledId } from './quiet-run.js'
 import { writeHealth } from './status-files.js'
 import type { Snapshot } from './snapshot.js'
 
@@ -33,6 +35,8 @@ async function refuseEmptyPayload(monitor: Monitor, network: Network): Promise<n
 }
 
 export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Promise<void> {
+  // Before the config is read: a change while it is read shows as a new identity next time.
+  const configId = settledId(args.config)
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
   // Parse everything before touching the state directory: bad input must leave it as it was.
   const checks = parseChecks(decodeStdin(await deps.readStdin(STDIN_MAX_BYTES)))
@@ -57,8 +61,24 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     }
     return assertOutputsWritten(monitor)
   }
-  // The snapshot is written under the state lock, after state.json was read: a run that fails
-  // there leaves the state directory unchanged.
+  await record(monitor, deps, args, snapshot)
+  const { config } = monitor
+  const lockCheck = config.consul.lock.check
+  await rememberRun(
+    { configPath: args.config, configId, strategyPath: config.strategy, stateDir: config.stateDir, lockCheck },
+    args.network,
+    checks,
+  )
+  assertOutputsWritten(monitor)
+}
+
+/**
+ * Records the run. The snapshot is written under the state lock, after state.json was read: a
+ * run that fails there leaves the state directory unchanged. Until it has succeeded, no run of
+ * this network is quiet (lib/quiet-run.ts).
+ */
+async function record(monitor: Monitor, deps: Deps, args: ChecksHandlerArgs, snapshot: Snapshot): Promise<void> {
+  forgetSeen(monitor.config.stateDir, args.network)
   try {
     await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: snapshot, firstAttempt: true })
   } catch (err) {
@@ -70,5 +90,4 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     }
     throw err
   }
-  assertOutputsWritten(monitor)
 }

@@ -1,6 +1,6 @@
 /** How errors become exit codes and one clear line on stderr (sysexits.h numbering). */
 import { ConsulError } from './consul-api.js'
-import { InputError } from './consul-input.js'
+import { InputError } from './checks-payload.js'
 import { ConfigError } from './config.js'
 import { LockError } from './lock.js'
 import { OutputError } from './log.js'

@@ -62,7 +62,8 @@ export function nearestKey(key: string, known: readonly string[]): string | unde
     const d = fold(k) === fold(key) ? 0 : editDistance(key, k)
     if (d < bestDistance) [best, bestDistance] = [k, d]
   }
-  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined
+  // A third of the key's letters (at least one): `a` is no misspelling of `map`.
+  return bestDistance <= Math.max(1, Math.floor(key.length / 3)) ? best : undefined
 }
 
 /** Every key path the schema knows, e.g. `masakari.delivery.concurrency`. */
@@ -79,7 +80,11 @@ export function unknownKeyProblems(
 ): string[] {
   const known = knownKeys(schema, issue.path)
   return issue.keys.map((key) => {
-    const where = [prefix, ...issue.path.map(String), key].filter((p) => p !== '').join('.')
+    // An empty key is shown as "": the line must still start with where the problem is.
+    const where = [prefix, ...issue.path.map(String)]
+      .filter((p) => p !== '')
+      .concat(key === '' ? '""' : key)
+      .join('.')
     // Known to another option of a union (a password key in an application credential's auth).
     if (known.includes(key))
       return `${where}: not allowed with the other keys here (it belongs to another form of '${issue.path.map(String).at(-1) ?? prefix}')`

@@ -1,6 +1,7 @@
 /** The real side effects, for the bundles' entry points. */
 import { execFile, spawn } from 'node:child_process'
-import { closeSync, readSync, writeSync } from 'node:fs'
+import { closeSync, writeSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { readFile, stat, unlink } from 'node:fs/promises'
 import { openAppend, openWorkerStderr } from './append-file.js'
 import { writeFileAtomic } from './atomic-file.js'
@@ -8,44 +9,7 @@ import type { InstallDeps } from './install-watches.js'
 import { realConfigEnv } from './config.js'
 import type { Fetch } from './http.js'
 import type { Deps } from './monitor.js'
-
-/**
- * All of stdin, read with plain read(2) calls of 1 MiB: for the 35 MB a 10,000-node cluster
- * sends, the stream machinery's 64 KiB chunks cost more than the read itself. A stdin that is
- * non-blocking (EAGAIN) is waited for, never cut short. Reading stops once past maxBytes (the
- * caller rejects that much): an endless stdin must not exhaust memory.
- */
-function readStdinSync(maxBytes: number): Buffer {
-  const chunks: Buffer[] = []
-  let total = 0
-  let buf = Buffer.allocUnsafe(1 << 20)
-  let used = 0
-  for (;;) {
-    if (used === buf.length) {
-      chunks.push(buf)
-      buf = Buffer.allocUnsafe(Math.min(buf.length * 2, 16 << 20))
-      used = 0
-    }
-    if (total > maxBytes) break
-    let n: number
-    try {
-      n = readSync(0, buf, used, buf.length - used, null)
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'EAGAIN') {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
-        continue
-      }
-      if (code === 'EOF') break
-      throw err
-    }
-    if (n === 0) break
-    used += n
-    total += n
-  }
-  chunks.push(buf.subarray(0, used))
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
-}
+import { readStdinSync } from './stdin.js'
 
 const stderrLine = (line: string) => {
   process.stderr.write(`${line}\n`)
@@ -61,7 +25,9 @@ export function realDeps(): Deps {
     fetch: async () => (await import('node-fetch')).default as unknown as Fetch,
     tlsAgent: async (ca, insecure) => {
       if (ca === undefined && !insecure) return undefined
-      const { Agent } = await import('node:https')
+      // Through require, not import(): the handler's full part runs as a script (lib/embedded.ts)
+      // where import() has no loader. https is loaded only when TLS options are set.
+      const { Agent } = createRequire(import.meta.url)('node:https') as typeof import('node:https')
       return new Agent({ ca, rejectUnauthorized: !insecure, keepAlive: true })
     },
     spawnWorker: (configPath, stateDir) => {

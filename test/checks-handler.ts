@@ -31,7 +31,11 @@ t.test('three networks all up: snapshots written, nothing queued, no worker', as
     t.equal(code, 0, deps.rec.stderr.join('\n'))
     t.same(deps.rec.spawned, [])
   }
-  t.same((await readdir(join(stateDir, 'snapshots'))).sort(), ['management.json', 'storage.json', 'tenant.json'])
+  t.same(
+    (await readdir(join(stateDir, 'snapshots'))).sort(),
+    ['management.json', 'management.seen', 'storage.json', 'storage.seen', 'tenant.json', 'tenant.seen'],
+    'each network: its snapshot, and what its last successful run saw (lib/quiet-run.ts)',
+  )
   const state = JSON.parse((await readState(stateDir))!)
   t.same(state.outbox, [])
   t.same(Object.keys(state.ledger).sort(), ['cmp1', 'cmp2'], 'own node not in the ledger')

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { evaluate, type FirstSight } from '../lib/evaluator.js'
-import type { NodeState } from '../lib/consul-input.js'
+import type { NodeState } from '../lib/checks-payload.js'
 import type { Network } from '../lib/networks.js'
 import type { Snapshots } from '../lib/snapshot.js'
 import { emptyState, type LedgerEntry, type StoreState } from '../lib/store.js'

@@ -6,7 +6,8 @@
  */
 import t from 'tap'
 import fc from 'fast-check'
-import { CheckSchema, isCheck } from '../lib/consul-input.js'
+import { isCheck } from '../lib/checks-payload.js'
+import { CheckSchema } from '../lib/consul-input.js'
 import { isSnapshot, SnapshotSchema } from '../lib/snapshot.js'
 
 const RUNS = 20_000

@@ -316,7 +316,8 @@ function checkProblems(kind: string, source: string, message: string, problems: 
   if (problems.length === 0) throw new Error('no problem listed')
   for (const p of problems) {
     if (p.trim() === '' || /[\n\r]/.test(p)) throw new Error(`problem not on one line: ${JSON.stringify(p)}`)
-    if (!NAMED.test(p)) throw new Error(`problem does not say where: ${JSON.stringify(p)}`)
+    // An unknown key is named by itself (strict config: "a: unknown key …").
+    if (!NAMED.test(p) && !/^[^\n]+: (unknown key|not allowed)/.test(p)) throw new Error(`problem does not say where: ${JSON.stringify(p)}`)
   }
 }
 

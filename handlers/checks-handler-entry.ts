@@ -1,0 +1,38 @@
+/**
+ * The entry of dist/checks-handler.js. A watch run with nothing new ends here, before the
+ * config or any library is loaded (lib/quiet-run.ts). Every other run, and every other command
+ * line (--help, --dry-run, --worker, --pulse), goes to the full handler (checks-handler.ts),
+ * which the bundle carries in a comment and compiles only then (lib/embedded.ts).
+ */
+import { parseArgs } from 'node:util'
+import { STDIN_MAX_BYTES } from '../lib/checks-payload.js'
+import { loadFull } from '../lib/embedded.js'
+import { NETWORKS } from '../lib/networks.js'
+import { isQuietRun } from '../lib/quiet-run.js'
+import { readStdinSync } from '../lib/stdin.js'
+
+/** `--network N --config FILE` and nothing else: the only command line a quiet run can be. */
+function watchRun(argv: string[]): { network: string; config: string } | undefined {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: { network: { type: 'string' }, config: { type: 'string' } } })
+    const { network, config } = values
+    if (positionals.length > 0 || !network || !config || !(NETWORKS as readonly string[]).includes(network)) return undefined
+    return { network, config }
+  } catch {
+    return undefined
+  }
+}
+
+async function entry(argv: string[]): Promise<number> {
+  const run = watchRun(argv)
+  const stdin = run ? readStdinSync(STDIN_MAX_BYTES) : undefined
+  if (run && stdin && isQuietRun(run.network, run.config, stdin)) return 0
+  const { full, done } = loadFull(process.argv[1]!)
+  const deps = full.realDeps()
+  if (stdin) deps.readStdin = async () => stdin
+  const code = await full.main(argv, deps)
+  done()
+  return code
+}
+
+entry(process.argv.slice(2)).then((code) => process.exit(code))
