@@ -4,6 +4,7 @@
  *
  *   --only cost,scale,mass,latency,controllers,idle   run some sections (results go to bench/out/results-partial.json)
  *   --no-upstream                    skip the upstream Python monitor's trials
+ *   --upstream-default               also upstream at its default 60 s poll (≈ 4 min more)
  *   --trials N   latency trials per mode (default 5)      --runs N   handler-cost runs (default 30)
  *   --reps N     scale repetitions per size (default 7)   --sizes 100,1000,10000
  *   --lone-trials N         trials of each lone-failure-as-deployed latency mode (default: --trials)
@@ -34,6 +35,7 @@ const { values } = parseArgs({
   options: {
     only: { type: 'string' },
     'no-upstream': { type: 'boolean', default: false },
+    'upstream-default': { type: 'boolean', default: false },
     trials: { type: 'string', default: '5' },
     'lone-trials': { type: 'string' },
     'lone-settle': { type: 'string' },
@@ -115,6 +117,7 @@ async function main(): Promise<void> {
         loneSettleS: values['lone-settle'] === undefined ? LONE_SETTLE_S : Number(values['lone-settle']),
         octet: 110,
         upstream: !values['no-upstream'],
+        upstreamDefault: values['upstream-default'],
         ...(values['compare-dist'] ? { compareDist: resolve(values['compare-dist']) } : {}),
         log,
       })) satisfies LatencyMode[]

@@ -1,6 +1,6 @@
 /** What every section shares: monitor configs, the decision log, waiting, machine facts. */
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem, release } from 'node:os'
 import { join } from 'node:path'
 import { ROOT } from './proc.js'
@@ -26,6 +26,11 @@ export function writeMonitorConfig(dir: string, config: MonitorConfig): string {
   mkdirSync(dir, { recursive: true })
   const path = join(dir, 'config.yaml')
   writeFileSync(path, `${JSON.stringify({ hostname: 'controller', ...config }, null, 2)}\n`)
+  // Dated a minute back, as a config installed before the watches run is: a file changed in
+  // the last 2 s is never trusted by a quiet run (lib/quiet-run.ts), so a fresh one would make
+  // the first runs full ones and measure the wrong thing.
+  const past = new Date(Date.now() - 60_000)
+  utimesSync(path, past, past)
   return path
 }
 
@@ -88,10 +93,9 @@ export async function waitUntil<T>(
 export async function waitIdle(stateDir: string, configPath: string, timeoutMs = 60_000): Promise<void> {
   await waitUntil(
     'the outbox to empty and the worker to exit',
-    () => {
-      const state = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as { outbox: unknown[] }
-      return state.outbox.length === 0 && pidsWith(configPath).length === 0 ? true : undefined
-    },
+    // The wake file exists while anything waits (outbox or a held decision), whether the record
+    // is state.json or, with own agents configured, Consul's KV (lib/status-files.ts).
+    () => (!existsSync(join(stateDir, 'wake')) && pidsWith(configPath).length === 0 ? true : undefined),
     timeoutMs,
   )
 }

@@ -17,7 +17,8 @@ import { dirname, join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { NETWORKS, startConsulStack, type ConsulStack } from '../stack/consul.js'
 import type { OpenStack } from '../stack/openstack.js'
-import { GUARDS_OFF, HANDLER, readLog, waitIdle, waitUntil, writeMonitorConfig } from './common.js'
+import { type Clocks, startProbe, startStoreClock } from './clocks.js'
+import { HANDLER, readLog, waitIdle, waitUntil, writeMonitorConfig } from './common.js'
 import { ROOT, sleep } from './proc.js'
 import { round, summarize, type Summary } from './stats.js'
 import { startUpstream, UPSTREAM_BIN, upstreamConfig, type UpstreamMonitor } from './upstream.js'
@@ -28,9 +29,15 @@ export interface Trial {
   serfS: number
   /** Seconds from the fault to our handler's decision line (ours only). */
   decidedS?: number
-  /** Seconds from the fault until the monitor had Masakari's 202 for the STOPPED. */
+  /**
+   * Seconds from the fault to the first run of an independent checks watch on the controller's
+   * storage agent that saw the host critical: Consul's detection as the operator's tooling sees
+   * it (bench/clocks.ts).
+   */
+  watchS?: number
+  /** Seconds from the fault until masakari-api's database held the STOPPED (bench/clocks.ts). */
   storedS: number
-  /** storedS - serfS: what the monitor adds to Consul's detection. */
+  /** storedS - watchS (else - serfS): what the monitor adds to Consul's detection. */
   addedS: number
   /** Masakari's created_at (whole seconds) minus the fault, a cross-check of storedS. */
   createdAtS?: number
@@ -54,6 +61,8 @@ export interface LatencyMode {
   guards?: 'off' | 'deployed'
   /** Ours: `current` = this checkout's dist/; `before` = the handler from --compare-dist. */
   build?: 'current' | 'before'
+  /** Ours: the guards' hold time (s). */
+  hold?: number
   /** The build's dist directory and git commit (`before` only). */
   dist?: string
   commit?: string
@@ -63,6 +72,8 @@ export interface LatencyMode {
   storedS: Summary
   addedS: Summary
   decidedS?: Summary
+  /** Consul's detection as the probe watch saw it (bench/clocks.ts). */
+  watchS?: Summary
 }
 
 // Nine computes: in the upstream 60 s trials up to four are frozen at once, and fewer live
@@ -75,9 +86,10 @@ function mode(
   gossip: LatencyMode['gossip'],
   note: string,
   trials: Trial[],
-  extra: Pick<LatencyMode, 'guards' | 'build' | 'dist' | 'commit'> = {},
+  extra: Pick<LatencyMode, 'guards' | 'build' | 'dist' | 'commit' | 'hold'> = {},
 ): LatencyMode {
   const decided = trials.map((t) => t.decidedS).filter((x): x is number => x !== undefined)
+  const watched = trials.map((t) => t.watchS).filter((x): x is number => x !== undefined)
   return {
     name,
     monitor,
@@ -89,6 +101,7 @@ function mode(
     storedS: summarize(trials.map((t) => t.storedS)),
     addedS: summarize(trials.map((t) => t.addedS)),
     ...(decided.length > 0 ? { decidedS: summarize(decided) } : {}),
+    ...(watched.length > 0 ? { watchS: summarize(watched) } : {}),
   }
 }
 
@@ -104,12 +117,6 @@ interface Ours {
 
 /** What the monitor's config says besides the state directory and Masakari. */
 type Settings = Record<string, unknown>
-
-/**
- * The pipeline itself: the hold time delays a STOPPED on purpose (flap suppression, 5 s by
- * default), so it is off; the rate limit would stop the trials after five; no own agents.
- */
-const PIPELINE: Settings = { guards: GUARDS_OFF }
 
 export const EXAMPLE_CONFIG = join(ROOT, 'consul-config', 'monitor', 'config.yaml')
 
@@ -205,10 +212,6 @@ async function createdAt(openstack: OpenStack, host: string, event: string, afte
   return n ? Date.parse(`${n.created_at}Z`) : undefined
 }
 
-async function oursTrial(consul: ConsulStack, openstack: OpenStack, ours: Ours, host: string): Promise<Trial> {
-  return (await timedOursTrial(consul, openstack, ours, host, 0)).trial
-}
-
 /** One of our trials, not frozen before `notBefore` (ms); also says when the host was thawed. */
 async function timedOursTrial(
   consul: ConsulStack,
@@ -216,6 +219,7 @@ async function timedOursTrial(
   ours: Ours,
   host: string,
   notBefore: number,
+  clocks: Clocks,
 ): Promise<{ trial: Trial; thawedAt: number }> {
   await waitIdle(ours.stateDir, ours.configPath)
   await sleep(Math.max(500, notBefore - Date.now()))
@@ -228,12 +232,14 @@ async function timedOursTrial(
     // a hold time, and a degraded gossip view (10 s at a time), delay it on purpose
     90_000,
   )
-  const stored = await waitUntil(
+  await waitUntil(
     `Masakari's 202 for ${host}'s STOPPED`,
     () => lineAfter(ours, t0, (l) => l.msg === 'notification accepted by Masakari' && l.host === host && l.event === 'STOPPED'),
     30_000,
   )
+  const stored = await waitUntil(`${host}'s STOPPED in Masakari's database`, () => clocks.store.storedAt(host, 'STOPPED', t0), 10_000)
   const created = await createdAt(openstack, host, 'STOPPED', t0)
+  const watch = clocks.probe.firstCritical(host, t0)
   const t1 = Date.now()
   consul.thaw(host, 'storage')
   await waitUntil(
@@ -249,7 +255,7 @@ async function timedOursTrial(
   const degraded = held.flatMap((l) => /gossip view is degraded \((.*?)\): failures/.exec(String(l.reason))?.[1] ?? [])
   return {
     trial: {
-      ...trial(host, t0, serfMs, stored, decided, created),
+      ...trial(host, t0, serfMs, stored, decided, created, watch),
       guards: [...new Set(held.map((l) => l.guard as string))],
       degradedHold: degraded.length > 0,
       ...(degraded.length > 0 ? { degradedBy: [...new Set(degraded)] } : {}),
@@ -282,8 +288,14 @@ async function loneFailureTrials(
   before: { dist: string; commit: string } | undefined,
   settleS: number,
   log: (m: string) => void,
+  clocks: Clocks,
+  /** Guards' hold (recovery and back), seconds: the example config's (5 s) when undefined. */
+  hold?: number,
 ): Promise<LatencyMode[]> {
-  const settings = deployedSettings(consul, gossip)
+  const deployed = deployedSettings(consul, gossip)
+  const guards = deployed.guards as Record<string, unknown>
+  const settings = hold === undefined ? deployed : { ...deployed, guards: { ...guards, hold: { recovery: hold, back: hold } } }
+  const holdText = hold === undefined ? 'hold 5 s' : `hold ${hold} s`
   const builds = [
     { build: 'current' as const, ours: oursConfig(join(dir, 'current'), openstack, settings), trials: [] as Trial[] },
     ...(before
@@ -306,23 +318,28 @@ async function loneFailureTrials(
         await enableOurs(consul, b.ours, log)
         active = b.ours
       }
-      const { trial, thawedAt } = await timedOursTrial(consul, openstack, b.ours, host, notBefore)
+      const { trial, thawedAt } = await timedOursTrial(consul, openstack, b.ours, host, notBefore, clocks)
       b.trials.push(trial)
       notBefore = thawedAt + settleS * 1000
-      log(`latency: ours as deployed (${b.build}), ${gossip} gossip, ${host}: ${JSON.stringify(b.trials.at(-1))}`)
+      log(`latency: ours as deployed (${b.build}, ${holdText}), ${gossip} gossip, ${host}: ${JSON.stringify(b.trials.at(-1))}`)
     }
   }
   if (active) await disableOurs(consul, active)
   const profile = gossip === 'fast' ? 'gossip-fast.json' : 'Consul default gossip'
   const note =
-    `lone failure (frozen ≥ ${settleS} s after the previous thaw); example config guards (hold 5 s, burst auto, isolation on), rate limit lifted; own agents = the controller agents` +
+    `lone failure (frozen ≥ ${settleS} s after the previous thaw); example config guards (${holdText}, burst auto, isolation on), rate limit lifted; own agents = the controller agents` +
     (gossip === 'fast' ? '; consul.gossip probeInterval 0.4, suspicionMult 2' : '')
   return builds.map((b) =>
     b.build === 'current'
-      ? mode(`masakari-consul, as deployed, ${profile}`, 'ours', gossip, note, b.trials, { guards: 'deployed', build: 'current' })
-      : mode(`masakari-consul ${before!.commit} (--compare-dist), as deployed, ${profile}`, 'ours', gossip, note, b.trials, {
+      ? mode(`masakari-consul, as deployed, ${holdText}, ${profile}`, 'ours', gossip, note, b.trials, {
+          guards: 'deployed',
+          build: 'current',
+          hold: hold ?? 5,
+        })
+      : mode(`masakari-consul ${before!.commit} (--compare-dist), as deployed, ${holdText}, ${profile}`, 'ours', gossip, note, b.trials, {
           guards: 'deployed',
           build: 'before',
+          hold: hold ?? 5,
           dist: before!.dist,
           commit: before!.commit,
         }),
@@ -338,30 +355,34 @@ export function distCommit(dist: string): string {
   }
 }
 
-function trial(host: string, t0: number, serfMs: number, stored: number, decided?: number, created?: number): Trial {
+function trial(host: string, t0: number, serfMs: number, stored: number, decided?: number, created?: number, watch?: number): Trial {
   const serfS = round(serfMs / 1000)
   const storedS = round((stored - t0) / 1000)
+  const watchS = watch === undefined ? undefined : round((watch - t0) / 1000)
   return {
     host,
     serfS,
+    ...(watchS === undefined ? {} : { watchS }),
     ...(decided === undefined ? {} : { decidedS: round((decided - t0) / 1000) }),
     storedS,
-    addedS: round(storedS - serfS),
+    addedS: round(storedS - (watchS ?? serfS)),
     ...(created === undefined ? {} : { createdAtS: round((created - t0) / 1000) }),
   }
 }
 
-async function upstreamTrial(consul: ConsulStack, openstack: OpenStack, up: UpstreamMonitor, host: string): Promise<Trial> {
+async function upstreamTrial(consul: ConsulStack, openstack: OpenStack, up: UpstreamMonitor, host: string, clocks: Clocks): Promise<Trial> {
   await sleep(500)
   const t0 = Date.now()
   consul.freeze(host, 'storage')
   const serfMs = await consul.waitForSerf(host, 'storage', 'critical', 60_000)
-  const stored = await waitUntil(`upstream's STOPPED for ${host}`, () => up.answered(host, 'STOPPED', t0), 150_000, 100)
+  await waitUntil(`upstream's STOPPED for ${host}`, () => up.answered(host, 'STOPPED', t0), 150_000, 100)
+  const stored = await waitUntil(`${host}'s STOPPED in Masakari's database`, () => clocks.store.storedAt(host, 'STOPPED', t0), 10_000)
   const created = await createdAt(openstack, host, 'STOPPED', t0)
+  const watch = clocks.probe.firstCritical(host, t0)
   const t1 = Date.now()
   consul.thaw(host, 'storage')
   await waitUntil(`upstream's STARTED for ${host}`, () => up.answered(host, 'STARTED', t1), 150_000, 100)
-  return trial(host, t0, serfMs, stored, undefined, created)
+  return trial(host, t0, serfMs, stored, undefined, created, watch)
 }
 
 /**
@@ -402,6 +423,51 @@ async function upstreamSpreadTrials(
   return trials
 }
 
+/** Upstream at a 1 s poll (and, with `upstreamDefault`, at its default 60 s) on the same stack. */
+async function upstreamModes(
+  consul: ConsulStack,
+  openstack: OpenStack,
+  clocks: Clocks,
+  opts: { dir: string; trials: number; upstreamDefault?: boolean },
+  victims: (n: number) => string[],
+  log: (m: string) => void,
+): Promise<LatencyMode[]> {
+  if (!existsSync(UPSTREAM_BIN)) throw new Error(`masakari-host-monitor is not installed (bench/setup-upstream.sh): no ${UPSTREAM_BIN}`)
+  const upDir = join(opts.dir, 'upstream')
+  mkdirSync(upDir, { recursive: true })
+  const modes: LatencyMode[] = []
+  const up = await startUpstream(upstreamConfig(upDir, consul, openstack, 1), join(upDir, 'hostmonitor-interval-1.log'))
+  try {
+    const t: Trial[] = []
+    for (const host of victims(opts.trials)) {
+      t.push(await upstreamTrial(consul, openstack, up, host, clocks))
+      log(`latency: upstream, interval 1 s, ${host}: ${JSON.stringify(t.at(-1))}`)
+    }
+    modes.push(
+      mode('upstream masakari-hostmonitor 14.0.0, monitoring_interval = 1', 'upstream', 'default', 'polls agent.members() every 1 s', t),
+    )
+  } finally {
+    await up.stop()
+  }
+  if (!opts.upstreamDefault) return modes
+  const slow = await startUpstream(upstreamConfig(upDir, consul, openstack, undefined), join(upDir, 'hostmonitor-default.log'))
+  try {
+    const t = await upstreamSpreadTrials(consul, openstack, slow, victims(Math.min(opts.trials, 5)), 60, log)
+    modes.push(
+      mode(
+        'upstream masakari-hostmonitor 14.0.0, defaults (monitoring_interval 60)',
+        'upstream',
+        'default',
+        'faults spread evenly over one 60 s polling period, one host each',
+        t,
+      ),
+    )
+  } finally {
+    await slow.stop()
+  }
+  return modes
+}
+
 export async function detectionLatency(opts: {
   openstack: OpenStack
   dir: string
@@ -412,6 +478,8 @@ export async function detectionLatency(opts: {
   loneSettleS: number
   octet: number
   upstream: boolean
+  /** Also upstream at its default 60 s poll (≈ 4 min more). */
+  upstreamDefault?: boolean
   /** An older build's dist/ directory: the lone-failure modes run it too, alternating. */
   compareDist?: string
   log: (m: string) => void
@@ -424,118 +492,49 @@ export async function detectionLatency(opts: {
   for (const c of computes) await openstack.addHost(segment, c)
   const modes: LatencyMode[] = []
   const victims = (n: number) => Array.from({ length: n }, (_, i) => computes[i % 5]!)
-
-  // --- default gossip: ours, then upstream at 1 s and at 60 s
-  let consul = await startConsulStack({ dir: join(opts.dir, 'consul-default'), computes, octet: opts.octet, log: () => {} })
+  const store = startStoreClock(openstack)
+  const lone = (consul: ConsulStack, clocks: Clocks, gossip: LatencyMode['gossip'], hold: number | undefined) =>
+    loneFailureTrials(
+      consul,
+      openstack,
+      join(opts.dir, `lone-${gossip}-hold-${hold ?? 'default'}`),
+      gossip,
+      victims(opts.loneTrials),
+      before,
+      opts.loneSettleS,
+      log,
+      clocks,
+      hold,
+    )
   try {
-    const ours = oursConfig(join(opts.dir, 'ours-default'), openstack, PIPELINE)
-    await enableOurs(consul, ours, log)
-    const trials: Trial[] = []
-    for (const host of victims(opts.trials)) {
-      trials.push(await oursTrial(consul, openstack, ours, host))
-      log(`latency: ours, default gossip, ${host}: ${JSON.stringify(trials.at(-1))}`)
-    }
-    modes.push(
-      mode('masakari-consul, Consul default gossip', 'ours', 'default', 'watch-driven; guards off', trials, {
-        guards: 'off',
-        build: 'current',
-      }),
-    )
-    await disableOurs(consul, ours)
-
-    if (opts.upstream) {
-      if (!existsSync(UPSTREAM_BIN)) throw new Error(`masakari-host-monitor is not installed (bench/setup-upstream.sh): no ${UPSTREAM_BIN}`)
-      const upDir = join(opts.dir, 'upstream')
-      mkdirSync(upDir, { recursive: true })
-      {
-        const up = await startUpstream(upstreamConfig(upDir, consul, openstack, 1), join(upDir, 'hostmonitor-interval-1.log'))
-        try {
-          const t: Trial[] = []
-          for (const host of victims(opts.trials)) {
-            t.push(await upstreamTrial(consul, openstack, up, host))
-            log(`latency: upstream, interval 1 s, ${host}: ${JSON.stringify(t.at(-1))}`)
-          }
-          modes.push(
-            mode(
-              'upstream masakari-hostmonitor 14.0.0, monitoring_interval = 1',
-              'upstream',
-              'default',
-              'polls agent.members() every 1 s',
-              t,
-            ),
-          )
-        } finally {
-          await up.stop()
-        }
-      }
-      {
-        const up = await startUpstream(upstreamConfig(upDir, consul, openstack, undefined), join(upDir, 'hostmonitor-default.log'))
-        try {
-          const t = await upstreamSpreadTrials(consul, openstack, up, victims(Math.min(opts.trials, 5)), 60, log)
-          modes.push(
-            mode(
-              'upstream masakari-hostmonitor 14.0.0, defaults (monitoring_interval 60)',
-              'upstream',
-              'default',
-              'faults spread evenly over one 60 s polling period, one host each',
-              t,
-            ),
-          )
-        } finally {
-          await up.stop()
-        }
-      }
+    // --- default gossip: ours at hold 0, upstream at 1 s (and 60 s), ours at the default hold
+    let consul = await startConsulStack({ dir: join(opts.dir, 'consul-default'), computes, octet: opts.octet, log: () => {} })
+    try {
+      const clocks = { probe: await startProbe(consul, join(opts.dir, 'probe-default')), store }
+      modes.push(...(await lone(consul, clocks, 'default', 0)))
+      if (opts.upstream) modes.push(...(await upstreamModes(consul, openstack, clocks, opts, victims, log)))
+      modes.push(...(await lone(consul, clocks, 'default', undefined)))
+    } finally {
+      await consul.stop()
     }
 
-    modes.push(
-      ...(await loneFailureTrials(
-        consul,
-        openstack,
-        join(opts.dir, 'lone-default'),
-        'default',
-        victims(opts.loneTrials),
-        before,
-        opts.loneSettleS,
-        log,
-      )),
-    )
+    // --- fast-detection gossip profile on every agent: ours at hold 0
+    const fast = JSON.parse(readFileSync(GOSSIP_FAST, 'utf8')) as object
+    consul = await startConsulStack({
+      dir: join(opts.dir, 'consul-fast'),
+      computes,
+      octet: opts.octet + 3,
+      extraConfig: fast,
+      log: () => {},
+    })
+    try {
+      const clocks = { probe: await startProbe(consul, join(opts.dir, 'probe-fast')), store }
+      modes.push(...(await lone(consul, clocks, 'fast', 0)))
+    } finally {
+      await consul.stop()
+    }
   } finally {
-    await consul.stop()
-  }
-
-  // --- fast-detection gossip profile on every agent: ours
-  const fast = JSON.parse(readFileSync(GOSSIP_FAST, 'utf8')) as object
-  consul = await startConsulStack({ dir: join(opts.dir, 'consul-fast'), computes, octet: opts.octet + 3, extraConfig: fast, log: () => {} })
-  try {
-    const ours = oursConfig(join(opts.dir, 'ours-fast'), openstack, PIPELINE)
-    await enableOurs(consul, ours, log)
-    const trials: Trial[] = []
-    for (const host of victims(opts.trials)) {
-      trials.push(await oursTrial(consul, openstack, ours, host))
-      log(`latency: ours, fast gossip, ${host}: ${JSON.stringify(trials.at(-1))}`)
-    }
-    modes.push(
-      mode('masakari-consul, gossip-fast.json', 'ours', 'fast', 'consul-config/gossip-fast.json on every agent; guards off', trials, {
-        guards: 'off',
-        build: 'current',
-      }),
-    )
-    await disableOurs(consul, ours)
-
-    modes.push(
-      ...(await loneFailureTrials(
-        consul,
-        openstack,
-        join(opts.dir, 'lone-fast'),
-        'fast',
-        victims(opts.loneTrials),
-        before,
-        opts.loneSettleS,
-        log,
-      )),
-    )
-  } finally {
-    await consul.stop()
+    store.stop()
   }
   return modes
 }

@@ -2,8 +2,13 @@
  * Our own pipeline without Consul or Masakari in the way: the handler is started with a
  * payload in which one host's storage turned critical; a fake Keystone + Masakari on loopback
  * (answers at once: 201 token, 202 notification) records when the POST arrives. Alternating
- * down/up payloads, so every run queues one STOPPED or STARTED. This is what our two processes
- * (handler, detached worker) add to Consul's detection, minus Masakari's own time.
+ * down/up payloads, so every run queues one STOPPED or STARTED. This is what our handler (it
+ * sends its first attempt itself) adds to Consul's detection, minus Masakari's own time.
+ *
+ * Then a Masakari that does not answer: its notification POSTs are held, never answered and
+ * never counted as stored (as a blackholed network would), while the handler records a
+ * STOPPED; the handler's run time is the budget's figure. Masakari answers again 3 s later,
+ * and the worker's retry is the one delivery.
  */
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -20,16 +25,42 @@ export interface PipelineResult {
   handlerMs: Summary
   /** Handler spawn until the notification POST reached the fake Masakari. */
   toPostMs: Summary
-  /** Handler exit until that POST (the detached worker's start-up and send). */
-  workerMs: Summary
+  /** That POST's arrival minus the handler's exit: negative when the handler sent it itself. */
+  postVsExitMs: Summary
+  /** Masakari silent (POSTs held, unanswered): see SilentResult. */
+  silent: SilentResult
 }
+
+export interface SilentResult {
+  /** masakari.delivery.firstAttemptBudget of the config, s. */
+  budgetS: number
+  /** The handler run that recorded the STOPPED while Masakari did not answer, spawn to exit. */
+  handlerMs: number
+  /** POSTs Masakari held unanswered meanwhile. */
+  heldPosts: number
+  /** From Masakari answering again to the STOPPED answered 202. */
+  deliveredAfterBackMs: number
+  /** 202s for that STOPPED: exactly one. */
+  accepted: number
+}
+
+/** Masakari's silence in the silent part: long enough for the handler's budget and a retry or two. */
+const SILENT_MS = 3000
 
 export async function pipeline(opts: { runs: number; dir: string; log: (m: string) => void }): Promise<PipelineResult> {
   const posts: number[] = []
+  const accepted: string[] = []
+  let silent = false
+  let held = 0
   const server = http.createServer((req, res) => {
     let body = ''
     req.on('data', (d) => (body += d))
     req.on('end', () => {
+      if (silent && req.url?.endsWith('/notifications')) {
+        held++ // never answered, never stored
+        return
+      }
+      if (req.url?.endsWith('/notifications')) accepted.push(body)
       if (req.url?.endsWith('/auth/tokens')) {
         res.writeHead(201, { 'content-type': 'application/json', 'x-subject-token': 'bench-token' })
         res.end(JSON.stringify({ token: { expires_at: new Date(Date.now() + 3600_000).toISOString() } }))
@@ -80,9 +111,55 @@ export async function pipeline(opts: { runs: number; dir: string; log: (m: strin
       worker.push(at - tEnd)
     }
     await waitUntil('the worker to exit', () => (pidsWith(config).length === 0 ? true : undefined), 30_000, 20)
-    return { runs: opts.runs, handlerMs: summarize(handler, 1), toPostMs: summarize(toPost, 1), workerMs: summarize(worker, 1) }
+    const silentResult = await silentMasakari(
+      config,
+      down,
+      up,
+      () => ({ held, accepted }),
+      (on) => {
+        silent = on
+      },
+    )
+    opts.log(`pipeline: Masakari silent: ${JSON.stringify(silentResult)}`)
+    return {
+      runs: opts.runs,
+      handlerMs: summarize(handler, 1),
+      toPostMs: summarize(toPost, 1),
+      postVsExitMs: summarize(worker, 1),
+      silent: silentResult,
+    }
   } finally {
     server.closeAllConnections()
     await new Promise<void>((r) => server.close(() => r()))
+  }
+}
+
+/** A STOPPED recorded while Masakari holds every POST unanswered, then Masakari back. */
+async function silentMasakari(
+  config: string,
+  down: string,
+  up: string,
+  seen: () => { held: number; accepted: string[] },
+  setSilent: (on: boolean) => void,
+): Promise<SilentResult> {
+  const isStopped = (body: string) => body.includes('"STOPPED"') && body.includes('"cmp2"')
+  // Start from cmp2 up, nothing pending.
+  await runOk(process.execPath, [HANDLER, '--network', 'storage', '--config', config], { pipeFile: up })
+  await waitUntil('the worker to exit', () => (pidsWith(config).length === 0 ? true : undefined), 30_000, 20)
+  const acceptedBefore = seen().accepted.filter(isStopped).length
+  setSilent(true)
+  const r = await runOk(process.execPath, [HANDLER, '--network', 'storage', '--config', config], { pipeFile: down })
+  await new Promise((res) => setTimeout(res, SILENT_MS))
+  setSilent(false)
+  const back = Date.now()
+  await waitUntil('the STOPPED accepted', () => (seen().accepted.filter(isStopped).length > acceptedBefore ? true : undefined), 60_000, 10)
+  const deliveredAfterBackMs = Date.now() - back
+  await waitUntil('the worker to exit', () => (pidsWith(config).length === 0 ? true : undefined), 60_000, 20)
+  return {
+    budgetS: 1.5,
+    handlerMs: Math.round(r.ms),
+    heldPosts: seen().held,
+    deliveredAfterBackMs,
+    accepted: seen().accepted.filter(isStopped).length - acceptedBefore,
   }
 }

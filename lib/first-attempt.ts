@@ -15,14 +15,14 @@ import type { StoreState } from './store.js'
 import { deliveryDeps } from './worker.js'
 
 export type FirstAttempt =
-  /** Sent; nothing left for a worker. */
-  | 'delivered'
+  /** Sent; nothing left for a worker. `left`: the record after it. */
+  | { outcome: 'delivered'; left: StoreState }
   /** Something is left (a retry, a hold, more entries): a worker was started. */
-  | 'worker started'
+  | { outcome: 'worker started'; left: StoreState }
   /** A worker holds worker.lock: it sees the new entry (it watches state.json) and sends it. */
-  | 'left to the running worker'
+  | { outcome: 'left to the running worker' }
   /** Another controller took the sender lock meanwhile: it delivers. */
-  | 'left to the new sender'
+  | { outcome: 'left to the new sender' }
 
 /**
  * Holding worker.lock (so that no worker sends the same entry at the same time), one delivery
@@ -36,7 +36,7 @@ export async function sendFirstAttempt(monitor: Monitor, deps: Deps, budgetS: nu
   const release = await tryLock(join(config.stateDir, 'worker.lock'), () => {
     lost = true
   })
-  if (!release) return 'left to the running worker'
+  if (!release) return { outcome: 'left to the running worker' }
   let left: StoreState
   try {
     const deadline = AbortSignal.timeout(budgetS * 1000)
@@ -47,7 +47,7 @@ export async function sendFirstAttempt(monitor: Monitor, deps: Deps, budgetS: nu
   } catch (err) {
     if (err instanceof NotSenderError) {
       logger.warn('lost the sender lock before sending: the new sender delivers', { error: err.message })
-      return 'left to the new sender'
+      return { outcome: 'left to the new sender' }
     }
     // The entry is in the outbox: a worker retries it, whatever went wrong here.
     deps.spawnWorker(config.source, config.stateDir)
@@ -55,9 +55,9 @@ export async function sendFirstAttempt(monitor: Monitor, deps: Deps, budgetS: nu
   } finally {
     await release().catch(() => {})
   }
-  if (left.outbox.length === 0 && left.wakeAt === undefined) return 'delivered'
+  if (left.outbox.length === 0 && left.wakeAt === undefined) return { outcome: 'delivered', left }
   deps.spawnWorker(config.source, config.stateDir)
-  return 'worker started'
+  return { outcome: 'worker started', left }
 }
 
 /** Every request through `fetch` is also aborted at the deadline (its own timeout still applies). */

@@ -171,7 +171,9 @@ export async function evaluateAndRecord(
   for (const e of evaluation.events) monitor.logger[e.level](e.msg, e.fields)
   logDecisions(monitor.logger, evaluation.decisions, monitor.strategy)
   await noteStatus(monitor, evaluation.next, snapshots, role, deps.now())
-  await handOff(monitor, deps, evaluation.next, opts)
+  const left = await handOff(monitor, deps, evaluation.next, opts)
+  // The first attempt delivered (some of) it: the wake and health notes say what is left.
+  if (left) await noteStatus(monitor, left, snapshots, role, deps.now())
   return result(recorded)
 }
 
@@ -179,14 +181,20 @@ export async function evaluateAndRecord(
  * What the record leaves to do. A run that may make the first attempt (the handler) sends what
  * is due now itself (lib/first-attempt.ts); otherwise, or for what is left, a worker.
  */
-async function handOff(monitor: Monitor, deps: Deps, next: StoreState, opts: { startWorker?: boolean; firstAttempt?: boolean }) {
-  if (!(opts.startWorker ?? true) || (next.outbox.length === 0 && next.wakeAt === undefined)) return
+async function handOff(
+  monitor: Monitor,
+  deps: Deps,
+  next: StoreState,
+  opts: { startWorker?: boolean; firstAttempt?: boolean },
+): Promise<StoreState | undefined> {
+  if (!(opts.startWorker ?? true) || (next.outbox.length === 0 && next.wakeAt === undefined)) return undefined
   const budget = monitor.config.masakari.delivery.firstAttemptBudget
   if (opts.firstAttempt && budget > 0 && dueEntries(next, deps.now(), 1).length > 0) {
-    await sendFirstAttempt(monitor, deps, budget)
-    return
+    const attempt = await sendFirstAttempt(monitor, deps, budget)
+    return 'left' in attempt ? attempt.left : undefined
   }
   deps.spawnWorker(monitor.config.source, monitor.config.stateDir)
+  return undefined
 }
 
 interface Evaluated {

@@ -68,6 +68,8 @@ export interface OpenStack {
   /** the instance-ha public endpoint from the monitor's token catalog (project 'service' id substituted) */
   masakariUrl: string
   logDir: string
+  /** masakari-api's SQLite database (the bench stamps each notification row as it appears) */
+  masakariDb: string
   /** every service process started (masters and their workers; restarts of either service add theirs) */
   pids: number[]
   /** ids Keystone gave to what was created (useful for application credentials, etc.) */
@@ -810,6 +812,7 @@ function openStackApi(s: Scratch, run: Running, ids: OpenStack['ids'], startupMs
     monitor: s.monitor,
     masakariUrl: run.masakariUrl,
     logDir: s.logDir,
+    masakariDb: join(s.dir, 'masakari.db'),
     pids: run.pids,
     ids,
     startupMs,

@@ -55,6 +55,8 @@ t.test('Masakari accepts: the handler delivers it itself and starts no worker', 
   t.same(s.outbox, [])
   t.match(s.ledger.cmp1, { notified: { event: 'STOPPED', outcome: 'accepted' } })
   t.notOk(existsSync(join(h.stateDir, 'worker.lock')), 'worker.lock released')
+  t.notOk(existsSync(join(h.stateDir, 'wake')), 'nothing waits: no wake note for the pulse check')
+  t.match(readFileSync(join(h.stateDir, 'health'), 'utf8'), /^passing\n0 notification\(s\) pending/, 'the health note says so')
 })
 
 t.test('Masakari does not answer: the handler gives up at its budget and leaves the retry to a worker', async (t) => {
