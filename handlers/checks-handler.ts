@@ -2,43 +2,26 @@
  * Consul `checks` watch handler: `node checks-handler.js --network storage --config FILE`.
  * Consul runs it with the cluster's checks on stdin on every health change of that network.
  */
-import yargs from 'yargs'
-import { hideBin } from 'yargs/helpers'
 import { pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
 import { runChecksHandler } from '../lib/checks-handler.js'
 import { guarded, UsageError } from '../lib/cli.js'
 import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
-import { NETWORKS } from '../lib/networks.js'
+import { type Network, NETWORKS, networkFromName } from '../lib/networks.js'
 import type { Deps } from '../lib/monitor.js'
 import { realDeps } from '../lib/runtime.js'
 import { runPulse } from '../lib/pulse.js'
 import { runWorker } from '../lib/worker.js'
 
+type Args = { network?: Network; config: string; dryRun: boolean; worker: boolean; pulse: boolean; help?: boolean }
+
 export async function main(argv: string[], deps: Deps): Promise<number> {
   return guarded(
     'checks-handler',
     async () => {
-      const args = await yargs(argv)
-        .scriptName('checks-handler.js')
-        .usage('$0 --network <network> [--config FILE] [--dry-run]\n\nReads a Consul checks watch payload on stdin.')
-        .option('network', { choices: NETWORKS, describe: 'the network this agent watches' })
-        .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
-        .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
-        // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
-        // name: a handler started before an upgrade may still spawn the new bundle with it.
-        .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
-        // The pulse check's deep look (lib/pulse.ts, consul-config/pulse.sh).
-        .option('pulse', { type: 'boolean', default: false, describe: 'write the health and wake notes; start a worker if due' })
-        .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
-        .version(false)
-        .strict()
-        .exitProcess(false)
-        // yargs reports every problem with the command line as a message (a missing option
-        // value comes with its own error object too): all of them are usage errors.
-        .fail((msg, err) => {
-          throw msg ? new UsageError(msg) : err
-        })
-        .parseAsync()
+      // yargs (≈ 30 ms to load) only for what a watch, the worker or the pulse never pass:
+      // --help, a mistake, an unusual spelling.
+      const args = plainArgs(argv) ?? (await yargsArgs(argv))
       if (args.help) return 0 // yargs has printed it
       if (args.worker) return runWorker(args.config, deps)
       if (args.pulse) return runPulse(args.config, deps)
@@ -52,6 +35,63 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
   )
 }
 
+/** The command lines the watches, the worker and the pulse use; undefined for anything else. */
+function plainArgs(argv: string[]): Args | undefined {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: {
+        network: { type: 'string' },
+        config: { type: 'string' },
+        'dry-run': { type: 'boolean' },
+        worker: { type: 'boolean' },
+        deliver: { type: 'boolean' },
+        pulse: { type: 'boolean' },
+      },
+    })
+    const network = values.network === undefined ? undefined : networkFromName(values.network)
+    if (positionals.length > 0 || (values.network !== undefined && network !== values.network)) return undefined
+    const worker = Boolean(values.worker || values.deliver)
+    if (!network && !worker && !values.pulse) return undefined
+    return {
+      ...(network ? { network } : {}),
+      config: values.config ?? DEFAULT_CONFIG_PATH,
+      dryRun: Boolean(values['dry-run']),
+      worker,
+      pulse: Boolean(values.pulse),
+    }
+  } catch {
+    return undefined
+  }
+}
+
+async function yargsArgs(argv: string[]): Promise<Args> {
+  const { default: yargs } = await import('yargs')
+  return (
+    yargs(argv)
+      .scriptName('checks-handler.js')
+      .usage('$0 --network <network> [--config FILE] [--dry-run]\n\nReads a Consul checks watch payload on stdin.')
+      .option('network', { choices: NETWORKS, describe: 'the network this agent watches' })
+      .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
+      // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
+      // name: a handler started before an upgrade may still spawn the new bundle with it.
+      .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
+      // The pulse check's deep look (lib/pulse.ts, consul-config/pulse.sh).
+      .option('pulse', { type: 'boolean', default: false, describe: 'write the health and wake notes; start a worker if due' })
+      .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
+      .version(false)
+      .strict()
+      .exitProcess(false)
+      // yargs reports every problem with the command line as a message (a missing option
+      // value comes with its own error object too): all of them are usage errors.
+      .fail((msg, err) => {
+        throw msg ? new UsageError(msg) : err
+      })
+      .parseAsync()
+  )
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(hideBin(process.argv), realDeps()).then((code) => process.exit(code))
+  main(process.argv.slice(2), realDeps()).then((code) => process.exit(code))
 }

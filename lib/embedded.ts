@@ -5,9 +5,9 @@
  * Every other run reads it from the bundle and compiles it here, with V8's code cache kept in
  * this user's runtime directory: from the second run on, what it needs is not compiled again.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Script } from 'node:vm'
 import type { Deps } from './monitor.js'
@@ -62,6 +62,9 @@ export function loadFull(bundlePath: string): { full: FullHandler; done: () => v
       const tmp = `${cachePath}.${process.pid}`
       writeFileSync(tmp, script.createCachedData(), { mode: 0o600 })
       renameSync(tmp, cachePath)
+      // An upgrade leaves the former build's cache behind: one is kept, this build's.
+      for (const f of readdirSync(dir))
+        if (/^checks-handler-[0-9a-f]+\.code-cache$/.test(f) && f !== basename(cachePath)) rmSync(join(dir, f), { force: true })
     } catch {
       // Only a cache: the next run compiles again.
     }

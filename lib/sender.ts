@@ -79,8 +79,7 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
       await loadSession()
       const refused = session === undefined ? await newSession() : undefined
       if (refused) return { sender: false, ...(await holderOf(agent, key)), why: refused }
-      // Already ours (the common case, every run of the sender): a consistent read, not a
-      // Raft write. The record's own write is fenced by the session anyway (kv-store.ts).
+      // Already ours (every run of the sender): a read, not a Raft write (kv-store.ts fences).
       if (session !== undefined && (await lockEntry(agent, key))?.Session === session) return { sender: true, session }
       let held = await tryAcquire()
       if (held === 'invalid') {
