@@ -187,3 +187,18 @@ t.test("a slow answer does not hold back the other hosts' notifications", async 
   t.equal(order.length, 7)
   t.same((await h.store.read()).outbox, [])
 })
+
+t.test('a host Masakari does not know is an error once, with the name tried; its next failure only an info line', async (t) => {
+  const notFound: SendResult = { final: true, outcome: 'host-not-found', message: 'Masakari has no host named cmp1' }
+  const h = harness(t, () => notFound)
+  await seed(h.store, entry('a', 'cmp1', 'STOPPED'))
+  await deliveryPass(h.deps)
+  await seed(h.store, entry('b', 'cmp1', 'STOPPED'))
+  await deliveryPass(h.deps)
+  const said = h.logger.lines.filter((l) => /does not know this host/.test(l.msg))
+  t.equal(said.length, 2)
+  t.match(said, [
+    { level: 'error', host: 'cmp1', message: /no host named cmp1/ },
+    { level: 'info', msg: /said before/ },
+  ])
+})

@@ -639,3 +639,19 @@ t.test('a recovery waits while the agent says its gossip view is degraded, then 
     'a clean view: STOPPED',
   )
 })
+
+t.test('hostNames: the notification names the host as Masakari knows it; the ledger keeps the Consul name', async (t) => {
+  const r = evaluate({
+    snapshots: view('up', 'up', 'down'),
+    strategy: DEFAULT_STRATEGY,
+    state: seen('normal'),
+    ownHost: 'controller',
+    firstSight: 'notify',
+    now,
+    newId,
+    guards: OFF,
+    masakariName: (node) => `${node}.example.org`,
+  })
+  t.match(r.queued, [{ host: 'cmp1', notification: { hostname: 'cmp1.example.org', payload: { event: 'STOPPED' } } }])
+  t.ok(Object.hasOwn(r.next.ledger, 'cmp1'), 'the ledger is keyed by the Consul node name')
+})
