@@ -52,7 +52,8 @@ export interface TakeoverResult {
 }
 
 const controllers = ['ctl1', 'ctl2', 'ctl3']
-const computes = ['cmp1', 'cmp2', 'cmp3', 'cmp4']
+// Not the latency section's cmp1…: Masakari holds each host name once, in one segment.
+const computes = ['tko1', 'tko2', 'tko3', 'tko4']
 /** the default consul.lock.lockDelay (README, "Several controllers") */
 const LOCK_DELAY_S = 15
 const s = (ms: number) => round(ms / 1000, 2)

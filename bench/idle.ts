@@ -51,7 +51,8 @@ export interface IdleResult {
 }
 
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
-const computes = Array.from({ length: 10 }, (_, i) => `cmp${i + 1}`)
+// Not the latency section's cmp1…: Masakari holds each host name once, in one segment.
+const computes = Array.from({ length: 10 }, (_, i) => `idle${i + 1}`)
 
 /** utime+stime and cutime+cstime of a process, seconds. */
 function cpu(pid: number): { own: number; children: number } {

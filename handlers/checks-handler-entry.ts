@@ -35,4 +35,12 @@ async function entry(argv: string[]): Promise<number> {
   return code
 }
 
-entry(process.argv.slice(2)).then((code) => process.exit(code))
+/** Before the full handler takes over (its own errors have their exit codes): one clear line. */
+function failed(err: unknown): number {
+  process.stderr.write(`checks-handler: error: ${(err as Error).message}\n`)
+  return 1
+}
+
+entry(process.argv.slice(2))
+  .catch(failed)
+  .then((code) => process.exit(code))

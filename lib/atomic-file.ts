@@ -14,6 +14,11 @@ export async function writeFileAtomic(
   opts: {
     /** Runs just before the rename (e.g. to check a lock is still ours); a throw leaves the old file. */
     beforeRename?: () => Promise<void>
+    /**
+     * false: no fsync (file or directory). Still whole or absent after a crash of the process,
+     * not necessarily after a power loss: for notes that are rewritten on every run anyway.
+     */
+    durable?: boolean
   } = {},
 ): Promise<void> {
   const dir = dirname(path)
@@ -25,7 +30,7 @@ export async function writeFileAtomic(
     // The umask only narrows open(2)'s mode: set it exactly (0600 for state.json and the token).
     await file.chmod(mode)
     await file.writeFile(data)
-    await file.sync()
+    if (opts.durable !== false) await file.sync()
   } catch (err) {
     await file.close()
     await unlink(tmp).catch(() => {})
@@ -39,6 +44,7 @@ export async function writeFileAtomic(
     await unlink(tmp).catch(() => {})
     throw err
   }
+  if (opts.durable === false) return
   const dirHandle = await open(dir, 'r')
   try {
     await dirHandle.sync()

@@ -64,7 +64,8 @@ export function healthOf(state: StoreState, snapshots: Snapshots, sequence: Netw
 }
 
 export async function writeHealth(stateDir: string, health: Health): Promise<void> {
-  await writeFileAtomic(join(stateDir, 'health'), `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`, 0o640)
+  // Notes, rewritten on every run: no fsync (it would delay the first attempt's POST).
+  await writeFileAtomic(join(stateDir, 'health'), `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`, 0o640, { durable: false })
 }
 
 /** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
@@ -79,5 +80,5 @@ export async function writeWake(stateDir: string, state: StoreState, extra?: Dat
     })
     return
   }
-  await writeFileAtomic(path, `${Math.ceil(Math.min(...times) / 1000)}\n`, 0o640)
+  await writeFileAtomic(path, `${Math.ceil(Math.min(...times) / 1000)}\n`, 0o640, { durable: false })
 }

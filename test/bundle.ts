@@ -3,7 +3,7 @@
  */
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { chmod, chown, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, chown, copyFile, mkdir, readFile, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { configYaml, payload } from './helpers.js'
@@ -143,3 +143,42 @@ async function nobody(): Promise<{ uid: number; gid: number }> {
   const { stdout: g } = await run('getent', ['group', 'nogroup'])
   return { uid: Number(stdout.trim()), gid: Number(g.split(':')[2]) }
 }
+
+t.test('the built handler: a quiet run writes nothing; a damaged copy says so', async (t) => {
+  await run(process.execPath, [join(root, 'build.mjs')], { cwd: root })
+  const dir = t.testdir({ bin: {}, runtime: {} })
+  const handler = join(dir, 'bin', 'checks-handler.js')
+  await copyFile(join(root, 'dist', 'checks-handler.js'), handler)
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir, { masakari: { authUrl: 'http://127.0.0.1:1/v3' } }))
+  // Installed a minute ago: a config changed in the last 2 s is never trusted by a quiet run.
+  await utimes(config, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+  const env = { XDG_RUNTIME_DIR: join(dir, 'runtime') }
+  const up = payload({ controller: 'passing', cmp1: 'passing' })
+  for (const network of ['management', 'tenant', 'storage']) {
+    const r = await runBundle(dir, handler, ['--network', network, '--config', config], up, env)
+    t.equal(r.code, 0, r.stderr)
+  }
+  const log = async () => readFile(join(stateDir, 'decisions.log'), 'utf8')
+  const before = await log()
+  const quiet = await runBundle(dir, handler, ['--network', 'storage', '--config', config], up, env)
+  t.equal(quiet.code, 0, quiet.stderr)
+  t.equal(quiet.stderr, '', 'a quiet run says nothing')
+  t.equal(await log(), before, 'and writes nothing')
+  const changed = await runBundle(
+    dir,
+    handler,
+    ['--network', 'storage', '--config', config],
+    payload({ controller: 'passing', cmp1: 'critical' }),
+    env,
+  )
+  t.equal(changed.code, 0, changed.stderr)
+  t.not(await log(), before, 'a change is a full run')
+
+  const text = await readFile(handler, 'utf8')
+  await writeFile(handler, text.slice(0, text.indexOf('/*@masakari-consul-full-handler')))
+  const damaged = await runBundle(dir, handler, ['--help'], '', env)
+  t.equal(damaged.code, 1)
+  t.match(damaged.stderr, /checks-handler: error: .*checks-handler\.js: no full handler inside \(a damaged or partial copy/)
+})
