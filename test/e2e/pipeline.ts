@@ -3,8 +3,6 @@
  * handler, Masakari stores what we send. Every assertion reads Masakari's stored notifications.
  */
 import t from 'tap'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { startRealStack, type RealStack } from './harness.js'
 
 const computes = ['cmp1', 'cmp2', 'cmp3', 'cmp4', 'cmp5', 'ghost1']
