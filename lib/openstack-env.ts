@@ -97,7 +97,8 @@ const CloudSchema = z.looseObject({
 const CloudsFileSchema = z.looseObject({ clouds: z.record(z.string(), CloudSchema).default({}) })
 type Cloud = z.infer<typeof CloudSchema>
 
-const CLOUD_AUTH_KEYS: Record<string, string> = {
+/** keystoneauth's option names (clouds.yaml `auth:`, masakarimonitors.conf `[api]`) → our keys. */
+export const KEYSTONEAUTH_KEYS: Record<string, string> = {
   auth_url: 'authUrl',
   username: 'auth.username',
   user_id: 'auth.userId',
@@ -165,7 +166,7 @@ export async function cloudLayer(name: string, files: CloudsFiles, at: string, p
     if (!c) return
     const origin = `cloud '${name}' in ${path}`
     for (const [k, v] of Object.entries(c.auth ?? {})) {
-      const key = CLOUD_AUTH_KEYS[k]
+      const key = KEYSTONEAUTH_KEYS[k]
       if (key === undefined) continue
       values.set(key, { value: v, origin: `${origin} (auth.${k})` })
       if (/password|secret/.test(k)) secretFile = path

@@ -5,7 +5,7 @@
  * meaning with Consul's watches; every option set that has none here is a warning.
  */
 import { dirname, resolve } from 'node:path'
-import { catalogInterface, authMethod, type CredentialLayer } from './openstack-env.js'
+import { catalogInterface, authMethod, type CredentialLayer, KEYSTONEAUTH_KEYS } from './openstack-env.js'
 
 /** oslo.config's INI dialect: `[section]`, `key = value` or `key: value`, `#`/`;` comments, indented continuation lines. */
 export function parseIni(text: string, problems: string[], source: string): Map<string, Map<string, string>> {
@@ -38,25 +38,13 @@ export function parseIni(text: string, problems: string[], source: string): Map<
 }
 
 const API_KEYS: Record<string, string> = {
-  auth_url: 'authUrl',
+  ...KEYSTONEAUTH_KEYS,
   region: 'region',
   api_interface: 'interface',
   cafile: 'caFile',
   insecure: 'insecure',
   timeout: 'requestTimeout',
   auth_type: 'auth.method',
-  username: 'auth.username',
-  user_id: 'auth.userId',
-  password: 'auth.password',
-  user_domain_name: 'auth.userDomainName',
-  user_domain_id: 'auth.userDomainId',
-  project_name: 'auth.projectName',
-  project_id: 'auth.projectId',
-  project_domain_name: 'auth.projectDomainName',
-  project_domain_id: 'auth.projectDomainId',
-  application_credential_id: 'auth.applicationCredentialId',
-  application_credential_name: 'auth.applicationCredentialName',
-  application_credential_secret: 'auth.applicationCredentialSecret',
 }
 /** keystoneauth options that do not change the request we make. */
 const API_SILENT = new Set(['api_version', 'collect_timing', 'split_loggers', 'default_domain_id', 'default_domain_name'])
