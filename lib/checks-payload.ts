@@ -65,8 +65,9 @@ export function decodeStdin(bytes: Uint8Array): string {
   }
 }
 
-const SERF_HEALTH = 'serfHealth'
-const NODE_MAINTENANCE = '_node_maintenance'
+/** Gossip liveness, and `consul maint -enable`: the checks a node's state comes from. */
+export const SERF_HEALTH = 'serfHealth'
+export const NODE_MAINTENANCE = '_node_maintenance'
 
 /**
  * Liveness comes from serfHealth alone: a failed node's service checks keep their last status.

@@ -21,13 +21,11 @@ import { lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:f
 import { rename, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { isCheck } from './checks-payload.js'
+import { isCheck, NODE_MAINTENANCE, SERF_HEALTH } from './checks-payload.js'
 import type { Check } from './consul-input.js'
 
 /** A file changed this recently may change again unseen within its mtime's granularity. */
 const SETTLED_MS = 2000
-const SERF_HEALTH = 'serfHealth'
-const NODE_MAINTENANCE = '_node_maintenance'
 
 export interface QuietNote {
   version: 1
@@ -148,6 +146,7 @@ export async function rememberRun(
   const path = notePath(dir, run.configPath)
   const text = `${JSON.stringify(note)}\n`
   if (readOr(path, '') === text) return
+  // Not atomic-file.ts: it loads node:crypto, and this module is on the quiet run's path.
   const tmp = `${path}.${process.pid}.tmp`
   await writeFile(tmp, text, { mode: 0o600 })
   await rename(tmp, path)
