@@ -5,7 +5,7 @@
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runChecksHandler } from '../lib/checks-handler.js'
-import { guarded, UsageError } from '../lib/cli.js'
+import { guarded, usageFailure, UsageError } from '../lib/cli.js'
 import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
 import { type Network, NETWORKS, networkFromName } from '../lib/networks.js'
 import type { Deps } from '../lib/monitor.js'
@@ -83,11 +83,7 @@ async function yargsArgs(argv: string[]): Promise<Args> {
       .version(false)
       .strict()
       .exitProcess(false)
-      // yargs reports every problem with the command line as a message (a missing option
-      // value comes with its own error object too): all of them are usage errors.
-      .fail((msg, err) => {
-        throw msg ? new UsageError(msg) : err
-      })
+      .fail(usageFailure)
       .parseAsync()
   )
 }

@@ -9,7 +9,7 @@ import { hideBin } from 'yargs/helpers'
 import { realpathSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { EXIT, guarded, UsageError } from '../lib/cli.js'
+import { EXIT, guarded, usageFailure } from '../lib/cli.js'
 import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
 import type { Deps } from '../lib/monitor.js'
 import { runEvaluate } from '../lib/evaluate-command.js'
@@ -89,11 +89,7 @@ async function parse(argv: string[]) {
       .epilogue(EPILOGUE)
       .strict()
       .exitProcess(false)
-      // yargs reports every problem with the command line as a message (a missing option
-      // value comes with its own error object too): all of them are usage errors.
-      .fail((msg, err) => {
-        throw msg ? new UsageError(msg) : err
-      })
+      .fail(usageFailure)
       .parseAsync()
   )
 }

@@ -30,6 +30,15 @@ export class UsageError extends Error {
   override name = 'UsageError'
 }
 
+/**
+ * yargs' `.fail` for the handlers' command lines. yargs reports every problem with the command
+ * line as a message (a missing option value comes with its own error object too): all of them
+ * are usage errors.
+ */
+export function usageFailure(msg: string | undefined, err: Error | undefined): never {
+  throw msg ? new UsageError(msg) : err
+}
+
 export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError) return EXIT.usage
   if (err instanceof InputError) return EXIT.badInput
