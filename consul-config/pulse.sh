@@ -36,9 +36,34 @@ if [ -f "$state/wake" ]; then
   fi
 fi
 
+# Unsettled (a host down, a decision held, unconfirmed or pending) or a watch run failed
+# (watch.sh): re-read the clusters and evaluate (lib/resync.ts), whatever edges were lost. A
+# resync that fails is written down like a failed watch run.
+if [ -f "$state/resync" ]; then
+  read -r due <"$state/resync"
+  now=$(date +%s)
+  if [ "${due:-0}" -le "$now" ] && [ -z "$(find "$state/resync.lock" -maxdepth 0 -newermt "@$((now - 12))" 2>/dev/null)" ]; then
+    (
+      if ! err=$("$node" "$bundle" --resync --config "$config" 2>&1 >/dev/null); then
+        printf '%s\n' "$err" >&2
+        last=$(printf '%s\n' "$err" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-400)
+        printf 'the resync failed at %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${last:-no output}" >"$state/failed-resync.$$" &&
+          mv -f "$state/failed-resync.$$" "$state/failed-resync"
+      fi
+    ) </dev/null >/dev/null 2>>"$state/worker.stderr" &
+  fi
+fi
+
 status=critical
 reason="no health note in $state"
 [ -f "$state/health" ] && { read -r status && read -r reason; } <"$state/health"
+# A failed run (failed-NETWORK, failed-resync) outweighs the last successful run's note.
+for f in "$state"/failed-*; do
+  [ -f "$f" ] || continue
+  status=critical
+  read -r reason <"$f"
+  break
+done
 echo "$status: $reason"
 case $status in
 passing) exit 0 ;;

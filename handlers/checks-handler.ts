@@ -1,6 +1,7 @@
 /**
  * Consul `checks` watch handler: `node checks-handler.js --network storage --config FILE`.
  * Consul runs it with the cluster's checks on stdin on every health change of that network.
+ * The same bundle is the worker (--worker), the pulse's deep look (--pulse) and the resync (--resync).
  */
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -11,9 +12,10 @@ import { type Network, NETWORKS, networkFromName } from '../lib/networks.js'
 import type { Deps } from '../lib/monitor.js'
 import { realDeps } from '../lib/runtime.js'
 import { runPulse } from '../lib/pulse.js'
+import { runResync } from '../lib/resync.js'
 import { runWorker } from '../lib/worker.js'
 
-type Args = { network?: Network; config: string; dryRun: boolean; worker: boolean; pulse: boolean; help?: boolean }
+type Args = { network?: Network; config: string; dryRun: boolean; worker: boolean; pulse: boolean; resync: boolean; help?: boolean }
 
 export async function main(argv: string[], deps: Deps): Promise<number> {
   return guarded(
@@ -25,6 +27,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
       if (args.help) return 0 // yargs has printed it
       if (args.worker) return runWorker(args.config, deps)
       if (args.pulse) return runPulse(args.config, deps)
+      if (args.resync) return runResync(args.config, deps)
       if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
       await runChecksHandler(
         { network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX },
@@ -47,18 +50,20 @@ function plainArgs(argv: string[]): Args | undefined {
         worker: { type: 'boolean' },
         deliver: { type: 'boolean' },
         pulse: { type: 'boolean' },
+        resync: { type: 'boolean' },
       },
     })
     const network = values.network === undefined ? undefined : networkFromName(values.network)
     if (positionals.length > 0 || (values.network !== undefined && network !== values.network)) return undefined
     const worker = Boolean(values.worker || values.deliver)
-    if (!network && !worker && !values.pulse) return undefined
+    if (!network && !worker && !values.pulse && !values.resync) return undefined
     return {
       ...(network ? { network } : {}),
       config: values.config ?? DEFAULT_CONFIG_PATH,
       dryRun: Boolean(values['dry-run']),
       worker,
       pulse: Boolean(values.pulse),
+      resync: Boolean(values.resync),
     }
   } catch {
     return undefined
@@ -79,6 +84,8 @@ async function yargsArgs(argv: string[]): Promise<Args> {
       .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
       // The pulse check's deep look (lib/pulse.ts, consul-config/pulse.sh).
       .option('pulse', { type: 'boolean', default: false, describe: 'write the health and wake notes; start a worker if due' })
+      // The level-triggered backstop the pulse starts while anything is unsettled (lib/resync.ts).
+      .option('resync', { type: 'boolean', default: false, describe: "read every network's checks from the own agents now and evaluate" })
       .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
       .version(false)
       .strict()

@@ -8,7 +8,7 @@ import { parseChecks } from './consul-input.js'
 import type { Network } from './networks.js'
 import { assertOutputsWritten, evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
 import { forgetSeen, rememberRun, settledId } from './quiet-run.js'
-import { writeHealth } from './status-files.js'
+import { clearFailed, writeHealth, writeResync } from './status-files.js'
 import type { Snapshot } from './snapshot.js'
 
 export interface ChecksHandlerArgs {
@@ -39,6 +39,10 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   const configId = settledId(args.config)
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
   // Parse everything before touching the state directory: bad input must leave it as it was.
+  // Until this run has succeeded, a resync is due: a run killed half-way (or failing below)
+  // must not leave its edge lost. The run's end sets it as the view requires.
+  if (!args.dryRun)
+    await writeResync(monitor.config.stateDir, new Date(deps.now().getTime() + monitor.config.resync * 1000), { postpone: false })
   const checks = parseChecks(decodeStdin(await deps.readStdin(STDIN_MAX_BYTES)))
   if (checks.length === 0) await refuseEmptyPayload(monitor, args.network)
   const snapshot: Snapshot = {
@@ -55,7 +59,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     })
   }
   if (args.dryRun) {
-    const { decisions } = await evaluateAndRecord(monitor, deps, { dryRun: true, incoming: snapshot })
+    const { decisions } = await evaluateAndRecord(monitor, deps, { dryRun: true, incoming: [snapshot] })
     for (const d of decisions) {
       deps.stdout(`${d.host}\t${d.vectorText}\t${d.action === 'none' ? 'no action' : `would send ${d.action}`}\t${d.reason}\n`)
     }
@@ -69,6 +73,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     args.network,
     checks,
   )
+  await clearFailed(config.stateDir, args.network)
   assertOutputsWritten(monitor)
 }
 
@@ -80,7 +85,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
 async function record(monitor: Monitor, deps: Deps, args: ChecksHandlerArgs, snapshot: Snapshot): Promise<void> {
   forgetSeen(monitor.config.stateDir, args.network)
   try {
-    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: snapshot, firstAttempt: true })
+    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: [snapshot], firstAttempt: true })
   } catch (err) {
     // Consul keeps a handler's output only at DEBUG: an own agent that refuses us (ACLs) or
     // does not answer is said in the log and in the pulse check too.

@@ -138,6 +138,12 @@ export const ConfigSchema = z.strictObject({
   hostname: z.string().min(1).optional(),
   /** Strategy file (matrix.yaml shape); omitted = the spec's default (recovery whenever storage is down). */
   strategy: z.string().min(1).optional(),
+  /**
+   * Seconds between resyncs while anything is unsettled (a host not up, a decision held or
+   * unconfirmed, a notification pending, a run that did not complete): the pulse check then runs
+   * a full evaluation against Consul's current state, since a lost watch edge is never resent.
+   */
+  resync: z.number().min(5).max(600).default(60),
   /** A host seen for the first time already in a recovery row: notify (default) or record it as the baseline. */
   firstSight: z.enum(['notify', 'baseline']).default('notify'),
   /** File the decision log is appended to, besides stderr; "" to log to stderr only. Default: <stateDir>/decisions.log. */

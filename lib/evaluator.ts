@@ -27,6 +27,7 @@ import {
   type QuietWindow,
   quietWindow,
   rateLimitSlot,
+  unconfirmedRetry,
 } from './guards.js'
 import { emptyHostRecord, hostEntry } from './host-record.js'
 import { NETWORKS, type Network, type NetworkState } from './networks.js'
@@ -295,6 +296,7 @@ function decideHost(
   const entry = ctx.entries.get(host)!
   const { strategy, confirmations } = ctx.input
   const { vector, unconfirmed } = confirmedVector(vectorOf(ctx, host), host, strategy, confirmations)
+  if (confirmations && !unconfirmed) delete entry.unconfirmedSince
   const match = matchStrategy(strategy, vector)
   if (match.recovery) return decideRecovery(ctx, host, entry, match, vector, isolation, timing)
   if (match.allUp) return decideAllUp(ctx, host, entry, match)
@@ -302,7 +304,10 @@ function decideHost(
   delete entry.hold
   const why = match.row === null ? `no recovery: ${match.reason}` : `matched row ${match.row} (no action)`
   if (!unconfirmed) return { match, action: 'none', reason: why }
-  return { match, action: 'none', reason: `${why} (${unconfirmed})`, guard: { kind: 'unconfirmed' } }
+  // Asked again on a timer (the wake): a dead host makes no further change to run us again.
+  entry.unconfirmedSince ??= ctx.nowText
+  const until = unconfirmedRetry(entry.unconfirmedSince, ctx.input.now).toISOString()
+  return { match, action: 'none', reason: `${why} (${unconfirmed}); asking again at ${until}`, guard: { kind: 'unconfirmed', until } }
 }
 
 function decideRecovery(

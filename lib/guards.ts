@@ -177,6 +177,21 @@ export function isolationStatus(
   }
 }
 
+/**
+ * An unconfirmed recovery (an own agent that did not answer, or no longer shows the host failed)
+ * is asked again after half the time it has waited, within these bounds: soon after a blip, and
+ * never less often than every half minute however long the agent stays away.
+ */
+export const UNCONFIRMED_RETRY_MIN_S = 2
+export const UNCONFIRMED_RETRY_MAX_S = 30
+
+/** When to ask the own agents again about a recovery unconfirmed since `since`. */
+export function unconfirmedRetry(since: string, now: Date): Date {
+  const waited = (now.getTime() - Date.parse(since)) / 1000
+  const wait = Math.min(UNCONFIRMED_RETRY_MAX_S, Math.max(UNCONFIRMED_RETRY_MIN_S, waited / 2))
+  return new Date(now.getTime() + wait * 1000)
+}
+
 /** When a hold that started at `since` ends. */
 export function holdEnds(since: string, seconds: number): Date {
   return new Date(Date.parse(since) + seconds * 1000)

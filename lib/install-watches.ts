@@ -100,14 +100,15 @@ interface Paths {
   node: string
   handler: string
   pulse: string
+  watch: string
   config: string
   stateDir: string
 }
 
-/** One network's watch: node, the handler bundle, --network, --config. */
+/** One network's watch: watch.sh NETWORK CONFIG STATE_DIR HANDLER NODE (it notes a failed run for the pulse). */
 export function watchFor(template: unknown, network: Network, paths: Paths): unknown {
   const file = WatchFileSchema.parse(template)
-  const args = [paths.node, paths.handler, '--network', network, '--config', paths.config]
+  const args = ['/bin/sh', paths.watch, network, paths.config, paths.stateDir, paths.handler, paths.node]
   // The template's own object, so that its keys keep their order in the written file.
   return { ...(template as object), watches: [{ ...file.watches[0], args }] }
 }
@@ -128,6 +129,7 @@ export async function plan(args: InstallArgs, config: Layout, deps: InstallDeps)
     node: args.node,
     handler: join(args.packageRoot, 'dist', 'checks-handler.js'),
     pulse: join(args.packageRoot, 'consul-config', 'pulse.sh'),
+    watch: join(args.packageRoot, 'consul-config', 'watch.sh'),
     config: config.source,
     stateDir: config.stateDir,
   }

@@ -14,9 +14,9 @@ import { jsonLogger, type Logger, type LogSink, OutputError } from './log.js'
 import { writeMetrics } from './metrics.js'
 import type { Fetch } from './http.js'
 import { dueEntries } from './outbox.js'
-import { readSnapshots, type Snapshot, type Snapshots, writeSnapshot } from './snapshot.js'
+import { readSnapshots, type Snapshot, type Snapshots, supersedes, writeSnapshot } from './snapshot.js'
 import { masakariHostName, masakariNamer } from './host-names.js'
-import { type Health, healthOf, writeHealth, writeWake } from './status-files.js'
+import { type Health, healthOf, unsettled, writeHealth, writeResync, writeWake } from './status-files.js'
 import { emptyState, localStore, type Notification, type Store, type StoreState } from './store.js'
 import type { Role } from './sender.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from './strategy.js'
@@ -130,6 +130,16 @@ export interface RunResult {
   role?: Role
 }
 
+export interface RecordOptions {
+  dryRun: boolean
+  /** New snapshots (a watch run's one, a resync's one per network read), each replacing its network's unless older. */
+  incoming?: Snapshot[]
+  startWorker?: boolean
+  firstAttempt?: boolean
+  /** A resync: it read every network just now, so it sets the next resync time (see noteStatus). */
+  resync?: boolean
+}
+
 /**
  * Evaluates under the store lock. `incoming` replaces the stored snapshot of its network (a
  * dry run shows what a new snapshot would do without writing it). When the evaluation would
@@ -140,13 +150,9 @@ export interface RunResult {
  * snapshots have been read and the evaluation made, just before state.json: a run that fails
  * on the lock or a corrupt state file leaves the state directory as it was.
  */
-export async function evaluateAndRecord(
-  monitor: Monitor,
-  deps: Deps,
-  opts: { dryRun: boolean; incoming?: Snapshot; startWorker?: boolean; firstAttempt?: boolean },
-): Promise<RunResult> {
+export async function evaluateAndRecord(monitor: Monitor, deps: Deps, opts: RecordOptions): Promise<RunResult> {
   const role = await roleOf(monitor, opts.dryRun)
-  const run = (state: StoreState, confirm = true) => evaluateState(monitor, deps, opts.incoming, state, confirm)
+  const run = (state: StoreState, confirm = true) => evaluateState(monitor, deps, opts.incoming ?? [], state, confirm)
   const result = ({ evaluation, snapshots }: Evaluated): RunResult => ({
     decisions: evaluation.decisions,
     snapshots,
@@ -159,7 +165,7 @@ export async function evaluateAndRecord(
   if (role && !role.sender) return result(await standby(monitor, deps, opts, role, (state) => run(state, false)))
   let recorded: Evaluated
   try {
-    recorded = await record(monitor, opts.incoming, run)
+    recorded = await record(monitor, run)
   } catch (err) {
     // Another controller took the sender lock between our acquire and our write: it decides.
     if (!(err instanceof NotSenderError) || !monitor.coordination) throw err
@@ -170,10 +176,11 @@ export async function evaluateAndRecord(
   const { evaluation, snapshots } = recorded
   for (const e of evaluation.events) monitor.logger[e.level](e.msg, e.fields)
   logDecisions(monitor.logger, evaluation.decisions, monitor.strategy)
-  await noteStatus(monitor, evaluation.next, snapshots, role, deps.now())
+  const resync = { resynced: opts.resync ?? false }
+  await noteStatus(monitor, evaluation.next, snapshots, role, deps.now(), resync)
   const left = await handOff(monitor, deps, evaluation.next, opts)
   // The first attempt delivered (some of) it: the wake and health notes say what is left.
-  if (left) await noteStatus(monitor, left, snapshots, role, deps.now())
+  if (left) await noteStatus(monitor, left, snapshots, role, deps.now(), resync)
   return result(recorded)
 }
 
@@ -200,13 +207,15 @@ async function handOff(
 interface Evaluated {
   evaluation: Evaluation
   snapshots: Snapshots
+  /** The incoming snapshots the evaluation used: those not older than the stored ones. */
+  fresh: Snapshot[]
 }
 
-/** Under the store lock: evaluate, write the incoming snapshot, then the record if it changed. */
-function record(monitor: Monitor, incoming: Snapshot | undefined, run: (state: StoreState) => Promise<Evaluated>): Promise<Evaluated> {
+/** Under the store lock: evaluate, write the incoming snapshots, then the record if it changed. */
+function record(monitor: Monitor, run: (state: StoreState) => Promise<Evaluated>): Promise<Evaluated> {
   return monitor.store.transact(async (state, held) => {
     const r = await run(state)
-    if (incoming) await writeSnapshot(monitor.config.stateDir, incoming, { beforeRename: held })
+    for (const s of r.fresh) await writeSnapshot(monitor.config.stateDir, s, { beforeRename: held })
     return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
   })
 }
@@ -216,16 +225,20 @@ function record(monitor: Monitor, incoming: Snapshot | undefined, run: (state: S
  * `state`. When it would decide a recovery and the own agents are configured (and `confirm`),
  * the agents are asked and it decides again on their answer.
  */
-async function evaluateState(
-  monitor: Monitor,
-  deps: Deps,
-  incoming: Snapshot | undefined,
-  state: StoreState,
-  confirm: boolean,
-): Promise<Evaluated> {
+async function evaluateState(monitor: Monitor, deps: Deps, incoming: Snapshot[], state: StoreState, confirm: boolean): Promise<Evaluated> {
   const { config, strategy, logger } = monitor
   const snapshots = await readSnapshots(config.stateDir)
-  if (incoming) snapshots[incoming.network] = incoming
+  const fresh = incoming.filter((s) => supersedes(s, snapshots[s.network]))
+  for (const s of incoming.filter((s) => !fresh.includes(s))) {
+    const stored = snapshots[s.network]!
+    logger.info('a newer view of this network is already stored; this older one is not used', {
+      network: s.network,
+      consulIndex: s.consulIndex,
+      storedIndex: stored.consulIndex,
+      storedAt: stored.receivedAt,
+    })
+  }
+  for (const s of fresh) snapshots[s.network] = s
   const gossip = config.consul.gossip
   const input = {
     snapshots,
@@ -246,13 +259,13 @@ async function evaluateState(
     evaluation = evaluate(input)
   }
   const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
-  if (!confirm || !recovering || Object.keys(config.consul.agents).length === 0) return { evaluation, snapshots }
+  if (!confirm || !recovering || Object.keys(config.consul.agents).length === 0) return { evaluation, snapshots, fresh }
   const access = config.consulAccess
   const confirmations = await askAgents(strategy.sequence, config.consul, await deps.fetch(), access, await consulTls(access, deps))
   for (const [network, c] of Object.entries(confirmations)) {
     if (!c.ok) logger.warn('own agent did not confirm; its network counts as unknown for recoveries', { network, reason: c.reason })
   }
-  return { evaluation: evaluate({ ...input, confirmations }), snapshots }
+  return { evaluation: evaluate({ ...input, confirmations }), snapshots, fresh }
 }
 
 /**
@@ -265,11 +278,14 @@ export async function noteStatus(
   snapshots: Snapshots,
   role: Role | undefined,
   now: Date,
+  opts: { resynced: boolean } = { resynced: false },
 ): Promise<void> {
-  const { stateDir } = monitor.config
+  const { stateDir, resync } = monitor.config
   const health = healthOf(state, snapshots, monitor.strategy.sequence, role, now)
   await writeMetricsFile(monitor, { state, snapshots, health: withProblems(health, monitor.problems), now })
   await writeHealth(stateDir, withProblems(health, monitor.problems))
+  const why = unsettled(state, snapshots, monitor.strategy.sequence)
+  await writeResync(stateDir, why === undefined ? undefined : new Date(now.getTime() + resync * 1000), { postpone: opts.resynced })
   if (role === undefined || role.sender) return writeWake(stateDir, state)
   const takeOverAt = new Date(now.getTime() + (monitor.coordination?.config.lockDelay ?? 0) * 1000)
   await writeWake(stateDir, emptyState(), role.holder === undefined ? takeOverAt : undefined)
@@ -318,7 +334,7 @@ async function roleOf(monitor: Monitor, dryRun: boolean): Promise<Role | undefin
 async function standby(
   monitor: Monitor,
   deps: Deps,
-  opts: { incoming?: Snapshot; startWorker?: boolean },
+  opts: RecordOptions,
   role: Extract<Role, { sender: false }>,
   run: (state: StoreState) => Promise<Evaluated>,
 ): Promise<Evaluated> {
@@ -326,14 +342,14 @@ async function standby(
   const shared = await monitor.store.read()
   const r = await monitor.local.transact(async (_state, held) => {
     const evaluated = await run(shared)
-    if (opts.incoming) await writeSnapshot(config.stateDir, opts.incoming, { beforeRename: held })
+    for (const s of evaluated.fresh) await writeSnapshot(config.stateDir, s, { beforeRename: held })
     return { result: evaluated }
   })
   const pending = shared.outbox.length > 0 || shared.wakeAt !== undefined
   logger.info('standby: another controller sends; nothing recorded here', { holder: role.holder, why: role.why, pending })
   // Every run ends with this summary line, standby or not (tools and tests wait for it).
   logger.info('evaluated', { hosts: r.evaluation.decisions.length, notifications: 0, strategy: monitor.strategy.source, standby: true })
-  await noteStatus(monitor, shared, r.snapshots, role, deps.now())
+  await noteStatus(monitor, shared, r.snapshots, role, deps.now(), { resynced: opts.resync ?? false })
   if ((opts.startWorker ?? true) && role.holder === undefined) deps.spawnWorker(config.source, config.stateDir)
   return r
 }

@@ -87,3 +87,16 @@ export async function readSnapshots(stateDir: string): Promise<Snapshots> {
   }
   return snapshots
 }
+
+/**
+ * Whether `incoming` may replace `stored`. Two runs of one network can overlap (a handler that
+ * waited on the state lock, a resync): the one that read Consul earlier must not put an older
+ * view back. Older means a lower Consul index *and* read no later: an index that went backwards
+ * (a rebuilt cluster) or a clock set back proves nothing alone, and a newer run always wins.
+ */
+export function supersedes(incoming: Snapshot, stored: Snapshot | undefined): boolean {
+  if (!stored) return true
+  const [a, b] = [Number(incoming.consulIndex), Number(stored.consulIndex)]
+  if (incoming.consulIndex === '' || stored.consulIndex === '' || !Number.isSafeInteger(a) || !Number.isSafeInteger(b)) return true
+  return !(a < b && Date.parse(incoming.receivedAt) <= Date.parse(stored.receivedAt))
+}

@@ -7,8 +7,13 @@
  *           Consul runs watch handlers only on changes, and a dead host makes none.
  *   health  `passing`, `warning` or `critical` on the first line, the reason on the second:
  *           the monitor's own health where operators already look (`consul catalog`, the UI).
+ *   resync  when the pulse must next run a resync (epoch seconds, lib/resync.ts); absent while
+ *           everything is settled. Watch runs are edge-triggered: this is the level trigger.
+ *   failed-<network>  written by watch.sh when a watch run failed (any exit but 0, a crash,
+ *           node missing); the check is critical while one is there, and a successful run of
+ *           that network, or a resync that read it, removes it.
  */
-import { unlink } from 'node:fs/promises'
+import { readdir, readFile, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from './atomic-file.js'
 import { hostEntry } from './host-record.js'
@@ -74,11 +79,63 @@ export async function writeWake(stateDir: string, state: StoreState, extra?: Dat
     .filter((d): d is Date => d !== undefined)
     .map((d) => d.getTime())
   const path = join(stateDir, 'wake')
-  if (times.length === 0) {
-    await unlink(path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err
-    })
-    return
-  }
+  if (times.length === 0) return removeNote(path)
   await writeFileAtomic(path, `${Math.ceil(Math.min(...times) / 1000)}\n`, 0o640, { durable: false })
+}
+
+/**
+ * Why the view is not settled, or undefined when it is: every host up on every network of the
+ * strategy, nothing held, unconfirmed or pending, and a snapshot of each. Only then may the
+ * monitor rely on the watches alone (pure).
+ */
+export function unsettled(state: StoreState, snapshots: Snapshots, sequence: Network[]): string | undefined {
+  if (state.outbox.length > 0) return `${state.outbox.length} notification(s) pending`
+  if (state.wakeAt !== undefined) return `a decision is held or unconfirmed until ${state.wakeAt}`
+  const seen = new Set<string>()
+  for (const network of sequence) {
+    const nodes = snapshots[network]?.nodes
+    if (nodes === undefined) return `no snapshot of ${network}`
+    for (const host of Object.keys(nodes)) seen.add(host)
+  }
+  for (const host of seen) {
+    // A host already recovered waits for its operator: nothing is left to decide while it is down.
+    if (hostEntry(state.ledger, host)?.phase === 'recovery') continue
+    for (const network of sequence) {
+      const s = hostEntry(snapshots[network]!.nodes, host)
+      if (s !== 'up' && s !== 'maintenance') return `${host} is ${s ?? 'missing'} on ${network}`
+    }
+  }
+  return undefined
+}
+
+/**
+ * The resync note. `due` undefined removes it. Anything but a resync only brings it forward
+ * (`postpone` false): a watch run of one network has not re-read the others, whose watches may
+ * be the ones that lost an edge.
+ */
+export async function writeResync(stateDir: string, due: Date | undefined, opts: { postpone: boolean }): Promise<void> {
+  const path = join(stateDir, 'resync')
+  // A failed run's note stays until a run reads its network again: so does the resync.
+  if (due === undefined && !(await anyFailed(stateDir))) return removeNote(path)
+  if (due === undefined) return
+  const at = Math.ceil(due.getTime() / 1000)
+  const current = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
+  if (!opts.postpone && Number.isSafeInteger(current) && current <= at) return
+  await writeFileAtomic(path, `${at}\n`, 0o640, { durable: false })
+}
+
+/** A failure note (`failed-<network>` by watch.sh, `failed-resync` by pulse.sh), once a run has done it again. */
+export async function clearFailed(stateDir: string, what: Network | 'resync'): Promise<void> {
+  await removeNote(join(stateDir, `failed-${what}`))
+}
+
+async function anyFailed(stateDir: string): Promise<boolean> {
+  const names = await readdir(stateDir).catch(() => [] as string[])
+  return names.some((n) => n.startsWith('failed-'))
+}
+
+async function removeNote(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+  })
 }

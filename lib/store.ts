@@ -86,6 +86,8 @@ export const LedgerEntrySchema = z.object({
   hold: z.object({ kind: z.enum(['recovery', 'back']), since: z.string() }).optional(),
   /** The guard that held the host's decision back at the last run (so a change is logged once). */
   guard: z.enum(GUARD_KINDS).optional(),
+  /** Since when a recovery has waited for an own agent's confirmation (its next question backs off from this). */
+  unconfirmedSince: z.string().optional(),
   /** Since when the host has been down on each network (for the self-isolation guard's window). */
   downSince: z.partialRecord(z.enum(NETWORKS), z.string()).optional(),
 })

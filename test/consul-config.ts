@@ -20,8 +20,8 @@ for (const network of NETWORKS) {
     const watch = JSON.parse(await readFile(join(root, 'watches', `${network}.json`), 'utf8'))
     t.match(watch, { watches: [{ type: 'checks' }] })
     const args: string[] = watch.watches[0].args
-    t.match(args[1], /dist\/checks-handler\.js$/)
-    t.equal(args[args.indexOf('--network') + 1], network)
+    t.same(args.slice(0, 3), ['/bin/sh', '/opt/masakari-consul/consul-config/watch.sh', network], 'through watch.sh, for its own network')
+    t.match(args[5], /dist\/checks-handler\.js$/)
   })
 }
 

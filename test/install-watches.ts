@@ -35,7 +35,15 @@ t.test('writes the three watches and the pulse with this install’s paths; cons
   for (const n of NETWORKS) {
     t.match(out, new RegExp(`✓ consul validate ${join(agents, n)}: Configuration is valid`))
     const watch = JSON.parse(await readFile(join(agents, n, `masakari-consul-${n}.json`), 'utf8'))
-    t.same(watch.watches[0].args, ['/usr/bin/node', join(root, 'dist', 'checks-handler.js'), '--network', n, '--config', config])
+    t.same(watch.watches[0].args, [
+      '/bin/sh',
+      join(root, 'consul-config', 'watch.sh'),
+      n,
+      config,
+      join(config, '..', 'state'),
+      join(root, 'dist', 'checks-handler.js'),
+      '/usr/bin/node',
+    ])
     t.equal(watch.watches[0].type, 'checks')
   }
   const pulse = JSON.parse(await readFile(join(agents, 'management', 'masakari-consul-pulse.json'), 'utf8'))

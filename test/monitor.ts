@@ -34,7 +34,7 @@ t.test('a run that loses the state lock while stalled writes neither the snapsho
   monitor.store = localStore(stateDir, 1000, 2000)
   const nodes = Object.assign(Object.create(null), { cmp1: 'down', controller: 'up' })
   const incoming = { version: 1 as const, network: 'storage' as const, consulIndex: '1', receivedAt: deps.now().toISOString(), nodes }
-  const err = await evaluateAndRecord(monitor, deps, { dryRun: false, incoming }).catch((e) => e)
+  const err = await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: [incoming] }).catch((e) => e)
   t.type(err, LockError)
   t.match(err.message, /lost the lock/)
   t.equal(await readState(stateDir), undefined, 'no state.json')

@@ -1,0 +1,38 @@
+#!/bin/sh
+# masakari-consul's watch run: what each network's checks watch runs (consul-config/watches/).
+# Consul only logs a failed handler and runs it again only on the next change, which
+# a dead host never makes. So a run that fails (any exit but 0, a crash, node missing) is
+# written down where the pulse check (pulse.sh) sees it: failed-NETWORK in the state directory
+# turns the monitor's check critical with this reason, and the resync note, due now, makes the
+# pulse re-read the clusters and evaluate (lib/resync.ts). A later successful run of the
+# network, or that resync, removes it.
+#
+# usage: watch.sh NETWORK CONFIG STATE_DIR HANDLER_BUNDLE [NODE]   (the payload on stdin)
+network=$1
+config=$2
+state=$3
+bundle=$4
+node=${5:-node}
+[ -n "$network" ] && [ -n "$config" ] && [ -n "$state" ] && [ -n "$bundle" ] || {
+  echo "usage: watch.sh NETWORK CONFIG STATE_DIR HANDLER_BUNDLE [NODE]" >&2
+  exit 64
+}
+
+# The handler's stderr is kept to name the failure, and passed on to Consul as it was.
+exec 3>&2
+err=$("$node" "$bundle" --network "$network" --config "$config" 2>&1 1>&3)
+rc=$?
+[ -n "$err" ] && printf '%s\n' "$err" >&2
+[ "$rc" -eq 0 ] && exit 0
+
+last=$(printf '%s\n' "$err" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-400)
+now=$(date +%s)
+tmp="$state/failed-$network.$$"
+if printf 'the %s watch run failed (exit %s) at %s: %s\n' "$network" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${last:-no output}" >"$tmp" &&
+  mv -f "$tmp" "$state/failed-$network"; then
+  printf '%s\n' "$now" >"$state/resync.$$" && mv -f "$state/resync.$$" "$state/resync"
+else
+  rm -f "$tmp"
+  echo "watch.sh: cannot write $state/failed-$network: the pulse check will not see this failure" >&2
+fi
+exit "$rc"
