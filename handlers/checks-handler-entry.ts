@@ -26,10 +26,14 @@ function watchRun(argv: string[]): { network: string; config: string } | undefin
 async function entry(argv: string[]): Promise<number> {
   const run = watchRun(argv)
   const stdin = run ? readStdinSync(STDIN_MAX_BYTES) : undefined
+  const readAt = new Date()
   if (run && stdin && isQuietRun(run.network, run.config, stdin)) return 0
   const { full, done } = loadFull(process.argv[1]!)
   const deps = full.realDeps()
-  if (stdin) deps.readStdin = async () => stdin
+  if (stdin) {
+    deps.readStdin = async () => stdin
+    deps.stdinReadAt = readAt
+  }
   const code = await full.main(argv, deps)
   done()
   return code

@@ -39,17 +39,15 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   const configId = settledId(args.config)
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
   // Parse everything before touching the state directory: bad input must leave it as it was.
-  // Until this run has succeeded, a resync is due: a run killed half-way (or failing below)
-  // must not leave its edge lost. The run's end sets it as the view requires.
-  if (!args.dryRun)
-    await writeResync(monitor.config.stateDir, new Date(deps.now().getTime() + monitor.config.resync * 1000), { postpone: false })
-  const checks = parseChecks(decodeStdin(await deps.readStdin(STDIN_MAX_BYTES)))
+  const stdin = await deps.readStdin(STDIN_MAX_BYTES)
+  const receivedAt = (deps.stdinReadAt ?? deps.now()).toISOString()
+  const checks = parseChecks(decodeStdin(stdin))
   if (checks.length === 0) await refuseEmptyPayload(monitor, args.network)
   const snapshot: Snapshot = {
     version: 1,
     network: args.network,
     consulIndex: args.consulIndex ?? '',
-    receivedAt: deps.now().toISOString(),
+    receivedAt,
     nodes: nodeStates(checks),
   }
   if (!monitor.strategy.sequence.includes(args.network)) {
@@ -65,6 +63,9 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     }
     return assertOutputsWritten(monitor)
   }
+  // Until this run has succeeded, a resync is due: a run killed half-way (or failing below)
+  // must not leave its edge lost. The run's end sets it as the view requires.
+  await writeResync(monitor.config.stateDir, new Date(deps.now().getTime() + monitor.config.resync * 1000), { postpone: false })
   await record(monitor, deps, args, snapshot)
   const { config } = monitor
   const lockCheck = config.consul.lock.check

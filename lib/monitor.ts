@@ -25,6 +25,11 @@ import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from '.
 export interface Deps {
   /** All of stdin as bytes, up to a little past `maxBytes` (the edge decodes and checks it). */
   readStdin: (maxBytes: number) => Promise<Uint8Array>
+  /**
+   * When stdin was read, if before the handler asked (the bundle's entry reads it first): a
+   * snapshot's age is when Consul's view was taken, which orders overlapping runs (supersedes).
+   */
+  stdinReadAt?: Date
   now: () => Date
   fetch: () => Promise<Fetch>
   /** Builds the https.Agent for a CA bundle / insecure switch (used for https: URLs only). */
