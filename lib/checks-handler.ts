@@ -7,7 +7,7 @@ import { decodeStdin, InputError, nodeStates, STDIN_MAX_BYTES } from './checks-p
 import { parseChecks } from './consul-input.js'
 import type { Network } from './networks.js'
 import { assertOutputsWritten, evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
-import { forgetSeen, rememberRun, settledId } from './quiet-run.js'
+import { forgetSeen, rememberRun, writeSeen } from './quiet-run.js'
 import { writeHealth } from './status-files.js'
 import type { Snapshot } from './snapshot.js'
 
@@ -35,8 +35,8 @@ async function refuseEmptyPayload(monitor: Monitor, network: Network): Promise<n
 }
 
 export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Promise<void> {
-  // Before the config is read: a change while it is read shows as a new identity next time.
-  const configId = settledId(args.config)
+  // Before the config is read: a file the run reads that changed after this leaves no quiet note.
+  const startedAt = deps.now().getTime()
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
   // Parse everything before touching the state directory: bad input must leave it as it was.
   const checks = parseChecks(decodeStdin(await deps.readStdin(STDIN_MAX_BYTES)))
@@ -64,11 +64,11 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   await record(monitor, deps, args, snapshot)
   const { config } = monitor
   const lockCheck = config.consul.lock.check
-  await rememberRun(
-    { configPath: args.config, configId, strategyPath: config.strategy, stateDir: config.stateDir, lockCheck },
-    args.network,
-    checks,
-  )
+  // The digest names the snapshot record() has just written (it belongs under the state lock with it).
+  await writeSeen(config.stateDir, args.network, checks, lockCheck)
+  // Every file the decision read: upstreamConfig's matrix_config_file is config.strategy.
+  const files = [config.strategy, config.upstreamConfig].filter((f) => f !== undefined)
+  await rememberRun({ configPath: args.config, files, startedAt, stateDir: config.stateDir, lockCheck })
   assertOutputsWritten(monitor)
 }
 
