@@ -4,10 +4,10 @@
  */
 import { ConsulError } from './consul-api.js'
 import { decodeStdin, InputError, nodeStates, STDIN_MAX_BYTES } from './checks-payload.js'
-import { parseChecks } from './consul-input.js'
+import { type Check, parseChecks } from './consul-input.js'
 import type { Network } from './networks.js'
 import { assertOutputsWritten, evaluateAndRecord, loadMonitor, type Deps, type Monitor } from './monitor.js'
-import { forgetSeen, rememberRun, settledId } from './quiet-run.js'
+import { forgetSeen, rememberRun } from './quiet-run.js'
 import { clearFailed, writeHealth, writeResync } from './status-files.js'
 import type { Snapshot } from './snapshot.js'
 
@@ -35,8 +35,8 @@ async function refuseEmptyPayload(monitor: Monitor, network: Network): Promise<n
 }
 
 export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Promise<void> {
-  // Before the config is read: a change while it is read shows as a new identity next time.
-  const configId = settledId(args.config)
+  // Before the config is read: a file the run reads that changed after this leaves no quiet note.
+  const startedAt = deps.now().getTime()
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
   // Parse everything before touching the state directory: bad input must leave it as it was.
   const stdin = await deps.readStdin(STDIN_MAX_BYTES)
@@ -66,14 +66,12 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   // Until this run has succeeded, a resync is due: a run killed half-way (or failing below)
   // must not leave its edge lost. The run's end sets it as the view requires.
   await writeResync(monitor.config.stateDir, new Date(deps.now().getTime() + monitor.config.resync * 1000), { postpone: false })
-  await record(monitor, deps, args, snapshot)
+  await record(monitor, deps, args, snapshot, checks)
   const { config } = monitor
   const lockCheck = config.consul.lock.check
-  await rememberRun(
-    { configPath: args.config, configId, strategyPath: config.strategy, stateDir: config.stateDir, lockCheck },
-    args.network,
-    checks,
-  )
+  // Every file the decision read: upstreamConfig's matrix_config_file is config.strategy.
+  const files = [config.strategy, config.upstreamConfig].filter((f) => f !== undefined)
+  await rememberRun({ configPath: args.config, files, startedAt, stateDir: config.stateDir, lockCheck })
   await clearFailed(config.stateDir, args.network)
   assertOutputsWritten(monitor)
 }
@@ -83,10 +81,12 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
  * run that fails there leaves the state directory unchanged. Until it has succeeded, no run of
  * this network is quiet (lib/quiet-run.ts).
  */
-async function record(monitor: Monitor, deps: Deps, args: ChecksHandlerArgs, snapshot: Snapshot): Promise<void> {
+async function record(monitor: Monitor, deps: Deps, args: ChecksHandlerArgs, snapshot: Snapshot, checks: Check[]): Promise<void> {
   forgetSeen(monitor.config.stateDir, args.network)
   try {
-    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: [snapshot], firstAttempt: true })
+    // The seen digest is written with the snapshot, under the state lock, only if this view is used.
+    const seen = { checks, lockCheck: monitor.config.consul.lock.check }
+    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: [snapshot], firstAttempt: true, seen })
   } catch (err) {
     // Consul keeps a handler's output only at DEBUG: an own agent that refuses us (ACLs) or
     // does not answer is said in the log and in the pulse check too.

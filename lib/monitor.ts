@@ -4,6 +4,8 @@
  * any held-back decision to the worker.
  */
 import { randomUUID } from 'node:crypto'
+import type { Check } from './consul-input.js'
+import { writeSeen } from './quiet-run.js'
 import { loadConfig, type Config, type ConfigEnv } from './config.js'
 import { askAgents } from './consul-agents.js'
 import { type Coordination, consulTls, coordination } from './coordination.js'
@@ -143,6 +145,8 @@ export interface RecordOptions {
   firstAttempt?: boolean
   /** A resync: it read every network just now, so it sets the next resync time (see noteStatus). */
   resync?: boolean
+  /** A watch run: the payload its snapshot came from, whose digest quiet runs compare (quiet-run.ts). */
+  seen?: { checks: readonly Check[]; lockCheck: string }
 }
 
 /**
@@ -170,7 +174,7 @@ export async function evaluateAndRecord(monitor: Monitor, deps: Deps, opts: Reco
   if (role && !role.sender) return result(await standby(monitor, deps, opts, role, (state) => run(state, false)))
   let recorded: Evaluated
   try {
-    recorded = await record(monitor, run)
+    recorded = await record(monitor, opts, run)
   } catch (err) {
     // Another controller took the sender lock between our acquire and our write: it decides.
     if (!(err instanceof NotSenderError) || !monitor.coordination) throw err
@@ -217,12 +221,25 @@ interface Evaluated {
 }
 
 /** Under the store lock: evaluate, write the incoming snapshots, then the record if it changed. */
-function record(monitor: Monitor, run: (state: StoreState) => Promise<Evaluated>): Promise<Evaluated> {
+function record(monitor: Monitor, opts: RecordOptions, run: (state: StoreState) => Promise<Evaluated>): Promise<Evaluated> {
   return monitor.store.transact(async (state, held) => {
     const r = await run(state)
-    for (const s of r.fresh) await writeSnapshot(monitor.config.stateDir, s, { beforeRename: held })
+    await writeFresh(monitor, opts, r.fresh, held)
     return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
   })
+}
+
+/**
+ * The snapshots the evaluation used, and with a watch run's the digest quiet runs compare,
+ * naming that snapshot: both under the state lock, so a stale run finishing meanwhile can
+ * leave neither a view nor a digest of its own behind.
+ */
+async function writeFresh(monitor: Monitor, opts: RecordOptions, fresh: Snapshot[], held: () => Promise<void>): Promise<void> {
+  const { stateDir } = monitor.config
+  for (const s of fresh) {
+    await writeSnapshot(stateDir, s, { beforeRename: held })
+    if (opts.seen && s === opts.incoming?.[0]) await writeSeen(stateDir, s.network, opts.seen.checks, opts.seen.lockCheck)
+  }
 }
 
 /**
@@ -347,7 +364,7 @@ async function standby(
   const shared = await monitor.store.read()
   const r = await monitor.local.transact(async (_state, held) => {
     const evaluated = await run(shared)
-    for (const s of evaluated.fresh) await writeSnapshot(config.stateDir, s, { beforeRename: held })
+    await writeFresh(monitor, opts, evaluated.fresh, held)
     return { result: evaluated }
   })
   const pending = shared.outbox.length > 0 || shared.wakeAt !== undefined

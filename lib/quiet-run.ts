@@ -5,33 +5,36 @@
  * So the bundle's entry (handlers/checks-handler-entry.ts) asks here first, before the config,
  * the strategy or any library is loaded, and a quiet run ends at once.
  *
- * A run is quiet only when all of these hold; anything else, or any doubt, makes a full run:
- *   - the config and strategy files are those the last full run read (device, inode, size,
- *     mtime), and neither had changed in the seconds before it read them;
- *   - nothing waits: no wake file (no outbox entry, no held-back decision);
+ * The quiet run is an optimisation: it may only ever fail towards a full run. A run is quiet
+ * only when all of these hold; anything else, or any doubt, makes a full run:
+ *   - every file the last full run's decision read (config, strategy, upstreamConfig) is as it
+ *     read it (device, inode, size, mtime, ctime), and none had changed in the seconds before
+ *     that run started;
+ *   - nothing waits: no wake file (no outbox entry, no held-back decision), and state.json is there;
  *   - the payload is valid, and its digest (every node's serfHealth, maintenance and monitor
- *     check status) is the one the last successful full run of this network recorded.
+ *     check status) is the one the last successful full run of this network recorded, beside
+ *     the very snapshot it recorded with it.
  *
  * Two files carry this. The quiet note (config → state directory and file identities) lives
- * in a directory of this user's alone (its owner and mode are checked before it is trusted),
- * since the state directory is only known from the config. The seen digest lives beside the
- * network's snapshot; a full run removes it before it records anything and writes it after.
+ * in a directory of this user's alone (its owner and mode are checked on every read, as on
+ * write), since the state directory is only known from the config. The seen digest lives
+ * beside the network's snapshot and names it; a full run removes it before it records
+ * anything and writes it with the snapshot.
  */
-import { lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs'
-import { rename, writeFile } from 'node:fs/promises'
+import { lstatSync, mkdirSync, readFileSync, type Stats, statSync, unlinkSync } from 'node:fs'
+import { rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { isCheck, NODE_MAINTENANCE, SERF_HEALTH } from './checks-payload.js'
 import type { Check } from './consul-input.js'
 
-/** A file changed this recently may change again unseen within its mtime's granularity. */
+/** A file changed this recently may change again unseen within its timestamps' granularity. */
 const SETTLED_MS = 2000
 
 export interface QuietNote {
-  version: 1
-  /** File identities, `dev:ino:size:mtimeMs`, as the last full run read them. */
-  config: string
-  strategy?: { path: string; id: string }
+  version: 2
+  /** Every file the decision read, config included: identities as the last full run found them. */
+  files: { path: string; id: string }[]
   stateDir: string
   /** The monitor's own check (consul.lock.check): a sender lock is tied to it. */
   lockCheck: string
@@ -43,16 +46,27 @@ export function runtimeDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_RUNTIME_DIR || tmpdir(), `masakari-consul-${uid}`)
 }
 
+/**
+ * True when `dir` is a directory (not a symlink) of this user's, closed to group and others.
+ * Checked on read too: with XDG_RUNTIME_DIR unset it is under /tmp, where anyone may make it first.
+ */
+export function trustedDir(dir: string): boolean {
+  try {
+    const st = lstatSync(dir)
+    return st.isDirectory() && st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o077) === 0
+  } catch {
+    return false
+  }
+}
+
 /** The directory, made if missing, when it is ours and closed to others; else undefined. */
 export function ownRuntimeDir(dir = runtimeDir()): string | undefined {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
-    const st = lstatSync(dir)
-    if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? 0) || (st.mode & 0o077) !== 0) return undefined
-    return dir
   } catch {
     return undefined
   }
+  return trustedDir(dir) ? dir : undefined
 }
 
 /** The config's absolute path, encoded as one file name (node:crypto would cost the quiet run 3 ms). */
@@ -64,15 +78,36 @@ export function seenPath(stateDir: string, network: string): string {
   return join(stateDir, 'snapshots', `${network}.seen`)
 }
 
-/** `dev:ino:size:mtimeMs`; undefined when missing or changed within SETTLED_MS of `now`. */
-export function settledId(path: string, now = Date.now()): string | undefined {
+/** lib/snapshot.ts's path, written out here: that module loads node:crypto (atomic-file.ts). */
+function snapshotFile(stateDir: string, network: string): string {
+  return join(stateDir, 'snapshots', `${network}.json`)
+}
+
+/** `dev:ino:size:mtimeMs:ctimeMs`, or undefined when missing. ctime: `cp -p` keeps size and mtime. */
+export function fileId(path: string): string | undefined {
   try {
-    const st = statSync(path)
-    if (now - st.mtimeMs < SETTLED_MS) return undefined
-    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`
+    return idOf(statSync(path))
   } catch {
     return undefined
   }
+}
+
+/**
+ * fileId, or undefined when missing or changed (mtime or ctime) within SETTLED_MS before `now`
+ * or after it: given a run's start, a file changed while the run read it has no identity.
+ */
+export function settledId(path: string, now = Date.now()): string | undefined {
+  try {
+    const st = statSync(path)
+    if (now - Math.max(st.mtimeMs, st.ctimeMs) < SETTLED_MS) return undefined
+    return idOf(st)
+  } catch {
+    return undefined
+  }
+}
+
+function idOf(st: Stats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`
 }
 
 /**
@@ -92,17 +127,30 @@ export function payloadDigest(checks: readonly Check[], lockCheck: string): stri
 /** True only when the run provably has nothing new (see the module comment). Never throws. */
 export function isQuietRun(network: string, configPath: string, stdin: Uint8Array, dir = runtimeDir()): boolean {
   try {
+    if (!trustedDir(dir)) return false
     const note = JSON.parse(readFileSync(notePath(dir, configPath), 'utf8')) as QuietNote
-    if (note.version !== 1 || settledId(configPath) !== note.config) return false
-    if (note.strategy && settledId(note.strategy.path) !== note.strategy.id) return false
-    if (existsFile(join(note.stateDir, 'wake'))) return false
-    const seen = readFileSync(seenPath(note.stateDir, network), 'utf8')
+    if (note.version !== 2 || !Array.isArray(note.files) || !note.files.some((f) => f.path === resolve(configPath))) return false
+    // Recorded only once settled (rememberRun): any change since has a later ctime.
+    for (const f of note.files) if (fileId(f.path) !== f.id) return false
+    if (existsFile(join(note.stateDir, 'wake')) || !statSync(join(note.stateDir, 'state.json')).isFile()) return false
+    const seen = readSeen(note.stateDir, network)
+    if (seen === undefined) return false
     const checks: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(stdin))
     if (!Array.isArray(checks) || checks.length === 0 || !checks.every(isCheck)) return false
     return payloadDigest(checks, note.lockCheck) === seen
   } catch {
     return false
   }
+}
+
+/** The seen digest, when it is whole and names the snapshot there now; else undefined. */
+function readSeen(stateDir: string, network: string): string | undefined {
+  const text = readFileSync(seenPath(stateDir, network), 'utf8')
+  const newline = text.indexOf('\n')
+  const [snapshotId, length] = text.slice(0, newline).split(' ')
+  const digest = text.slice(newline + 1)
+  if (newline < 0 || snapshotId !== fileId(snapshotFile(stateDir, network)) || Number(length) !== digest.length) return undefined
+  return digest
 }
 
 function existsFile(path: string): boolean {
@@ -124,32 +172,53 @@ export function forgetSeen(stateDir: string, network: string): void {
 }
 
 /**
- * After a successful full run: the digest it acted on, and the note (when the files it read
- * had settled before it read them: `configId` is taken before the config is read).
+ * The digest a full run acted on, written just after its snapshot (under the state lock). Its
+ * first line names that snapshot (fileId) and the digest's length: a digest beside another
+ * snapshot or a deleted one, or torn by a crash, is never trusted (hence no tmp file and
+ * rename). Any failure is ignored: without a digest, the next run is a full one.
  */
-export async function rememberRun(
-  run: { configPath: string; configId: string | undefined; strategyPath?: string; stateDir: string; lockCheck: string },
-  network: string,
-  checks: readonly Check[],
-): Promise<void> {
-  await writeFile(seenPath(run.stateDir, network), payloadDigest(checks, run.lockCheck), { mode: 0o640 })
+export async function writeSeen(stateDir: string, network: string, checks: readonly Check[], lockCheck: string): Promise<void> {
+  const snapshotId = fileId(snapshotFile(stateDir, network))
+  if (snapshotId === undefined) return
+  const digest = payloadDigest(checks, lockCheck)
+  await writeFile(seenPath(stateDir, network), `${snapshotId} ${digest.length}\n${digest}`, { mode: 0o640 }).catch(() => {})
+}
+
+/**
+ * After a successful full run: the quiet note, when every file it read (`files`, the config
+ * among them) had settled before the run started at `startedAt`: a file changed while the run
+ * read it leaves no note to trust. Any failure (a read-only runtime dir, EACCES, ENOSPC) is
+ * ignored: the note only spares later runs, and this one has done its work.
+ */
+export async function rememberRun(run: {
+  configPath: string
+  files: readonly string[]
+  startedAt: number
+  stateDir: string
+  lockCheck: string
+}): Promise<void> {
   const dir = ownRuntimeDir()
-  const strategyId = run.strategyPath === undefined ? undefined : settledId(run.strategyPath)
-  if (!dir || run.configId === undefined || (run.strategyPath !== undefined && strategyId === undefined)) return
-  const note: QuietNote = {
-    version: 1,
-    config: run.configId,
-    ...(run.strategyPath !== undefined && strategyId !== undefined ? { strategy: { path: run.strategyPath, id: strategyId } } : {}),
-    stateDir: run.stateDir,
-    lockCheck: run.lockCheck,
+  if (!dir) return
+  const files: QuietNote['files'] = []
+  for (const path of new Set([run.configPath, ...run.files].map((p) => resolve(p)))) {
+    const id = settledId(path, run.startedAt)
+    if (id === undefined) return
+    files.push({ path, id })
   }
+  const note: QuietNote = { version: 2, files, stateDir: run.stateDir, lockCheck: run.lockCheck }
   const path = notePath(dir, run.configPath)
   const text = `${JSON.stringify(note)}\n`
   if (readOr(path, '') === text) return
-  // Not atomic-file.ts: it loads node:crypto, and this module is on the quiet run's path.
-  const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, text, { mode: 0o600 })
-  await rename(tmp, path)
+  // Not atomic-file.ts: it loads node:crypto, and this module is on the quiet run's path. No
+  // fsync: a note lost to a crash only makes a full run. Unique: the three networks' runs may
+  // write at once.
+  const tmp = `${path}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2)}.tmp`
+  try {
+    await writeFile(tmp, text, { mode: 0o600, flag: 'wx' })
+    await rename(tmp, path)
+  } catch {
+    await rm(tmp, { force: true }).catch(() => {})
+  }
 }
 
 function readOr(path: string, fallback: string): string {

@@ -1,11 +1,12 @@
 /**
  * The built bundles, copied to a directory with no node_modules, run by `node` alone.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { chmod, chown, copyFile, mkdir, readFile, utimes, writeFile } from 'node:fs/promises'
+import { chmod, chown, copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { crc32 } from 'node:zlib'
 import { configYaml, payload } from './helpers.js'
 
 const root = join(import.meta.dirname, '..')
@@ -138,6 +139,36 @@ t.test(
   },
 )
 
+t.test(
+  "as Consul's user, a read-only runtime dir (no quiet note, no code cache can be written): the full runs exit 0 (issue #18, 7)",
+  { skip: asRoot ? false : 'needs root to run the handler as nobody' },
+  async (t) => {
+    await run(process.execPath, [join(root, 'build.mjs')], { cwd: root })
+    const dir = t.testdir({ bin: {}, runtime: {} })
+    await chmod(dir, 0o755)
+    await copyFile(join(root, 'dist', 'checks-handler.js'), join(dir, 'bin', 'checks-handler.js'))
+    const { uid, gid } = await nobody()
+    const stateDir = join(dir, 'state')
+    await mkdir(stateDir, { mode: 0o750 })
+    await chown(stateDir, uid, gid)
+    await chmod(join(dir, 'runtime'), 0o755)
+    const own = join(dir, 'runtime', `masakari-consul-${uid}`)
+    await mkdir(own)
+    await chown(own, uid, gid)
+    await chmod(own, 0o500) // nobody's own, closed to others: trusted, and read-only
+    const config = join(dir, 'config.yaml')
+    await writeFile(config, configYaml(stateDir, { masakari: { authUrl: 'http://127.0.0.1:1/v3' } }), { mode: 0o644 })
+    await new Promise((r) => setTimeout(r, 2100)) // settled: a note would be written if it could
+    const handler = join(dir, 'bin', 'checks-handler.js')
+    const env = { XDG_RUNTIME_DIR: join(dir, 'runtime') }
+    for (const network of ['management', 'tenant', 'storage', 'storage']) {
+      const r = await runBundle(dir, handler, ['--network', network, '--config', config], payload({ controller: 'passing' }), env, NOBODY)
+      t.equal(r.code, 0, r.stderr)
+    }
+    t.same(await readdir(own), [], 'nothing written there')
+  },
+)
+
 async function nobody(): Promise<{ uid: number; gid: number }> {
   const { stdout } = await run('id', ['-u', 'nobody'])
   const { stdout: g } = await run('getent', ['group', 'nogroup'])
@@ -152,8 +183,9 @@ t.test('the built handler: a quiet run writes nothing; a damaged copy says so', 
   const stateDir = join(dir, 'state')
   const config = join(dir, 'config.yaml')
   await writeFile(config, configYaml(stateDir, { masakari: { authUrl: 'http://127.0.0.1:1/v3' } }))
-  // Installed a minute ago: a config changed in the last 2 s is never trusted by a quiet run.
-  await utimes(config, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+  // A file changed in the 2 s before a full run started leaves no quiet note (its ctime counts
+  // too, and utimes cannot set that back): wait as a config installed before the watches run.
+  await new Promise((r) => setTimeout(r, 2100))
   const env = { XDG_RUNTIME_DIR: join(dir, 'runtime') }
   const up = payload({ controller: 'passing', cmp1: 'passing' })
   for (const network of ['management', 'tenant', 'storage']) {
@@ -181,4 +213,89 @@ t.test('the built handler: a quiet run writes nothing; a damaged copy says so', 
   const damaged = await runBundle(dir, handler, ['--help'], '', env)
   t.equal(damaged.code, 1)
   t.match(damaged.stderr, /checks-handler: error: .*checks-handler\.js: no full handler inside \(a damaged or partial copy/)
+})
+
+/** A built handler, a config and a runtime dir of its own: dry runs, each a full run that uses the code cache. */
+async function cacheSetup(t: Test) {
+  await run(process.execPath, [join(root, 'build.mjs')], { cwd: root })
+  const dir = t.testdir({ bin: {}, runtime: {} })
+  const handler = join(dir, 'bin', 'checks-handler.js')
+  await copyFile(join(root, 'dist', 'checks-handler.js'), handler)
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(join(dir, 'state'), { masakari: { authUrl: 'http://127.0.0.1:1/v3' } }))
+  const env = { XDG_RUNTIME_DIR: join(dir, 'runtime') }
+  const cacheDir = join(dir, 'runtime', `masakari-consul-${process.getuid?.() ?? 0}`)
+  const stdin = payload({ controller: 'passing', cmp1: 'critical' })
+  const dryRun = () => runBundle(dir, handler, ['--network', 'storage', '--config', config, '--dry-run'], stdin, env)
+  const cacheFile = async () => {
+    const files = (await readdir(cacheDir)).filter((f) => f.includes('.code-cache'))
+    return files.length === 1 ? join(cacheDir, files[0]!) : `(${files.length} cache files: ${files.join(', ')})`
+  }
+  return { dryRun, cacheFile, cacheDir }
+}
+
+/** What a cache file must be to be used: our header (magic, length, crc32 of the data), then V8's data. */
+function validCache(bytes: Buffer): boolean {
+  if (bytes.length < 16 || bytes.subarray(0, 4).toString('latin1') !== 'MCCC') return false
+  const data = bytes.subarray(16)
+  return bytes.readUInt32LE(8) === data.length && bytes.readUInt32LE(12) === crc32(data)
+}
+
+for (const [what, damage] of [
+  [
+    'one byte flipped in the middle',
+    (b: Buffer) => {
+      b[b.length >> 1]! ^= 0xff
+      return b
+    },
+  ],
+  ['its tail zeroed (power loss)', (b: Buffer) => b.fill(0, Math.floor(b.length * 0.75))],
+  ['truncated', (b: Buffer) => b.subarray(0, b.length >> 1)],
+] as const) {
+  t.test(`a code cache with ${what}: the next run is a clean one and replaces it`, async (t) => {
+    const h = await cacheSetup(t)
+    const clean = await h.dryRun()
+    t.equal(clean.code, 0, clean.stderr)
+    const path = await h.cacheFile()
+    const good = await readFile(path)
+    t.ok(validCache(good), 'the first run wrote a cache')
+    const bad = damage(Buffer.from(good))
+    await writeFile(path, bad)
+    const after = await h.dryRun()
+    t.equal(after.code, 0, after.stderr)
+    t.equal(after.stdout, clean.stdout, 'the same decisions')
+    t.notMatch(after.stderr, /TypeError|fatal|Segmentation|checks-handler: error/)
+    const replaced = await readFile(await h.cacheFile())
+    t.ok(validCache(replaced), 'replaced by a valid one')
+    t.not(Buffer.compare(replaced, bad), 0)
+    // V8 accepted it: a cache V8 rejects is written again (a new inode).
+    const { ino } = await stat(await h.cacheFile())
+    t.equal((await h.dryRun()).code, 0)
+    t.equal((await stat(await h.cacheFile())).ino, ino, 'the next run used it as it is')
+  })
+}
+
+t.test("the cache is named for the code, node's version and the architecture; former ones are removed", async (t) => {
+  const h = await cacheSetup(t)
+  await mkdir(h.cacheDir, { recursive: true, mode: 0o700 })
+  const former = ['checks-handler-0123456789abcdef.code-cache', 'checks-handler-0123456789abcdef-v18.0.0-x64.code-cache']
+  for (const f of former) await writeFile(join(h.cacheDir, f), 'old')
+  t.equal((await h.dryRun()).code, 0)
+  t.match(
+    await h.cacheFile(),
+    new RegExp(`/checks-handler-[0-9a-f]+-${process.version.replaceAll('.', '\\.')}-${process.arch}\\.code-cache$`),
+  )
+})
+
+t.test('a cache that cannot be written (a directory in its place): the runs are clean all the same', async (t) => {
+  const h = await cacheSetup(t)
+  const clean = await h.dryRun()
+  const path = await h.cacheFile()
+  await rm(path)
+  await mkdir(path)
+  for (let i = 0; i < 2; i++) {
+    const r = await h.dryRun()
+    t.equal(r.code, 0, r.stderr)
+    t.equal(r.stdout, clean.stdout)
+  }
 })

@@ -3,21 +3,39 @@
  * loaded; every doubt makes a full run.
  */
 import t, { type Test } from 'tap'
-import { chmodSync, existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
-import { isQuietRun, notePath, ownRuntimeDir, payloadDigest, seenPath } from '../lib/quiet-run.js'
+import { isQuietRun, notePath, ownRuntimeDir, payloadDigest, rememberRun, seenPath } from '../lib/quiet-run.js'
 import { check, configYaml, fakeDeps, payload } from './helpers.js'
 
 const allUp = payload({ controller: 'passing', cmp1: 'passing', cmp2: 'passing' })
 const cmp1Down = payload({ controller: 'passing', cmp1: 'critical', cmp2: 'passing' })
 const bytes = (text: string) => Buffer.from(text)
-/** Files older than the settling time, as a config is when the watches run. */
-const backdate = (path: string) => utimesSync(path, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+const STRATEGY = 'sequence: [storage]\nmatrix:\n  - { health: [down], action: [recovery] }\n'
+/**
+ * A full run's clock, a minute ahead: the files written just now are, to it, a minute old, as
+ * a config is when the watches run (a file changed in the 2 s before a run started leaves no
+ * note, and utimes cannot set a ctime back).
+ */
+const aMinuteAhead = () => new Date(Date.now() + 60_000)
 
-/** A config and strategy written a minute ago, a runtime dir of our own, three full runs done. */
-async function setup(t: Test) {
-  const dir = t.testdir({})
+/** A config and strategy, a runtime dir of our own, three full runs done. */
+async function setup(t: Test, extra: Record<string, unknown> = {}, files: Record<string, string> = {}) {
+  const dir = t.testdir(files)
   const runtime = join(dir, 'runtime')
   const saved = process.env.XDG_RUNTIME_DIR
   process.env.XDG_RUNTIME_DIR = runtime
@@ -28,17 +46,16 @@ async function setup(t: Test) {
   const stateDir = join(dir, 'state')
   const config = join(dir, 'config.yaml')
   const strategy = join(dir, 'matrix.yaml')
-  writeFileSync(strategy, 'sequence: [storage]\nmatrix:\n  - { health: [down], action: [recovery] }\n')
-  writeFileSync(config, configYaml(stateDir, { strategy }))
-  backdate(config)
-  backdate(strategy)
-  const full = async (network: string, stdin: string) => {
-    const deps = fakeDeps({ stdin })
+  writeFileSync(strategy, STRATEGY)
+  writeFileSync(config, configYaml(stateDir, { strategy, ...extra }))
+  const full = async (network: string, stdin: string, now = aMinuteAhead) => {
+    const deps = fakeDeps({ stdin, now })
     t.equal(await main(['--network', network, '--config', config], deps), 0, deps.rec.stderr.join('\n'))
   }
   for (const n of ['management', 'tenant', 'storage']) await full(n, allUp)
   const dirOf = ownRuntimeDir(join(runtime, `masakari-consul-${process.getuid?.() ?? 0}`))!
   const quiet = (stdin: string, network = 'storage') => isQuietRun(network, config, bytes(stdin), dirOf)
+  t.ok(quiet(allUp), 'set up: the same payload again is quiet')
   return { dir, stateDir, config, strategy, full, quiet, runtime: dirOf }
 }
 
@@ -65,21 +82,30 @@ t.test('only what the monitor looks at counts: a service check is not, its own c
 t.test('a changed config or strategy file is never trusted', async (t) => {
   const h = await setup(t)
   writeFileSync(h.config, `${configYaml(h.stateDir, { strategy: h.strategy })}# edited\n`)
-  backdate(h.config)
   t.notOk(h.quiet(allUp), 'config edited: a full run')
   await h.full('storage', allUp)
   t.ok(h.quiet(allUp), 'after one full run with it: quiet again')
   writeFileSync(h.strategy, 'sequence: [storage]\nmatrix:\n  - { health: [down], action: [] }\n')
-  backdate(h.strategy)
   t.notOk(h.quiet(allUp), 'strategy edited: a full run')
 })
 
-t.test('a file changed just before a full run read it leaves no note to trust', async (t) => {
+t.test('a file changed just before a full run started leaves no note to trust', async (t) => {
   const h = await setup(t)
-  writeFileSync(h.config, `${configYaml(h.stateDir, { strategy: h.strategy })}# edited\n`) // mtime: now
-  await h.full('storage', allUp)
-  backdate(h.config)
-  t.notOk(h.quiet(allUp), 'the note still has the old identity')
+  const note = readFileSync(notePath(h.runtime, h.config), 'utf8')
+  writeFileSync(h.config, `${configYaml(h.stateDir, { strategy: h.strategy })}# edited\n`)
+  await h.full('storage', allUp, () => new Date()) // started just after the edit
+  t.equal(readFileSync(notePath(h.runtime, h.config), 'utf8'), note, 'no note for the new file')
+  t.notOk(h.quiet(allUp), 'and the former one is not trusted')
+})
+
+t.test('a file changed while a full run read it (after it started) leaves no note, however long the run took', async (t) => {
+  const h = await setup(t)
+  const startedAt = Date.now()
+  writeFileSync(h.strategy, STRATEGY.replace('recovery', 'recovery ')) // after the run read it
+  await new Promise((r) => setTimeout(r, 2100)) // the run is slow: the change has settled by its end
+  rmSync(notePath(h.runtime, h.config))
+  await rememberRun({ configPath: h.config, files: [h.strategy], startedAt, stateDir: h.stateDir, lockCheck: 'masakari-consul' })
+  t.notOk(existsSync(notePath(h.runtime, h.config)), 'the run read the former strategy: no note')
 })
 
 t.test('work waiting (the wake file) makes every run full', async (t) => {
@@ -128,4 +154,132 @@ t.test('the digest is exact: one line per looked-at check, in payload order', as
   const parsed = JSON.parse(JSON.stringify(checks))
   t.equal(payloadDigest(parsed, 'masakari-consul'), 'a\tserfHealth\tpassing\nb\tmasakari-consul\tcritical\n')
   t.equal(payloadDigest(parsed, 'other'), 'a\tserfHealth\tpassing\n')
+})
+
+/** The note's content, as a full run wrote it: planted elsewhere, it would make the run quiet. */
+function plantNote(h: Awaited<ReturnType<typeof setup>>, planted: string): void {
+  mkdirSync(planted, { recursive: true })
+  copyFileSync(notePath(h.runtime, h.config), notePath(planted, h.config))
+}
+
+t.test('a runtime directory others may write is not trusted on read either (issue #18, 3)', async (t) => {
+  const h = await setup(t)
+  const planted = join(h.dir, 'planted')
+  plantNote(h, planted)
+  chmodSync(planted, 0o700)
+  t.ok(isQuietRun('storage', h.config, bytes(allUp), planted), 'ours, 0700: trusted')
+  chmodSync(planted, 0o777)
+  t.notOk(isQuietRun('storage', h.config, bytes(allUp), planted), 'mode 0777: a full run')
+  chmodSync(planted, 0o750)
+  t.notOk(isQuietRun('storage', h.config, bytes(allUp), planted), 'group bits: a full run')
+})
+
+t.test(
+  'a runtime directory another user made is not trusted on read',
+  { skip: process.getuid?.() === 0 ? false : 'needs root to chown' },
+  async (t) => {
+    const h = await setup(t)
+    const planted = join(h.dir, 'planted')
+    plantNote(h, planted)
+    chmodSync(planted, 0o700)
+    chownSync(planted, 65534, 65534)
+    t.notOk(isQuietRun('storage', h.config, bytes(allUp), planted), 'owned by uid 65534: a full run')
+  },
+)
+
+t.test('a symlink in the runtime directory’s place is not trusted; a missing one is not made', async (t) => {
+  const h = await setup(t)
+  const link = join(h.dir, 'link')
+  symlinkSync(h.runtime, link)
+  t.notOk(isQuietRun('storage', h.config, bytes(allUp), link), 'a symlink to our own directory: a full run')
+  const missing = join(h.dir, 'missing')
+  t.notOk(isQuietRun('storage', h.config, bytes(allUp), missing))
+  t.notOk(existsSync(missing), 'the read path makes no directory')
+})
+
+t.test('a strategy replaced in place with the same size and mtime (cp -p) is seen: its ctime moved', async (t) => {
+  const h = await setup(t)
+  // A whole second: utimes keeps it exactly, as cp -p does the source's.
+  utimesSync(h.strategy, 1_700_000_000, 1_700_000_000)
+  await h.full('storage', allUp)
+  t.ok(h.quiet(allUp))
+  const before = statSync(h.strategy)
+  writeFileSync(h.strategy, STRATEGY.replace('recovery', 'RECOVERY'))
+  utimesSync(h.strategy, 1_700_000_000, 1_700_000_000)
+  const after = statSync(h.strategy)
+  t.same([after.ino, after.size, after.mtimeMs], [before.ino, before.size, before.mtimeMs], 'only ctime differs')
+  t.notOk(h.quiet(allUp), 'a full run')
+})
+
+const UPSTREAM = '[DEFAULT]\nhostname = controller\n\n[consul]\nmatrix_config_file = upstream-matrix.yaml\n'
+
+t.test('upstreamConfig, and the matrix it names, are files the quiet run checks', async (t) => {
+  const files = { 'masakarimonitors.conf': UPSTREAM, 'upstream-matrix.yaml': STRATEGY }
+  const h = await setup(t, { upstreamConfig: 'masakarimonitors.conf', strategy: undefined }, files)
+  const [upstream, matrix] = [join(h.dir, 'masakarimonitors.conf'), join(h.dir, 'upstream-matrix.yaml')]
+  const note = JSON.parse(readFileSync(notePath(h.runtime, h.config), 'utf8'))
+  t.same(
+    note.files.map((f: { path: string }) => f.path),
+    [h.config, matrix, upstream],
+    'config, the matrix (config.strategy), upstreamConfig',
+  )
+  writeFileSync(upstream, UPSTREAM.replace('controller', 'controller-2'))
+  t.notOk(h.quiet(allUp), 'upstreamConfig edited: a full run')
+  await h.full('storage', allUp)
+  t.ok(h.quiet(allUp), 'after one full run with it: quiet again')
+  writeFileSync(matrix, STRATEGY.replace('[recovery]', '[]'))
+  t.notOk(h.quiet(allUp), 'its matrix_config_file edited: a full run')
+})
+
+t.test('a note of the former format (version 1) is not trusted', async (t) => {
+  const h = await setup(t)
+  const note = JSON.parse(readFileSync(notePath(h.runtime, h.config), 'utf8'))
+  const v1 = { version: 1, config: note.files[0].id, strategy: note.files[1], stateDir: note.stateDir, lockCheck: note.lockCheck }
+  writeFileSync(notePath(h.runtime, h.config), JSON.stringify(v1))
+  t.notOk(h.quiet(allUp))
+})
+
+t.test('a quiet note that cannot be written fails nothing: the full run exits 0 (issue #18, 7)', async (t) => {
+  const h = await setup(t)
+  // A directory where the note goes: its rename fails (EISDIR), as a read-only dir would (EROFS).
+  rmSync(notePath(h.runtime, h.config))
+  mkdirSync(notePath(h.runtime, h.config))
+  await h.full('storage', cmp1Down)
+  await h.full('storage', allUp)
+  t.notOk(h.quiet(allUp), 'and no run is quiet meanwhile')
+})
+
+t.test('a deleted snapshot, with the digest left beside it, is not quiet', async (t) => {
+  const h = await setup(t)
+  rmSync(join(h.stateDir, 'snapshots', 'storage.json'))
+  t.ok(existsSync(seenPath(h.stateDir, 'storage')), 'the digest remains')
+  t.notOk(h.quiet(allUp))
+})
+
+t.test('a deleted state.json, with the digest left, is not quiet', async (t) => {
+  const h = await setup(t)
+  rmSync(join(h.stateDir, 'state.json'))
+  t.notOk(h.quiet(allUp))
+})
+
+t.test('a snapshot replaced by another (a stale run, a restore) is not the one the digest names', async (t) => {
+  const h = await setup(t)
+  const snapshot = join(h.stateDir, 'snapshots', 'storage.json')
+  const other = `${snapshot}.other`
+  writeFileSync(other, readFileSync(snapshot))
+  renameSync(other, snapshot)
+  t.notOk(h.quiet(allUp), 'same content, another file: a full run')
+  await h.full('storage', allUp)
+  t.ok(h.quiet(allUp), 'the next full run names it: quiet again')
+})
+
+t.test('a digest torn at a line boundary (a crash while writing it) is not trusted', async (t) => {
+  const h = await setup(t)
+  const text = readFileSync(seenPath(h.stateDir, 'storage'), 'utf8')
+  const lines = text.split('\n')
+  writeFileSync(seenPath(h.stateDir, 'storage'), `${lines.slice(0, 2).join('\n')}\n`)
+  // The payload that digest would describe: the first node alone.
+  const first = payload({ controller: 'passing' })
+  t.equal(`${lines[1]}\n`, payloadDigest(JSON.parse(first), 'masakari-consul'), 'the torn digest is a whole one of a smaller payload')
+  t.notOk(h.quiet(first))
 })
