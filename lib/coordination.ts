@@ -9,7 +9,7 @@ import { type ConsulAccess, type ConsulAgent, consulAgent } from './consul-api.j
 import { kvStore } from './kv-store.js'
 import type { Deps } from './monitor.js'
 import { type LockConfig, senderLock, type SenderLock } from './sender.js'
-import type { Store } from './store.js'
+import { ReadOnlyError, readOnlyStore, type Store } from './store.js'
 
 export interface Coordination {
   lock: SenderLock
@@ -45,6 +45,19 @@ export async function coordination(config: Config, deps: Deps): Promise<Coordina
   )
   const lock = senderLock(agent, config.consul.lock, config.hostname, config.stateDir)
   return { lock, shared: kvStore(agent, config.consul.lock, lock, config.stateDir), agent, config: config.consul.lock }
+}
+
+/**
+ * Coordination for an operator command that only reads (status, explain, outbox): the lock is
+ * only looked at (acquire is refused: it would create a session and write session.json), the
+ * shared record only read.
+ */
+export function readOnlyCoordination(c: Coordination): Coordination {
+  return {
+    ...c,
+    lock: { ...c.lock, acquire: () => Promise.reject(new ReadOnlyError('read-only command: the sender lock is not taken')) },
+    shared: readOnlyStore(c.shared),
+  }
 }
 
 /** The https.Agent for the own agents' CA and verification settings, when they need one. */
