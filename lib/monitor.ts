@@ -71,7 +71,7 @@ export async function loadMonitor(configPath: string, deps: Deps, component: str
   for (const warning of config.warnings) logger.warn('config', { warning })
   const local = opts.readOnly ? readOnlyStore(localStore(config.stateDir)) : localStore(config.stateDir)
   const coordinated = await coordination(config, deps)
-  const shared = coordinated && opts.readOnly ? readOnlyCoordination(coordinated) : coordinated
+  const shared = coordinated && opts.readOnly ? readOnlyCoordination(coordinated, local, logger) : coordinated
   return {
     config,
     strategy,

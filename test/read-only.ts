@@ -2,7 +2,8 @@
  * Operator commands that read never write (issue 18, Build 7): `status`, `explain`, `outbox`
  * and `validate` create, append to and chmod nothing under the state, log and metrics
  * directories, so that a run as root cannot leave a root-owned decisions.log (or state file)
- * that the runs Consul makes as its own user then cannot write.
+ * that the runs Consul makes as its own user then cannot write. With the management agent down
+ * they show the local view and say so (issue 20, item 5).
  */
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
@@ -191,6 +192,25 @@ t.test('a read-only monitor refuses to record: its stores and its lock cannot wr
   await t.rejects(monitor.local.transact(nothing), /read-only/)
   await t.rejects(monitor.coordination!.lock.acquire(), /read-only/)
   t.match(await monitor.coordination!.lock.peek(), { sender: false, holder: 'ctl2' }, 'looking who sends still works')
+})
+
+t.test('management agent down: status, explain and outbox show the local view with a warning line', async (t) => {
+  const { vars, config } = await controller(t, { consul: { agents: { management: '127.0.0.1:8500' } } })
+  const before = await listing(vars)
+  for (const args of [['status'], ['status', '--json'], ['explain', 'cmp2'], ['outbox']]) {
+    const deps = realFileDeps() // its fetch refuses every connection
+    t.equal(await evaluate([...args, '--config', config], deps), EXIT.ok, `${args.join(' ')} exits 0`, { stderr: deps.rec.stderr })
+    const warnings = deps.rec.stderr.filter((l) => /management agent .*cannot be reached.*local view/.test(l))
+    t.equal(warnings.length, 1, `${args.join(' ')}: one warning line`)
+    t.match(warnings[0], /ECONNREFUSED/)
+    t.same(await listing(vars), before, `${args.join(' ')}: every path as it was`)
+  }
+  const status = realFileDeps()
+  await evaluate(['status', '--config', config], status)
+  t.match(status.rec.stdout.join(''), /cmp2\s+up\s+up\s+down/, 'the table from the local snapshots')
+  const outbox = realFileDeps()
+  await evaluate(['outbox', '--config', config], outbox)
+  t.match(outbox.rec.stdout.join(''), /pending \(1\):\n {2}\S+ {2}cmp1 {2}STOPPED/, "the local state.json's outbox")
 })
 
 /** A loopback port nothing listens on (bound, then closed): Keystone there refuses at once. */
