@@ -7,7 +7,7 @@
  */
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
-import { chmod, lstat, mkdir, readdir, stat, writeFile } from 'node:fs/promises'
+import { chmod, copyFile, lstat, mkdir, readdir, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -222,9 +222,9 @@ async function closedPort(): Promise<number> {
   return port
 }
 
-function runBundle(args: string[], cwd: string) {
+function runBundle(bundle: string, args: string[], cwd: string) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [join(root, 'dist', 'evaluate.js'), ...args], { cwd, env: { PATH: process.env.PATH ?? '' } })
+    const child = spawn(process.execPath, [bundle, ...args], { cwd, env: { PATH: process.env.PATH ?? '' } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
@@ -241,9 +241,12 @@ t.test('the built dist/evaluate.js: status, explain, outbox and validate leave e
   const { dir, vars, logFile, config } = await controller(t, { masakari: { authUrl: `http://127.0.0.1:${port}/v3` } })
   const cwd = join(dir, 'cwd')
   await mkdir(cwd)
+  // A copy: test/bundle.ts rebuilds dist/ while the tests run alongside.
+  const bundle = join(dir, 'evaluate.js')
+  await copyFile(join(root, 'dist', 'evaluate.js'), bundle)
   const before = await listing(vars)
   for (const args of READERS) {
-    const r = await runBundle([...args, '--config', config], cwd)
+    const r = await runBundle(bundle, [...args, '--config', config], cwd)
     if (args[0] !== 'validate') t.equal(r.code, EXIT.ok, `${args.join(' ')} exits 0`, { stderr: r.stderr })
     else
       t.match(r.stdout, /✓ state directory .*\n✓ log file .*decisions\.log: does not exist yet/, 'validate checks them', {
