@@ -5,11 +5,12 @@
  * Consul KV, and sends them. With one controller nothing else changes: it holds the lock.
  */
 import type { Config } from './config.js'
-import { type ConsulAccess, type ConsulAgent, consulAgent } from './consul-api.js'
+import { type ConsulAccess, type ConsulAgent, ConsulError, consulAgent } from './consul-api.js'
 import { kvStore } from './kv-store.js'
+import type { Logger } from './log.js'
 import type { Deps } from './monitor.js'
-import { type LockConfig, senderLock, type SenderLock } from './sender.js'
-import type { Store } from './store.js'
+import { type LockConfig, type Role, senderLock, type SenderLock } from './sender.js'
+import { ReadOnlyError, readOnlyStore, type Store } from './store.js'
 
 export interface Coordination {
   lock: SenderLock
@@ -45,6 +46,52 @@ export async function coordination(config: Config, deps: Deps): Promise<Coordina
   )
   const lock = senderLock(agent, config.consul.lock, config.hostname, config.stateDir)
   return { lock, shared: kvStore(agent, config.consul.lock, lock, config.stateDir), agent, config: config.consul.lock }
+}
+
+/** The agent did not answer (refused, timed out) or could not (5xx: no leader); a 403 is not this. */
+const unreachable = (err: unknown): err is ConsulError => err instanceof ConsulError && (err.status === undefined || err.status >= 500)
+
+/**
+ * Coordination for an operator command that only reads (status, explain, outbox): the lock is
+ * only looked at (acquire is refused: it would create a session and write session.json), the
+ * shared record only read. When the lock's agent cannot be reached, in an incident, the
+ * command shows this controller's local view (its snapshots and state.json) and says so once,
+ * instead of failing: the shared ledger and outbox are not in that view.
+ */
+export function readOnlyCoordination(c: Coordination, local: Store, logger: Logger): Coordination {
+  let warned = false
+  const fallBack = (err: ConsulError) => {
+    if (!warned)
+      logger.warn(`${c.config.network} agent cannot be reached: showing this controller's local view`, {
+        agent: c.agent.url,
+        error: err.message,
+        view: "this controller's snapshots and state.json; the shared record (the sender's ledger and outbox) is not in it",
+      })
+    warned = true
+  }
+  const peek = async (): Promise<Role> => {
+    try {
+      return await c.lock.peek()
+    } catch (err) {
+      if (!unreachable(err)) throw err
+      fallBack(err)
+      return { sender: false, why: `who holds the sender lock is unknown: ${err.message}` }
+    }
+  }
+  const read = async () => {
+    try {
+      return await c.shared.read()
+    } catch (err) {
+      if (!unreachable(err)) throw err
+      fallBack(err)
+      return local.read()
+    }
+  }
+  return {
+    ...c,
+    lock: { ...c.lock, peek, acquire: () => Promise.reject(new ReadOnlyError('read-only command: the sender lock is not taken')) },
+    shared: readOnlyStore({ read, transact: c.shared.transact }),
+  }
 }
 
 /** The https.Agent for the own agents' CA and verification settings, when they need one. */

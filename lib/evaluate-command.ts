@@ -18,7 +18,8 @@ export interface EvaluateArgs {
 }
 
 export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void> {
-  const monitor = await loadMonitor(args.config, deps, 'evaluate')
+  // A dry run (status, explain, replay --dry-run) only reads: it must not even log to logFile.
+  const monitor = await loadMonitor(args.config, deps, 'evaluate', { readOnly: args.dryRun })
   const now = deps.now()
   const { decisions, snapshots, state, queued, timing } = await evaluateAndRecord(monitor, deps, { dryRun: args.dryRun })
   if (args.explain !== undefined) {

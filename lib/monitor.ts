@@ -8,7 +8,7 @@ import type { Check } from './consul-input.js'
 import { writeSeen } from './quiet-run.js'
 import { loadConfig, type Config, type ConfigEnv } from './config.js'
 import { askAgents } from './consul-agents.js'
-import { type Coordination, consulTls, coordination } from './coordination.js'
+import { type Coordination, consulTls, coordination, readOnlyCoordination } from './coordination.js'
 import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
 import { sendFirstAttempt } from './first-attempt.js'
 import { NotSenderError } from './kv-store.js'
@@ -19,7 +19,7 @@ import { dueEntries } from './outbox.js'
 import { readSnapshots, type Snapshot, type Snapshots, supersedes, writeSnapshot } from './snapshot.js'
 import { masakariHostName, masakariNamer } from './host-names.js'
 import { type Health, healthOf, unsettled, writeHealth, writeResync, writeWake } from './status-files.js'
-import { emptyState, localStore, type Notification, type Store, type StoreState } from './store.js'
+import { emptyState, localStore, type Notification, readOnlyStore, type Store, type StoreState } from './store.js'
 import type { Role } from './sender.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from './strategy.js'
 
@@ -62,16 +62,23 @@ export interface Monitor {
   problems: string[]
 }
 
-export async function loadMonitor(configPath: string, deps: Deps, component: string): Promise<Monitor> {
+/**
+ * `readOnly`: for the operator's commands that only read (status, explain, outbox): they log
+ * to stderr only and their stores and lock refuse to write (readOnlyCoordination), so that one
+ * run as root creates, appends to and chmods nothing (no root-owned decisions.log in Consul's
+ * log directory).
+ */
+export async function loadMonitor(configPath: string, deps: Deps, component: string, opts: { readOnly?: boolean } = {}): Promise<Monitor> {
   const config = await loadConfig(configPath, deps.configEnv)
   const strategy = await loadStrategy(config, deps)
   const problems: string[] = []
   const sinks = [deps.stderr]
-  if (config.logFile) sinks.push(logFileSink(config.logFile, deps, component, problems))
+  if (config.logFile && !opts.readOnly) sinks.push(logFileSink(config.logFile, deps, component, problems))
   const logger = jsonLogger(sinks, deps.now, { component }, config.log.level)
   for (const warning of config.warnings) logger.warn('config', { warning })
-  const local = localStore(config.stateDir)
-  const shared = await coordination(config, deps)
+  const local = opts.readOnly ? readOnlyStore(localStore(config.stateDir)) : localStore(config.stateDir)
+  const coordinated = await coordination(config, deps)
+  const shared = coordinated && opts.readOnly ? readOnlyCoordination(coordinated, local, logger) : coordinated
   return {
     config,
     strategy,

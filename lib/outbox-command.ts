@@ -84,7 +84,7 @@ export function formatOutbox(view: OutboxView): string {
 }
 
 export async function runOutbox(args: { config: string; json: boolean }, deps: Deps): Promise<void> {
-  const monitor = await loadMonitor(args.config, deps, 'outbox')
+  const monitor = await loadMonitor(args.config, deps, 'outbox', { readOnly: true })
   const view = outboxView(await monitor.store.read(), deps.now(), monitor.config.masakari.delivery.expiry)
   deps.stdout(args.json ? `${JSON.stringify(view, null, 2)}\n` : formatOutbox(view))
 }

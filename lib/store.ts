@@ -164,6 +164,23 @@ export interface Store {
   transact<T>(fn: (state: StoreState, held: () => Promise<void>) => Promise<{ next?: StoreState; result: T }>): Promise<T>
 }
 
+/** Refused by a read-only store (readOnlyStore): a command that only reads tried to record. */
+export class ReadOnlyError extends Error {
+  override name = 'ReadOnlyError'
+}
+
+/**
+ * The store of an operator command that only reads (status, explain, outbox): `read` as is;
+ * `transact` refused before it takes state.lock or creates anything, so that a run as root can
+ * never leave a root-owned file that the runs Consul makes as its user cannot write.
+ */
+export function readOnlyStore(store: Store): Store {
+  return {
+    read: () => store.read(),
+    transact: () => Promise.reject(new ReadOnlyError('read-only command: the record is not written (no state.lock taken)')),
+  }
+}
+
 /** lockStaleMs: only tests shorten it (a frozen holder in seconds, not the default 10). */
 /** The state document from its JSON text; `where` names it in the error (a file, a Consul key). */
 export function parseState(text: string, where: string): StoreState {

@@ -2,10 +2,11 @@
  * `validate`: everything a run needs, checked as the user it runs as, one ✓/✗ line each with the
  * reason: config, strategy, the state directory (create, write, and every file in it), the log
  * file, the own Consul agents, Keystone (authenticate) and Masakari (list the segments). It
- * records nothing: the Keystone token stays in memory, and the write test removes its file.
+ * writes nothing: the Keystone token stays in memory, and what may be written is asked of
+ * access(2), so that a run as root leaves no file behind.
  */
 import { constants } from 'node:fs'
-import { access, open, readdir, stat, unlink } from 'node:fs/promises'
+import { access, readdir, stat } from 'node:fs/promises'
 import { userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
 import { z } from 'zod'
@@ -94,10 +95,10 @@ export async function checkStateDir(stateDir: string, user: string): Promise<Che
       ? pass(what, `does not exist yet; ${user} may create it in ${parent} (the first run does)`)
       : fail(what, `does not exist, and ${user} may not create it in ${await describe(parent)}`, EXIT.stateFile)
   }
-  const probe = join(stateDir, `.validate.${process.pid}.tmp`)
+  // access(2), not a probe file: creating one would change the directory's mtime, and validate
+  // writes nothing (it also says EROFS for a read-only mount).
   try {
-    await (await open(probe, 'wx', 0o600)).close()
-    await unlink(probe)
+    await access(stateDir, constants.W_OK | constants.X_OK)
   } catch (err) {
     return fail(what, `${user} cannot create a file in it: ${(err as Error).message} — ${await describe(stateDir)}`, EXIT.stateFile)
   }
