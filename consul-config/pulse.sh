@@ -38,7 +38,8 @@ fi
 
 # Unsettled (a host down, a decision held, unconfirmed or pending) or a watch run failed
 # (watch.sh): re-read the clusters and evaluate (lib/resync.ts), whatever edges were lost. A
-# resync that fails is written down like a failed watch run.
+# resync that fails is written down like a failed watch run, at warning: it is retried every
+# resync, and an own agent away for a while must not cost the sender lock (tied to this check).
 if [ -f "$state/resync" ]; then
   read -r due <"$state/resync"
   now=$(date +%s)
@@ -47,7 +48,7 @@ if [ -f "$state/resync" ]; then
       if ! err=$("$node" "$bundle" --resync --config "$config" 2>&1 >/dev/null); then
         printf '%s\n' "$err" >&2
         last=$(printf '%s\n' "$err" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-400)
-        printf 'the resync failed at %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${last:-no output}" >"$state/failed-resync.$$" &&
+        printf 'warning\nthe resync failed at %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${last:-no output}" >"$state/failed-resync.$$" &&
           mv -f "$state/failed-resync.$$" "$state/failed-resync"
       fi
     ) </dev/null >/dev/null 2>>"$state/worker.stderr" &
@@ -57,12 +58,15 @@ fi
 status=critical
 reason="no health note in $state"
 [ -f "$state/health" ] && { read -r status && read -r reason; } <"$state/health"
-# A failed run (failed-NETWORK, failed-resync) outweighs the last successful run's note.
+# A failed run (failed-NETWORK, failed-resync: status and reason) outweighs the last
+# successful run's note when it is worse.
 for f in "$state"/failed-*; do
   [ -f "$f" ] || continue
-  status=critical
-  read -r reason <"$f"
-  break
+  { read -r s && read -r r; } <"$f" || continue
+  case $status:$s in
+  critical:*) ;;
+  warning:critical | passing:critical | passing:warning) status=$s reason=$r ;;
+  esac
 done
 echo "$status: $reason"
 case $status in

@@ -3,7 +3,7 @@
 # Consul only logs a failed handler and runs it again only on the next change, which
 # a dead host never makes. So a run that fails (any exit but 0, a crash, node missing) is
 # written down where the pulse check (pulse.sh) sees it: failed-NETWORK in the state directory
-# turns the monitor's check critical with this reason, and the resync note, due now, makes the
+# (status and reason, as the health note) turns the monitor's check critical with this reason, and the resync note, due now, makes the
 # pulse re-read the clusters and evaluate (lib/resync.ts). A later successful run of the
 # network, or that resync, removes it.
 #
@@ -28,7 +28,7 @@ rc=$?
 last=$(printf '%s\n' "$err" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-400)
 now=$(date +%s)
 tmp="$state/failed-$network.$$"
-if printf 'the %s watch run failed (exit %s) at %s: %s\n' "$network" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${last:-no output}" >"$tmp" &&
+if printf 'critical\nthe %s watch run failed (exit %s) at %s: %s\n' "$network" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${last:-no output}" >"$tmp" &&
   mv -f "$tmp" "$state/failed-$network"; then
   printf '%s\n' "$now" >"$state/resync.$$" && mv -f "$state/resync.$$" "$state/resync"
 else
