@@ -47,7 +47,7 @@ if [ -f "$state/resync" ]; then
     (
       if ! err=$("$node" "$bundle" --resync --config "$config" 2>&1 >/dev/null); then
         printf '%s\n' "$err" >&2
-        last=$(printf '%s\n' "$err" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-400)
+        last=$(printf '%s\n' "$err" | sed -n 's/^[[:space:]]*//; /./h; ${x;p;}' | cut -c 1-400)
         printf 'warning\nthe resync failed at %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${last:-no output}" >"$state/failed-resync.$$" &&
           mv -f "$state/failed-resync.$$" "$state/failed-resync"
       fi

@@ -25,7 +25,7 @@ rc=$?
 [ -n "$err" ] && printf '%s\n' "$err" >&2
 [ "$rc" -eq 0 ] && exit 0
 
-last=$(printf '%s\n' "$err" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-400)
+last=$(printf '%s\n' "$err" | sed -n 's/^[[:space:]]*//; /./h; ${x;p;}' | cut -c 1-400)
 now=$(date +%s)
 tmp="$state/failed-$network.$$"
 if printf 'critical\nthe %s watch run failed (exit %s) at %s: %s\n' "$network" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${last:-no output}" >"$tmp" &&

@@ -1,0 +1,121 @@
+/**
+ * consul-config/watch.sh and pulse.sh, run as Consul runs them (/bin/sh), with a stand-in for
+ * node: a failed watch run reaches the monitor's check and makes a resync due; the pulse starts
+ * the resync when it is due and reports the worst failure note.
+ */
+import t, { type Test } from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { chmod, mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+
+const root = join(import.meta.dirname, '..', 'consul-config')
+const WATCH = join(root, 'watch.sh')
+const PULSE = join(root, 'pulse.sh')
+
+function sh(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/sh', args, { stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+    child.stdin.on('error', () => {}) // pulse.sh does not read stdin
+    child.stdin.end(stdin)
+  })
+}
+
+/** A state dir, and a stand-in for node that records its arguments and stdin, then exits with `code`. */
+async function setup(
+  t: Test,
+  code: number,
+  say = 'checks-handler: error: invalid config x.yaml:\n  - masakari.auth.passwordFile: cannot read it',
+) {
+  const dir = t.testdir({})
+  const state = join(dir, 'state')
+  await mkdir(state)
+  const node = join(dir, 'node')
+  const calls = join(dir, 'calls')
+  await writeFile(node, `#!/bin/sh\necho "$*" >>"${calls}"\ncat >>"${calls}.stdin"\nprintf '%s\\n' "${say}" >&2\nexit ${code}\n`)
+  await chmod(node, 0o755)
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, 'stateDir: x\n')
+  return { dir, state, node, calls, config }
+}
+
+const read = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : undefined)
+
+t.test('watch.sh: a successful run leaves no note; the payload and arguments reach the handler', async (t) => {
+  const s = await setup(t, 0, '')
+  const r = await sh([WATCH, 'storage', s.config, s.state, '/b/checks-handler.js', s.node], '[{"Node":"a"}]')
+  t.equal(r.code, 0)
+  t.equal(read(s.calls), `/b/checks-handler.js --network storage --config ${s.config}\n`)
+  t.equal(read(`${s.calls}.stdin`), '[{"Node":"a"}]')
+  t.notOk(existsSync(join(s.state, 'failed-storage')))
+  t.notOk(existsSync(join(s.state, 'resync')))
+})
+
+t.test('watch.sh: a failed run keeps its exit code and stderr, notes the failure for the check and makes a resync due now', async (t) => {
+  const s = await setup(t, 78)
+  const before = Math.floor(Date.now() / 1000)
+  const r = await sh([WATCH, 'storage', s.config, s.state, '/b/checks-handler.js', s.node], '[]')
+  t.equal(r.code, 78, 'Consul sees the handler failing')
+  t.match(r.stderr, /passwordFile: cannot read it/, 'its stderr is passed on')
+  const [status, reason] = read(join(s.state, 'failed-storage'))!.split('\n')
+  t.equal(status, 'critical')
+  t.match(
+    reason,
+    /^the storage watch run failed \(exit 78\) at \d{4}-\d\d-\d\dT[\d:]+Z: - masakari\.auth\.passwordFile: cannot read it$/,
+  )
+  const due = Number(read(join(s.state, 'resync')))
+  t.ok(due >= before && due <= Date.now() / 1000 + 1, 'the resync is due now')
+})
+
+t.test('watch.sh: node missing is a failed run like any other (exit 127, named)', async (t) => {
+  const s = await setup(t, 0)
+  const r = await sh([WATCH, 'tenant', s.config, s.state, '/b/checks-handler.js', '/nonexistent/node'], '[]')
+  t.equal(r.code, 127)
+  t.match(read(join(s.state, 'failed-tenant')), /critical\nthe tenant watch run failed \(exit 127\) at .*\/nonexistent\/node.*not found/)
+})
+
+t.test('pulse.sh: a failure note outweighs a passing health note, the worst one wins', async (t) => {
+  const s = await setup(t, 0)
+  await writeFile(join(s.state, 'health'), 'passing\n0 notification(s) pending\n')
+  let r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(r.code, 0)
+  t.equal(r.stdout, 'passing: 0 notification(s) pending\n')
+  await writeFile(join(s.state, 'failed-resync'), 'warning\nthe resync failed at T: storage: no answer\n')
+  r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(r.code, 1)
+  t.equal(r.stdout, 'warning: the resync failed at T: storage: no answer\n')
+  await writeFile(join(s.state, 'failed-storage'), 'critical\nthe storage watch run failed (exit 74) at T: state.json torn\n')
+  r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(r.code, 2)
+  t.equal(r.stdout, 'critical: the storage watch run failed (exit 74) at T: state.json torn\n')
+})
+
+t.test('pulse.sh: a due resync is started (once), and one that fails is noted at warning', async (t) => {
+  const s = await setup(t, 69, 'checks-handler: error: resync: storage: no answer within 5 s')
+  await writeFile(join(s.state, 'health'), 'passing\n1 notification(s) pending\n')
+  await writeFile(join(s.state, 'resync'), `${Math.floor(Date.now() / 1000) - 1}\n`)
+  const r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(r.code, 0, 'the check reports what it knows now; the resync runs in the background')
+  const deadline = Date.now() + 10_000
+  while (!existsSync(join(s.state, 'failed-resync')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  t.equal(read(s.calls), `/b/checks-handler.js --resync --config ${s.config}\n`)
+  t.match(
+    read(join(s.state, 'failed-resync')),
+    /^warning\nthe resync failed at .*: checks-handler: error: resync: storage: no answer within 5 s\n$/,
+  )
+})
+
+t.test('pulse.sh: no resync while settled (no note) or before it is due', async (t) => {
+  const s = await setup(t, 0)
+  await writeFile(join(s.state, 'health'), 'passing\n0 notification(s) pending\n')
+  await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  await writeFile(join(s.state, 'resync'), `${Math.floor(Date.now() / 1000) + 60}\n`)
+  await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(read(s.calls), undefined, 'node never started')
+})
