@@ -15,12 +15,17 @@ import type { Logger } from './log.js'
 import { masakariClient, type MasakariClient } from './masakari.js'
 import { evaluateAndRecord, loadMonitor, noteStatus, type Deps, type Monitor } from './monitor.js'
 import { nextDue } from './outbox.js'
+import { fileId } from './quiet-run.js'
 import { readSnapshots } from './snapshot.js'
 import type { StoreState } from './store.js'
 import { fileTokenCache } from './token-cache.js'
 
 /** The worker's whole run; its exit code. */
 export async function runWorker(configPath: string, deps: Deps): Promise<number> {
+  // A worker lives as long as work is pending: one that kept a config since changed (a token
+  // replaced, an agent moved) would act on it for ever. It hands over to a fresh one instead.
+  const configId = fileId(configPath)
+  const configChanged = () => fileId(configPath) !== configId
   const monitor = await loadMonitor(configPath, deps, 'worker')
   const { config, store, logger } = monitor
   const lockPath = join(config.stateDir, 'worker.lock')
@@ -38,8 +43,10 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
       logger.debug('another worker is running; leaving the outbox to it')
       return 0
     }
+    let outcome: Awaited<ReturnType<typeof workWhilePending>>
     try {
-      if (!(await workWhilePending(monitor, delivery, deps, lost.stop))) return EXIT.lock
+      outcome = await workWhilePending(monitor, delivery, deps, lost.stop, configChanged)
+      if (outcome === 'lost') return EXIT.lock
     } catch (err) {
       if (!(err instanceof NotSenderError)) throw err
       // Fenced: another controller took the sender lock; it delivers what is left.
@@ -48,6 +55,11 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
     } finally {
       // a lock taken over is already released: its release() rejects, and must not replace our exit code
       await release().catch(() => {})
+    }
+    if (outcome === 'config changed') {
+      logger.info('the config changed: a fresh worker takes over with it', { config: configPath })
+      deps.spawnWorker(config.source, config.stateDir)
+      return 0
     }
     // A handler may have queued work after our last look and found the lock still held:
     // look once more now that it is free, so that work is not left without a worker.
@@ -140,14 +152,21 @@ export async function deliveryDeps(
 
 /**
  * Holding the worker lock: delivery passes and due re-evaluations until nothing is pending,
- * sleeping until the next retry or wake-up when a round sent nothing. False when the lock was
- * lost on the way.
+ * sleeping until the next retry or wake-up when a round sent nothing. Stops early when the lock
+ * was lost on the way, or the config changed.
  */
-async function workWhilePending(monitor: Monitor, delivery: DeliveryDeps, deps: Deps, lost: () => boolean): Promise<boolean> {
+async function workWhilePending(
+  monitor: Monitor,
+  delivery: DeliveryDeps,
+  deps: Deps,
+  lost: () => boolean,
+  configChanged: () => boolean,
+): Promise<'done' | 'lost' | 'config changed'> {
   const { store } = monitor
   const statePath = join(monitor.config.stateDir, 'state.json')
   for (;;) {
-    if (lost()) return false
+    if (lost()) return 'lost'
+    if (configChanged()) return 'config changed'
     let state = await store.read()
     let sent = 0
     if (state.outbox.length > 0) {
@@ -158,8 +177,8 @@ async function workWhilePending(monitor: Monitor, delivery: DeliveryDeps, deps: 
       await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
       state = await store.read()
     }
-    if (lost()) return false
-    if (!pendingWork(state)) return true
+    if (lost()) return 'lost'
+    if (!pendingWork(state)) return 'done'
     if (sent > 0) continue
     const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt)]
       .filter((d): d is Date => d !== undefined)

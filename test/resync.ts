@@ -251,3 +251,24 @@ t.test('the resync note: other runs only bring it forward; a resync sets it; kep
   await writeResync(dir, undefined, { postpone: false })
   t.equal(await read(), 'absent', 'settled: nothing extra runs')
 })
+
+t.test('a worker whose config changed hands over to a fresh one (a token replaced must not wait for it to exit)', async (t) => {
+  const { stateDir, config } = await setup(t)
+  await allUpRuns(t, config)
+  const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [] }
+  const fetch = agents(rec, () => cmp1Down, new Set(['storage']))
+  await watchRun(config, 'storage', cmp1Down, at(10), fetch)
+  t.ok((await stateOf(stateDir)).wakeAt, 'unconfirmed: a worker has work for as long as the agent refuses')
+  let clock = T0 + 12_000
+  let sleeps = 0
+  const worker = fakeDeps({ now: () => new Date(clock), fetch })
+  worker.sleep = async (ms) => {
+    clock += ms
+    // The operator fixes the config while the worker waits to ask again.
+    if (++sleeps === 1) await writeFile(config, `${await readFile(config, 'utf8')}# edited\n`)
+    if (sleeps > 1000) throw new Error('the worker kept its old config')
+  }
+  t.equal(await main(['--worker', '--config', config], worker), 0, worker.rec.stderr.join('\n'))
+  t.same(worker.rec.spawned, [config], 'a fresh worker is started, with the config as it is now')
+  t.match(worker.rec.logFile.join('\n'), /the config changed: a fresh worker takes over with it/)
+})
