@@ -2,6 +2,7 @@
  * What one run of the Consul checks watch does: stdin → this network's snapshot → evaluation
  * → outbox. It returns as soon as the decision is recorded; delivery happens elsewhere.
  */
+import { NODE_READ_RULE, showsOwnNode } from './consul-agents.js'
 import { ConsulError } from './consul-api.js'
 import { decodeStdin, InputError, nodeStates, STDIN_MAX_BYTES } from './checks-payload.js'
 import { type Check, parseChecks } from './consul-input.js'
@@ -19,17 +20,22 @@ export interface ChecksHandlerArgs {
 }
 
 /**
- * A cluster always has at least this controller's own node, so an empty payload is never a
- * view: with ACLs on (default_policy deny) Consul answers a token that may not read nodes with
- * exactly this. Taken as a view, it would turn every host `unknown`. Said in the log and the
- * pulse check, and the run fails as on bad input; the record and snapshots are left as they were.
+ * Every cluster this controller watches has its own node, so a payload without its serfHealth
+ * is never a complete view: with ACLs on (default_policy deny) Consul answers a token that may
+ * not read nodes with an empty list, and a list the own node is missing from is no more
+ * complete. Taken as a view, it would turn every host `unknown`, or hide a failed one. Said in the log and the pulse check,
+ * and the run fails as on bad input; the record and snapshots are left as they were.
  */
-async function refuseEmptyPayload(monitor: Monitor, network: Network): Promise<never> {
+async function refuseBlindPayload(monitor: Monitor, network: Network, empty: boolean): Promise<never> {
+  const own = monitor.config.hostname
+  const what = empty
+    ? `lists no check at all, not even this controller's own node (${own})`
+    : `does not show this controller's own node ${own} (its serfHealth)`
   const reason =
-    `the ${network} watch's payload lists no check at all, not even this controller's own node (${monitor.config.hostname}): ` +
-    "with Consul ACLs on, a watch whose token may not read nodes gets exactly this; give the watch a token (its 'token' field " +
-    "or the agent's default token) with the monitor's policy (README, Consul ACLs)"
-  monitor.logger.error('empty checks payload refused', { network, reason })
+    `the ${network} watch's payload ${what}: with Consul ACLs on, a watch whose token lacks ${NODE_READ_RULE} gets this; ` +
+    "give the watch a token (its 'token' field or the agent's default token) with the monitor's policy (README, Consul ACLs); " +
+    `or hostname is not this controller's node name in that cluster`
+  monitor.logger.error("checks payload without this controller's own node refused", { network, reason })
   await writeHealth(monitor.config.stateDir, { status: 'critical', reason })
   throw new InputError(reason)
 }
@@ -42,7 +48,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   const stdin = await deps.readStdin(STDIN_MAX_BYTES)
   const receivedAt = (deps.stdinReadAt ?? deps.now()).toISOString()
   const checks = parseChecks(decodeStdin(stdin))
-  if (checks.length === 0) await refuseEmptyPayload(monitor, args.network)
+  if (!showsOwnNode(checks, monitor.config.hostname)) await refuseBlindPayload(monitor, args.network, checks.length === 0)
   const snapshot: Snapshot = {
     version: 1,
     network: args.network,

@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
 import { issueProblems } from './config-keys.js'
-import { type ConsulAccess, ConsulAccessSchema, resolveConsulAccess } from './consul-api.js'
+import { type ConsulAccess, ConsulAccessSchema, hasUrlCredentials, resolveConsulAccess } from './consul-api.js'
 import { GossipSchema, GuardsSchema } from './guards.js'
 import { LEVELS } from './log.js'
 import { NETWORKS } from './networks.js'
@@ -68,21 +68,31 @@ const AuthSchema = z.preprocess(
   z.discriminatedUnion('method', [PasswordAuthSchema, AppCredentialAuthSchema]),
 )
 
+/** Said instead of the value, which holds a password. */
+const URL_CREDENTIALS = 'carries credentials (user:password@), which are never sent and would be printed in the log'
+const noCredentials = (what: string) => [(v: string) => !hasUrlCredentials(v), `${URL_CREDENTIALS}; ${what}`] as const
+const MASAKARI_NO_CREDENTIALS = noCredentials('give them as masakari.auth (or a secret file, OS_* or clouds.yaml)')
+
 export const MasakariSchema = z.strictObject({
   /** Keystone v3 URL, e.g. https://keystone.example:5000/v3. */
-  authUrl: z.url({
-    error: (issue) =>
-      issue.input === undefined
-        ? "not set: set it here, or upstreamConfig's [api] auth_url, OS_AUTH_URL or a clouds.yaml cloud"
-        : undefined,
-  }),
+  authUrl: z
+    .url({
+      error: (issue) =>
+        issue.input === undefined
+          ? "not set: set it here, or upstreamConfig's [api] auth_url, OS_AUTH_URL or a clouds.yaml cloud"
+          : undefined,
+    })
+    .refine(...MASAKARI_NO_CREDENTIALS),
   auth: AuthSchema,
   /** Catalog region of the instance-ha endpoint; any region when omitted. */
   region: z.string().min(1).optional(),
   /** Catalog interface of the instance-ha endpoint. */
   interface: z.enum(['public', 'internal', 'admin']).default('public'),
   /** Masakari API URL to use instead of the catalog's (…/v1/<project id>). */
-  endpoint: z.url().optional(),
+  endpoint: z
+    .url()
+    .refine(...MASAKARI_NO_CREDENTIALS)
+    .optional(),
   /** CA bundle (PEM) to verify Keystone's and Masakari's TLS certificates. */
   caFile: z.string().min(1).optional(),
   /** Skip TLS verification. Only for lab clouds: it lets anyone on the path impersonate Masakari. */
@@ -109,6 +119,8 @@ export const MasakariSchema = z.strictObject({
     .prefault({}),
 })
 
+const CONSUL_NO_CREDENTIALS = noCredentials("an agent takes Consul's ACL token: give it as consul.token or consul.tokenFile")
+
 export const ConsulAgentsSchema = z
   .strictObject({
     /**
@@ -116,7 +128,15 @@ export const ConsulAgentsSchema = z
      * a recovery is confirmed with that agent just before it is decided: it must have a leader
      * and still show the host failed; an agent that does not answer makes that network unknown.
      */
-    agents: z.partialRecord(z.enum(NETWORKS), z.string().min(1)).default({}),
+    agents: z
+      .partialRecord(
+        z.enum(NETWORKS),
+        z
+          .string()
+          .min(1)
+          .refine(...CONSUL_NO_CREDENTIALS),
+      )
+      .default({}),
     /** Seconds to wait for an agent's answer. */
     timeout: z.number().positive().default(1),
     /**
@@ -191,6 +211,8 @@ const AuthFileSchema = z.strictObject({
 })
 const MasakariFileSchema = MasakariSchema.extend({
   authUrl: z.string().optional(),
+  // Checked, whatever its source, with the other masakari.* values (resolveMasakari).
+  endpoint: z.url().optional(),
   auth: AuthFileSchema.optional(),
   interface: z.string().optional(),
   insecure: z.boolean().optional(),
@@ -279,6 +301,9 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
   const fail = () => ({ source, problems: problems.map((p) => oneLine(p, 500)), warnings })
   const read = await readRaw(source, env, problems, warnings)
   if (!read) return fail()
+  // The fallback agent address (coordination.ts, host-names.ts): refused like consul.agents.
+  if (env.env.CONSUL_HTTP_ADDR && hasUrlCredentials(env.env.CONSUL_HTTP_ADDR))
+    problems.push(`CONSUL_HTTP_ADDR: ${CONSUL_NO_CREDENTIALS[1]}`)
   const abs = (p: string) => resolve(dirname(source), p)
   const parsed = ConfigFileSchema.safeParse(read.raw)
   if (!parsed.success) {

@@ -1,12 +1,14 @@
 /**
  * Asks the monitor's own Consul agents, just before a recovery is decided, whether their
  * cluster has a leader and which nodes it shows failed. The watch's snapshot may be seconds
- * old; a network whose agent does not answer must not carry a recovery.
+ * old; a network whose agent does not answer must not carry a recovery. An answer that cannot
+ * see nodes (ACLs) is a refusal, never "nothing failed".
  */
 import { z } from 'zod'
 import type { ConsulAgentsSchema } from './config.js'
 import { type ConsulAccess, consulAgent } from './consul-api.js'
-import { parseChecks } from './consul-input.js'
+import { SERF_HEALTH } from './checks-payload.js'
+import { type Check, parseChecks } from './consul-input.js'
 import type { AgentGossip, Confirmation } from './evaluator.js'
 import type { Fetch } from './http.js'
 import type { Network } from './networks.js'
@@ -17,8 +19,29 @@ export type AgentsConfig = Pick<z.infer<typeof ConsulAgentsSchema>, 'agents' | '
 /** Without ACLs or TLS: what an agent on loopback needs. */
 const PLAIN: ConsulAccess = { ssl: false, sslVerify: true }
 
+/** The rule of the monitor's policy (README, Consul ACLs) without which Consul hides every node. */
+export const NODE_READ_RULE = 'node_prefix "" { policy = "read" }'
+
+/**
+ * The controller's own node is in every cluster it watches, so an answer that does not list
+ * its serfHealth cannot be a complete view: with ACLs on, Consul answers a token without
+ * node:read with lists filtered to nothing, and 200 all the same.
+ */
+export function showsOwnNode(checks: readonly Check[], ownNode: string): boolean {
+  return checks.some((c) => c.Node === ownNode && c.CheckID === SERF_HEALTH)
+}
+
+/** Why an answer without the own node is refused: the missing ACL rule, or a `hostname` that is not the node's name. */
+export function blindReason(what: string, ownNode: string): string {
+  return (
+    `${what} does not show this controller's own node ${ownNode} (its serfHealth), so it cannot see nodes: ` +
+    `with Consul ACLs on, its token lacks ${NODE_READ_RULE} (README, Consul ACLs); or hostname is not this controller's node name there`
+  )
+}
+
 export async function askAgent(
   addr: string,
+  ownNode: string,
   fetch: Fetch,
   timeoutSeconds: number,
   access: ConsulAccess = PLAIN,
@@ -27,14 +50,18 @@ export async function askAgent(
   const agent = consulAgent(addr, access, fetch, tls, timeoutSeconds)
   const get = async (path: string) => (await agent.ok('GET', path)).text
   try {
-    const [leaderText, criticalText, gossip, degraded] = await Promise.all([
+    // The own node's checks in the same round trip: the proof that the critical list is complete.
+    const [leaderText, criticalText, ownText, gossip, degraded] = await Promise.all([
       get('/v1/status/leader'),
       get('/v1/health/state/critical'),
+      get(`/v1/health/node/${encodeURIComponent(ownNode)}`),
       agentGossip(get),
       gossipDegraded(get),
     ])
     const leader = JSON.parse(leaderText) as unknown
     if (typeof leader !== 'string' || leader === '') return { ok: false, reason: `no cluster leader (agent ${addr})` }
+    if (!showsOwnNode(parseChecks(ownText), ownNode))
+      return { ok: false, refused: true, reason: blindReason(`agent ${addr}'s answer`, ownNode) }
     const checks = parseChecks(criticalText)
     const critical = new Set(checks.filter((c) => c.CheckID === 'serfHealth').map((c) => c.Node))
     return { ok: true, critical, ...(gossip ? { gossip } : {}), ...(degraded ? { degraded } : {}) }
@@ -110,15 +137,16 @@ export function goDurationSeconds(text: string): number | undefined {
   return seconds
 }
 
-/** Asks every configured agent of the given networks, in parallel. */
+/** Asks every configured agent of the given networks, in parallel; `ownNode`: this controller's node name (config.hostname). */
 export async function askAgents(
   networks: Network[],
+  ownNode: string,
   config: AgentsConfig,
   fetch: Fetch,
   access: ConsulAccess = PLAIN,
   tls?: unknown,
 ): Promise<Partial<Record<Network, Confirmation>>> {
   const asked = networks.filter((n) => config.agents[n] !== undefined)
-  const answers = await Promise.all(asked.map((n) => askAgent(config.agents[n]!, fetch, config.timeout, access, tls)))
+  const answers = await Promise.all(asked.map((n) => askAgent(config.agents[n]!, ownNode, fetch, config.timeout, access, tls)))
   return Object.fromEntries(asked.map((n, i) => [n, answers[i]!]))
 }

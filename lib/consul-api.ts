@@ -65,6 +65,16 @@ export async function resolveConsulAccess(
   }
 }
 
+/**
+ * Whether an address or URL carries user info (`user:password@host`). Never sent (node-fetch
+ * refuses such a URL) and printed wherever the address is (the log, validate, status): the
+ * config refuses it, naming the key and not the value.
+ */
+export function hasUrlCredentials(address: string): boolean {
+  const authority = address.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').split(/[/?#]/, 1)[0] ?? ''
+  return authority.includes('@')
+}
+
 /** The base URL of an agent address written as host:port or as a URL. */
 export function agentUrl(addr: string, access: Pick<ConsulAccess, 'ssl'>): string {
   return /^https?:\/\//.test(addr) ? addr.replace(/\/+$/, '') : `${access.ssl ? 'https' : 'http'}://${addr}`

@@ -49,7 +49,8 @@ export type Confirmation =
       /** The agent's gossip view is degraded (Lifeguard): why, in words. */
       degraded?: string
     }
-  | { ok: false; reason: string }
+  /** `refused`: the agent answered, but its answer cannot see nodes (ACLs): loud, not a mere unknown. */
+  | { ok: false; reason: string; refused?: true }
 
 /**
  * Seconds before a recovery held by a degraded agent asks again: the agent's metrics cover

@@ -60,6 +60,11 @@ export interface Monitor {
    * the health note, and it ends the run with exit 74 (assertOutputsWritten).
    */
   problems: string[]
+  /**
+   * What this run was refused in a way that blinds it (an own agent's answer that cannot see
+   * nodes: ACLs): the health note turns critical with it (withProblems).
+   */
+  critical: string[]
 }
 
 /**
@@ -87,6 +92,7 @@ export async function loadMonitor(configPath: string, deps: Deps, component: str
     ...(shared ? { coordination: shared } : {}),
     logger,
     problems,
+    critical: [],
   }
 }
 
@@ -290,9 +296,18 @@ async function evaluateState(monitor: Monitor, deps: Deps, incoming: Snapshot[],
   const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
   if (!confirm || !recovering || Object.keys(config.consul.agents).length === 0) return { evaluation, snapshots, fresh }
   const access = config.consulAccess
-  const confirmations = await askAgents(strategy.sequence, config.consul, await deps.fetch(), access, await consulTls(access, deps))
+  const tls = await consulTls(access, deps)
+  const confirmations = await askAgents(strategy.sequence, config.hostname, config.consul, await deps.fetch(), access, tls)
   for (const [network, c] of Object.entries(confirmations)) {
-    if (!c.ok) logger.warn('own agent did not confirm; its network counts as unknown for recoveries', { network, reason: c.reason })
+    if (c.ok) continue
+    if (!c.refused) {
+      logger.warn('own agent did not confirm; its network counts as unknown for recoveries', { network, reason: c.reason })
+      continue
+    }
+    // Not a passing check with a warn line: every later recovery on this network would be lost as quietly.
+    logger.error('own agent answered without seeing nodes; its network counts as unknown for recoveries', { network, reason: c.reason })
+    const said = `${network} agent: ${c.reason}`
+    if (!monitor.critical.includes(said)) monitor.critical.push(said)
   }
   return { evaluation: evaluate({ ...input, confirmations }), snapshots, fresh }
 }
@@ -311,8 +326,8 @@ export async function noteStatus(
 ): Promise<void> {
   const { stateDir, resync } = monitor.config
   const health = healthOf(state, snapshots, monitor.strategy.sequence, role, now)
-  await writeMetricsFile(monitor, { state, snapshots, health: withProblems(health, monitor.problems), now })
-  await writeHealth(stateDir, withProblems(health, monitor.problems))
+  await writeMetricsFile(monitor, { state, snapshots, health: withProblems(health, monitor.problems, monitor.critical), now })
+  await writeHealth(stateDir, withProblems(health, monitor.problems, monitor.critical))
   const why = unsettled(state, snapshots, monitor.strategy.sequence)
   await writeResync(stateDir, why === undefined ? undefined : new Date(now.getTime() + resync * 1000), { postpone: opts.resynced })
   if (role === undefined || role.sender) return writeWake(stateDir, state)
@@ -320,13 +335,17 @@ export async function noteStatus(
   await writeWake(stateDir, emptyState(), role.holder === undefined ? takeOverAt : undefined)
 }
 
-/** The health note with the run's problems: a passing monitor that cannot write its log is at warning. */
-export function withProblems(health: Health, problems: string[]): Health {
-  if (problems.length === 0) return health
-  const also = problems.join('; ')
-  return health.status === 'passing'
-    ? { status: 'warning', reason: also }
-    : { status: health.status, reason: `${health.reason}; also: ${also}` }
+/**
+ * The health note with the run's problems: a passing monitor that cannot write its log is at
+ * warning; one refused a view of the nodes (`critical`) is critical, whatever else it says.
+ */
+export function withProblems(health: Health, problems: string[], critical: string[] = []): Health {
+  const base: Health = critical.length === 0 ? health : { status: 'critical', reason: critical.join('; ') }
+  const also = [...(critical.length > 0 && health.status !== 'passing' ? [health.reason] : []), ...problems]
+  if (also.length === 0) return base
+  return base.status === 'passing'
+    ? { status: 'warning', reason: also.join('; ') }
+    : { status: base.status, reason: `${base.reason}; also: ${also.join('; ')}` }
 }
 
 /**

@@ -90,9 +90,9 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
       if (held === true) return { sender: true, session: session! }
       // Two runs on this controller created a session each at once, and the file kept the
       // other one: the lock held by our node's session is ours.
-      const entry = await lockEntry(agent, key)
-      if (entry?.Session && holderName(entry.Value) === host) {
-        session = entry.Session
+      const raced = await racedSession(agent, key, host, session!)
+      if (raced !== undefined) {
+        session = raced
         await writeFileAtomic(sessionPath, `${JSON.stringify({ id: session })}\n`, 0o600)
         return { sender: true, session }
       }
@@ -142,6 +142,26 @@ async function lockEntry(agent: ConsulAgent, key: string): Promise<z.infer<typeo
   if (answer.status === 404) return undefined
   if (answer.status !== 200) await agent.ok('GET', `/v1/kv/${key}?consistent`)
   return KvEntrySchema.parse(JSON.parse(answer.text))[0]
+}
+
+const SessionInfoSchema = z.array(z.object({ Node: z.string().min(1) })).nullable()
+
+/** The node a session belongs to (GET /v1/session/info); undefined when Consul no longer has it. */
+async function sessionNode(agent: ConsulAgent, id: string): Promise<string | undefined> {
+  const answer = await agent.ok('GET', `/v1/session/info/${encodeURIComponent(id)}`)
+  return SessionInfoSchema.parse(JSON.parse(answer.text))?.[0]?.Node
+}
+
+/**
+ * The session holding the lock, when it belongs to our own node. The node is Consul's, not the
+ * value's host: two controllers configured with the same hostname must not adopt each other's
+ * session. Ours is valid (its acquire answered false, not 'invalid'), so Consul knows its node.
+ */
+async function racedSession(agent: ConsulAgent, key: string, host: string, ours: string): Promise<string | undefined> {
+  const entry = await lockEntry(agent, key)
+  if (!entry?.Session || holderName(entry.Value) !== host) return undefined
+  const [theirNode, ourNode] = await Promise.all([sessionNode(agent, entry.Session), sessionNode(agent, ours)])
+  return theirNode !== undefined && theirNode === ourNode ? entry.Session : undefined
 }
 
 /** Who holds the lock, in words for evaluate.js and the log. */

@@ -12,7 +12,9 @@ import { dirname, join } from 'node:path'
 import { z } from 'zod'
 import { EXIT } from './cli.js'
 import { type Config, loadConfig } from './config.js'
+import { blindReason, showsOwnNode } from './consul-agents.js'
 import { consulAgent } from './consul-api.js'
+import { parseChecks } from './consul-input.js'
 import { consulTls } from './coordination.js'
 import { requester, safeJson } from './http.js'
 import { type CachedToken, keystone } from './keystone.js'
@@ -145,7 +147,10 @@ export async function checkLogFile(logFile: string, user: string): Promise<Check
 
 const LeaderSchema = z.string()
 
-/** Each configured own agent: it answers, and its cluster has a leader. */
+/**
+ * Each configured own agent: it answers, its cluster has a leader, and its answers can see
+ * nodes (this controller's own, as the recovery's confirmation requires: lib/consul-agents.ts).
+ */
 async function checkAgents(config: Config, deps: Deps): Promise<Check[]> {
   const agents = Object.entries(config.consul.agents)
   if (agents.length === 0) return [pass('consul agents', 'none configured (consul.agents): nothing to reach; recoveries are not confirmed')]
@@ -156,9 +161,17 @@ async function checkAgents(config: Config, deps: Deps): Promise<Check[]> {
       const what = `consul ${network} agent ${addr}`
       try {
         const agent = consulAgent(addr, config.consulAccess, fetch, tls, config.consul.timeout)
-        const leader = LeaderSchema.safeParse(safeJson((await agent.ok('GET', '/v1/status/leader')).text))
+        // In parallel; a cluster without a leader is said first (its health reads fail too).
+        const [leaderAnswer, ownAnswer] = await Promise.all([
+          agent.ok('GET', '/v1/status/leader'),
+          agent.ok('GET', `/v1/health/node/${encodeURIComponent(config.hostname)}`).catch((err: Error) => err),
+        ])
+        const leader = LeaderSchema.safeParse(safeJson(leaderAnswer.text))
         if (!leader.success || leader.data === '') return fail(what, 'answers, but its cluster has no leader', EXIT.consul)
-        return pass(what, `answers; cluster leader ${leader.data}`)
+        if (ownAnswer instanceof Error) throw ownAnswer
+        if (!showsOwnNode(parseChecks(ownAnswer.text), config.hostname))
+          return fail(what, blindReason('its answer', config.hostname), EXIT.consul)
+        return pass(what, `answers; cluster leader ${leader.data}; sees this controller's node ${config.hostname}`)
       } catch (err) {
         return fail(what, (err as Error).message, EXIT.consul)
       }

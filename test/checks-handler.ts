@@ -18,6 +18,14 @@ async function setup(t: Test, extra: Record<string, unknown> = {}) {
 const allUp = payload({ controller: 'passing', cmp1: 'passing', cmp2: 'passing' })
 const cmp1Down = payload({ controller: 'passing', cmp1: 'critical', cmp2: 'passing' })
 
+/** Every file of the state directory but the health note, which a refusal writes on purpose. */
+async function stateFiles(stateDir: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {}
+  for (const name of [...(await readdir(stateDir)), ...(await readdir(join(stateDir, 'snapshots'))).map((n) => `snapshots/${n}`)].sort())
+    if (name !== 'health' && name !== 'snapshots') files[name] = await readFile(join(stateDir, name), 'utf8').catch(() => '(directory)')
+  return files
+}
+
 async function feed(config: string, network: string, stdin: string | Uint8Array, extraArgs: string[] = []) {
   const deps = fakeDeps({ stdin })
   const code = await main(['--network', network, '--config', config, ...extraArgs], deps)
@@ -113,6 +121,42 @@ for (const [name, stdin, message] of badStdin) {
     t.notMatch(deps.rec.stderr.at(-1), /\n/, 'one line')
     t.equal(await readState(stateDir), state, 'ledger and outbox unchanged')
     t.equal(await readFile(join(stateDir, 'snapshots', 'storage.json'), 'utf8'), snap, 'snapshot unchanged')
+    t.same(deps.rec.spawned, [])
+  })
+}
+
+// With Consul ACLs on, a watch token without node:read gets a payload that hides nodes: the
+// controller's own node missing says so (it is in every cluster it watches).
+const blindPayloads: Array<[string, string, RegExp]> = [
+  ['an empty list', '[]', /lists no check at all, not even this controller's own node \(controller\)/],
+  [
+    "checks of other nodes, not the controller's own",
+    payload({ cmp1: 'passing', cmp2: 'critical' }),
+    /does not show this controller's own node controller/,
+  ],
+  [
+    "the controller's service checks but not its serfHealth",
+    JSON.stringify([check('controller', 'passing', 'service:consul'), check('cmp1', 'critical')]),
+    /does not show this controller's own node controller/,
+  ],
+]
+for (const [name, stdin, message] of blindPayloads) {
+  t.test(`a payload that cannot see nodes is refused, naming the ACL rule: ${name}`, async (t) => {
+    const { stateDir, config } = await setup(t)
+    for (const n of ['management', 'tenant', 'storage']) await feed(config, n, allUp)
+    const before = await stateFiles(stateDir)
+    const { code, deps } = await feed(config, 'storage', stdin)
+    t.equal(code, EXIT.badInput)
+    t.match(deps.rec.stderr.at(-1), /^checks-handler: error: the storage watch's payload /)
+    t.match(deps.rec.stderr.at(-1), message)
+    t.match(deps.rec.stderr.at(-1), /node_prefix "" \{ policy = "read" \}/)
+    const logged = deps.rec.logFile.map((l) => JSON.parse(l)).find((l) => l.level === 'error')
+    t.match(logged, { msg: "checks payload without this controller's own node refused", network: 'storage', reason: message })
+    t.match(
+      await readFile(join(stateDir, 'health'), 'utf8'),
+      /^critical\nthe storage watch's payload .*node_prefix "" \{ policy = "read" \}/,
+    )
+    t.same(await stateFiles(stateDir), before, 'snapshots, seen notes and state.json unchanged')
     t.same(deps.rec.spawned, [])
   })
 }

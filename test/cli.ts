@@ -9,7 +9,7 @@ import { outboxView, refusal, requeue } from '../lib/outbox-command.js'
 import { colourWanted, paint } from '../lib/report.js'
 import { emptyState, type StoreState } from '../lib/store.js'
 import { checkLogFile, checkStateDir } from '../lib/validate.js'
-import { configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
+import { check, configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
 
 /** Three networks with cmp1 down on storage, recorded by the handler; nothing decided yet. */
 async function setup(t: Test, extra: Record<string, unknown> = {}) {
@@ -277,6 +277,7 @@ t.test('validate: one ✓ line each when everything answers; the token is not wr
   const rec = fakeDeps().rec
   const fetch = scriptedFetch(rec, (url) => {
     if (url.endsWith('/v1/status/leader')) return response(200, '"127.0.0.1:8300"')
+    if (url.endsWith('/v1/health/node/controller')) return response(200, [check('controller', 'passing')])
     if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
     if (url.endsWith('/segments')) return response(200, { segments: [{ uuid: 's1' }, { uuid: 's2' }] })
     return response(404, 'no')
@@ -289,7 +290,7 @@ t.test('validate: one ✓ line each when everything answers; the token is not wr
     /^✓ strategy: built-in default/,
     /^✓ state directory .*state: \S+ \(uid \d+\) can create, read and write in it$/,
     /^✓ log file .*decisions\.log: /,
-    /^✓ consul management agent 127\.0\.0\.1:8500: answers; cluster leader 127\.0\.0\.1:8300$/,
+    /^✓ consul management agent 127\.0\.0\.1:8500: answers; cluster leader 127\.0\.0\.1:8300; sees this controller's node controller$/,
     /^✓ keystone http:\/\/127\.0\.0\.1:35000\/v3: authenticated/,
     /^✓ masakari http:\/\/127\.0\.0\.1:15868\/v1\/p: answers; 2 failover segments$/,
   ])
@@ -324,6 +325,24 @@ t.test('validate: each failure is a ✗ line with its reason, and a non-zero exi
   const bad = fakeDeps()
   t.equal(await evaluate(['validate', '--config', join(dir, 'config.yaml')], bad), EXIT.config)
   t.match(bad.rec.stdout.join(''), /^✗ config .*masakari\.authUrl/)
+})
+
+t.test('validate: an own agent whose answer cannot see nodes (ACLs) is a ✗ naming the rule, and a non-zero exit', async (t) => {
+  const { config } = await setup(t, { consul: { agents: { storage: '127.0.0.1:8501' }, lock: { enabled: false } } })
+  const rec = fakeDeps().rec
+  // A token without node:read: 200 and an empty list, as Consul answers under default_policy deny.
+  const fetch = scriptedFetch(rec, (url) => {
+    if (url.endsWith('/v1/status/leader')) return response(200, '"127.0.0.1:8300"')
+    if (url.endsWith('/v1/health/node/controller')) return response(200, [])
+    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    return response(200, { segments: [] })
+  })
+  const deps = fakeDeps({ fetch })
+  t.equal(await evaluate(['validate', '--config', config], deps), EXIT.consul)
+  t.match(
+    deps.rec.stdout.join(''),
+    /✗ consul storage agent 127\.0\.0\.1:8501: its answer does not show this controller's own node controller .*node_prefix "" \{ policy = "read" \}/,
+  )
 })
 
 t.test('validate: the state directory and log file as this user needs them', async (t) => {

@@ -314,3 +314,41 @@ t.test('hostNames.metaKey needs an own agent to read the catalog from', async (t
   )
   t.match(c.hostNames, { metaKey: 'mh', stripDomain: true, map: {} })
 })
+
+// node-fetch refuses a URL with user info, so such a password never authenticates anything; it
+// would only be printed (the log, validate, status). Every one is a problem naming its key.
+t.test('credentials inside URLs and agent addresses: one problem per key, all at once, the password never echoed', async (t) => {
+  const text = [
+    'consul:',
+    '  agents: {management: "u:hunter2@127.0.0.1:8500", storage: "https://u:hunter2@10.0.0.1:8501/", tenant: "127.0.0.2:8500"}',
+    'masakari:',
+    '  authUrl: https://admin:hunter2@keystone:5000/v3',
+    '  endpoint: http://admin:hunter2@masakari:15868/v1/p',
+    '  auth: {userId: u, password: p, projectId: p}',
+    '',
+  ].join('\n')
+  const err = (await loadConfig(
+    '/etc/mc/config.yaml',
+    env({ '/etc/mc/config.yaml': text }, { CONSUL_HTTP_ADDR: 'http://x:hunter2@127.0.0.1:8500' }),
+  ).catch((e) => e)) as ConfigError
+  t.type(err, ConfigError)
+  const keys = err.problems.map((p) => p.split(':')[0]).sort()
+  t.same(keys, ['CONSUL_HTTP_ADDR', 'consul.agents.management', 'consul.agents.storage', 'masakari.authUrl', 'masakari.endpoint'])
+  for (const p of err.problems) t.match(p, /carries credentials \(user:password@\)/)
+  t.notMatch(err.message, /hunter2/, 'the password is not in the error')
+})
+
+t.test('credentials inside OS_AUTH_URL say where the URL came from', async (t) => {
+  const err = (await loadConfig(
+    '/etc/mc/config.yaml',
+    env({ '/etc/mc/config.yaml': 'stateDir: /s\n' }, { ...OS_VARS, OS_AUTH_URL: 'http://admin:hunter2@keystone/v3' }),
+  ).catch((e) => e)) as ConfigError
+  t.match(err.problems, [/^masakari\.authUrl: carries credentials .* \(from OS_AUTH_URL\)$/])
+  t.notMatch(err.message, /hunter2/)
+})
+
+t.test('an @ after the host (a path, a query) is not a credential', async (t) => {
+  const text = `consul: {agents: {storage: "http://127.0.0.1:8500/x@y"}}\n${withAuth}`
+  const c = await loadConfig('/etc/mc/config.yaml', env({ '/etc/mc/config.yaml': text }, { CONSUL_HTTP_ADDR: '127.0.0.1:8500' }))
+  t.equal(c.consul.agents.storage, 'http://127.0.0.1:8500/x@y')
+})

@@ -3,14 +3,29 @@ import { askAgent, askAgents, goDurationSeconds } from '../lib/consul-agents.js'
 import type { Fetch } from '../lib/masakari.js'
 import { check, response } from './helpers.js'
 
+/** This controller's node name (config.hostname), which every answer that can see nodes lists. */
+const OWN = 'ctl'
+const ownChecks = [check(OWN, 'passing'), check(OWN, 'passing', 'service:consul')]
+
+/** An agent: `routes` by path ending, else the leader, the own node's checks and the critical list. */
 const agentAnswering =
-  (leader: string, critical: unknown[]): Fetch =>
-  async (url) =>
-    url.endsWith('/v1/status/leader') ? response(200, JSON.stringify(leader)) : response(200, critical)
+  (
+    leader: string,
+    critical: unknown[],
+    own: unknown[] = ownChecks,
+    routes: Record<string, () => ReturnType<typeof response>> = {},
+  ): Fetch =>
+  async (url) => {
+    for (const [end, answer] of Object.entries(routes)) if (url.endsWith(end)) return answer()
+    if (url.endsWith('/v1/status/leader')) return response(200, JSON.stringify(leader))
+    if (url.endsWith(`/v1/health/node/${OWN}`)) return response(200, own)
+    return response(200, critical)
+  }
 
 t.test('a leader and the failed nodes from serfHealth', async (t) => {
   const c = await askAgent(
     '127.0.0.1:8500',
+    OWN,
     agentAnswering('127.0.0.1:8300', [check('cmp1', 'critical'), check('cmp2', 'critical', 'service:web')]),
     1,
   )
@@ -30,7 +45,7 @@ const failing: Array<[string, Fetch, RegExp]> = [
   ['agent answers 500', async () => response(500, 'No cluster leader'), /answered 500/],
   [
     'agent answers garbage',
-    async (url) => (url.endsWith('/leader') ? response(200, '"x"') : response(200, '{"not":"an array"}')),
+    agentAnswering('x', [], ownChecks, { '/v1/health/state/critical': () => response(200, '{"not":"an array"}') }),
     /must be a JSON array/,
   ],
   [
@@ -44,7 +59,7 @@ const failing: Array<[string, Fetch, RegExp]> = [
 ]
 for (const [name, fetch, reason] of failing) {
   t.test(`${name}: not confirmed, with the reason`, async (t) => {
-    const c = await askAgent('http://127.0.0.1:8500/', fetch, 0.05)
+    const c = await askAgent('http://127.0.0.1:8500/', OWN, fetch, 0.05)
     t.equal(c.ok, false)
     if (!c.ok) t.match(c.reason, reason)
   })
@@ -52,11 +67,11 @@ for (const [name, fetch, reason] of failing) {
 
 t.test('only configured networks are asked', async (t) => {
   const asked: string[] = []
-  const fetch: Fetch = async (url) => {
+  const fetch: Fetch = async (url, init) => {
     asked.push(url)
-    return url.endsWith('/leader') ? response(200, '"l"') : response(200, [])
+    return agentAnswering('l', [])(url, init)
   }
-  const answers = await askAgents(['management', 'tenant', 'storage'], { agents: { storage: '127.0.0.3:8500' }, timeout: 1 }, fetch)
+  const answers = await askAgents(['management', 'tenant', 'storage'], OWN, { agents: { storage: '127.0.0.3:8500' }, timeout: 1 }, fetch)
   t.same(Object.keys(answers), ['storage'])
   t.ok(asked.every((u) => u.startsWith('http://127.0.0.3:8500/')))
 })
@@ -77,38 +92,32 @@ for (const [text, seconds] of durations) {
   })
 }
 
-const withSelf =
-  (self: unknown): Fetch =>
-  async (url) =>
-    url.endsWith('/v1/status/leader')
-      ? response(200, '"127.0.0.1:8300"')
-      : url.endsWith('/v1/agent/self')
-        ? response(200, JSON.stringify(self))
-        : response(200, [check('cmp1', 'critical')])
+const withSelf = (self: unknown): Fetch =>
+  agentAnswering('127.0.0.1:8300', [check('cmp1', 'critical')], ownChecks, { '/v1/agent/self': () => response(200, JSON.stringify(self)) })
 
 t.test("the agent's gossip tuning comes with its confirmation", async (t) => {
-  const c = await askAgent('127.0.0.1:8500', withSelf({ DebugConfig: { GossipLANProbeInterval: '400ms', GossipLANSuspicionMult: 2 } }), 1)
+  const c = await askAgent(
+    '127.0.0.1:8500',
+    OWN,
+    withSelf({ DebugConfig: { GossipLANProbeInterval: '400ms', GossipLANSuspicionMult: 2 } }),
+    1,
+  )
   t.match(c, { ok: true, gossip: { probeInterval: 0.4, suspicionMult: 2 } })
 })
 
 t.test('an agent that does not tell its gossip tuning still confirms (the config is used)', async (t) => {
   for (const self of [{ Config: {} }, { DebugConfig: { GossipLANProbeInterval: 'soon', GossipLANSuspicionMult: 2 } }]) {
-    const c = await askAgent('127.0.0.1:8500', withSelf(self), 1)
+    const c = await askAgent('127.0.0.1:8500', OWN, withSelf(self), 1)
     t.equal(c.ok, true)
     t.notOk('gossip' in c, JSON.stringify(self))
   }
 })
 
-const withMetrics =
-  (metrics: unknown): Fetch =>
-  async (url) =>
-    url.endsWith('/v1/status/leader')
-      ? response(200, '"127.0.0.1:8300"')
-      : url.endsWith('/v1/agent/metrics')
-        ? response(200, JSON.stringify(metrics))
-        : url.endsWith('/v1/agent/self')
-          ? response(404, 'not here')
-          : response(200, [check('cmp1', 'critical')])
+const withMetrics = (metrics: unknown): Fetch =>
+  agentAnswering('127.0.0.1:8300', [check('cmp1', 'critical')], ownChecks, {
+    '/v1/agent/metrics': () => response(200, JSON.stringify(metrics)),
+    '/v1/agent/self': () => response(404, 'not here'),
+  })
 const gauge = (Name: string, Value: number) => ({ Name, Value, Labels: {} })
 const counter = (Name: string, Count: number) => ({ Name, Count, Labels: {} })
 const metricsCases: Array<[string, unknown, RegExp | undefined]> = [
@@ -146,10 +155,36 @@ const metricsCases: Array<[string, unknown, RegExp | undefined]> = [
 ]
 for (const [name, metrics, degraded] of metricsCases) {
   t.test(`agent metrics: ${name}`, async (t) => {
-    const c = await askAgent('127.0.0.1:8500', withMetrics(metrics), 1)
+    const c = await askAgent('127.0.0.1:8500', OWN, withMetrics(metrics), 1)
     t.equal(c.ok, true, 'still a confirmation')
     if (!c.ok) return
     if (degraded) t.match(c.degraded, degraded)
     else t.notOk('degraded' in c)
   })
 }
+
+// With ACLs on, a token without node:read gets 200 and lists filtered to nothing: "nothing
+// failed" would read as every host recovered.
+const blind: Array<[string, unknown[]]> = [
+  ['no node at all (a token without node:read)', []],
+  ["the own node's service checks but not its serfHealth", [check(OWN, 'passing', 'service:consul')]],
+  ['another node only', [check('cmp1', 'passing')]],
+]
+for (const [name, own] of blind) {
+  t.test(`an answer that cannot see the own node is refused, naming the ACL rule: ${name}`, async (t) => {
+    const c = await askAgent('127.0.0.1:8500', OWN, agentAnswering('127.0.0.1:8300', [], own), 1)
+    t.match(c, { ok: false, refused: true })
+    if (!c.ok) t.match(c.reason, /does not show this controller's own node ctl .*node_prefix "" \{ policy = "read" \}/)
+  })
+}
+
+t.test("the own node's checks are asked, its name escaped", async (t) => {
+  const asked: string[] = []
+  const fetch: Fetch = async (url, init) => {
+    asked.push(url)
+    return url.endsWith('/v1/health/node/ctl%201%2Fx') ? response(200, [check('ctl 1/x', 'passing')]) : agentAnswering('l', [])(url, init)
+  }
+  const c = await askAgent('127.0.0.1:8500', 'ctl 1/x', fetch, 1)
+  t.equal(c.ok, true)
+  t.ok(asked.includes('http://127.0.0.1:8500/v1/health/node/ctl%201%2Fx'), asked.join(' '))
+})

@@ -1,12 +1,13 @@
 /** evaluateAndRecord: what a run writes, and when. */
-import t from 'tap'
-import { readdir, writeFile } from 'node:fs/promises'
+import t, { type Test } from 'tap'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LockError } from '../lib/lock.js'
-import { evaluateAndRecord, loadMonitor } from '../lib/monitor.js'
+import type { Fetch } from '../lib/http.js'
+import { evaluateAndRecord, loadMonitor, withProblems } from '../lib/monitor.js'
 import { writeSnapshot } from '../lib/snapshot.js'
 import { localStore } from '../lib/store.js'
-import { configYaml, fakeDeps, readState } from './helpers.js'
+import { check, configYaml, fakeDeps, readState, response } from './helpers.js'
 
 t.test('a run that loses the state lock while stalled writes neither the snapshot nor state.json', async (t) => {
   const dir = t.testdir({})
@@ -39,4 +40,73 @@ t.test('a run that loses the state lock while stalled writes neither the snapsho
   t.match(err.message, /lost the lock/)
   t.equal(await readState(stateDir), undefined, 'no state.json')
   t.same((await readdir(join(stateDir, 'snapshots'))).sort(), before, 'no storage snapshot')
+})
+
+/** A storage-down run with the storage agent configured: it asks the agent before the STOPPED. */
+async function cmp1DownRun(t: Test, agent: Fetch) {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir, { consul: { agents: { storage: '127.0.0.1:8500' } } }))
+  const deps = fakeDeps({ fetch: agent })
+  for (const network of ['management', 'tenant'] as const)
+    await writeSnapshot(stateDir, {
+      version: 1,
+      network,
+      consulIndex: '1',
+      receivedAt: deps.now().toISOString(),
+      nodes: { cmp1: 'up', controller: 'up' },
+    })
+  const monitor = await loadMonitor(config, deps, 'test')
+  const nodes = Object.assign(Object.create(null), { cmp1: 'down', controller: 'up' })
+  const incoming = { version: 1 as const, network: 'storage' as const, consulIndex: '2', receivedAt: deps.now().toISOString(), nodes }
+  const result = await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: [incoming], startWorker: false })
+  const health = await readFile(join(stateDir, 'health'), 'utf8')
+  const lines = deps.rec.stderr.map((l) => JSON.parse(l) as { level: string; msg: string; reason?: string })
+  return { result, health, lines }
+}
+
+/** The storage agent: a leader, cmp1 critical, and the own node as `own` says (ACLs hide it). */
+const storageAgent =
+  (own: unknown[]): Fetch =>
+  async (url) =>
+    url.endsWith('/v1/status/leader')
+      ? response(200, '"127.0.0.1:8300"')
+      : url.endsWith('/v1/health/node/controller')
+        ? response(200, own)
+        : url.endsWith('/v1/health/state/critical')
+          ? response(200, own.length === 0 ? [] : [check('cmp1', 'critical')])
+          : response(403, 'Permission denied')
+
+t.test(
+  "an own agent's answer that cannot see nodes (ACLs) is a refusal: error line, health critical naming the rule, no STOPPED",
+  async (t) => {
+    const { result, health, lines } = await cmp1DownRun(t, storageAgent([]))
+    t.same(result.queued, [], 'no STOPPED on an answer that cannot see nodes')
+    t.match(health, /^critical\nstorage agent: .*own node controller .*node_prefix "" \{ policy = "read" \}/)
+    t.ok(
+      lines.some((l) => l.level === 'error' && /without seeing nodes/.test(l.msg) && /node_prefix/.test(l.reason ?? '')),
+      'said at error',
+    )
+  },
+)
+
+t.test('an own agent that sees its own node confirms the recovery; health is not critical', async (t) => {
+  const { result, health, lines } = await cmp1DownRun(t, storageAgent([check('controller', 'passing')]))
+  t.match(result.queued, [{ payload: { event: 'STOPPED', host_status: 'NORMAL' } }])
+  t.match(health, /^passing\n/)
+  t.notOk(lines.some((l) => l.level === 'error'))
+})
+
+t.test('health note: a refusal is critical whatever else the run says, and keeps what else it says', async (t) => {
+  const warning = { status: 'warning' as const, reason: 'a backlog' }
+  t.same(withProblems(warning, [], []), warning, 'nothing refused: as it was')
+  t.same(withProblems(warning, ['no log'], ['storage agent: blind']), {
+    status: 'critical',
+    reason: 'storage agent: blind; also: a backlog; no log',
+  })
+  t.same(withProblems({ status: 'passing', reason: '' }, [], ['storage agent: blind']), {
+    status: 'critical',
+    reason: 'storage agent: blind',
+  })
 })

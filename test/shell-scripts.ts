@@ -65,10 +65,7 @@ t.test('watch.sh: a failed run keeps its exit code and stderr, notes the failure
   t.match(r.stderr, /passwordFile: cannot read it/, 'its stderr is passed on')
   const [status, reason] = read(join(s.state, 'failed-storage'))!.split('\n')
   t.equal(status, 'critical')
-  t.match(
-    reason,
-    /^the storage watch run failed \(exit 78\) at \d{4}-\d\d-\d\dT[\d:]+Z: - masakari\.auth\.passwordFile: cannot read it$/,
-  )
+  t.match(reason, /^the storage watch run failed \(exit 78\) at \d{4}-\d\d-\d\dT[\d:]+Z: - masakari\.auth\.passwordFile: cannot read it$/)
   const due = Number(read(join(s.state, 'resync')))
   t.ok(due >= before && due <= Date.now() / 1000 + 1, 'the resync is due now')
 })
