@@ -32,7 +32,17 @@ if [ -f "$state/wake" ]; then
   read -r due <"$state/wake"
   now=$(date +%s)
   if [ "${due:-0}" -le "$now" ] && [ -z "$(find "$state/worker.lock" -maxdepth 0 -newermt "@$((now - 12))" 2>/dev/null)" ]; then
-    nohup "$node" "$bundle" --worker --config "$config" >/dev/null 2>>"$state/worker.stderr" &
+    # As the handler starts it: a worker that fails is written down (failed-worker, critical).
+    (
+      "$node" "$bundle" --worker --config "$config"
+      rc=$?
+      if [ "$rc" -eq 0 ]; then
+        rm -f "$state/failed-worker"
+      else
+        printf 'critical\nthe worker failed (exit %s) at %s: its stack trace, if any, is in %s/worker.stderr\n' "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$state" >"$state/failed-worker.$$" &&
+          mv -f "$state/failed-worker.$$" "$state/failed-worker"
+      fi
+    ) </dev/null >/dev/null 2>>"$state/worker.stderr" &
   fi
 fi
 

@@ -15,6 +15,20 @@ const stderrLine = (line: string) => {
   process.stderr.write(`${line}\n`)
 }
 
+/**
+ * The worker is run by /bin/sh so that its failure (any exit but 0, a crash) is written down as
+ * `failed-worker` for the pulse check, as watch.sh does for a watch run: a worker that fails
+ * each time it starts would otherwise leave its work undone behind a passing check. A worker
+ * that ends well removes it. `$1` is the state directory, the rest the command.
+ */
+const NOTE_WORKER_FAILURE = [
+  'state=$1; shift',
+  '"$@"; rc=$?',
+  'if [ "$rc" -eq 0 ]; then rm -f "$state/failed-worker"; exit 0; fi',
+  'printf "critical\\nthe worker failed (exit %s) at %s: its stack trace, if any, is in %s/worker.stderr\\n" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$state" >"$state/failed-worker.$$" && mv -f "$state/failed-worker.$$" "$state/failed-worker"',
+  'exit "$rc"',
+].join('\n')
+
 export function realDeps(): Deps {
   const logFds = new Map<string, number>()
   return {
@@ -37,10 +51,14 @@ export function realDeps(): Deps {
       // (a crash's stack trace).
       const { fd, warning } = openWorkerStderr(stateDir)
       if (warning) stderrLine(JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: warning, stateDir }))
-      const child = spawn(process.execPath, [script, '--worker', '--config', configPath], {
-        detached: true,
-        stdio: ['ignore', 'ignore', fd ?? 'ignore'],
-      })
+      const child = spawn(
+        '/bin/sh',
+        ['-c', NOTE_WORKER_FAILURE, 'worker', stateDir, process.execPath, script, '--worker', '--config', configPath],
+        {
+          detached: true,
+          stdio: ['ignore', 'ignore', fd ?? 'ignore'],
+        },
+      )
       if (fd !== undefined) closeSync(fd)
       child.on('error', () => {}) // the next run starts one again; the outbox keeps the work
       child.unref()

@@ -116,3 +116,16 @@ t.test('pulse.sh: no resync while settled (no note) or before it is due', async 
   await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
   t.equal(read(s.calls), undefined, 'node never started')
 })
+
+t.test('pulse.sh: a due worker that fails is written down (critical); one that ends well removes the note', async (t) => {
+  const s = await setup(t, 1, 'TypeError: x is not a function')
+  await writeFile(join(s.state, 'health'), 'passing\n1 notification(s) pending\n')
+  await writeFile(join(s.state, 'wake'), `${Math.floor(Date.now() / 1000) - 1}\n`)
+  await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  const deadline = Date.now() + 10_000
+  while (!existsSync(join(s.state, 'failed-worker')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  t.equal(read(s.calls), `/b/checks-handler.js --worker --config ${s.config}\n`)
+  t.match(read(join(s.state, 'failed-worker')), /^critical\nthe worker failed \(exit 1\) at .*worker\.stderr\n$/)
+  const r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(r.code, 2, 'the check is critical while it is there')
+})
