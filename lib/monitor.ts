@@ -9,7 +9,8 @@ import { writeSeen } from './quiet-run.js'
 import { loadConfig, type Config, type ConfigEnv } from './config.js'
 import { askAgents } from './consul-agents.js'
 import { type Coordination, consulTls, coordination, readOnlyCoordination } from './coordination.js'
-import { evaluate, type Evaluation, type HostDecision } from './evaluator.js'
+import { type Confirmation, evaluate, type Evaluation, type HostDecision } from './evaluator.js'
+import type { Network } from './networks.js'
 import { sendFirstAttempt } from './first-attempt.js'
 import { NotSenderError } from './kv-store.js'
 import { jsonLogger, type Logger, type LogSink, OutputError } from './log.js'
@@ -18,7 +19,7 @@ import type { Fetch } from './http.js'
 import { dueEntries } from './outbox.js'
 import { readSnapshots, type Snapshot, type Snapshots, supersedes, writeSnapshot } from './snapshot.js'
 import { masakariHostName, masakariNamer } from './host-names.js'
-import { type Health, healthOf, unsettled, writeHealth, writeResync, writeWake } from './status-files.js'
+import { clearFailed, type Health, healthOf, unsettled, writeFailed, writeHealth, writeResync, writeWake } from './status-files.js'
 import { emptyState, localStore, type Notification, readOnlyStore, type Store, type StoreState } from './store.js'
 import type { Role } from './sender.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from './strategy.js'
@@ -196,6 +197,7 @@ export async function evaluateAndRecord(monitor: Monitor, deps: Deps, opts: Reco
     return result(await standby(monitor, deps, opts, lost, (state) => run(state, false)))
   }
   const { evaluation, snapshots } = recorded
+  await noteRefusals(monitor.config.stateDir, recorded.confirmations)
   for (const e of evaluation.events) monitor.logger[e.level](e.msg, e.fields)
   logDecisions(monitor.logger, evaluation.decisions, monitor.strategy)
   const resync = { resynced: opts.resync ?? false }
@@ -231,6 +233,8 @@ interface Evaluated {
   snapshots: Snapshots
   /** The incoming snapshots the evaluation used: those not older than the stored ones. */
   fresh: Snapshot[]
+  /** The own agents' answers, when they were asked. */
+  confirmations?: Partial<Record<Network, Confirmation>>
 }
 
 /** Under the store lock: evaluate, write the incoming snapshots, then the record if it changed. */
@@ -309,7 +313,18 @@ async function evaluateState(monitor: Monitor, deps: Deps, incoming: Snapshot[],
     const said = `${network} agent: ${c.reason}`
     if (!monitor.critical.includes(said)) monitor.critical.push(said)
   }
-  return { evaluation: evaluate({ ...input, confirmations }), snapshots, fresh }
+  return { evaluation: evaluate({ ...input, confirmations }), snapshots, fresh, confirmations }
+}
+
+/**
+ * An own agent that answered without seeing nodes keeps the check critical until it confirms
+ * again: the runs between (a hold, a watch run) ask no agent and would write a passing note.
+ */
+async function noteRefusals(stateDir: string, confirmations: Evaluated['confirmations']): Promise<void> {
+  for (const [network, c] of Object.entries(confirmations ?? {}) as Array<[Network, Confirmation]>) {
+    if (c.ok) await clearFailed(stateDir, `confirm-${network}`)
+    else if (c.refused) await writeFailed(stateDir, `confirm-${network}`, { status: 'critical', reason: `${network} agent: ${c.reason}` })
+  }
 }
 
 /**

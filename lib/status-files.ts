@@ -124,8 +124,21 @@ export async function writeResync(stateDir: string, due: Date | undefined, opts:
   await writeFileAtomic(path, `${at}\n`, 0o640, { durable: false })
 }
 
-/** A failure note (`failed-<network>` by watch.sh, `failed-resync` by pulse.sh), once a run has done it again. */
-export async function clearFailed(stateDir: string, what: Network | 'resync'): Promise<void> {
+/** What a failure note is about: a network's watch runs, the resync, the worker, an own agent's confirmations. */
+export type FailedWhat = Network | 'resync' | 'worker' | `confirm-${Network}`
+
+/**
+ * A failure note of our own: it outlives the runs that write a passing health note meanwhile
+ * (a run that asks no agent does not know the agent refused the last one), until cleared.
+ */
+export async function writeFailed(stateDir: string, what: FailedWhat, health: Health): Promise<void> {
+  await writeFileAtomic(join(stateDir, `failed-${what}`), `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`, 0o640, {
+    durable: false,
+  })
+}
+
+/** A failure note (`failed-<network>` by watch.sh, `failed-resync` by pulse.sh…), once a run has done it again. */
+export async function clearFailed(stateDir: string, what: FailedWhat): Promise<void> {
   await removeNote(join(stateDir, `failed-${what}`))
 }
 

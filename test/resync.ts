@@ -38,7 +38,12 @@ async function setup(t: Test, extra: Record<string, unknown> = {}) {
  * Consul's own agents, one per network, as `cluster()` says now; `refuse` makes an agent
  * unreachable. Keystone issues the recorded token; Masakari accepts (the recorded 202).
  */
-function agents(rec: Recorded, cluster: (network: string) => Record<string, 'passing' | 'critical'>, refuse = new Set<string>()): Fetch {
+function agents(
+  rec: Recorded,
+  cluster: (network: string) => Record<string, 'passing' | 'critical'>,
+  refuse = new Set<string>(),
+  blind = new Set<string>(),
+): Fetch {
   return scriptedFetch(rec, async (url) => {
     const network = Object.entries(AGENTS).find(([, a]) => url.includes(a))?.[0]
     if (url.endsWith('/auth/tokens')) return response(token.status, token.body, token.headers)
@@ -46,6 +51,8 @@ function agents(rec: Recorded, cluster: (network: string) => Record<string, 'pas
     if (refuse.has(network)) throw new Error(`connect ECONNREFUSED ${url}`)
     const states = cluster(network)
     if (url.endsWith('/v1/status/leader')) return response(200, '"127.0.0.1:8300"')
+    // What a token without node:read gets: the nodes filtered out.
+    if (url.includes('/v1/health/node/')) return response(200, blind.has(network) ? [] : [check(url.split('/').at(-1)!, 'passing')])
     if (url.endsWith('/v1/health/state/any')) return response(200, payload(states), { 'X-Consul-Index': '500' })
     if (url.endsWith('/v1/health/state/critical'))
       return response(
@@ -271,4 +278,27 @@ t.test('a worker whose config changed hands over to a fresh one (a token replace
   t.equal(await main(['--worker', '--config', config], worker), 0, worker.rec.stderr.join('\n'))
   t.same(worker.rec.spawned, [config], 'a fresh worker is started, with the config as it is now')
   t.match(worker.rec.logFile.join('\n'), /the config changed: a fresh worker takes over with it/)
+})
+
+t.test('an agent that answered without seeing nodes keeps the check critical until it confirms again', async (t) => {
+  const { stateDir, config } = await setup(t)
+  await allUpRuns(t, config)
+  const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [] }
+  const blind = new Set(['storage'])
+  const fetch = agents(rec, () => cmp1Down, new Set(), blind)
+  await watchRun(config, 'storage', cmp1Down, at(10), fetch)
+  const note = () => readFile(join(stateDir, 'failed-confirm-storage'), 'utf8').catch(() => undefined)
+  t.match(await note(), /^critical\nstorage agent: .*node_prefix/, 'written when refused')
+  // A later run that asks no agent (nothing to confirm) writes a passing health note: the refusal stays.
+  await watchRun(config, 'tenant', allUp, at(11))
+  t.match(await readFile(join(stateDir, 'health'), 'utf8'), /^passing/)
+  t.match(await note(), /^critical/, 'still there for the pulse')
+  blind.clear()
+  let clock = T0 + 13_000
+  const worker = fakeDeps({ now: () => new Date(clock), fetch })
+  worker.sleep = async (ms) => {
+    clock += ms
+  }
+  t.equal(await main(['--worker', '--config', config], worker), 0, worker.rec.stderr.join('\n'))
+  t.equal(await note(), undefined, 'removed once the agent confirms')
 })

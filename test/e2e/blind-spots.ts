@@ -113,7 +113,7 @@ function faultShownAt(since: number): number {
     .filter((l) => l.level === 'error')
     .map((l) => Date.parse(String(l.time)))
   const notes = readdirSync(stack.stateDir)
-    .filter((f) => /^failed-[a-z]+$/.test(f))
+    .filter((f) => /^failed-[a-z-]+$/.test(f))
     .map((f) => statSync(join(stack.stateDir, f)).mtimeMs)
   return Math.min(...[...errors, ...notes].filter((at) => at >= since))
 }
