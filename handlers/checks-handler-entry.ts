@@ -25,8 +25,9 @@ function watchRun(argv: string[]): { network: string; config: string } | undefin
 
 async function entry(argv: string[]): Promise<number> {
   const run = watchRun(argv)
-  const stdin = run ? readStdinSync(STDIN_MAX_BYTES) : undefined
+  // Before the read: Consul's view was taken no later than this (orders overlapping runs).
   const readAt = new Date()
+  const stdin = run ? readStdinSync(STDIN_MAX_BYTES) : undefined
   if (run && stdin && isQuietRun(run.network, run.config, stdin)) return 0
   const { full, done } = loadFull(process.argv[1]!)
   const deps = full.realDeps()

@@ -29,8 +29,9 @@ export interface Deps {
   /** All of stdin as bytes, up to a little past `maxBytes` (the edge decodes and checks it). */
   readStdin: (maxBytes: number) => Promise<Uint8Array>
   /**
-   * When stdin was read, if before the handler asked (the bundle's entry reads it first): a
-   * snapshot's age is when Consul's view was taken, which orders overlapping runs (supersedes).
+   * When stdin was read, if before the handler asked (the bundle's entry reads it first, and
+   * takes the time just before): a snapshot's age is when Consul's view was taken at the
+   * latest, which orders overlapping runs (supersedes).
    */
   stdinReadAt?: Date
   now: () => Date
