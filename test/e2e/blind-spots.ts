@@ -150,6 +150,7 @@ const note = (what: string, ms: number, how: string) => figures.push(`${what}: $
 
 t.test('a planted quiet note in a runtime dir another uid made: not trusted, STOPPED', async (t) => {
   const host = 'cmp3'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   const configNote = notePath(RUNTIME, stack.configPath)
   await waitUntil('the quiet note of the all-up runs', async () => (existsSync(configNote) ? true : undefined), 60_000)
   // What the storage watch's payload will say once the host has failed, as the monitor digests it.
@@ -177,6 +178,7 @@ t.test('a planted quiet note in a runtime dir another uid made: not trusted, STO
 
 t.test('the own storage agent refusing for 3 s at decision time: asked again, STOPPED', async (t) => {
   const host = 'cmp1'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   const target = stack.consul.httpAddr('controller', storage).split(':')
   const proxy = await tcpProxy(target[0]!, Number(target[1]))
   t.teardown(() => proxy.close())
@@ -208,6 +210,7 @@ t.test('the own storage agent refusing for 3 s at decision time: asked again, ST
 
 t.test("a token without node:read in the monitor's config: the check is critical and says so; restored, STOPPED", async (t) => {
   const host = 'cmp2'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   const rules = MONITOR_ACL_RULES.split('\n')
     .filter((l) => !l.startsWith('node_prefix'))
     .join('\n')
@@ -235,6 +238,7 @@ t.test("a token without node:read in the monitor's config: the check is critical
 
 t.test('a read-only runtime dir: notes and code cache cannot be written, runs go on, STOPPED', async (t) => {
   const host = 'cmp4'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   mkdirSync(RUNTIME, { recursive: true, mode: 0o700 })
   execFileSync('mount', ['--bind', RUNTIME, RUNTIME])
   let mounted = true
@@ -254,6 +258,7 @@ t.test('a read-only runtime dir: notes and code cache cannot be written, runs go
 
 t.test('a corrupted code cache: never crashes a run, STOPPED', async (t) => {
   const host = 'cmp5'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   const cache = () => readdirSync(RUNTIME).find((f) => f.endsWith('.code-cache'))
   await waitUntil('a code cache written by a full run', async () => cache(), 60_000).catch(async () => {
     // No full run since the runtime dir was emptied: the pulse's deep look makes one.
@@ -272,6 +277,7 @@ t.test('a corrupted code cache: never crashes a run, STOPPED', async (t) => {
 
 t.test('a torn state.json: the check is non-passing with the reason, or the record is elsewhere and STOPPED', async (t) => {
   const host = 'cmp6'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   const path = join(stack.stateDir, 'state.json')
   const whole = existsSync(path) ? readFileSync(path) : undefined
   if (whole) writeFileSync(path, whole.subarray(0, Math.floor(whole.length / 2)))
@@ -296,6 +302,7 @@ t.test('a torn state.json: the check is non-passing with the reason, or the reco
 
 t.test('a stale concurrent handler finishing after a newer run: the newer view stays, STOPPED', async (t) => {
   const host = 'cmp7'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   const res = await fetch(`${agentUrl(storage)}/v1/health/state/any`, { headers })
   const index = res.headers.get('x-consul-index') ?? ''
   const payloadFile = join(tmp, 'stale-payload.json')
@@ -330,6 +337,7 @@ t.test('a stale concurrent handler finishing after a newer run: the newer view s
 
 t.test('an unreadable password file: the check is critical with the reason; restored, STOPPED', async (t) => {
   const host = 'cmp8'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   const password = join(dirname(stack.configPath), 'password')
   renameSync(password, `${password}.away`)
   mkdirSync(password) // unreadable as a file whoever we are (root reads any mode)
@@ -344,6 +352,7 @@ t.test('an unreadable password file: the check is critical with the reason; rest
 
 t.test('the node in the storage watch missing: each failed run is noted, the resync decides, STOPPED', async (t) => {
   const host = 'cmp9'
+  t.teardown(() => stack.consul.thaw(host, storage)) // a failed case must not hold the next one (burst, isolation)
   const m = stack.monitors[0]!
   const broken = deployedWatch(m, storage, stack.token) as { watches: Array<{ args: string[] }> }
   broken.watches[0]!.args[broken.watches[0]!.args.length - 1] = '/nonexistent/bin/node'
