@@ -10,7 +10,8 @@ import { writeFileAtomic } from './atomic-file.js'
 import { NETWORKS, type NetworkState } from './networks.js'
 import type { Snapshots } from './snapshot.js'
 import type { Health } from './status-files.js'
-import { EVENTS, OUTCOMES, type StoreState } from './store.js'
+import { hostEntry } from './host-record.js'
+import { EVENTS, GUARD_KINDS, OUTCOMES, type StoreState } from './store.js'
 
 export interface MetricsInput {
   state: StoreState
@@ -69,6 +70,12 @@ function viewFamilies({ state, snapshots, health, now }: MetricsInput): Family[]
       samples: NETWORKS.map((n) => [{ network: n }, state.isolation[n] ? 1 : 0]),
     },
     {
+      name: 'held_hosts',
+      type: 'gauge',
+      help: 'Hosts whose decision a guard held back at the last run, by guard (unconfirmed: an own agent did not confirm; asked again on a back-off).',
+      samples: GUARD_KINDS.map((g) => [{ guard: g }, heldBy(state, g)]),
+    },
+    {
       name: 'health',
       type: 'gauge',
       help: "The monitor's own health, as the pulse check reports it: 1 for the current status.",
@@ -81,6 +88,10 @@ function viewFamilies({ state, snapshots, health, now }: MetricsInput): Family[]
       samples: [[{}, seconds(now)]],
     },
   ]
+}
+
+function heldBy(state: StoreState, guard: (typeof GUARD_KINDS)[number]): number {
+  return Object.keys(state.ledger).filter((h) => hostEntry(state.ledger, h)?.guard === guard).length
 }
 
 /** Totals kept in the record (store.ts counters). */

@@ -138,6 +138,24 @@ const cases: Array<[string, MetricsInput, Array<[string, Record<string, string>,
       ['health', { status: 'passing' }, 0],
     ],
   ],
+  [
+    'hosts held, by guard: an unconfirmed recovery shows',
+    base({
+      state: {
+        ...emptyState(),
+        ledger: Object.assign(emptyHostRecord<LedgerEntry>(), {
+          cmp1: { firstSeenAt: '2026-11-25T11:00:00.000Z', guard: 'unconfirmed' as const },
+          cmp2: { firstSeenAt: '2026-11-25T11:00:00.000Z', guard: 'hold' as const },
+          cmp3: { firstSeenAt: '2026-11-25T11:00:00.000Z' },
+        }),
+      },
+    }),
+    [
+      ['held_hosts', { guard: 'unconfirmed' }, 1],
+      ['held_hosts', { guard: 'hold' }, 1],
+      ['held_hosts', { guard: 'rate-limit' }, 0],
+    ],
+  ],
 ]
 
 for (const [name, input, expected] of cases) {
