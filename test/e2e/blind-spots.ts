@@ -226,7 +226,7 @@ t.test("a token without node:read in the monitor's config: the check is critical
   note(
     'token without node:read',
     await checkFails(t, host, start, /ACL|node_prefix|node:read|cannot read nodes|403/),
-    'check non-passing after the fault',
+    'check non-passing after the monitor met it',
   )
   t.same(await stack.notifications(host), [], 'no STOPPED on a view that cannot see nodes')
   await editConfig((c) => {
