@@ -56,7 +56,8 @@ const stack: RealStack = await startRealStack(t, {
   pulse: `${PULSE_S}s`,
   monitor: { resync: RESYNC_S, guards: { rateLimit: { maxRecoveries: 0 } } },
 })
-t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
+// Kept when a case failed: the stack's logs are in it.
+t.teardown(() => (t.passing() ? rmSync(tmp, { recursive: true, force: true }) : undefined))
 
 const headers = { 'X-Consul-Token': stack.token! }
 const agentUrl = (network: 'management' | 'storage') => `http://${stack.consul.httpAddr('controller', network)}`
