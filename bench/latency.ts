@@ -119,6 +119,7 @@ interface Ours {
 type Settings = Record<string, unknown>
 
 export const EXAMPLE_CONFIG = join(ROOT, 'consul-config', 'monitor', 'config.yaml')
+const WATCH_SH = join(ROOT, 'consul-config', 'watch.sh')
 
 /**
  * A lone failure as an operator runs the monitor: the example config's guards and agent timeout
@@ -166,8 +167,12 @@ function oursConfig(dir: string, openstack: OpenStack, settings: Settings, handl
 async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: string) => void): Promise<void> {
   const since = new Date().toISOString()
   for (const network of NETWORKS) {
+    // As deployed: this checkout's watches run through watch.sh (consul-config/watches/); an
+    // older build's (--compare-dist) ran the handler directly, as it was deployed then.
+    const direct = [process.execPath, ours.handler, '--network', network, '--config', ours.configPath]
+    const deployed = ['/bin/sh', WATCH_SH, network, ours.configPath, ours.stateDir, ours.handler, process.execPath]
     consul.writeControllerConfig(network, 'watch-masakari-consul.json', {
-      watches: [{ type: 'checks', args: [process.execPath, ours.handler, '--network', network, '--config', ours.configPath] }],
+      watches: [{ type: 'checks', args: ours.handler === HANDLER ? deployed : direct }],
     })
     await consul.reloadController(network)
   }
