@@ -34,6 +34,8 @@ export interface IdleResult {
     windowCpuS: number
     /** handler runs in the window ('evaluated' lines in the decision log) */
     handlerRuns: number
+    /** each of them: its component and time */
+    runComponents: string[]
     /** times the health note was rewritten in the window (a deep look or a handler run) */
     healthNoteWrites: number
     /** monitor processes seen alive outside the agents (detached workers), by pid */
@@ -106,13 +108,17 @@ async function measure(stack: RealStack, windowS: number, up: UpstreamMonitor | 
   const seen = await watchWindow(stack, windowS)
   const a1 = { own: sum(agents, 'own'), children: sum(agents, 'children') }
   const u1 = up ? cpu(up.pid) : undefined
-  const runs = stack.logLines().filter((l) => l.msg === 'evaluated' && String(l.time) >= since).length
+  const evaluated = stack.logLines().filter((l) => l.msg === 'evaluated' && String(l.time) >= since)
+  const runs = evaluated.length
+  // Which runs (a watch's handler, a resync, a worker): an idle monitor should have none.
+  const runComponents = evaluated.map((l) => `${String(l.component)} at ${String(l.time)}`)
   return {
     oursS: round(a1.children - a0.children),
     agentsOwnS: round(a1.own - a0.own),
     upstreamS: u0 && u1 ? round(u1.own + u1.children - u0.own - u0.children) : undefined,
     polls: (up?.polls().length ?? 0) - polls0,
     runs,
+    runComponents,
     ...seen,
   }
 }
@@ -163,6 +169,7 @@ export async function idleCost(opts: {
       ours: {
         windowCpuS: m.oursS,
         handlerRuns: m.runs,
+        runComponents: m.runComponents,
         healthNoteWrites: m.noteWrites,
         detachedWorkers: m.workers,
         deepLookCpuS: deep,
