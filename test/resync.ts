@@ -302,3 +302,15 @@ t.test('an agent that answered without seeing nodes keeps the check critical unt
   t.equal(await main(['--worker', '--config', config], worker), 0, worker.rec.stderr.join('\n'))
   t.equal(await note(), undefined, 'removed once the agent confirms')
 })
+
+t.test('a resync without own agents evaluates the stored view again, says so, and is not a failure', async (t) => {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir))
+  await allUpRuns(t, config)
+  const deps = fakeDeps({ now: at(60) })
+  t.equal(await main(['--resync', '--config', config], deps), 0, deps.rec.stderr.join('\n'))
+  t.match(deps.rec.logFile.join('\n'), /resync without consul\.agents: the clusters cannot be read/)
+  t.match(deps.rec.logFile.join('\n'), /"msg":"evaluated"/)
+})
