@@ -166,6 +166,9 @@ function oursConfig(dir: string, openstack: OpenStack, settings: Settings, handl
 
 async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: string) => void): Promise<void> {
   const since = new Date().toISOString()
+  // Enabled again with the same view, its first run would be quiet (nothing new since it last
+  // ran) and write no snapshot to wait for: forget what it saw, as a full run would.
+  for (const network of NETWORKS) rmSync(join(ours.stateDir, 'snapshots', `${network}.seen`), { force: true })
   for (const network of NETWORKS) {
     // As deployed: this checkout's watches run through watch.sh (consul-config/watches/); an
     // older build's (--compare-dist) ran the handler directly, as it was deployed then.
