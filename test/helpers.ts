@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import type { Fetch, HttpResponse } from '../lib/openstack/masakari.js'
-import type { Deps } from '../lib/run/monitor.js'
+import type { Deps } from '../lib/run/deps.js'
 
 export interface Recorded {
   stdout: string[]

@@ -4,7 +4,8 @@
  * never record, take no lock for writing and start no worker.
  */
 import { UsageError } from '../run/cli.js'
-import { assertOutputsWritten, evaluateAndRecord, loadMonitor, type Deps } from '../run/monitor.js'
+import { assertOutputsWritten, evaluateAndRecord, loadMonitor } from '../run/monitor.js'
+import type { Deps } from '../run/deps.js'
 import { buildReport, explainHost, formatExplanation, formatReport } from '../decide/report.js'
 
 export interface EvaluateArgs {

@@ -6,7 +6,9 @@
 import { EXIT, UsageError } from '../run/cli.js'
 import { hostNotification } from '../decide/evaluator.js'
 import { withHostEntry } from '../base/host-record.js'
-import { type Deps, loadMonitor, type Monitor } from '../run/monitor.js'
+import { loadMonitor } from '../run/monitor.js'
+import type { Deps } from '../run/deps.js'
+import type { Monitor } from '../run/monitor-context.js'
 import { isExpired } from '../decide/outbox.js'
 import type { LedgerEntry, OutboxEntry, StoreState } from '../state/store.js'
 

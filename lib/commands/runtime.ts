@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../state/atomic-file.js'
 import type { InstallDeps } from './install-watches.js'
 import { realConfigEnv } from '../config/config.js'
 import type { Fetch } from '../base/http.js'
-import type { Deps } from '../run/monitor.js'
+import type { Deps } from '../run/deps.js'
 import { readStdinSync } from '../run/stdin.js'
 
 const stderrLine = (line: string) => {

@@ -19,7 +19,7 @@ import { consulTls } from '../run/coordination.js'
 import { requester, safeJson } from '../base/http.js'
 import { type CachedToken, keystone } from '../openstack/keystone.js'
 import { recordingLogger } from '../base/log.js'
-import type { Deps } from '../run/monitor.js'
+import type { Deps } from '../run/deps.js'
 import { parseStrategy } from '../decide/strategy.js'
 
 export interface Check {

@@ -314,7 +314,7 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
     return fail()
   }
   const cfg = parsed.data
-  if (cfg.hostNames.metaKey !== undefined && metaAgentAddress(cfg, env.env) === undefined)
+  if (cfg.hostNames.metaKey !== undefined && metaAgentAddress(cfg.consul.agents, env.env) === undefined)
     problems.push("hostNames.metaKey: node meta is read from an own agent's catalog: set consul.agents (or CONSUL_HTTP_ADDR)")
   const masakari = await resolveMasakari(cfg.masakari, read.upstream, env, abs, problems, warnings)
   const consulAccess = await resolveConsulAccess(cfg.consul, env.env, env.readFile, abs, problems)

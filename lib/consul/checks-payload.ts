@@ -3,7 +3,6 @@
  * check of each check, the reduction to node states. The quiet run (lib/run/quiet-run.ts) uses it
  * before anything else is loaded; lib/consul/consul-input.ts adds the schema that names what is wrong.
  */
-import type { Check } from './consul-input.js'
 import { emptyHostRecord, type HostRecord } from '../base/host-record.js'
 
 /**
@@ -25,6 +24,15 @@ export function fits(name: string): boolean {
 /** Consul's own vocabulary; anything else means the input is not what we think it is. */
 export const CHECK_STATUSES = ['passing', 'warning', 'critical', 'maintenance'] as const
 const STATUSES: ReadonlySet<unknown> = new Set(CHECK_STATUSES)
+
+/** The fields of a Consul health check we rely on; CheckSchema (lib/consul/consul-input.ts) is its schema. */
+export interface Check {
+  /** Node name as registered in this cluster: the host name Masakari is told about. */
+  Node: string
+  /** `serfHealth` is gossip liveness; `_node_maintenance` is `consul maint -enable`. */
+  CheckID: string
+  Status: (typeof CHECK_STATUSES)[number]
+}
 
 /** A node's state on one network, as its serfHealth and maintenance checks say. */
 export type NodeState = 'up' | 'down' | 'maintenance'

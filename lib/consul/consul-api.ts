@@ -7,7 +7,7 @@
  * by the callers, never into a host shown `unknown`.
  */
 import { z } from 'zod'
-import type { Fetch } from '../openstack/masakari.js'
+import type { Fetch } from '../base/http.js'
 
 export const ConsulAccessSchema = z.object({
   /** ACL token for every request to the own agents (else CONSUL_HTTP_TOKEN). */

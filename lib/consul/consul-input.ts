@@ -3,7 +3,7 @@
  * cluster, reduced to one state per node on this network.
  */
 import { z } from 'zod'
-import { CHECK_STATUSES, CONTROL, fits, InputError, isCheck, NODE_NAME_MAX_BYTES } from './checks-payload.js'
+import { type Check, CHECK_STATUSES, CONTROL, fits, InputError, isCheck, NODE_NAME_MAX_BYTES } from './checks-payload.js'
 import { oneLine, quote } from '../base/quote.js'
 
 /** The fields of a Consul health check we rely on; newer Consul versions add more, which are ignored. */
@@ -18,8 +18,7 @@ export const CheckSchema = z.object({
   CheckID: z.string().min(1),
   /** Consul's own vocabulary; anything else means the input is not what we think it is. */
   Status: z.enum(CHECK_STATUSES),
-})
-export type Check = z.infer<typeof CheckSchema>
+}) satisfies z.ZodType<Check>
 
 export const ChecksPayloadSchema = z.array(CheckSchema)
 

@@ -4,11 +4,8 @@
  * hostname is built (evaluator.ts); everything else (snapshots, ledger, logs) keeps Consul's name.
  */
 import { z } from 'zod'
-import type { Config } from '../config/config.js'
-import { type ConsulAgent, ConsulError, consulAgent } from './consul-api.js'
-import { consulTls } from '../run/coordination.js'
-import type { Logger } from '../base/log.js'
-import type { Deps } from '../run/monitor.js'
+import { type ConsulAgent, ConsulError } from './consul-api.js'
+import type { Network } from '../base/networks.js'
 
 export const HostNamesSchema = z
   .strictObject({
@@ -84,27 +81,6 @@ function safeJson(text: string): unknown {
 }
 
 /** The agent whose catalog tells node meta: management's, else any configured, else CONSUL_HTTP_ADDR. */
-export function metaAgentAddress(config: Pick<Config, 'consul'>, env: Record<string, string | undefined>): string | undefined {
-  const agents = config.consul.agents
+export function metaAgentAddress(agents: Partial<Record<Network, string>>, env: Record<string, string | undefined>): string | undefined {
   return agents.management ?? agents.tenant ?? agents.storage ?? (env.CONSUL_HTTP_ADDR || undefined)
-}
-
-/**
- * The mapping as a function of the node name. With `metaKey`, the catalog is read once; when it
- * cannot be, the names are mapped without meta (a run that records nothing would lose the
- * decision) and it is logged with the agent's answer.
- */
-export async function masakariNamer(config: Config, deps: Deps, logger: Logger): Promise<(node: string) => string> {
-  const mapping = config.hostNames
-  let meta = new Map<string, Record<string, string>>()
-  const addr = mapping.metaKey === undefined ? undefined : metaAgentAddress(config, deps.configEnv.env)
-  if (addr !== undefined) {
-    try {
-      const tls = await consulTls(config.consulAccess, deps)
-      meta = await catalogNodeMeta(consulAgent(addr, config.consulAccess, await deps.fetch(), tls, config.consul.timeout))
-    } catch (err) {
-      logger.warn('node meta unavailable: Masakari names mapped without hostNames.metaKey', { error: (err as Error).message })
-    }
-  }
-  return (node) => masakariHostName(node, mapping, meta.get(node))
 }

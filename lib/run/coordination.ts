@@ -8,7 +8,7 @@ import type { Config } from '../config/config.js'
 import { type ConsulAccess, type ConsulAgent, ConsulError, consulAgent } from '../consul/consul-api.js'
 import { kvStore } from '../consul/kv-store.js'
 import type { Logger } from '../base/log.js'
-import type { Deps } from './monitor.js'
+import type { Deps } from './deps.js'
 import { type LockConfig, type Role, senderLock, type SenderLock } from '../consul/sender.js'
 import { ReadOnlyError, readOnlyStore, type Store } from '../state/store.js'
 

@@ -4,9 +4,14 @@
  * holds up Consul's watch loop, runs passes until nothing is left to deliver or wait for.
  * The store lock is held only to read and to record, never across a network call.
  */
+import { join } from 'node:path'
+import type { Fetch } from '../base/http.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import type { Logger } from '../base/log.js'
-import type { MasakariClient, SendResult } from '../openstack/masakari.js'
+import { masakariClient, type MasakariClient, type SendResult } from '../openstack/masakari.js'
+import { fileTokenCache } from '../openstack/token-cache.js'
+import type { Deps } from './deps.js'
+import type { Monitor } from './monitor-context.js'
 import { dueEntries, finish, isExpired, nextDue, retryLater, startedWithoutStopped, type DeliveryPolicy } from '../decide/outbox.js'
 import { hostEntry } from '../base/host-record.js'
 import type { OutboxEntry, Store, StoreState } from '../state/store.js'
@@ -24,6 +29,36 @@ export interface DeliveryDeps {
    * longer holds the sender lock, and the pass stops before sending (fencing).
    */
   mayPost?: () => Promise<boolean>
+}
+
+/**
+ * The Masakari client is built on first use: a run with nothing due loads no credentials.
+ * `override` serves the handler's first attempt (lib/run/first-attempt.ts): a deadline on every
+ * request and a shorter timeout.
+ */
+export async function deliveryDeps(
+  monitor: Monitor,
+  deps: Deps,
+  override: { requestTimeout?: number; fetch?: Fetch } = {},
+): Promise<DeliveryDeps> {
+  const { config, store, logger } = monitor
+  let client: MasakariClient | undefined
+  const fetch = override.fetch ?? (await deps.fetch())
+  const agent = await deps.tlsAgent(config.caPem, config.masakari.insecure)
+  const clientConfig =
+    override.requestTimeout === undefined
+      ? config
+      : { ...config, masakari: { ...config.masakari, requestTimeout: Math.min(config.masakari.requestTimeout, override.requestTimeout) } }
+  const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
+  return {
+    store,
+    client: () => (client ??= masakariClient(clientConfig, clientDeps)),
+    policy: config.masakari.delivery,
+    now: deps.now,
+    sleep: deps.sleep,
+    logger,
+    ...(monitor.coordination ? { mayPost: monitor.coordination.lock.stillHeld } : {}),
+  }
 }
 
 export interface PassResult {

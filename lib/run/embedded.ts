@@ -17,7 +17,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Script } from 'node:vm'
-import type { Deps } from './monitor.js'
+import type { Deps } from './deps.js'
 import { ownRuntimeDir } from './quiet-run.js'
 
 /** What the full part exports (the `full` entry of build.mjs). */

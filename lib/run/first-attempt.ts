@@ -6,13 +6,13 @@
  * the store lock, exactly as a worker's pass does (lib/run/delivery.ts).
  */
 import { join } from 'node:path'
-import { deliveryPass } from './delivery.js'
+import { deliveryDeps, deliveryPass } from './delivery.js'
 import type { Fetch } from '../base/http.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import { tryLock } from '../state/lock.js'
-import type { Deps, Monitor } from './monitor.js'
+import type { Deps } from './deps.js'
+import type { Monitor } from './monitor-context.js'
 import type { StoreState } from '../state/store.js'
-import { deliveryDeps } from './worker.js'
 
 export type FirstAttempt =
   /** Sent; nothing left for a worker. `left`: the record after it. */

@@ -4,70 +4,27 @@
  * any held-back decision to the worker.
  */
 import { randomUUID } from 'node:crypto'
-import type { Check } from '../consul/consul-input.js'
+import type { Deps } from './deps.js'
+import type { Monitor } from './monitor-context.js'
+import type { Check } from '../consul/checks-payload.js'
 import { writeSeen } from './quiet-run.js'
-import { loadConfig, type Config, type ConfigEnv } from '../config/config.js'
+import { loadConfig, type Config } from '../config/config.js'
 import { askAgents } from '../consul/consul-agents.js'
-import { type Coordination, consulTls, coordination, readOnlyCoordination } from './coordination.js'
+import { consulTls, coordination, readOnlyCoordination } from './coordination.js'
 import { type Confirmation, evaluate, type Evaluation, type HostDecision } from '../decide/evaluator.js'
 import type { Network } from '../base/networks.js'
 import { sendFirstAttempt } from './first-attempt.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import { jsonLogger, type Logger, type LogSink, OutputError } from '../base/log.js'
 import { writeMetrics } from '../state/metrics.js'
-import type { Fetch } from '../base/http.js'
 import { dueEntries } from '../decide/outbox.js'
 import { readSnapshots, type Snapshot, type Snapshots, supersedes, writeSnapshot } from '../state/snapshot.js'
-import { masakariHostName, masakariNamer } from '../consul/host-names.js'
+import { masakariHostName } from '../consul/host-names.js'
+import { masakariNamer } from './host-namer.js'
 import { clearFailed, type Health, healthOf, unsettled, writeFailed, writeHealth, writeResync, writeWake } from '../state/status-files.js'
-import { emptyState, localStore, type Notification, readOnlyStore, type Store, type StoreState } from '../state/store.js'
+import { emptyState, localStore, type Notification, readOnlyStore, type StoreState } from '../state/store.js'
 import type { Role } from '../consul/sender.js'
 import { DEFAULT_STRATEGY, parseStrategy, StrategyError, type Strategy } from '../decide/strategy.js'
-
-/** Every side effect the monitor has, passed in: real ones in production, recording ones in tests. */
-export interface Deps {
-  /** All of stdin as bytes, up to a little past `maxBytes` (the edge decodes and checks it). */
-  readStdin: (maxBytes: number) => Promise<Uint8Array>
-  /**
-   * When stdin was read, if before the handler asked (the bundle's entry reads it first, and
-   * takes the time just before): a snapshot's age is when Consul's view was taken at the
-   * latest, which orders overlapping runs (supersedes).
-   */
-  stdinReadAt?: Date
-  now: () => Date
-  fetch: () => Promise<Fetch>
-  /** Builds the https.Agent for a CA bundle / insecure switch (used for https: URLs only). */
-  tlsAgent: (caPem: string | undefined, insecure: boolean) => Promise<unknown>
-  /** Starts the worker (lib/run/worker.ts, `--worker`) in a detached process that outlives the handler. */
-  spawnWorker: (configPath: string, stateDir: string) => void
-  sleep: (ms: number) => Promise<void>
-  stdout: (text: string) => void
-  stderr: (line: string) => void
-  appendLog: (file: string, line: string) => void
-  configEnv: ConfigEnv
-}
-
-export interface Monitor {
-  config: Config
-  strategy: Strategy
-  /** Where decisions are recorded: the shared record when controllers coordinate, else state.json. */
-  store: Store
-  /** state.json and state.lock in the state directory (this controller's own). */
-  local: Store
-  /** Present when several controllers elect one sender (see coordination.ts). */
-  coordination?: Coordination
-  logger: Logger
-  /**
-   * What this run could not write besides its record (logFile, the metrics textfile): said in
-   * the health note, and it ends the run with exit 74 (assertOutputsWritten).
-   */
-  problems: string[]
-  /**
-   * What this run was refused in a way that blinds it (an own agent's answer that cannot see
-   * nodes: ACLs): the health note turns critical with it (withProblems).
-   */
-  critical: string[]
-}
 
 /**
  * `readOnly`: for the operator's commands that only read (status, explain, outbox): they log

@@ -4,7 +4,8 @@
  * strategy, read the record (state.json or the shared record in Consul KV) and the snapshots,
  * write the health and wake notes, and start a worker if something is due. Records nothing.
  */
-import { type Deps, loadMonitor, noteStatus } from './monitor.js'
+import { loadMonitor, noteStatus } from './monitor.js'
+import type { Deps } from './deps.js'
 import { readSnapshots } from '../state/snapshot.js'
 
 export async function runPulse(configPath: string, deps: Deps): Promise<number> {

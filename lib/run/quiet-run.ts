@@ -25,8 +25,7 @@ import { lstatSync, mkdirSync, readFileSync, type Stats, statSync, unlinkSync } 
 import { rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { isCheck, NODE_MAINTENANCE, SERF_HEALTH } from '../consul/checks-payload.js'
-import type { Check } from '../consul/consul-input.js'
+import { type Check, isCheck, NODE_MAINTENANCE, SERF_HEALTH } from '../consul/checks-payload.js'
 
 /** A file changed this recently may change again unseen within its timestamps' granularity. */
 const SETTLED_MS = 2000

@@ -7,18 +7,17 @@
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EXIT } from './cli.js'
-import type { Fetch } from '../base/http.js'
-import { deliveryPass, type DeliveryDeps } from './delivery.js'
+import { deliveryDeps, deliveryPass, type DeliveryDeps } from './delivery.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import { tryLock } from '../state/lock.js'
 import type { Logger } from '../base/log.js'
-import { masakariClient, type MasakariClient } from '../openstack/masakari.js'
-import { evaluateAndRecord, loadMonitor, noteStatus, type Deps, type Monitor } from './monitor.js'
+import { evaluateAndRecord, loadMonitor, noteStatus } from './monitor.js'
+import type { Deps } from './deps.js'
+import type { Monitor } from './monitor-context.js'
 import { nextDue } from '../decide/outbox.js'
 import { fileId } from './quiet-run.js'
 import { readSnapshots } from '../state/snapshot.js'
 import type { StoreState } from '../state/store.js'
-import { fileTokenCache } from '../openstack/token-cache.js'
 
 /** The worker's whole run; its exit code. */
 export async function runWorker(configPath: string, deps: Deps): Promise<number> {
@@ -117,36 +116,6 @@ function lockLoss(logger: Logger, lockPath: string): { onCompromised: (err: Erro
       })
       return true
     },
-  }
-}
-
-/**
- * The Masakari client is built on first use: a run with nothing due loads no credentials.
- * `override` serves the handler's first attempt (lib/run/first-attempt.ts): a deadline on every
- * request and a shorter timeout.
- */
-export async function deliveryDeps(
-  monitor: Monitor,
-  deps: Deps,
-  override: { requestTimeout?: number; fetch?: Fetch } = {},
-): Promise<DeliveryDeps> {
-  const { config, store, logger } = monitor
-  let client: MasakariClient | undefined
-  const fetch = override.fetch ?? (await deps.fetch())
-  const agent = await deps.tlsAgent(config.caPem, config.masakari.insecure)
-  const clientConfig =
-    override.requestTimeout === undefined
-      ? config
-      : { ...config, masakari: { ...config.masakari, requestTimeout: Math.min(config.masakari.requestTimeout, override.requestTimeout) } }
-  const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
-  return {
-    store,
-    client: () => (client ??= masakariClient(clientConfig, clientDeps)),
-    policy: config.masakari.delivery,
-    now: deps.now,
-    sleep: deps.sleep,
-    logger,
-    ...(monitor.coordination ? { mayPost: monitor.coordination.lock.stillHeld } : {}),
   }
 }
 
