@@ -7,7 +7,7 @@ import { main as evaluate } from '../handlers/evaluate.js'
 import { EXIT } from '../lib/run/cli.js'
 import { outboxView, refusal, requeue } from '../lib/commands/outbox-command.js'
 import { colourWanted, paint } from '../lib/decide/report.js'
-import { emptyState, type StoreState } from '../lib/state/store.js'
+import { emptyState, type StoreState } from '../lib/decide/state-shape.js'
 import { checkLogFile, checkStateDir } from '../lib/commands/validate.js'
 import { check, configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
 

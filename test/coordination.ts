@@ -14,7 +14,7 @@ import { kvStore, NotSenderError } from '../lib/consul/kv-store.js'
 import type { Fetch } from '../lib/openstack/masakari.js'
 import { LockSchema, senderLock } from '../lib/consul/sender.js'
 import { StateFileError } from '../lib/state/state-errors.js'
-import { emptyState, type StoreState } from '../lib/state/store.js'
+import { emptyState, type StoreState } from '../lib/decide/state-shape.js'
 
 const ADDR = '127.201.0.1:8500'
 const fetch = nodeFetch as unknown as Fetch

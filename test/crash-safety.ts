@@ -28,8 +28,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import type { Network } from '../lib/base/networks.js'
-import { type Snapshot, SnapshotSchema } from '../lib/state/snapshot.js'
-import { type StoreState, StoreStateSchema } from '../lib/state/store.js'
+import { type Snapshot, SnapshotSchema } from '../lib/decide/snapshot-shape.js'
+import { type StoreState, StoreStateSchema } from '../lib/decide/state-shape.js'
 import { payload } from './helpers.js'
 
 const ROOT = join(import.meta.dirname, '..')

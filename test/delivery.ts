@@ -4,7 +4,8 @@ import { deliveryPass } from '../lib/run/delivery.js'
 import { hostNotification } from '../lib/decide/evaluator.js'
 import { recordingLogger } from '../lib/base/log.js'
 import type { MasakariClient, SendResult } from '../lib/openstack/masakari.js'
-import { localStore, type Notification, type OutboxEntry, type Store } from '../lib/state/store.js'
+import { localStore, type Store } from '../lib/state/store.js'
+import type { Notification, OutboxEntry } from '../lib/decide/state-shape.js'
 
 const t0 = new Date('2026-11-25T12:00:00.000Z')
 

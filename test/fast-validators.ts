@@ -8,7 +8,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import { isCheck } from '../lib/consul/checks-payload.js'
 import { CheckSchema } from '../lib/consul/consul-input.js'
-import { isSnapshot, SnapshotSchema } from '../lib/state/snapshot.js'
+import { isSnapshot, SnapshotSchema } from '../lib/decide/snapshot-shape.js'
 
 const RUNS = 20_000
 const protoNames = ['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf']

@@ -16,7 +16,7 @@ import { runChecksHandler } from '../lib/run/checks-handler.js'
 import { EXIT, guarded } from '../lib/run/cli.js'
 import { ConfigError, loadConfig } from '../lib/config/config.js'
 import { CheckSchema } from '../lib/consul/consul-input.js'
-import { StoreStateSchema } from '../lib/state/store.js'
+import { StoreStateSchema } from '../lib/decide/state-shape.js'
 import { parseStrategy, StrategyError } from '../lib/decide/strategy.js'
 import { check, configYaml, fakeDeps } from './helpers.js'
 

@@ -16,7 +16,7 @@ import {
   type HttpResponse,
   type TokenCache,
 } from '../lib/openstack/masakari.js'
-import type { Notification } from '../lib/state/store.js'
+import type { Notification } from '../lib/decide/state-shape.js'
 import { response, scriptedFetch, type Recorded } from './helpers.js'
 
 interface Fixture {

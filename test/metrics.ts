@@ -9,8 +9,8 @@ import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
 import { emptyHostRecord } from '../lib/base/host-record.js'
 import { type MetricsInput, renderMetrics } from '../lib/state/metrics.js'
-import type { Snapshot } from '../lib/state/snapshot.js'
-import { emptyState, type LedgerEntry, type OutboxEntry, type StoreState } from '../lib/state/store.js'
+import type { Snapshot } from '../lib/decide/snapshot-shape.js'
+import { emptyState, type LedgerEntry, type OutboxEntry, type StoreState } from '../lib/decide/state-shape.js'
 import { configYaml, fakeDeps, parsePrometheusText, payload, type PromSample } from './helpers.js'
 
 const NOW = new Date('2026-11-25T12:00:00.000Z')

@@ -16,7 +16,7 @@ import { main as evaluate } from '../handlers/evaluate.js'
 import { EXIT } from '../lib/run/cli.js'
 import { loadMonitor } from '../lib/run/monitor.js'
 import { realDeps } from '../lib/commands/runtime.js'
-import { emptyState } from '../lib/state/store.js'
+import { emptyState } from '../lib/decide/state-shape.js'
 import { configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
 
 const root = join(import.meta.dirname, '..')

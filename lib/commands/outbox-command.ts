@@ -10,7 +10,7 @@ import { loadMonitor } from '../run/monitor.js'
 import type { Deps } from '../run/deps.js'
 import type { Monitor } from '../run/monitor-context.js'
 import { isExpired } from '../decide/outbox.js'
-import type { LedgerEntry, OutboxEntry, StoreState } from '../state/store.js'
+import type { LedgerEntry, OutboxEntry, StoreState } from '../decide/state-shape.js'
 
 export interface PendingView {
   id: string

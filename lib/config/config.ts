@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml'
 import { issueProblems } from './config-keys.js'
 import { type ConsulAccess, ConsulAccessSchema, hasUrlCredentials, resolveConsulAccess } from '../consul/consul-api.js'
 import { GossipSchema, GuardsSchema } from '../decide/guards.js'
+import { DeliverySchema } from '../decide/outbox.js'
 import { LEVELS } from '../base/log.js'
 import { NETWORKS } from '../base/networks.js'
 import { HostNamesSchema, metaAgentAddress } from '../consul/host-names.js'
@@ -100,23 +101,7 @@ export const MasakariSchema = z.strictObject({
   /** Seconds one HTTP request may take before it counts as failed (and is retried). */
   requestTimeout: z.number().positive().default(10),
   /** How a notification that could not be delivered is retried. */
-  delivery: z
-    .strictObject({
-      /** Seconds before the first retry; doubles each time. */
-      initialBackoff: z.number().positive().default(1),
-      /** Upper bound of the wait between retries, seconds. */
-      maxBackoff: z.number().positive().default(30),
-      /** Seconds after the decision when an undelivered notification is given up (logged as an error). */
-      expiry: z.number().positive().default(600),
-      /** Requests in flight towards Masakari at once (different hosts; one host's are sent in order). */
-      concurrency: z.number().int().positive().default(4),
-      /**
-       * Seconds the handler that recorded a notification spends sending it itself before it
-       * leaves it to the worker (the watch waits that long at most); 0: the worker sends all.
-       */
-      firstAttemptBudget: z.number().min(0).max(10).default(1.5),
-    })
-    .prefault({}),
+  delivery: DeliverySchema,
 })
 
 const CONSUL_NO_CREDENTIALS = noCredentials("an agent takes Consul's ACL token: give it as consul.token or consul.tokenFile")

@@ -5,7 +5,6 @@
  * see nodes (ACLs) is a refusal, never "nothing failed".
  */
 import { z } from 'zod'
-import type { ConsulAgentsSchema } from '../config/config.js'
 import { type ConsulAccess, consulAgent } from './consul-api.js'
 import { type Check, SERF_HEALTH } from './checks-payload.js'
 import { parseChecks } from './consul-input.js'
@@ -14,7 +13,11 @@ import type { Fetch } from '../base/http.js'
 import type { Network } from '../base/networks.js'
 
 /** The part of the monitor's config this module reads. */
-export type AgentsConfig = Pick<z.infer<typeof ConsulAgentsSchema>, 'agents' | 'timeout'>
+/** consul.agents and consul.timeout in the config (ConsulAgentsSchema in lib/config/config.ts). */
+export interface AgentsConfig {
+  agents: Partial<Record<Network, string>>
+  timeout: number
+}
 
 /** Without ACLs or TLS: what an agent on loopback needs. */
 const PLAIN: ConsulAccess = { ssl: false, sslVerify: true }

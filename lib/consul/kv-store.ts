@@ -17,7 +17,8 @@ import { ConsulError } from './consul-api.js'
 import { withLock } from '../state/lock.js'
 import type { LockConfig, SenderLock } from './sender.js'
 import { StateFileError } from '../state/state-errors.js'
-import { emptyState, parseState, type Store, type StoreState } from '../state/store.js'
+import { parseState, type Store } from '../state/store.js'
+import { emptyState, type StoreState } from '../decide/state-shape.js'
 
 /**
  * Consul 1.8 refuses a transaction over 512 KB (txn_max_req_len) and a value over 512 KB: the

@@ -31,7 +31,7 @@ import {
 } from './guards.js'
 import { emptyHostRecord, hostEntry } from '../base/host-record.js'
 import { NETWORKS, type Network, type NetworkState } from '../base/networks.js'
-import type { Snapshots } from '../state/snapshot.js'
+import type { Snapshots } from './snapshot-shape.js'
 import { type Match, matchStrategy, type Strategy, type Vector } from './strategy.js'
 import {
   counted,
@@ -41,7 +41,7 @@ import {
   type Notification,
   type OutboxEntry,
   type StoreState,
-} from '../state/store.js'
+} from './state-shape.js'
 
 export type FirstSight = 'notify' | 'baseline'
 

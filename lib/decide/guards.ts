@@ -5,8 +5,8 @@
  */
 import { z } from 'zod'
 import type { Network } from '../base/networks.js'
-import type { Snapshot } from '../state/snapshot.js'
-import type { Isolation, LedgerEntry } from '../state/store.js'
+import type { Snapshot } from './snapshot-shape.js'
+import type { Isolation, LedgerEntry } from './state-shape.js'
 
 /**
  * How Consul's LAN gossip (memberlist) is tuned on the agents of a network: Consul's defaults

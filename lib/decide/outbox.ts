@@ -2,13 +2,31 @@
  * Pure rules of the outbox: what is due, what has expired, how long to back off, and how a
  * final answer moves an entry from the outbox into the ledger.
  */
-import type { MasakariConfig } from '../config/config.js'
+import { z } from 'zod'
 import { hostEntry, withHostEntry } from '../base/host-record.js'
-import { counted, type LedgerEntry, type LedgerRecord, type Outcome, type OutboxEntry, type StoreState } from '../state/store.js'
+import { counted, type LedgerEntry, type LedgerRecord, type Outcome, type OutboxEntry, type StoreState } from './state-shape.js'
 
-/** masakari.delivery in the config (seconds). */
+/** masakari.delivery in the config (seconds): how a notification that could not be delivered is retried. */
+export const DeliverySchema = z
+  .strictObject({
+    /** Seconds before the first retry; doubles each time. */
+    initialBackoff: z.number().positive().default(1),
+    /** Upper bound of the wait between retries, seconds. */
+    maxBackoff: z.number().positive().default(30),
+    /** Seconds after the decision when an undelivered notification is given up (logged as an error). */
+    expiry: z.number().positive().default(600),
+    /** Requests in flight towards Masakari at once (different hosts; one host's are sent in order). */
+    concurrency: z.number().int().positive().default(4),
+    /**
+     * Seconds the handler that recorded a notification spends sending it itself before it
+     * leaves it to the worker (the watch waits that long at most); 0: the worker sends all.
+     */
+    firstAttemptBudget: z.number().min(0).max(10).default(1.5),
+  })
+  .prefault({})
+
 /** What a delivery pass needs of the config (the first attempt's budget is the handler's, lib/run/first-attempt.ts). */
-export type DeliveryPolicy = Omit<MasakariConfig['delivery'], 'firstAttemptBudget'>
+export type DeliveryPolicy = Omit<z.infer<typeof DeliverySchema>, 'firstAttemptBudget'>
 
 /** Exponential backoff: initial, 2×initial, 4×… capped at max. */
 export function backoffMs(attempts: number, policy: DeliveryPolicy): number {

@@ -3,8 +3,8 @@ import type { HostDecision, NetworkTiming } from './evaluator.js'
 import { type GuardPolicy, rateLimitSlot } from './guards.js'
 import { hostEntry } from '../base/host-record.js'
 import { NETWORKS } from '../base/networks.js'
-import type { Snapshots } from '../state/snapshot.js'
-import type { Notification, StoreState } from '../state/store.js'
+import type { Snapshots } from './snapshot-shape.js'
+import type { Notification, StoreState } from './state-shape.js'
 import type { Strategy } from './strategy.js'
 
 export interface HostReport {

@@ -8,7 +8,7 @@ import type { Config } from '../config/config.js'
 import { brief, NetworkError, requester, safeJson, type Fetch, type HttpRequest } from '../base/http.js'
 import { AuthError, keystone, type CachedToken, type Keystone, type TokenCache } from './keystone.js'
 import type { Logger } from '../base/log.js'
-import type { Notification, Outcome } from '../state/store.js'
+import type { Notification, Outcome } from '../decide/state-shape.js'
 
 // What a client is built from, taken from here by its callers and tests.
 export { agentFor, type Fetch, type HttpResponse } from '../base/http.js'

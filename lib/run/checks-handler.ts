@@ -12,7 +12,7 @@ import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 import { forgetSeen, rememberRun } from './quiet-run.js'
 import { clearFailed, writeHealth, writeResync } from '../state/status-files.js'
-import type { Snapshot } from '../state/snapshot.js'
+import type { Snapshot } from '../decide/snapshot-shape.js'
 
 export interface ChecksHandlerArgs {
   network: Network

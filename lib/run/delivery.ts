@@ -14,7 +14,8 @@ import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 import { dueEntries, finish, isExpired, nextDue, retryLater, startedWithoutStopped, type DeliveryPolicy } from '../decide/outbox.js'
 import { hostEntry } from '../base/host-record.js'
-import type { OutboxEntry, Store, StoreState } from '../state/store.js'
+import type { Store } from '../state/store.js'
+import type { OutboxEntry, StoreState } from '../decide/state-shape.js'
 
 export interface DeliveryDeps {
   store: Store

@@ -12,7 +12,7 @@ import { NotSenderError } from '../consul/kv-store.js'
 import { tryLock } from '../state/lock.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
-import type { StoreState } from '../state/store.js'
+import type { StoreState } from '../decide/state-shape.js'
 
 export type FirstAttempt =
   /** Sent; nothing left for a worker. `left`: the record after it. */

@@ -17,7 +17,7 @@ import { evaluateAndRecord, loadMonitor } from './monitor.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 import { NETWORKS, type Network } from '../base/networks.js'
-import type { Snapshot } from '../state/snapshot.js'
+import type { Snapshot } from '../decide/snapshot-shape.js'
 import { clearFailed } from '../state/status-files.js'
 
 /** Reading a whole cluster's checks may take longer than a confirmation (consul.timeout). */

@@ -17,7 +17,7 @@ import type { Monitor } from './monitor-context.js'
 import { nextDue } from '../decide/outbox.js'
 import { fileId } from './quiet-run.js'
 import { readSnapshots } from '../state/snapshot.js'
-import type { StoreState } from '../state/store.js'
+import type { StoreState } from '../decide/state-shape.js'
 
 /** The worker's whole run; its exit code. */
 export async function runWorker(configPath: string, deps: Deps): Promise<number> {

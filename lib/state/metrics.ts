@@ -8,10 +8,10 @@
  */
 import { writeFileAtomic } from './atomic-file.js'
 import { NETWORKS, type NetworkState } from '../base/networks.js'
-import type { Snapshots } from './snapshot.js'
+import type { Snapshots } from '../decide/snapshot-shape.js'
 import type { Health } from './status-files.js'
 import { hostEntry } from '../base/host-record.js'
-import { EVENTS, GUARD_KINDS, OUTCOMES, type StoreState } from './store.js'
+import { EVENTS, GUARD_KINDS, OUTCOMES, type StoreState } from '../decide/state-shape.js'
 
 export interface MetricsInput {
   state: StoreState

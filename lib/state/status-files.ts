@@ -20,8 +20,8 @@ import { hostEntry } from '../base/host-record.js'
 import type { Network } from '../base/networks.js'
 import { nextDue } from '../decide/outbox.js'
 import type { Role } from '../consul/sender.js'
-import type { Snapshots } from './snapshot.js'
-import type { StoreState } from './store.js'
+import type { Snapshots } from '../decide/snapshot-shape.js'
+import type { StoreState } from '../decide/state-shape.js'
 
 export interface Health {
   status: 'passing' | 'warning' | 'critical'
