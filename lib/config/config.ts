@@ -8,101 +8,18 @@ import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
 import { issueProblems } from './config-keys.js'
-import { type ConsulAccess, ConsulAccessSchema, hasUrlCredentials, resolveConsulAccess } from '../consul/consul-api.js'
+import { type ConsulAccess, ConsulAccessSchema, hasUrlCredentials, noCredentials, resolveConsulAccess } from '../consul/consul-api.js'
 import { GossipSchema, GuardsSchema } from '../decide/guards.js'
-import { DeliverySchema } from '../decide/outbox.js'
 import { LEVELS } from '../base/log.js'
 import { NETWORKS } from '../base/networks.js'
 import { HostNamesSchema, metaAgentAddress } from '../consul/host-names.js'
 import { LockSchema } from '../consul/sender.js'
+import { AppCredentialAuthSchema, type AuthConfig, AuthSchema, MasakariSchema, PasswordAuthSchema } from '../openstack/masakari-config.js'
 import { cloudLayer, type CredentialLayer, envLayer, openstackConfigFiles, SECRET_GROUPS } from '../openstack/openstack-env.js'
 import { oneLine } from '../base/quote.js'
 import { fromUpstream, isUpstreamConfig, type UpstreamConfig } from '../openstack/upstream-config.js'
 
 export const DEFAULT_CONFIG_PATH = '/etc/masakari-consul/config.yaml'
-
-const secret = {
-  /** The secret itself (prefer a file or the environment). */
-  inline: z.string().min(1).optional(),
-  /** A file holding the secret; surrounding whitespace is trimmed. */
-  file: z.string().min(1).optional(),
-  /** The name of an environment variable holding the secret. */
-  env: z.string().min(1).optional(),
-}
-
-const PasswordAuthSchema = z.strictObject({
-  method: z.literal('password'),
-  /** User name (with userDomainName/userDomainId) or userId. */
-  username: z.string().min(1).optional(),
-  userId: z.string().min(1).optional(),
-  userDomainName: z.string().min(1).optional(),
-  userDomainId: z.string().min(1).optional(),
-  password: secret.inline,
-  passwordFile: secret.file,
-  passwordEnv: secret.env,
-  /** The project to scope the token to: name (with projectDomainName/projectDomainId) or id. */
-  projectName: z.string().min(1).optional(),
-  projectId: z.string().min(1).optional(),
-  projectDomainName: z.string().min(1).optional(),
-  projectDomainId: z.string().min(1).optional(),
-})
-
-const AppCredentialAuthSchema = z.strictObject({
-  method: z.literal('application_credential'),
-  /** The application credential's id, or its name with the owning user (username + domain, or userId). */
-  applicationCredentialId: z.string().min(1).optional(),
-  applicationCredentialName: z.string().min(1).optional(),
-  username: z.string().min(1).optional(),
-  userId: z.string().min(1).optional(),
-  userDomainName: z.string().min(1).optional(),
-  userDomainId: z.string().min(1).optional(),
-  applicationCredentialSecret: secret.inline,
-  applicationCredentialSecretFile: secret.file,
-  applicationCredentialSecretEnv: secret.env,
-})
-
-const AuthSchema = z.preprocess(
-  (v) =>
-    v && typeof v === 'object' && !('method' in v)
-      ? { method: 'applicationCredentialId' in v || 'applicationCredentialName' in v ? 'application_credential' : 'password', ...v }
-      : v,
-  z.discriminatedUnion('method', [PasswordAuthSchema, AppCredentialAuthSchema]),
-)
-
-/** Said instead of the value, which holds a password. */
-const URL_CREDENTIALS = 'carries credentials (user:password@), which are never sent and would be printed in the log'
-const noCredentials = (what: string) => [(v: string) => !hasUrlCredentials(v), `${URL_CREDENTIALS}; ${what}`] as const
-const MASAKARI_NO_CREDENTIALS = noCredentials('give them as masakari.auth (or a secret file, OS_* or clouds.yaml)')
-
-export const MasakariSchema = z.strictObject({
-  /** Keystone v3 URL, e.g. https://keystone.example:5000/v3. */
-  authUrl: z
-    .url({
-      error: (issue) =>
-        issue.input === undefined
-          ? "not set: set it here, or upstreamConfig's [api] auth_url, OS_AUTH_URL or a clouds.yaml cloud"
-          : undefined,
-    })
-    .refine(...MASAKARI_NO_CREDENTIALS),
-  auth: AuthSchema,
-  /** Catalog region of the instance-ha endpoint; any region when omitted. */
-  region: z.string().min(1).optional(),
-  /** Catalog interface of the instance-ha endpoint. */
-  interface: z.enum(['public', 'internal', 'admin']).default('public'),
-  /** Masakari API URL to use instead of the catalog's (…/v1/<project id>). */
-  endpoint: z
-    .url()
-    .refine(...MASAKARI_NO_CREDENTIALS)
-    .optional(),
-  /** CA bundle (PEM) to verify Keystone's and Masakari's TLS certificates. */
-  caFile: z.string().min(1).optional(),
-  /** Skip TLS verification. Only for lab clouds: it lets anyone on the path impersonate Masakari. */
-  insecure: z.boolean().default(false),
-  /** Seconds one HTTP request may take before it counts as failed (and is retried). */
-  requestTimeout: z.number().positive().default(10),
-  /** How a notification that could not be delivered is retried. */
-  delivery: DeliverySchema,
-})
 
 const CONSUL_NO_CREDENTIALS = noCredentials("an agent takes Consul's ACL token: give it as consul.token or consul.tokenFile")
 
@@ -209,8 +126,6 @@ const ConfigFileSchema = ConfigSchema.extend({ masakari: MasakariFileSchema.pref
 type MasakariFile = z.infer<typeof MasakariFileSchema>
 
 type RawConfig = z.infer<typeof ConfigSchema>
-export type MasakariConfig = RawConfig['masakari']
-export type AuthConfig = MasakariConfig['auth']
 
 /** The configuration with defaults applied, paths made absolute and the secret resolved. */
 export interface Config extends Omit<RawConfig, 'hostname' | 'logFile'> {

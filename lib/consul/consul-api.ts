@@ -75,6 +75,11 @@ export function hasUrlCredentials(address: string): boolean {
   return authority.includes('@')
 }
 
+/** Said instead of the value, which holds a password. */
+const URL_CREDENTIALS = 'carries credentials (user:password@), which are never sent and would be printed in the log'
+/** A zod refinement (`.refine(...noCredentials(what))`) refusing a URL with credentials in it, naming `what` to do instead. */
+export const noCredentials = (what: string) => [(v: string) => !hasUrlCredentials(v), `${URL_CREDENTIALS}; ${what}`] as const
+
 /** The base URL of an agent address written as host:port or as a URL. */
 export function agentUrl(addr: string, access: Pick<ConsulAccess, 'ssl'>): string {
   return /^https?:\/\//.test(addr) ? addr.replace(/\/+$/, '') : `${access.ssl ? 'https' : 'http'}://${addr}`

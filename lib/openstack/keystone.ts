@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
-import type { Config } from '../config/config.js'
+import type { MasakariAccess } from './masakari-config.js'
 import { brief, safeJson, type HttpRequest } from '../base/http.js'
 import type { Logger } from '../base/log.js'
 
@@ -55,7 +55,7 @@ export interface Keystone {
   renew(): Promise<CachedToken>
 }
 
-export function keystone(config: Config, deps: KeystoneDeps): Keystone {
+export function keystone(config: MasakariAccess, deps: KeystoneDeps): Keystone {
   const key = cacheKey(config)
   let current: CachedToken | undefined
   // One token request at a time: the worker sends `concurrency` notifications at once, and
@@ -86,7 +86,7 @@ export function keystone(config: Config, deps: KeystoneDeps): Keystone {
 }
 
 /** Who a token is for: a cached token of other credentials, or for another endpoint, is not used. */
-function cacheKey(config: Config): string {
+function cacheKey(config: MasakariAccess): string {
   const m = config.masakari
   return createHash('sha256')
     .update(JSON.stringify([m.authUrl, m.auth, m.region, m.interface, m.endpoint ?? '']))
@@ -98,7 +98,7 @@ function usable(t: CachedToken | undefined, key: string, now: () => Date): t is 
   return t !== undefined && t.key === key && Date.parse(t.expiresAt) - now().getTime() > RENEW_MARGIN_MS
 }
 
-async function authenticate(config: Config, key: string, deps: KeystoneDeps): Promise<CachedToken> {
+async function authenticate(config: MasakariAccess, key: string, deps: KeystoneDeps): Promise<CachedToken> {
   const m = config.masakari
   const url = `${m.authUrl.replace(/\/+$/, '')}/auth/tokens`
   const res = await deps.request(url, 'POST', { 'Content-Type': 'application/json' }, JSON.stringify(authBody(config)))
@@ -134,7 +134,7 @@ function findEndpoint(catalog: z.infer<typeof CatalogSchema>, iface: string, reg
 type Ref = { id: string } | { name: string; domain: { id: string } | { name: string } }
 
 /** The POST /v3/auth/tokens body for masakari.auth: a password scoped to a project, or an application credential. */
-export function authBody(config: Config): unknown {
+export function authBody(config: MasakariAccess): unknown {
   const a = config.masakari.auth
   const domain = (name?: string, id?: string) => (id !== undefined ? { id } : { name: name ?? 'Default' })
   const user: Ref | undefined =

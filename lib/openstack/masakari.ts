@@ -4,7 +4,7 @@
  * retry later.
  */
 import { z } from 'zod'
-import type { Config } from '../config/config.js'
+import type { MasakariAccess } from './masakari-config.js'
 import { brief, NetworkError, requester, safeJson, type Fetch, type HttpRequest } from '../base/http.js'
 import { AuthError, keystone, type CachedToken, type Keystone, type TokenCache } from './keystone.js'
 import type { Logger } from '../base/log.js'
@@ -54,7 +54,7 @@ interface Session {
   keystone: Keystone
 }
 
-export function masakariClient(config: Config, deps: ClientDeps): MasakariClient {
+export function masakariClient(config: MasakariAccess, deps: ClientDeps): MasakariClient {
   const request = requester(deps.fetch, deps.agent, config.masakari.requestTimeout)
   const session: Session = {
     request,

@@ -1,7 +1,7 @@
 /**
  * The Prometheus textfile (config `metrics.textfile`) for node_exporter's textfile collector:
  * what the record, the snapshots and the health note say, rewritten atomically at the end of
- * every run that evaluated. Totals come from the record's counters (store.ts), so every process
+ * every run that evaluated. Totals come from the record's counters (lib/decide/state-shape.ts), so every process
  * adds to the same series. Times are exported as timestamps (Prometheus' convention: an age in
  * a file written now and scraped later is stale by the time it is read); ages only beside them.
  * No host names in labels: a 10,000-host cloud must not make 10,000 series.
@@ -94,7 +94,7 @@ function heldBy(state: StoreState, guard: (typeof GUARD_KINDS)[number]): number 
   return Object.keys(state.ledger).filter((h) => hostEntry(state.ledger, h)?.guard === guard).length
 }
 
-/** Totals kept in the record (store.ts counters). */
+/** Totals kept in the record (its counters, lib/decide/state-shape.ts). */
 function counterFamilies(state: StoreState): Family[] {
   const c = state.counters
   return [
