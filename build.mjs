@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import { chmodSync, readFileSync } from 'node:fs'
 
 // `--version` prints the package's version, fixed in the bundle at build time.
-/** lib/embedded.ts looks for this (keep them the same). */
+/** lib/run/embedded.ts looks for this (keep them the same). */
 const FULL_MARKER = '@masakari-consul-full-handler '
 
 const { version } = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'))
@@ -18,12 +18,12 @@ const common = {
 }
 
 // The checks handler's full part, as CommonJS text: dist/checks-handler.js carries it as a
-// string and compiles it only for a run that is not quiet (lib/embedded.ts, which passes the
+// string and compiles it only for a run that is not quiet (lib/run/embedded.ts, which passes the
 // wrapper's `__importMeta`).
 const full = await esbuild.build({
   ...common,
   stdin: {
-    contents: "export { main } from './handlers/checks-handler.ts'; export { realDeps } from './lib/runtime.ts'",
+    contents: "export { main } from './handlers/checks-handler.ts'; export { realDeps } from './lib/commands/runtime.ts'",
     resolveDir: import.meta.dirname,
     sourcefile: 'full-handler.ts',
     loader: 'ts',

@@ -27,7 +27,7 @@ export function writeMonitorConfig(dir: string, config: MonitorConfig): string {
   const path = join(dir, 'config.yaml')
   writeFileSync(path, `${JSON.stringify({ hostname: 'controller', ...config }, null, 2)}\n`)
   // Dated a minute back, as a config installed before the watches run is: a file changed in
-  // the last 2 s is never trusted by a quiet run (lib/quiet-run.ts), so a fresh one would make
+  // the last 2 s is never trusted by a quiet run (lib/run/quiet-run.ts), so a fresh one would make
   // the first runs full ones and measure the wrong thing.
   const past = new Date(Date.now() - 60_000)
   utimesSync(path, past, past)
@@ -94,7 +94,7 @@ export async function waitIdle(stateDir: string, configPath: string, timeoutMs =
   await waitUntil(
     'the outbox to empty and the worker to exit',
     // The wake file exists while anything waits (outbox or a held decision), whether the record
-    // is state.json or, with own agents configured, Consul's KV (lib/status-files.ts).
+    // is state.json or, with own agents configured, Consul's KV (lib/state/status-files.ts).
     () => (!existsSync(join(stateDir, 'wake')) && pidsWith(configPath).length === 0 ? true : undefined),
     timeoutMs,
   )

@@ -1,5 +1,5 @@
 // The floor a handler run is compared with: a bare `node` that reads the same stdin the way
-// the handler does (read(2) in 1 MiB steps, lib/runtime.ts) and JSON.parses it. Nothing else.
+// the handler does (read(2) in 1 MiB steps, lib/commands/runtime.ts) and JSON.parses it. Nothing else.
 import { readSync } from 'node:fs'
 
 const chunks = []

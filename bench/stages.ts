@@ -5,12 +5,12 @@
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { nodeStates } from '../lib/checks-payload.js'
-import { parseChecks } from '../lib/consul-input.js'
-import { evaluateAndRecord, loadMonitor } from '../lib/monitor.js'
-import type { Network } from '../lib/networks.js'
-import { realDeps } from '../lib/runtime.js'
-import { writeSnapshot } from '../lib/snapshot.js'
+import { nodeStates } from '../lib/consul/checks-payload.js'
+import { parseChecks } from '../lib/consul/consul-input.js'
+import { evaluateAndRecord, loadMonitor } from '../lib/run/monitor.js'
+import type { Network } from '../lib/base/networks.js'
+import { realDeps } from '../lib/commands/runtime.js'
+import { writeSnapshot } from '../lib/state/snapshot.js'
 
 const loaded = performance.now()
 const { values } = parseArgs({

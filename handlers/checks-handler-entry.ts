@@ -1,15 +1,15 @@
 /**
  * The entry of dist/checks-handler.js. A watch run with nothing new ends here, before the
- * config or any library is loaded (lib/quiet-run.ts). Every other run, and every other command
+ * config or any library is loaded (lib/run/quiet-run.ts). Every other run, and every other command
  * line (--help, --dry-run, --worker, --pulse), goes to the full handler (checks-handler.ts),
- * which the bundle carries in a comment and compiles only then (lib/embedded.ts).
+ * which the bundle carries in a comment and compiles only then (lib/run/embedded.ts).
  */
 import { parseArgs } from 'node:util'
-import { STDIN_MAX_BYTES } from '../lib/checks-payload.js'
-import { loadFull } from '../lib/embedded.js'
-import { NETWORKS } from '../lib/networks.js'
-import { isQuietRun } from '../lib/quiet-run.js'
-import { readStdinSync } from '../lib/stdin.js'
+import { STDIN_MAX_BYTES } from '../lib/consul/checks-payload.js'
+import { loadFull } from '../lib/run/embedded.js'
+import { NETWORKS } from '../lib/base/networks.js'
+import { isQuietRun } from '../lib/run/quiet-run.js'
+import { readStdinSync } from '../lib/run/stdin.js'
 
 /** `--network N --config FILE` and nothing else: the only command line a quiet run can be. */
 function watchRun(argv: string[]): { network: string; config: string } | undefined {

@@ -5,15 +5,15 @@
  */
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { runChecksHandler } from '../lib/checks-handler.js'
-import { guarded, usageFailure, UsageError } from '../lib/cli.js'
-import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
-import { type Network, NETWORKS, networkFromName } from '../lib/networks.js'
-import type { Deps } from '../lib/monitor.js'
-import { realDeps } from '../lib/runtime.js'
-import { runPulse } from '../lib/pulse.js'
-import { runResync } from '../lib/resync.js'
-import { runWorker } from '../lib/worker.js'
+import { runChecksHandler } from '../lib/run/checks-handler.js'
+import { guarded, usageFailure, UsageError } from '../lib/run/cli.js'
+import { DEFAULT_CONFIG_PATH } from '../lib/config/config.js'
+import { type Network, NETWORKS, networkFromName } from '../lib/base/networks.js'
+import type { Deps } from '../lib/run/deps.js'
+import { realDeps } from '../lib/commands/runtime.js'
+import { runPulse } from '../lib/run/pulse.js'
+import { runResync } from '../lib/run/resync.js'
+import { runWorker } from '../lib/run/worker.js'
 
 type Args = { network?: Network; config: string; dryRun: boolean; worker: boolean; pulse: boolean; resync: boolean; help?: boolean }
 
@@ -79,12 +79,12 @@ async function yargsArgs(argv: string[]): Promise<Args> {
       .option('network', { choices: NETWORKS, describe: 'the network this agent watches' })
       .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'print decisions; write and send nothing' })
-      // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
+      // The worker is this bundle run with --worker (lib/run/worker.ts). --deliver is its former
       // name: a handler started before an upgrade may still spawn the new bundle with it.
       .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
-      // The pulse check's deep look (lib/pulse.ts, consul-config/pulse.sh).
+      // The pulse check's deep look (lib/run/pulse.ts, consul-config/pulse.sh).
       .option('pulse', { type: 'boolean', default: false, describe: 'write the health and wake notes; start a worker if due' })
-      // The level-triggered backstop the pulse starts while anything is unsettled (lib/resync.ts).
+      // The level-triggered backstop the pulse starts while anything is unsettled (lib/run/resync.ts).
       .option('resync', { type: 'boolean', default: false, describe: "read every network's checks from the own agents now and evaluate" })
       .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
       .version(false)

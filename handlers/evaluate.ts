@@ -9,17 +9,17 @@ import { hideBin } from 'yargs/helpers'
 import { realpathSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { EXIT, guarded, usageFailure } from '../lib/cli.js'
-import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
-import type { Deps } from '../lib/monitor.js'
-import { runEvaluate } from '../lib/evaluate-command.js'
-import { parseAgentDirs, runInstallWatches } from '../lib/install-watches.js'
-import { runOutbox, runOutboxRetry } from '../lib/outbox-command.js'
-import { colourWanted } from '../lib/report.js'
-import { realDeps, realInstallDeps } from '../lib/runtime.js'
-import { runValidate } from '../lib/validate.js'
-import { packageVersion } from '../lib/version.js'
-import { runWorker } from '../lib/worker.js'
+import { EXIT, guarded, usageFailure } from '../lib/run/cli.js'
+import { DEFAULT_CONFIG_PATH } from '../lib/config/config.js'
+import type { Deps } from '../lib/run/deps.js'
+import { runEvaluate } from '../lib/commands/evaluate-command.js'
+import { parseAgentDirs, runInstallWatches } from '../lib/commands/install-watches.js'
+import { runOutbox, runOutboxRetry } from '../lib/commands/outbox-command.js'
+import { colourWanted } from '../lib/decide/report.js'
+import { realDeps, realInstallDeps } from '../lib/commands/runtime.js'
+import { runValidate } from '../lib/commands/validate.js'
+import { packageVersion } from '../lib/commands/version.js'
+import { runWorker } from '../lib/run/worker.js'
 
 /** The package's root: dist/.. for the bundle, handlers/.. from source (the same tree). */
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -81,7 +81,7 @@ async function parse(argv: string[]) {
       .usage("$0 [command] [--config FILE]\n\nThe operator's command of masakari-consul (dist/evaluate.js).")
       .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
       .option('json', { type: 'boolean', default: false, describe: 'print JSON (shape in the README)' })
-      // The worker is this bundle run with --worker (lib/worker.ts). --deliver is its former
+      // The worker is this bundle run with --worker (lib/run/worker.ts). --deliver is its former
       // name: a handler started before an upgrade may still spawn the new bundle with it.
       .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
       .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })

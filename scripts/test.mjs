@@ -30,6 +30,14 @@ const files = (dir) =>
 const only = process.argv.slice(2)
 
 run('format and lint (biome ci)', [join(root, 'node_modules', '@biomejs', 'biome', 'bin', 'biome'), 'ci', '.'])
+// The architecture's rules (.dependency-cruiser.cjs): no import cycle, lib/decide/ pure, imports point down.
+run('dependency rules (depcruise)', [
+  join(root, 'node_modules', 'dependency-cruiser', 'bin', 'dependency-cruise.mjs'),
+  'lib',
+  'handlers',
+  '--config',
+  '.dependency-cruiser.cjs',
+])
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
 run('type check (tsc --noEmit, strict)', [tsc, '--noEmit'])
 run('type check of the bench (tsc --noEmit -p bench)', [tsc, '--noEmit', '-p', join(root, 'bench')])

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { copyFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { ConfigSchema } from '../lib/config.js'
+import { ConfigSchema } from '../lib/config/config.js'
 
 const root = join(import.meta.dirname, '..')
 const guide = readFileSync(join(root, 'docs', 'admin-guide.md'), 'utf8')

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import { closeSync, writeSync } from 'node:fs'
 import { readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { openAppend, openWorkerStderr, rotateIfOver, SymlinkError, WORKER_STDERR_MAX } from '../lib/append-file.js'
+import { openAppend, openWorkerStderr, rotateIfOver, SymlinkError, WORKER_STDERR_MAX } from '../lib/state/append-file.js'
 
 function withUmask(t: Test, mask: number) {
   const before = process.umask(mask)

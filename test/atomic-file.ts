@@ -2,7 +2,7 @@
 import t, { type Test } from 'tap'
 import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../lib/atomic-file.js'
+import { writeFileAtomic } from '../lib/state/atomic-file.js'
 
 function withUmask(t: Test, mask: number) {
   const before = process.umask(mask)

@@ -2,9 +2,9 @@ import t, { type Test } from 'tap'
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
-import { EXIT } from '../lib/cli.js'
-import { DEFAULT_CONFIG_PATH } from '../lib/config.js'
-import { realDeps } from '../lib/runtime.js'
+import { EXIT } from '../lib/run/cli.js'
+import { DEFAULT_CONFIG_PATH } from '../lib/config/config.js'
+import { realDeps } from '../lib/commands/runtime.js'
 import { check, configYaml, fakeDeps, payload, readState } from './helpers.js'
 
 async function setup(t: Test, extra: Record<string, unknown> = {}) {
@@ -42,7 +42,7 @@ t.test('three networks all up: snapshots written, nothing queued, no worker', as
   t.same(
     (await readdir(join(stateDir, 'snapshots'))).sort(),
     ['management.json', 'management.seen', 'storage.json', 'storage.seen', 'tenant.json', 'tenant.seen'],
-    'each network: its snapshot, and what its last successful run saw (lib/quiet-run.ts)',
+    'each network: its snapshot, and what its last successful run saw (lib/run/quiet-run.ts)',
   )
   const state = JSON.parse((await readState(stateDir))!)
   t.same(state.outbox, [])

@@ -31,7 +31,8 @@ export function functionLengths(file: string, text: string): Array<{ name: strin
 t.test(`no function in lib/ or handlers/ is over ${MAX_FUNCTION_LINES} lines`, async (t) => {
   const long: string[] = []
   for (const dir of ['lib', 'handlers']) {
-    for (const f of readdirSync(join(ROOT, dir)).filter((f) => f.endsWith('.ts'))) {
+    // recursive: lib/ is in folders (lib/run/, lib/decide/, …)
+    for (const f of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'))) {
       const path = join(dir, f)
       for (const fn of functionLengths(path, readFileSync(join(ROOT, path), 'utf8'))) {
         if (fn.lines > MAX_FUNCTION_LINES) long.push(`${path}:${fn.line} ${fn.name} (${fn.lines} lines)`)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { checkConfig, ConfigError, loadConfig, type ConfigEnv } from '../lib/config.js'
+import { checkConfig, ConfigError, loadConfig, type ConfigEnv } from '../lib/config/config.js'
 
 function env(files: Record<string, string>, vars: Record<string, string> = {}): ConfigEnv {
   return {

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { askAgent, askAgents, goDurationSeconds } from '../lib/consul-agents.js'
-import type { Fetch } from '../lib/masakari.js'
+import { askAgent, askAgents, goDurationSeconds } from '../lib/consul/consul-agents.js'
+import type { Fetch } from '../lib/openstack/masakari.js'
 import { check, response } from './helpers.js'
 
 /** This controller's node name (config.hostname), which every answer that can see nodes lists. */

@@ -3,8 +3,8 @@ import { execFile } from 'node:child_process'
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { NETWORKS } from '../lib/networks.js'
-import { DEFAULT_STRATEGY, matchStrategy, parseStrategy } from '../lib/strategy.js'
+import { NETWORKS } from '../lib/base/networks.js'
+import { DEFAULT_STRATEGY, matchStrategy, parseStrategy } from '../lib/decide/strategy.js'
 
 const run = promisify(execFile)
 const root = join(import.meta.dirname, '..', 'consul-config')

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { decodeStdin, InputError, NODE_NAME_MAX_BYTES, nodeStates, STDIN_MAX_BYTES } from '../lib/checks-payload.js'
-import { parseChecks } from '../lib/consul-input.js'
+import { decodeStdin, InputError, NODE_NAME_MAX_BYTES, nodeStates, STDIN_MAX_BYTES } from '../lib/consul/checks-payload.js'
+import { parseChecks } from '../lib/consul/consul-input.js'
 import { check } from './helpers.js'
 
 t.test('a recorded Consul 1.8.7 payload reduces to per-node states from serfHealth', async (t) => {

@@ -27,9 +27,9 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import type { Network } from '../lib/networks.js'
-import { type Snapshot, SnapshotSchema } from '../lib/snapshot.js'
-import { type StoreState, StoreStateSchema } from '../lib/store.js'
+import type { Network } from '../lib/base/networks.js'
+import { type Snapshot, SnapshotSchema } from '../lib/decide/snapshot-shape.js'
+import { type StoreState, StoreStateSchema } from '../lib/decide/state-shape.js'
 import { payload } from './helpers.js'
 
 const ROOT = join(import.meta.dirname, '..')
@@ -358,7 +358,7 @@ t.test('SIGKILL at hundreds of points: state.json stays whole, and what was deci
     'decisions.log',
     'worker.stderr',
     'worker.stderr.1',
-    // the pulse check's notes (lib/status-files.ts)
+    // the pulse check's notes (lib/state/status-files.ts)
     'health',
     'wake',
     'resync',
@@ -375,7 +375,7 @@ t.test('SIGKILL at hundreds of points: state.json stays whole, and what was deci
     }
     for (const name of await readdir(join(stateDir, 'snapshots')).catch(() => [] as string[])) {
       if (/^\.(management|tenant|storage)\.json\.\d+\.[0-9a-f]{8}\.tmp$/.test(name)) tmp++
-      // <network>.seen: what the network's last successful run saw (lib/quiet-run.ts).
+      // <network>.seen: what the network's last successful run saw (lib/run/quiet-run.ts).
       else if (!/^(management|tenant|storage)\.(json|seen)$/.test(name)) note(`${when}: unexpected file in snapshots/: ${name}`)
     }
     return tmp

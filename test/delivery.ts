@@ -1,10 +1,11 @@
 import t, { type Test } from 'tap'
 import { join } from 'node:path'
-import { deliveryPass } from '../lib/delivery.js'
-import { hostNotification } from '../lib/evaluator.js'
-import { recordingLogger } from '../lib/log.js'
-import type { MasakariClient, SendResult } from '../lib/masakari.js'
-import { localStore, type Notification, type OutboxEntry, type Store } from '../lib/store.js'
+import { deliveryPass } from '../lib/run/delivery.js'
+import { hostNotification } from '../lib/decide/evaluator.js'
+import { recordingLogger } from '../lib/base/log.js'
+import type { MasakariClient, SendResult } from '../lib/openstack/masakari.js'
+import { localStore, type Store } from '../lib/state/store.js'
+import type { Notification, OutboxEntry } from '../lib/decide/state-shape.js'
 
 const t0 = new Date('2026-11-25T12:00:00.000Z')
 

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main as handler } from '../handlers/checks-handler.js'
 import { main as evaluate } from '../handlers/evaluate.js'
-import { EXIT } from '../lib/cli.js'
+import { EXIT } from '../lib/run/cli.js'
 import { configYaml, fakeDeps, payload, readState, GUARDS_OFF } from './helpers.js'
 
 async function setup(t: Test, guards: object = GUARDS_OFF) {

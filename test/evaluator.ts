@@ -1,12 +1,12 @@
 import t from 'tap'
-import { evaluate, type FirstSight } from '../lib/evaluator.js'
-import type { NodeState } from '../lib/checks-payload.js'
-import type { Network } from '../lib/networks.js'
-import type { Snapshots } from '../lib/snapshot.js'
-import { emptyState, type LedgerEntry, type StoreState } from '../lib/store.js'
-import { DEFAULT_STRATEGY, parseStrategy } from '../lib/strategy.js'
-import { finish } from '../lib/outbox.js'
-import type { GuardPolicy } from '../lib/guards.js'
+import { evaluate, type FirstSight } from '../lib/decide/evaluator.js'
+import type { NodeState } from '../lib/consul/checks-payload.js'
+import type { Network } from '../lib/base/networks.js'
+import type { Snapshots } from '../lib/decide/snapshot-shape.js'
+import { emptyState, type LedgerEntry, type StoreState } from '../lib/decide/state-shape.js'
+import { DEFAULT_STRATEGY, parseStrategy } from '../lib/decide/strategy.js'
+import { finish } from '../lib/decide/outbox.js'
+import type { GuardPolicy } from '../lib/decide/guards.js'
 
 const now = new Date('2026-11-25T12:00:00.000Z')
 let ids = 0

@@ -6,9 +6,9 @@
  */
 import t from 'tap'
 import fc from 'fast-check'
-import { isCheck } from '../lib/checks-payload.js'
-import { CheckSchema } from '../lib/consul-input.js'
-import { isSnapshot, SnapshotSchema } from '../lib/snapshot.js'
+import { isCheck } from '../lib/consul/checks-payload.js'
+import { CheckSchema } from '../lib/consul/consul-input.js'
+import { isSnapshot, SnapshotSchema } from '../lib/decide/snapshot-shape.js'
 
 const RUNS = 20_000
 const protoNames = ['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf']

@@ -1,5 +1,5 @@
 /**
- * The handler's own first delivery attempt (lib/first-attempt.ts): the run that records a
+ * The handler's own first delivery attempt (lib/run/first-attempt.ts): the run that records a
  * notification sends it, within its budget, and leaves only what is left to a worker.
  */
 import t, { type Test } from 'tap'
@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
-import type { Fetch, HttpResponse } from '../lib/http.js'
+import type { Fetch, HttpResponse } from '../lib/base/http.js'
 import { configYaml, fakeDeps, payload, readState, response, scriptedFetch, type Recorded } from './helpers.js'
 
 const fixture = (name: string) => JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'recorded', `${name}.json`), 'utf8'))

@@ -12,12 +12,12 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
-import { runChecksHandler } from '../lib/checks-handler.js'
-import { EXIT, guarded } from '../lib/cli.js'
-import { ConfigError, loadConfig } from '../lib/config.js'
-import { CheckSchema } from '../lib/consul-input.js'
-import { StoreStateSchema } from '../lib/store.js'
-import { parseStrategy, StrategyError } from '../lib/strategy.js'
+import { runChecksHandler } from '../lib/run/checks-handler.js'
+import { EXIT, guarded } from '../lib/run/cli.js'
+import { ConfigError, loadConfig } from '../lib/config/config.js'
+import { CheckSchema } from '../lib/consul/consul-input.js'
+import { StoreStateSchema } from '../lib/decide/state-shape.js'
+import { parseStrategy, StrategyError } from '../lib/decide/strategy.js'
 import { check, configYaml, fakeDeps } from './helpers.js'
 
 const STDIN_RUNS = Number(process.env.FUZZ_RUNS ?? 10_000)
@@ -65,7 +65,7 @@ const badCheck = fc
   .map(([c, field, value]) => ({ ...c, [field]: value }))
 /**
  * Most arrays carry the controller's own serfHealth (configYaml's hostname) somewhere, as every
- * watch that can see nodes does; the others are refused (lib/checks-handler.ts).
+ * watch that can see nodes does; the others are refused (lib/run/checks-handler.ts).
  */
 const checksArray = fc
   .tuple(
@@ -126,7 +126,7 @@ function accepts(bytes: Uint8Array): unknown[] | undefined {
     return undefined
   }
   // A list without the controller's own serfHealth (an empty one too) is refused: every cluster
-  // has its node; Consul's ACLs answer a token that may not read nodes so (lib/checks-handler.ts).
+  // has its node; Consul's ACLs answer a token that may not read nodes so (lib/run/checks-handler.ts).
   if (!Array.isArray(value) || !value.every((c) => CheckSchema.safeParse(c).success)) return undefined
   return value.some((c) => c.Node === 'controller' && c.CheckID === 'serfHealth') ? value : undefined
 }

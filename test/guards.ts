@@ -8,8 +8,8 @@ import {
   quietWindow,
   rateLimitSlot,
   type GuardPolicy,
-} from '../lib/guards.js'
-import type { Snapshot } from '../lib/snapshot.js'
+} from '../lib/decide/guards.js'
+import type { Snapshot } from '../lib/decide/snapshot-shape.js'
 
 const now = new Date('2026-11-25T12:00:00.000Z')
 const ago = (s: number) => new Date(now.getTime() - s * 1000).toISOString()

@@ -2,8 +2,8 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import type { Fetch, HttpResponse } from '../lib/masakari.js'
-import type { Deps } from '../lib/monitor.js'
+import type { Fetch, HttpResponse } from '../lib/openstack/masakari.js'
+import type { Deps } from '../lib/run/deps.js'
 
 export interface Recorded {
   stdout: string[]

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { z } from 'zod'
-import { type HostNameMapping, HostNamesSchema, masakariHostName, mapsNames } from '../lib/host-names.js'
+import { type HostNameMapping, HostNamesSchema, masakariHostName, mapsNames } from '../lib/consul/host-names.js'
 
 const m = (given: Partial<z.input<typeof HostNamesSchema>>): HostNameMapping => HostNamesSchema.parse(given)
 const table: Array<[string, string, HostNameMapping, Record<string, string> | undefined, string]> = [

@@ -1,7 +1,7 @@
 /** Tables keyed by host name: any Consul node name is an ordinary key. */
 import t from 'tap'
 import { z } from 'zod'
-import { emptyHostRecord, hostEntry, hostRecordSchema, withHostEntry } from '../lib/host-record.js'
+import { emptyHostRecord, hostEntry, hostRecordSchema, withHostEntry } from '../lib/base/host-record.js'
 
 const PROTO_NAMES = ['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf']
 const schema = hostRecordSchema(z.object({ n: z.number() }))

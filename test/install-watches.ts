@@ -6,9 +6,9 @@ import t, { type Test } from 'tap'
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main as evaluate } from '../handlers/evaluate.js'
-import { EXIT } from '../lib/cli.js'
-import { parseAgentDirs } from '../lib/install-watches.js'
-import { NETWORKS } from '../lib/networks.js'
+import { EXIT } from '../lib/run/cli.js'
+import { parseAgentDirs } from '../lib/commands/install-watches.js'
+import { NETWORKS } from '../lib/base/networks.js'
 import { configYaml, fakeDeps } from './helpers.js'
 
 const root = join(import.meta.dirname, '..')

@@ -4,9 +4,9 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { exitCodeFor, EXIT } from '../lib/cli.js'
-import { LockError, tryLock, withLock } from '../lib/lock.js'
-import { localStore } from '../lib/store.js'
+import { exitCodeFor, EXIT } from '../lib/run/cli.js'
+import { LockError, tryLock, withLock } from '../lib/state/lock.js'
+import { localStore } from '../lib/state/store.js'
 
 const repo = join(import.meta.dirname, '..')
 

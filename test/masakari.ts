@@ -2,9 +2,9 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { loadConfig, type Config } from '../lib/config.js'
-import { hostNotification } from '../lib/evaluator.js'
-import { recordingLogger } from '../lib/log.js'
+import { loadConfig, type Config } from '../lib/config/config.js'
+import { hostNotification } from '../lib/decide/evaluator.js'
+import { recordingLogger } from '../lib/base/log.js'
 import {
   agentFor,
   authBody,
@@ -15,8 +15,8 @@ import {
   type Fetch,
   type HttpResponse,
   type TokenCache,
-} from '../lib/masakari.js'
-import type { Notification } from '../lib/store.js'
+} from '../lib/openstack/masakari.js'
+import type { Notification } from '../lib/decide/state-shape.js'
 import { response, scriptedFetch, type Recorded } from './helpers.js'
 
 interface Fixture {

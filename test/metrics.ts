@@ -1,5 +1,5 @@
 /**
- * The Prometheus textfile (lib/metrics.ts): what renderMetrics says for a given record,
+ * The Prometheus textfile (lib/state/metrics.ts): what renderMetrics says for a given record,
  * snapshots and health (table), that its text is valid exposition format, and that a handler
  * run writes it (atomically, world-readable) only when metrics.textfile is set.
  */
@@ -7,10 +7,10 @@ import t from 'tap'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
-import { emptyHostRecord } from '../lib/host-record.js'
-import { type MetricsInput, renderMetrics } from '../lib/metrics.js'
-import type { Snapshot } from '../lib/snapshot.js'
-import { emptyState, type LedgerEntry, type OutboxEntry, type StoreState } from '../lib/store.js'
+import { emptyHostRecord } from '../lib/base/host-record.js'
+import { type MetricsInput, renderMetrics } from '../lib/state/metrics.js'
+import type { Snapshot } from '../lib/decide/snapshot-shape.js'
+import { emptyState, type LedgerEntry, type OutboxEntry, type StoreState } from '../lib/decide/state-shape.js'
 import { configYaml, fakeDeps, parsePrometheusText, payload, type PromSample } from './helpers.js'
 
 const NOW = new Date('2026-11-25T12:00:00.000Z')

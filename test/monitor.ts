@@ -2,11 +2,11 @@
 import t, { type Test } from 'tap'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { LockError } from '../lib/lock.js'
-import type { Fetch } from '../lib/http.js'
-import { evaluateAndRecord, loadMonitor, withProblems } from '../lib/monitor.js'
-import { writeSnapshot } from '../lib/snapshot.js'
-import { localStore } from '../lib/store.js'
+import { LockError } from '../lib/state/lock.js'
+import type { Fetch } from '../lib/base/http.js'
+import { evaluateAndRecord, loadMonitor, withProblems } from '../lib/run/monitor.js'
+import { writeSnapshot } from '../lib/state/snapshot.js'
+import { localStore } from '../lib/state/store.js'
 import { check, configYaml, fakeDeps, readState, response } from './helpers.js'
 
 t.test('a run that loses the state lock while stalled writes neither the snapshot nor state.json', async (t) => {

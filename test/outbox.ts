@@ -1,7 +1,16 @@
 import t from 'tap'
-import { backoffMs, dueEntries, finish, isExpired, nextDue, retryLater, startedWithoutStopped, type DeliveryPolicy } from '../lib/outbox.js'
-import { hostNotification } from '../lib/evaluator.js'
-import { emptyState, type OutboxEntry, type StoreState } from '../lib/store.js'
+import {
+  backoffMs,
+  dueEntries,
+  finish,
+  isExpired,
+  nextDue,
+  retryLater,
+  startedWithoutStopped,
+  type DeliveryPolicy,
+} from '../lib/decide/outbox.js'
+import { hostNotification } from '../lib/decide/evaluator.js'
+import { emptyState, type OutboxEntry, type StoreState } from '../lib/decide/state-shape.js'
 
 const policy: DeliveryPolicy = { initialBackoff: 1, maxBackoff: 30, expiry: 600, concurrency: 2 }
 const t0 = new Date('2026-11-25T12:00:00.000Z')

@@ -1,5 +1,5 @@
 /**
- * The quiet run (lib/quiet-run.ts): a watch run with nothing new ends before anything is
+ * The quiet run (lib/run/quiet-run.ts): a watch run with nothing new ends before anything is
  * loaded; every doubt makes a full run.
  */
 import t, { type Test } from 'tap'
@@ -19,7 +19,7 @@ import {
 } from 'node:fs'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
-import { isQuietRun, notePath, ownRuntimeDir, payloadDigest, rememberRun, seenPath } from '../lib/quiet-run.js'
+import { isQuietRun, notePath, ownRuntimeDir, payloadDigest, rememberRun, seenPath } from '../lib/run/quiet-run.js'
 import { check, configYaml, fakeDeps, payload } from './helpers.js'
 
 const allUp = payload({ controller: 'passing', cmp1: 'passing', cmp2: 'passing' })

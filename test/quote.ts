@@ -1,6 +1,6 @@
 /** Untrusted text in one-line errors. */
 import t from 'tap'
-import { escapeControls, oneLine, quote } from '../lib/quote.js'
+import { escapeControls, oneLine, quote } from '../lib/base/quote.js'
 
 t.test('every control or line-breaking character is escaped; the rest is kept', async (t) => {
   t.equal(

@@ -6,8 +6,8 @@
 import t, { type Test } from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { consulAgent } from '../lib/consul-api.js'
-import { LockSchema, senderLock } from '../lib/sender.js'
+import { consulAgent } from '../lib/consul/consul-api.js'
+import { LockSchema, senderLock } from '../lib/consul/sender.js'
 import { fakeDeps, response, scriptedFetch } from './helpers.js'
 
 const config = LockSchema.parse({})

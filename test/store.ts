@@ -1,11 +1,13 @@
 import t from 'tap'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../lib/atomic-file.js'
-import { LockError, tryLock, withLock } from '../lib/lock.js'
-import { readSnapshots, SnapshotSchema, writeSnapshot } from '../lib/snapshot.js'
-import { StateFileError } from '../lib/state-errors.js'
-import { emptyState, localStore } from '../lib/store.js'
+import { writeFileAtomic } from '../lib/state/atomic-file.js'
+import { LockError, tryLock, withLock } from '../lib/state/lock.js'
+import { readSnapshots, writeSnapshot } from '../lib/state/snapshot.js'
+import { SnapshotSchema } from '../lib/decide/snapshot-shape.js'
+import { StateFileError } from '../lib/state/state-errors.js'
+import { localStore } from '../lib/state/store.js'
+import { emptyState } from '../lib/decide/state-shape.js'
 
 t.test('atomic write leaves no temp files and sets the mode', async (t) => {
   const dir = t.testdir({})

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { DEFAULT_STRATEGY, matchStrategy, parseStrategy, StrategyError } from '../lib/strategy.js'
+import { DEFAULT_STRATEGY, matchStrategy, parseStrategy, StrategyError } from '../lib/decide/strategy.js'
 
 const upstreamDefault = `
 sequence: [manage, tenant, storage]

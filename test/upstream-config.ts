@@ -1,9 +1,9 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { checkConfig, type ConfigEnv, loadConfig } from '../lib/config.js'
-import { parseStrategy } from '../lib/strategy.js'
-import { fromUpstream, isUpstreamConfig, parseIni } from '../lib/upstream-config.js'
+import { checkConfig, type ConfigEnv, loadConfig } from '../lib/config/config.js'
+import { parseStrategy } from '../lib/decide/strategy.js'
+import { fromUpstream, isUpstreamConfig, parseIni } from '../lib/openstack/upstream-config.js'
 
 const dir = join(import.meta.dirname, 'fixtures', 'upstream')
 const sample = readFileSync(join(dir, 'masakarimonitors.conf.sample'), 'utf8')

@@ -1,5 +1,5 @@
 /**
- * The worker (lib/worker.ts) run for real on a state directory, with recording side effects and a
+ * The worker (lib/run/worker.ts) run for real on a state directory, with recording side effects and a
  * fake clock: delivery until done, backoff and expiry, a hold that fires with no new Consul event,
  * the worker lock, and work queued while it runs.
  */
@@ -9,9 +9,9 @@ import { mkdir, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
 import { main as evaluate } from '../handlers/evaluate.js'
-import { tryLock } from '../lib/lock.js'
-import type { HttpResponse } from '../lib/masakari.js'
-import { runWorker } from '../lib/worker.js'
+import { tryLock } from '../lib/state/lock.js'
+import type { HttpResponse } from '../lib/openstack/masakari.js'
+import { runWorker } from '../lib/run/worker.js'
 import {
   configYaml,
   fakeDeps,

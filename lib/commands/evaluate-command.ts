@@ -1,0 +1,38 @@
+/**
+ * evaluate.js `replay`, `status` and `explain`: evaluate the stored snapshots by hand and show the
+ * result (the table, --json, one host). `status` and `explain` are the dry run: they read and
+ * never record, take no lock for writing and start no worker.
+ */
+import { UsageError } from '../run/cli.js'
+import { assertOutputsWritten, evaluateAndRecord, loadMonitor } from '../run/monitor.js'
+import type { Deps } from '../run/deps.js'
+import { buildReport, explainHost, formatExplanation, formatReport } from '../decide/report.js'
+
+export interface EvaluateArgs {
+  config: string
+  dryRun: boolean
+  json: boolean
+  /** Explain one host's decision instead of printing the table. */
+  explain?: string
+  /** ANSI colours in the table (a terminal, NO_COLOR unset). */
+  colour?: boolean
+}
+
+export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void> {
+  // A dry run (status, explain, replay --dry-run) only reads: it must not even log to logFile.
+  const monitor = await loadMonitor(args.config, deps, 'evaluate', { readOnly: args.dryRun })
+  const now = deps.now()
+  const { decisions, snapshots, state, queued, timing } = await evaluateAndRecord(monitor, deps, { dryRun: args.dryRun })
+  if (args.explain !== undefined) {
+    const e = explainHost(args.explain, decisions, snapshots, state, monitor.strategy, timing, monitor.config.guards, now)
+    if (!e)
+      throw new UsageError(
+        `explain: no host named "${args.explain}" in the snapshots or the ledger (hosts: ${decisions.map((d) => d.host).join(', ') || 'none'})`,
+      )
+    deps.stdout(args.json ? `${JSON.stringify(e, null, 2)}\n` : formatExplanation(e, monitor.strategy))
+    return assertOutputsWritten(monitor)
+  }
+  const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, timing, now, args.dryRun)
+  deps.stdout(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report, args.colour ?? false))
+  assertOutputsWritten(monitor)
+}

@@ -1,0 +1,211 @@
+/**
+ * `install-watches`: the shipped watch definitions (consul-config/watches/*.json) with this
+ * install's paths filled in (node, the handler bundle, the config, the state directory), written
+ * into each agent's config directory; `consul validate` run on each directory (a file that fails
+ * is put back as it was), and the `consul reload` commands printed. The agents are not reloaded:
+ * the operator does that.
+ */
+import { dirname, join, resolve } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+import { EXIT, UsageError } from '../run/cli.js'
+import { ConfigError, type ConfigEnv, ConfigSchema } from '../config/config.js'
+import { NETWORKS, type Network } from '../base/networks.js'
+import { parseStrategy } from '../decide/strategy.js'
+
+export interface InstallDeps {
+  stdout: (text: string) => void
+  configEnv: ConfigEnv
+  /** The file's text, or undefined when there is none. */
+  readExisting: (path: string) => Promise<string | undefined>
+  /** Writes atomically; undefined removes the file. */
+  writeFile: (path: string, text: string | undefined) => Promise<void>
+  isDir: (path: string) => Promise<boolean>
+  exec: (file: string, args: string[]) => Promise<{ code: number; output: string }>
+}
+
+export interface InstallArgs {
+  config: string
+  /** Agent config directory per network; missing ones default to /etc/consul.d/<network>. */
+  dirs: Partial<Record<Network, string>>
+  node: string
+  /** Where consul-config/ and dist/ are (the unpacked package). */
+  packageRoot: string
+  consul: string
+  dryRun: boolean
+}
+
+/** `--agent-config-dir management=DIR`, once per network. */
+export function parseAgentDirs(values: string[]): Partial<Record<Network, string>> {
+  const dirs: Partial<Record<Network, string>> = {}
+  const problems: string[] = []
+  for (const v of values) {
+    const m = /^([a-z]+)=(.+)$/.exec(v)
+    const network = m?.[1] as Network | undefined
+    if (!m || !network || !NETWORKS.includes(network))
+      problems.push(`"${v}": expected NETWORK=DIR with NETWORK one of ${NETWORKS.join(', ')}`)
+    else if (dirs[network] !== undefined) problems.push(`${network}: given twice`)
+    else dirs[network] = resolve(m[2]!)
+  }
+  if (problems.length > 0) throw new UsageError(`--agent-config-dir: ${problems.join('; ')}`)
+  return dirs
+}
+
+/**
+ * What install-watches needs of the config: its paths, the strategy's networks, the agents. The
+ * secret is not resolved: the password may live only in the agents' environment (passwordEnv).
+ */
+export interface Layout {
+  source: string
+  stateDir: string
+  strategy?: string
+  lockNetwork: Network
+  agents: Partial<Record<Network, string>>
+}
+
+export async function loadLayout(path: string, env: ConfigEnv): Promise<Layout> {
+  const source = resolve(path)
+  let raw: unknown
+  try {
+    raw = parseYaml(await env.readFile(source))
+  } catch (err) {
+    throw new ConfigError(source, [`cannot read it as YAML: ${(err as Error).message.split('\n')[0]}`])
+  }
+  const parsed = ConfigSchema.safeParse(raw ?? {})
+  if (!parsed.success)
+    throw new ConfigError(
+      source,
+      parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`),
+    )
+  const c = parsed.data
+  const abs = (p: string) => resolve(dirname(source), p)
+  const strategy = c.strategy === undefined ? {} : { strategy: abs(c.strategy) }
+  return { source, stateDir: abs(c.stateDir), ...strategy, lockNetwork: c.consul.lock.network, agents: c.consul.agents }
+}
+
+/** A watch file as shipped: one checks watch (or the pulse's script check) with its command line in `args`. */
+const WatchFileSchema = z.looseObject({
+  watches: z.array(z.looseObject({ type: z.literal('checks'), args: z.array(z.string()) })).length(1),
+})
+const PulseFileSchema = z.looseObject({ check: z.looseObject({ args: z.array(z.string()).length(6) }) })
+
+export interface PlannedFile {
+  network: Network
+  path: string
+  text: string
+}
+
+/** The paths this install fills in. */
+interface Paths {
+  node: string
+  handler: string
+  pulse: string
+  watch: string
+  config: string
+  stateDir: string
+}
+
+/** One network's watch: watch.sh NETWORK CONFIG STATE_DIR HANDLER NODE (it notes a failed run for the pulse). */
+export function watchFor(template: unknown, network: Network, paths: Paths): unknown {
+  const file = WatchFileSchema.parse(template)
+  const args = ['/bin/sh', paths.watch, network, paths.config, paths.stateDir, paths.handler, paths.node]
+  // The template's own object, so that its keys keep their order in the written file.
+  return { ...(template as object), watches: [{ ...file.watches[0], args }] }
+}
+
+/** The pulse check (pulse.sh CONFIG STATE_DIR HANDLER NODE), on the agent of the sender lock's network. */
+export function pulseFor(template: unknown, paths: Paths): unknown {
+  const file = PulseFileSchema.parse(template)
+  return {
+    ...(template as object),
+    check: { ...(file.check as object), args: ['/bin/sh', paths.pulse, paths.config, paths.stateDir, paths.handler, paths.node] },
+  }
+}
+
+/** The files to write: a watch per network of the strategy, and the pulse on the lock's network. */
+export async function plan(args: InstallArgs, config: Layout, deps: InstallDeps): Promise<PlannedFile[]> {
+  const templates = join(args.packageRoot, 'consul-config', 'watches')
+  const paths: Paths = {
+    node: args.node,
+    handler: join(args.packageRoot, 'dist', 'checks-handler.js'),
+    pulse: join(args.packageRoot, 'consul-config', 'pulse.sh'),
+    watch: join(args.packageRoot, 'consul-config', 'watch.sh'),
+    config: config.source,
+    stateDir: config.stateDir,
+  }
+  const template = async (name: string): Promise<unknown> => {
+    const path = join(templates, name)
+    const text = await deps.readExisting(path)
+    if (text === undefined)
+      throw new ConfigError(path, [`the shipped watch definition is missing: is ${args.packageRoot} the unpacked package?`])
+    return JSON.parse(text)
+  }
+  const sequence =
+    config.strategy === undefined ? NETWORKS : parseStrategy(await deps.configEnv.readFile(config.strategy), config.strategy).sequence
+  const dir = (n: Network) => args.dirs[n] ?? `/etc/consul.d/${n}`
+  const files: PlannedFile[] = []
+  for (const n of sequence)
+    files.push({ network: n, path: join(dir(n), `masakari-consul-${n}.json`), text: json(watchFor(await template(`${n}.json`), n, paths)) })
+  const lockNetwork = config.lockNetwork
+  files.push({
+    network: lockNetwork,
+    path: join(dir(lockNetwork), 'masakari-consul-pulse.json'),
+    text: json(pulseFor(await template('pulse.json'), paths)),
+  })
+  return files
+}
+
+const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`
+
+/** The command's whole run; its exit code. */
+export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): Promise<number> {
+  const config = await loadLayout(args.config, deps.configEnv)
+  const files = await plan(args, config, deps)
+  if (args.dryRun) {
+    for (const f of files) deps.stdout(`# ${f.path} (${f.network} agent; dry run: not written)\n${f.text}`)
+    return EXIT.ok
+  }
+  const dirs = [...new Set(files.map((f) => resolve(f.path, '..')))]
+  const missing = (await Promise.all(dirs.map(async (d) => ((await deps.isDir(d)) ? undefined : d)))).filter((d) => d !== undefined)
+  if (missing.length > 0)
+    throw new UsageError(`no such agent config directory: ${missing.join(', ')} (give each with --agent-config-dir NETWORK=DIR)`)
+  let code: number = EXIT.ok
+  for (const dir of dirs) {
+    const here = files.filter((f) => resolve(f.path, '..') === dir)
+    const c = await installInto(dir, here, args.consul, deps)
+    if (code === EXIT.ok) code = c
+  }
+  if (code !== EXIT.ok) return code
+  deps.stdout('\nNow reload each agent:\n')
+  for (const n of [...new Set(files.map((f) => f.network))]) {
+    const addr = config.agents[n]
+    deps.stdout(`  consul reload -http-addr=${addr ?? `<the ${n} agent's HTTP address>`}\n`)
+  }
+  return EXIT.ok
+}
+
+/**
+ * Writes the files into one directory and validates it; on failure puts back what was there (an
+ * agent must not find a broken file at its next restart). Exit code: 78 invalid, 69 no consul.
+ */
+async function installInto(dir: string, files: PlannedFile[], consul: string, deps: InstallDeps): Promise<number> {
+  const before = await Promise.all(files.map((f) => deps.readExisting(f.path)))
+  for (const f of files) await deps.writeFile(f.path, f.text)
+  let result: { code: number; output: string }
+  let unavailable = false
+  try {
+    result = await deps.exec(consul, ['validate', dir])
+  } catch (err) {
+    unavailable = true
+    result = { code: -1, output: `cannot run ${consul}: ${(err as Error).message}` }
+  }
+  if (result.code === 0) {
+    for (const f of files) deps.stdout(`✓ wrote ${f.path}\n`)
+    const verdict = result.output.split('\n').find((l) => /Configuration is valid/.test(l)) ?? 'valid'
+    deps.stdout(`✓ consul validate ${dir}: ${verdict.trim()}\n`)
+    return EXIT.ok
+  }
+  for (const [i, f] of files.entries()) await deps.writeFile(f.path, before[i])
+  deps.stdout(`✗ consul validate ${dir} failed; ${files.map((f) => f.path).join(', ')} put back as they were:\n${result.output.trim()}\n`)
+  return unavailable ? EXIT.consul : EXIT.config
+}

@@ -1,0 +1,107 @@
+/** The real side effects, for the bundles' entry points. */
+import { execFile, spawn } from 'node:child_process'
+import { closeSync, writeSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { readFile, stat, unlink } from 'node:fs/promises'
+import { openAppend, openWorkerStderr } from '../state/append-file.js'
+import { writeFileAtomic } from '../state/atomic-file.js'
+import type { InstallDeps } from './install-watches.js'
+import { realConfigEnv } from '../config/config.js'
+import type { Fetch } from '../base/http.js'
+import type { Deps } from '../run/deps.js'
+import { readStdinSync } from '../run/stdin.js'
+
+const stderrLine = (line: string) => {
+  process.stderr.write(`${line}\n`)
+}
+
+/**
+ * The worker is run by /bin/sh so that its failure (any exit but 0, a crash) is written down as
+ * `failed-worker` for the pulse check, as watch.sh does for a watch run: a worker that fails
+ * each time it starts would otherwise leave its work undone behind a passing check. A worker
+ * that ends well removes it. `$1` is the state directory, the rest the command.
+ */
+const NOTE_WORKER_FAILURE = [
+  'state=$1; shift',
+  '"$@"; rc=$?',
+  'if [ "$rc" -eq 0 ]; then rm -f "$state/failed-worker"; exit 0; fi',
+  'printf "critical\\nthe worker failed (exit %s) at %s: its stack trace, if any, is in %s/worker.stderr\\n" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$state" >"$state/failed-worker.$$" && mv -f "$state/failed-worker.$$" "$state/failed-worker"',
+  'exit "$rc"',
+].join('\n')
+
+export function realDeps(): Deps {
+  const logFds = new Map<string, number>()
+  return {
+    readStdin: async (maxBytes) => readStdinSync(maxBytes),
+    now: () => new Date(),
+    // node-fetch is loaded on first use: a run that sends nothing and asks no agent does not
+    // pay for it.
+    fetch: async () => (await import('node-fetch')).default as unknown as Fetch,
+    tlsAgent: async (ca, insecure) => {
+      if (ca === undefined && !insecure) return undefined
+      // Through require, not import(): the handler's full part runs as a script (lib/run/embedded.ts)
+      // where import() has no loader. https is loaded only when TLS options are set.
+      const { Agent } = createRequire(import.meta.url)('node:https') as typeof import('node:https')
+      return new Agent({ ca, rejectUnauthorized: !insecure, keepAlive: true })
+    },
+    spawnWorker: (configPath, stateDir) => {
+      const script = process.argv[1]
+      if (!script) return
+      // Its log lines go to logFile like every run's; its stderr keeps what nothing else would
+      // (a crash's stack trace).
+      const { fd, warning } = openWorkerStderr(stateDir)
+      if (warning) stderrLine(JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: warning, stateDir }))
+      const child = spawn(
+        '/bin/sh',
+        ['-c', NOTE_WORKER_FAILURE, 'worker', stateDir, process.execPath, script, '--worker', '--config', configPath],
+        {
+          detached: true,
+          stdio: ['ignore', 'ignore', fd ?? 'ignore'],
+        },
+      )
+      if (fd !== undefined) closeSync(fd)
+      child.on('error', () => {}) // the next run starts one again; the outbox keeps the work
+      child.unref()
+    },
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    stdout: (text) => process.stdout.write(text),
+    stderr: stderrLine,
+    // One O_APPEND descriptor per file for the whole run (a first sight of 10,000 hosts logs
+    // 10,000 lines); each line is written whole at the end of the file, as appendFileSync did.
+    // Never through a symlink (openAppend refuses it: the logger warns once).
+    appendLog: (file, line) => {
+      let fd = logFds.get(file)
+      if (fd === undefined) {
+        fd = openAppend(file)
+        logFds.set(file, fd)
+      }
+      const data = Buffer.from(`${line}\n`)
+      for (let done = 0; done < data.length; ) done += writeSync(fd, data, done)
+    },
+    configEnv: realConfigEnv,
+  }
+}
+
+/** install-watches' side effects: the agents' config files (0644: the agent's user reads them; no secret in them), atomic; the consul binary. */
+export function realInstallDeps(deps: Deps): InstallDeps {
+  return {
+    stdout: deps.stdout,
+    configEnv: deps.configEnv,
+    readExisting: (path) =>
+      readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined
+        throw err
+      }),
+    writeFile: (path, text) => (text === undefined ? unlink(path).catch(() => {}) : writeFileAtomic(path, text, 0o644)),
+    isDir: async (path) => (await stat(path).catch(() => undefined))?.isDirectory() ?? false,
+    // A non-zero exit is an answer (the output says why); only a consul that cannot be run rejects.
+    exec: (file, args) =>
+      new Promise((resolve, reject) => {
+        execFile(file, args, (err, stdout, stderr) => {
+          const code = (err as NodeJS.ErrnoException | null)?.code
+          if (typeof code === 'string') reject(err)
+          else resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: `${stdout}${stderr}` })
+        })
+      }),
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Consul node name → Masakari host name. In many clouds they differ (FQDN in Consul, short name
+ * in Masakari; a prefix): the operator says how in `hostNames`. Applied where a notification's
+ * hostname is built (evaluator.ts); everything else (snapshots, ledger, logs) keeps Consul's name.
+ */
+import { z } from 'zod'
+import { type ConsulAgent, ConsulError } from './consul-api.js'
+import type { Network } from '../base/networks.js'
+
+export const HostNamesSchema = z
+  .strictObject({
+    /** Explicit names, node → host; wins over everything else. */
+    map: z.record(z.string().min(1), z.string().min(1)).default({}),
+    /** A node-meta key (the agent's `node_meta`) holding the Masakari name; read from the catalog when set. */
+    metaKey: z.string().min(1).optional(),
+    /** A regular expression on the node name and its replacement (`$1`…); a node it does not match keeps its name. */
+    regex: z
+      .strictObject({ match: z.string().min(1), replace: z.string() })
+      .refine((r) => isRegex(r.match), { message: 'match is not a valid regular expression', path: ['match'] })
+      .optional(),
+    /** `true`: cut the name at its first dot (FQDN → short name); a domain (`.example.org`): cut only that suffix. */
+    stripDomain: z.union([z.boolean(), z.string().min(1)]).default(false),
+  })
+  .prefault({})
+export type HostNameMapping = z.infer<typeof HostNamesSchema>
+
+function isRegex(source: string): boolean {
+  try {
+    new RegExp(source)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The Masakari host name of a Consul node: the explicit map, else the node's meta value under
+ * `metaKey`, else the name rewritten by `regex` then `stripDomain` (each only when configured).
+ */
+export function masakariHostName(node: string, mapping: HostNameMapping, meta?: Readonly<Record<string, string>>): string {
+  const mapped = Object.hasOwn(mapping.map, node) ? mapping.map[node] : undefined
+  if (mapped !== undefined) return mapped
+  const fromMeta = mapping.metaKey === undefined || !meta || !Object.hasOwn(meta, mapping.metaKey) ? undefined : meta[mapping.metaKey]
+  if (fromMeta) return fromMeta
+  let name = node
+  if (mapping.regex) name = name.replace(new RegExp(mapping.regex.match), mapping.regex.replace)
+  const strip = mapping.stripDomain
+  if (strip === true) name = name.split('.')[0] || name
+  else if (typeof strip === 'string') {
+    const suffix = strip.startsWith('.') ? strip : `.${strip}`
+    if (name.endsWith(suffix) && name.length > suffix.length) name = name.slice(0, -suffix.length)
+  }
+  return name
+}
+
+/** Whether the mapping changes any name at all (else nothing is asked and nothing is shown). */
+export const mapsNames = (m: HostNameMapping) =>
+  Object.keys(m.map).length > 0 || m.metaKey !== undefined || m.regex !== undefined || m.stripDomain !== false
+
+const CatalogNodesSchema = z.array(z.object({ Node: z.string(), Meta: z.record(z.string(), z.string()).nullable().optional() }))
+
+/**
+ * Every node's meta, from the own agent's catalog (`GET /v1/catalog/nodes`): the watch's checks
+ * payload carries no node meta. Asked only when `metaKey` is set, and only when a notification
+ * is about to be built.
+ */
+export async function catalogNodeMeta(agent: ConsulAgent): Promise<Map<string, Record<string, string>>> {
+  const answer = await agent.ok('GET', '/v1/catalog/nodes')
+  const nodes = CatalogNodesSchema.safeParse(safeJson(answer.text))
+  if (!nodes.success)
+    throw new ConsulError(`GET ${agent.url}/v1/catalog/nodes: not a list of nodes: ${z.prettifyError(nodes.error).replace(/\n/g, '; ')}`)
+  return new Map(nodes.data.map((n) => [n.Node, n.Meta ?? {}]))
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/** The agent whose catalog tells node meta: management's, else any configured, else CONSUL_HTTP_ADDR. */
+export function metaAgentAddress(agents: Partial<Record<Network, string>>, env: Record<string, string | undefined>): string | undefined {
+  return agents.management ?? agents.tenant ?? agents.storage ?? (env.CONSUL_HTTP_ADDR || undefined)
+}

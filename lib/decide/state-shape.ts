@@ -1,0 +1,145 @@
+/**
+ * What the monitor records, as values: the ledger (what was decided and what Masakari accepted,
+ * per host), the outbox, isolation, counters — the shape of state.json and of the record the
+ * controllers share. Pure; reading and writing it is lib/state/store.ts's.
+ */
+import { z } from 'zod'
+import { emptyHostRecord, hostRecordSchema } from '../base/host-record.js'
+import { NETWORKS } from '../base/networks.js'
+
+export const EVENTS = ['STOPPED', 'STARTED'] as const
+/** The guards that can hold a host's decision back (see guards.ts). */
+export const GUARD_KINDS = ['isolation', 'hold', 'burst', 'rate-limit', 'unconfirmed'] as const
+export type HostEvent = (typeof EVENTS)[number]
+
+/** The body Masakari receives (inside {"notification": …}); fixed at decision time, so a resend is byte-identical. */
+export const NotificationSchema = z.object({
+  type: z.literal('COMPUTE_HOST'),
+  hostname: z.string().min(1),
+  /** ISO-8601 UTC; with the payload it is what Masakari's duplicate check compares. */
+  generated_time: z.string(),
+  payload: z.object({
+    event: z.enum(EVENTS),
+    cluster_status: z.enum(['OFFLINE', 'ONLINE']),
+    /** Masakari's engine ignores anything but NORMAL (it cannot vouch the host is powered off). */
+    host_status: z.literal('NORMAL'),
+  }),
+})
+export type Notification = z.infer<typeof NotificationSchema>
+
+/** Final answers; accepted and duplicate mean Masakari has the notification. */
+export const OUTCOMES = ['accepted', 'duplicate', 'on-maintenance', 'host-not-found', 'rejected', 'expired', 'skipped'] as const
+export type Outcome = (typeof OUTCOMES)[number]
+
+export const OutboxEntrySchema = z.object({
+  /** Unique per decision; ties a ledger record to the outbox entry it came from. */
+  id: z.string(),
+  host: z.string(),
+  notification: NotificationSchema,
+  /** Why it was decided: the vector and the strategy row. */
+  reason: z.string(),
+  decidedAt: z.string(),
+  attempts: z.number().int().nonnegative().default(0),
+  /** Not sent before this time (backoff). */
+  nextAttemptAt: z.string(),
+  lastError: z.string().optional(),
+})
+export type OutboxEntry = z.infer<typeof OutboxEntrySchema>
+
+const RecordSchema = z.object({
+  id: z.string(),
+  event: z.enum(EVENTS),
+  outcome: z.enum(OUTCOMES),
+  /** When the final answer came. */
+  at: z.string(),
+  generatedTime: z.string(),
+  message: z.string().optional(),
+})
+export type LedgerRecord = z.infer<typeof RecordSchema>
+
+export const LedgerEntrySchema = z.object({
+  firstSeenAt: z.string(),
+  /**
+   * What was last decided for the host: `recovery` once a recovery row was acted on (notified or
+   * taken as baseline), `normal` once it was seen all-up. Other vectors leave it as it is.
+   */
+  phase: z.enum(['normal', 'recovery']).optional(),
+  /** The host's vector at the last run, e.g. "management=up tenant=up storage=down". */
+  vector: z.string().optional(),
+  /** The last notification Masakari holds for the host (accepted or duplicate). */
+  notified: RecordSchema.optional(),
+  /** The last notification that ended otherwise (refused, expired, skipped). */
+  unsent: RecordSchema.optional(),
+  /**
+   * A change waiting out its hold time: `recovery` (in a recovery row, STOPPED not yet sent) or
+   * `back` (all up again after a recovery, STARTED not yet sent), since when.
+   */
+  hold: z.object({ kind: z.enum(['recovery', 'back']), since: z.string() }).optional(),
+  /** The guard that held the host's decision back at the last run (so a change is logged once). */
+  guard: z.enum(GUARD_KINDS).optional(),
+  /** Since when a recovery has waited for an own agent's confirmation (its next question backs off from this). */
+  unconfirmedSince: z.string().optional(),
+  /** Since when the host has been down on each network (for the self-isolation guard's window). */
+  downSince: z.partialRecord(z.enum(NETWORKS), z.string()).optional(),
+})
+export type LedgerEntry = z.infer<typeof LedgerEntrySchema>
+
+export const IsolationSchema = z.object({
+  /** When the guard tripped. */
+  since: z.string(),
+  /** Why, in words: how many hosts turned down, out of how many. */
+  reason: z.string(),
+})
+export type Isolation = z.infer<typeof IsolationSchema>
+
+const count = z.number().int().nonnegative()
+
+/**
+ * Running totals for the metrics textfile (lib/state/metrics.ts). They live in the record, so every
+ * process (handler, worker, either controller) adds to the same totals, and they survive
+ * restarts; a Prometheus counter reset happens only when the record is lost.
+ */
+export const CountersSchema = z.object({
+  /** Notifications decided (queued in the outbox), by event. */
+  decisions: z.partialRecord(z.enum(EVENTS), count).default({}),
+  /** Notifications finished, by final outcome. */
+  notifications: z.partialRecord(z.enum(OUTCOMES), count).default({}),
+  /** Attempts that failed and were scheduled again (Masakari unreachable, 5xx, timeouts). */
+  retries: count.default(0),
+})
+export type Counters = z.infer<typeof CountersSchema>
+
+/** The counters with `n` added to one of them (pure; a missing `counters` counts from zero). */
+export function counted(
+  counters: Counters | undefined,
+  add: { decisions?: HostEvent; notifications?: Outcome; retries?: true },
+  n = 1,
+): Counters {
+  const c: Counters = {
+    decisions: { ...counters?.decisions },
+    notifications: { ...counters?.notifications },
+    retries: counters?.retries ?? 0,
+  }
+  if (add.decisions) c.decisions[add.decisions] = (c.decisions[add.decisions] ?? 0) + n
+  if (add.notifications) c.notifications[add.notifications] = (c.notifications[add.notifications] ?? 0) + n
+  if (add.retries) c.retries += n
+  return c
+}
+
+export const StoreStateSchema = z.object({
+  version: z.literal(1),
+  /** Host name → its entry (a table without a prototype: any node name is an ordinary key). */
+  ledger: hostRecordSchema(LedgerEntrySchema),
+  outbox: z.array(OutboxEntrySchema),
+  /** When each recent STOPPED was decided (the rate limit's window). */
+  recoveries: z.array(z.string()).default([]),
+  /** Networks whose failures are suppressed because the monitor itself looks cut off. */
+  isolation: z.partialRecord(z.enum(NETWORKS), IsolationSchema).default({}),
+  /** When a held-back decision (hold time, rate limit) is due to be looked at again. */
+  wakeAt: z.string().optional(),
+  /** Absent in a record written before the metrics existed: it counts from zero. */
+  counters: CountersSchema.optional(),
+})
+export type StoreState = z.infer<typeof StoreStateSchema>
+
+export const emptyState = (): StoreState => ({ version: 1, ledger: emptyHostRecord(), outbox: [], recoveries: [], isolation: {} })

@@ -1,0 +1,167 @@
+/**
+ * The full handler inside dist/checks-handler.js. The bundle carries it in a trailing comment
+ * (build.mjs), base64: V8 skips a comment several times faster than it pre-parses the same
+ * code, so a quiet run (lib/run/quiet-run.ts) never pays for the ~0.9 MB of code it does not run.
+ * Every other run reads it from the bundle and compiles it here, with V8's code cache kept in
+ * this user's runtime directory: from the second run on, what it needs is not compiled again.
+ *
+ * The cache can never fail a run. V8 checks a cache's version and source but not its bytes: one
+ * flipped byte or a zeroed tail (power loss) crashes node (V8 fatal, SIGSEGV) on every run. So
+ * the file carries a header of our own (magic, length, crc32 of V8's data), checked before V8
+ * sees the data; its name holds the code id, node's version and the architecture; it is written
+ * to a file of its own, fsynced, then renamed. A cache that fails the check or that V8 refuses
+ * is removed and written anew by this run; any error about the cache is ignored.
+ */
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { Script } from 'node:vm'
+import type { Deps } from './deps.js'
+import { ownRuntimeDir } from './quiet-run.js'
+
+/** What the full part exports (the `full` entry of build.mjs). */
+export interface FullHandler {
+  main: (argv: string[], deps: Deps) => Promise<number>
+  realDeps: () => Deps
+}
+
+/** The wrapper's parameters: CommonJS's, and `import.meta` (build.mjs defines it to this name). */
+const PARAMS = 'exports, require, module, __filename, __dirname, __importMeta'
+
+/** build.mjs writes `/*<marker><id> <base64 code>*\/` at the end of the bundle. */
+const FULL_MARKER = '@masakari-consul-full-handler '
+
+/** The cache file's header: magic, format, data length, crc32 of the data (u32 LE each). */
+const CACHE_MAGIC = 'MCCC'
+const CACHE_FORMAT = 1
+const HEADER_BYTES = 16
+/** A tmp file this old is a run's that died before its rename. */
+const STALE_TMP_MS = 60_000
+
+export class BundleError extends Error {
+  override name = 'BundleError'
+}
+
+/** The full part's code and id, from the bundle's trailing comment. */
+function readFull(bundlePath: string): { code: string; id: string } {
+  const text = readFileSync(bundlePath, 'latin1')
+  const start = text.lastIndexOf(`/*${FULL_MARKER}`)
+  const end = text.indexOf('*/', start)
+  if (start < 0 || end < 0)
+    throw new BundleError(`${bundlePath}: no full handler inside (a damaged or partial copy? rebuild or reinstall it)`)
+  const [id, base64] = text.slice(start + 2 + FULL_MARKER.length, end).split(' ')
+  return { id: id!, code: Buffer.from(base64 ?? '', 'base64').toString('utf8') }
+}
+
+/**
+ * Compiles and runs the full part; `done` saves V8's code cache once the run has compiled what
+ * it needs (when there was none, or it was damaged, or V8 refused it).
+ */
+export function loadFull(bundlePath: string): { full: FullHandler; done: () => void } {
+  const { code, id } = readFull(bundlePath)
+  const require = createRequire(bundlePath)
+  const cache = codeCache(id, require)
+  const cachedData = cache?.read()
+  const script = new Script(`(function (${PARAMS}) {${code}\n})`, {
+    filename: `${bundlePath} (full handler)`,
+    ...(cachedData ? { cachedData } : {}),
+  })
+  const module = { exports: {} as FullHandler }
+  const url = `${pathToFileURL(bundlePath).href}#full`
+  script.runInThisContext()(module.exports, require, module, bundlePath, dirname(bundlePath), { url })
+  const done = () => {
+    if (cache && (!cachedData || script.cachedDataRejected)) cache.write(() => script.createCachedData())
+  }
+  return { full: module.exports, done }
+}
+
+interface CodeCache {
+  /** V8's data when the file is whole; a damaged file is removed. */
+  read: () => Buffer | undefined
+  write: (data: () => Buffer) => void
+}
+
+/** This build's cache in this user's runtime dir; undefined without one, or without zlib.crc32 (node < 20.15). */
+function codeCache(id: string, require: NodeJS.Require): CodeCache | undefined {
+  const dir = ownRuntimeDir()
+  // Loaded here, not at the top: a quiet run never gets this far.
+  const { crc32 } = require('node:zlib') as { crc32?: (data: Uint8Array) => number }
+  if (!dir || !crc32) return undefined
+  const name = `checks-handler-${id}-${process.version}-${process.arch}.code-cache`
+  const path = join(dir, name)
+  return {
+    read: () => {
+      const file = readOrUndefined(path)
+      if (!file) return undefined
+      const data = file.subarray(HEADER_BYTES)
+      const whole =
+        file.length >= HEADER_BYTES &&
+        file.toString('latin1', 0, 4) === CACHE_MAGIC &&
+        file.readUInt32LE(4) === CACHE_FORMAT &&
+        file.readUInt32LE(8) === data.length &&
+        file.readUInt32LE(12) === crc32(data)
+      if (whole) return data
+      ignoreErrors(() => rmSync(path, { force: true }))
+      return undefined
+    },
+    write: (data) =>
+      ignoreErrors(() => {
+        writeCache(path, data(), crc32)
+        removeOthers(dir, name)
+      }),
+  }
+}
+
+/** Write, fsync, rename: a power loss leaves the former file or the whole new one. */
+function writeCache(path: string, data: Buffer, crc32: (data: Uint8Array) => number): void {
+  const header = Buffer.alloc(HEADER_BYTES)
+  header.write(CACHE_MAGIC, 0, 'latin1')
+  header.writeUInt32LE(CACHE_FORMAT, 4)
+  header.writeUInt32LE(data.length, 8)
+  header.writeUInt32LE(crc32(data), 12)
+  // Unique: the three networks' handlers may write at once.
+  const tmp = `${path}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2)}.tmp`
+  try {
+    const fd = openSync(tmp, 'wx', 0o600)
+    try {
+      writeSync(fd, header)
+      writeSync(fd, data)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(tmp, path)
+  } catch (err) {
+    ignoreErrors(() => rmSync(tmp, { force: true }))
+    throw err
+  }
+}
+
+/** An upgrade (of the monitor or of node) leaves the former cache behind: one is kept, this build's. */
+function removeOthers(dir: string, keep: string): void {
+  for (const f of readdirSync(dir)) {
+    if (!f.startsWith('checks-handler-') || !f.includes('.code-cache') || f === keep) continue
+    const path = join(dir, f)
+    ignoreErrors(() => {
+      // Another run's tmp file may be in the middle of its write.
+      if (f.endsWith('.tmp') && Date.now() - statSync(path).mtimeMs < STALE_TMP_MS) return
+      rmSync(path, { force: true })
+    })
+  }
+}
+
+function readOrUndefined(path: string): Buffer | undefined {
+  try {
+    return readFileSync(path)
+  } catch {
+    return undefined
+  }
+}
+
+/** Only a cache: the next run compiles again. */
+function ignoreErrors(f: () => void): void {
+  try {
+    f()
+  } catch {}
+}

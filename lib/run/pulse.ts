@@ -1,0 +1,25 @@
+/**
+ * `checks-handler.js --pulse`: the deep look the pulse check (consul-config/pulse.sh) takes when
+ * the health note is missing or old, or the config changed: load and validate the config and
+ * strategy, read the record (state.json or the shared record in Consul KV) and the snapshots,
+ * write the health and wake notes, and start a worker if something is due. Records nothing.
+ */
+import { loadMonitor, noteStatus } from './monitor.js'
+import type { Deps } from './deps.js'
+import { readSnapshots } from '../state/snapshot.js'
+
+export async function runPulse(configPath: string, deps: Deps): Promise<number> {
+  const monitor = await loadMonitor(configPath, deps, 'pulse')
+  const { config, store } = monitor
+  const role = monitor.coordination ? await monitor.coordination.lock.peek() : undefined
+  const state = await store.read()
+  // One line per deep look (every 30 minutes, or each pulse while critical): it also tries
+  // logFile, so an unwritable one shows in the health note even when no host changes.
+  monitor.logger.info('pulse: deep look', { pending: state.outbox.length, ...(role ? { sender: role.sender } : {}) })
+  await noteStatus(monitor, state, await readSnapshots(config.stateDir), role, deps.now())
+  const due = [state.wakeAt, ...state.outbox.map((e) => e.nextAttemptAt)].some(
+    (t) => t !== undefined && Date.parse(t) <= deps.now().getTime(),
+  )
+  if (due && (role === undefined || role.sender || role.holder === undefined)) deps.spawnWorker(config.source, config.stateDir)
+  return 0
+}

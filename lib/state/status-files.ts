@@ -1,0 +1,154 @@
+/**
+ * What the pulse check (consul-config/pulse.sh, a script check the controller's Consul agent
+ * runs every 15 s) reads without starting node: two small files in the state directory.
+ *
+ *   wake    when a worker must run next (epoch seconds); absent when nothing waits. A worker
+ *           killed with work pending leaves it behind, and the check starts a new one once due:
+ *           Consul runs watch handlers only on changes, and a dead host makes none.
+ *   health  `passing`, `warning` or `critical` on the first line, the reason on the second:
+ *           the monitor's own health where operators already look (`consul catalog`, the UI).
+ *   resync  when the pulse must next run a resync (epoch seconds, lib/run/resync.ts); absent while
+ *           everything is settled. Watch runs are edge-triggered: this is the level trigger.
+ *   failed-<network>  written by watch.sh when a watch run failed (any exit but 0, a crash,
+ *           node missing); the check is critical while one is there, and a successful run of
+ *           that network, or a resync that read it, removes it.
+ */
+import { readdir, readFile, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { writeFileAtomic } from './atomic-file.js'
+import { hostEntry } from '../base/host-record.js'
+import type { Network } from '../base/networks.js'
+import { nextDue } from '../decide/outbox.js'
+import type { Role } from '../consul/sender.js'
+import type { Snapshots } from '../decide/snapshot-shape.js'
+import type { StoreState } from '../decide/state-shape.js'
+
+export interface Health {
+  status: 'passing' | 'warning' | 'critical'
+  reason: string
+}
+
+/** A notification waiting longer than this is a backlog worth a warning. */
+export const BACKLOG_WARN_S = 60
+/**
+ * An expired notification keeps the check at warning this long (an operator must look at the
+ * host). Not critical: the sender's session is tied to this check, and a past expiry must not
+ * stop every controller from sending what comes next.
+ */
+export const EXPIRED_WARN_S = 3600
+
+/** The monitor's health from its record and snapshots (pure). */
+export function healthOf(state: StoreState, snapshots: Snapshots, sequence: Network[], role: Role | undefined, now: Date): Health {
+  const ago = (t: string) => (now.getTime() - Date.parse(t)) / 1000
+  const expired = Object.keys(state.ledger)
+    .map((h) => [h, hostEntry(state.ledger, h)?.unsent] as const)
+    .filter(([, u]) => u?.outcome === 'expired' && ago(u.at) < EXPIRED_WARN_S)
+  if (expired.length > 0) {
+    const [host, u] = expired[0]!
+    return {
+      status: 'warning',
+      reason: `${u!.event} for ${host} expired undelivered at ${u!.at}${expired.length > 1 ? ` (and ${expired.length - 1} more)` : ''}: recover it by hand`,
+    }
+  }
+  const oldest = state.outbox.reduce<(typeof state.outbox)[number] | undefined>(
+    (o, e) => (!o || e.decidedAt < o.decidedAt ? e : o),
+    undefined,
+  )
+  if (oldest && ago(oldest.decidedAt) > BACKLOG_WARN_S) {
+    const why = oldest.lastError ? `; last error: ${oldest.lastError}` : ''
+    return {
+      status: 'warning',
+      reason: `${state.outbox.length} notification(s) waiting, the oldest (${oldest.host} ${oldest.notification.payload.event}) since ${oldest.decidedAt}${why}`,
+    }
+  }
+  const missing = sequence.filter((n) => snapshots[n] === undefined)
+  if (missing.length > 0)
+    return { status: 'warning', reason: `no snapshot of ${missing.join(', ')} yet: is its checks watch installed and running?` }
+  const who = role === undefined ? '' : role.sender ? '; this controller sends' : `; standby: ${role.why}`
+  return { status: 'passing', reason: `${state.outbox.length} notification(s) pending${who}` }
+}
+
+export async function writeHealth(stateDir: string, health: Health): Promise<void> {
+  // Notes, rewritten on every run: no fsync (it would delay the first attempt's POST).
+  await writeFileAtomic(join(stateDir, 'health'), `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`, 0o640, { durable: false })
+}
+
+/** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
+export async function writeWake(stateDir: string, state: StoreState, extra?: Date): Promise<void> {
+  const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt), extra]
+    .filter((d): d is Date => d !== undefined)
+    .map((d) => d.getTime())
+  const path = join(stateDir, 'wake')
+  if (times.length === 0) return removeNote(path)
+  await writeFileAtomic(path, `${Math.ceil(Math.min(...times) / 1000)}\n`, 0o640, { durable: false })
+}
+
+/**
+ * Why the view is not settled, or undefined when it is: every host up on every network of the
+ * strategy, nothing held, unconfirmed or pending, and a snapshot of each. Only then may the
+ * monitor rely on the watches alone (pure).
+ */
+export function unsettled(state: StoreState, snapshots: Snapshots, sequence: Network[]): string | undefined {
+  if (state.outbox.length > 0) return `${state.outbox.length} notification(s) pending`
+  if (state.wakeAt !== undefined) return `a decision is held or unconfirmed until ${state.wakeAt}`
+  const seen = new Set<string>()
+  for (const network of sequence) {
+    const nodes = snapshots[network]?.nodes
+    if (nodes === undefined) return `no snapshot of ${network}`
+    for (const host of Object.keys(nodes)) seen.add(host)
+  }
+  for (const host of seen) {
+    // A host already recovered waits for its operator: nothing is left to decide while it is down.
+    if (hostEntry(state.ledger, host)?.phase === 'recovery') continue
+    for (const network of sequence) {
+      const s = hostEntry(snapshots[network]!.nodes, host)
+      if (s !== 'up' && s !== 'maintenance') return `${host} is ${s ?? 'missing'} on ${network}`
+    }
+  }
+  return undefined
+}
+
+/**
+ * The resync note. `due` undefined removes it. Anything but a resync only brings it forward
+ * (`postpone` false): a watch run of one network has not re-read the others, whose watches may
+ * be the ones that lost an edge.
+ */
+export async function writeResync(stateDir: string, due: Date | undefined, opts: { postpone: boolean }): Promise<void> {
+  const path = join(stateDir, 'resync')
+  // A failed run's note stays until a run reads its network again: so does the resync.
+  if (due === undefined && !(await anyFailed(stateDir))) return removeNote(path)
+  if (due === undefined) return
+  const at = Math.ceil(due.getTime() / 1000)
+  const current = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
+  if (!opts.postpone && Number.isSafeInteger(current) && current <= at) return
+  await writeFileAtomic(path, `${at}\n`, 0o640, { durable: false })
+}
+
+/** What a failure note is about: a network's watch runs, the resync, the worker, an own agent's confirmations. */
+export type FailedWhat = Network | 'resync' | 'worker' | `confirm-${Network}`
+
+/**
+ * A failure note of our own: it outlives the runs that write a passing health note meanwhile
+ * (a run that asks no agent does not know the agent refused the last one), until cleared.
+ */
+export async function writeFailed(stateDir: string, what: FailedWhat, health: Health): Promise<void> {
+  await writeFileAtomic(join(stateDir, `failed-${what}`), `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`, 0o640, {
+    durable: false,
+  })
+}
+
+/** A failure note (`failed-<network>` by watch.sh, `failed-resync` by pulse.sh…), once a run has done it again. */
+export async function clearFailed(stateDir: string, what: FailedWhat): Promise<void> {
+  await removeNote(join(stateDir, `failed-${what}`))
+}
+
+async function anyFailed(stateDir: string): Promise<boolean> {
+  const names = await readdir(stateDir).catch(() => [] as string[])
+  return names.some((n) => n.startsWith('failed-'))
+}
+
+async function removeNote(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+  })
+}
