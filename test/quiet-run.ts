@@ -104,7 +104,14 @@ t.test('a file changed while a full run read it (after it started) leaves no not
   writeFileSync(h.strategy, STRATEGY.replace('recovery', 'recovery ')) // after the run read it
   await new Promise((r) => setTimeout(r, 2100)) // the run is slow: the change has settled by its end
   rmSync(notePath(h.runtime, h.config))
-  await rememberRun({ configPath: h.config, files: [h.strategy], startedAt, stateDir: h.stateDir, lockCheck: 'masakari-consul' })
+  await rememberRun({
+    configPath: h.config,
+    files: [h.strategy],
+    startedAt,
+    stateDir: h.stateDir,
+    lockCheck: 'masakari-consul',
+    localRecord: true,
+  })
   t.notOk(existsSync(notePath(h.runtime, h.config)), 'the run read the former strategy: no note')
 })
 
@@ -260,6 +267,14 @@ t.test('a deleted state.json, with the digest left, is not quiet', async (t) => 
   const h = await setup(t)
   rmSync(join(h.stateDir, 'state.json'))
   t.notOk(h.quiet(allUp))
+})
+
+t.test('with the record in Consul KV (several controllers), state.json is not asked for: runs stay quiet', async (t) => {
+  const h = await setup(t)
+  rmSync(join(h.stateDir, 'state.json'))
+  const path = notePath(h.runtime, h.config)
+  writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), localRecord: false }))
+  t.ok(h.quiet(allUp), 'quiet without state.json: the record is not there')
 })
 
 t.test('a snapshot replaced by another (a stale run, a restore) is not the one the digest names', async (t) => {

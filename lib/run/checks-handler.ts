@@ -79,7 +79,8 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   const lockCheck = config.consul.lock.check
   // Every file the decision read: upstreamConfig's matrix_config_file is config.strategy.
   const files = [config.strategy, config.upstreamConfig].filter((f) => f !== undefined)
-  await rememberRun({ configPath: args.config, files, startedAt, stateDir: config.stateDir, lockCheck })
+  const localRecord = monitor.coordination === undefined
+  await rememberRun({ configPath: args.config, files, startedAt, stateDir: config.stateDir, lockCheck, localRecord })
   await clearFailed(config.stateDir, args.network)
   assertOutputsWritten(monitor)
 }

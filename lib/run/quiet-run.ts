@@ -37,6 +37,8 @@ export interface QuietNote {
   stateDir: string
   /** The monitor's own check (consul.lock.check): a sender lock is tied to it. */
   lockCheck: string
+  /** The record is state.json (one controller); else it is in Consul KV and state.json may never exist. */
+  localRecord: boolean
 }
 
 /** Where quiet notes (and the full handler's code cache) are kept: this user's own directory. */
@@ -131,7 +133,8 @@ export function isQuietRun(network: string, configPath: string, stdin: Uint8Arra
     if (note.version !== 2 || !Array.isArray(note.files) || !note.files.some((f) => f.path === resolve(configPath))) return false
     // Recorded only once settled (rememberRun): any change since has a later ctime.
     for (const f of note.files) if (fileId(f.path) !== f.id) return false
-    if (existsFile(join(note.stateDir, 'wake')) || !statSync(join(note.stateDir, 'state.json')).isFile()) return false
+    if (existsFile(join(note.stateDir, 'wake'))) return false
+    if (note.localRecord !== false && !statSync(join(note.stateDir, 'state.json')).isFile()) return false
     const seen = readSeen(note.stateDir, network)
     if (seen === undefined) return false
     const checks: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(stdin))
@@ -195,6 +198,7 @@ export async function rememberRun(run: {
   startedAt: number
   stateDir: string
   lockCheck: string
+  localRecord: boolean
 }): Promise<void> {
   const dir = ownRuntimeDir()
   if (!dir) return
@@ -204,7 +208,7 @@ export async function rememberRun(run: {
     if (id === undefined) return
     files.push({ path, id })
   }
-  const note: QuietNote = { version: 2, files, stateDir: run.stateDir, lockCheck: run.lockCheck }
+  const note: QuietNote = { version: 2, files, stateDir: run.stateDir, lockCheck: run.lockCheck, localRecord: run.localRecord }
   const path = notePath(dir, run.configPath)
   const text = `${JSON.stringify(note)}\n`
   if (readOr(path, '') === text) return
