@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { chmod, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
@@ -126,6 +126,8 @@ t.test('pulse.sh: a due worker that fails is written down (critical); one that e
   while (!existsSync(join(s.state, 'failed-worker')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
   t.equal(read(s.calls), `/b/checks-handler.js --worker --config ${s.config}\n`)
   t.match(read(join(s.state, 'failed-worker')), /^critical\nthe worker failed \(exit 1\) at .*worker\.stderr\n$/)
+  // Nothing due any more: this pulse only reports (a worker started now would outlive the test).
+  rmSync(join(s.state, 'wake'))
   const r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
   t.equal(r.code, 2, 'the check is critical while it is there')
 })
