@@ -15,12 +15,29 @@ node=${4:-node}
   exit 2
 }
 
-# A deep look (node, ~0.2 s) when the health note is missing, critical, older than 30 minutes,
-# or older than the config: it validates the config and strategy and rewrites the notes. While
+# A deep look (node, ~0.4 s) when the health note is missing, critical, 30 minutes old, or
+# older than the config: it validates the config and strategy and rewrites the notes. While
 # critical, every run looks again, so the check recovers as soon as the cause is gone.
-last=
-[ -f "$state/health" ] && read -r last <"$state/health"
-if [ "$last" != passing ] && [ "$last" != warning ] || [ "$config" -nt "$state/health" ] || [ -n "$(find "$state/health" -mmin +30 2>/dev/null)" ]; then
+# The note's age: its third line is the system's uptime when it was written, against
+# /proc/uptime, both read by the shell itself. This runs every 15 s: an idle pulse starts no
+# process (find alone cost more than the rest). An uptime below the note's is a reboot. Where
+# either cannot be read (an older note, no /proc), find tells the age.
+last= written=
+[ -f "$state/health" ] && { read -r last && read -r _ && read -r written; } <"$state/health"
+old_note() {
+  case $written in
+  '' | *[!0-9]*) ;;
+  *)
+    if read -r up _ 2>/dev/null </proc/uptime; then
+      up=${up%%.*}
+      [ "$up" -lt "$written" ] || [ "$up" -ge $((written + 1800)) ]
+      return
+    fi
+    ;;
+  esac
+  [ -n "$(find "$state/health" -mmin +30 2>/dev/null)" ]
+}
+if [ "$last" != passing ] && [ "$last" != warning ] || [ "$config" -nt "$state/health" ] || old_note; then
   if ! out=$("$node" "$bundle" --pulse --config "$config" 2>&1); then
     echo "critical: $(printf '%s\n' "$out" | tail -n 1)"
     exit 2

@@ -56,7 +56,12 @@ t.test('Masakari accepts: the handler delivers it itself and starts no worker', 
   t.match(s.ledger.cmp1, { notified: { event: 'STOPPED', outcome: 'accepted' } })
   t.notOk(existsSync(join(h.stateDir, 'worker.lock')), 'worker.lock released')
   t.notOk(existsSync(join(h.stateDir, 'wake')), 'nothing waits: no wake note for the pulse check')
-  t.match(readFileSync(join(h.stateDir, 'health'), 'utf8'), /^passing\n0 notification\(s\) pending/, 'the health note says so')
+  const [status, reason, writtenAt, rest] = readFileSync(join(h.stateDir, 'health'), 'utf8').split('\n')
+  t.same([status, rest], ['passing', ''], 'the health note says so')
+  t.match(reason, /^0 notification\(s\) pending/)
+  // pulse.sh tells the note's age from this line and /proc/uptime, starting no process.
+  const up = Number(readFileSync('/proc/uptime', 'utf8').split('.')[0])
+  t.ok(Number(writtenAt) <= up && Number(writtenAt) >= up - 5, `its third line is the uptime when written (${writtenAt}, now ${up})`)
 })
 
 t.test('Masakari does not answer: the handler gives up at its budget and leaves the retry to a worker', async (t) => {

@@ -6,16 +6,16 @@
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
-import { chmod, mkdir, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 const root = join(import.meta.dirname, '..', 'consul-config')
 const WATCH = join(root, 'watch.sh')
 const PULSE = join(root, 'pulse.sh')
 
-function sh(args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+function sh(args: string[], stdin = '', env = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', args, { stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn('/bin/sh', args, { stdio: ['pipe', 'pipe', 'pipe'], env })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
@@ -75,6 +75,47 @@ t.test('watch.sh: node missing is a failed run like any other (exit 127, named)'
   const r = await sh([WATCH, 'tenant', s.config, s.state, '/b/checks-handler.js', '/nonexistent/node'], '[]')
   t.equal(r.code, 127)
   t.match(read(join(s.state, 'failed-tenant')), /critical\nthe tenant watch run failed \(exit 127\) at .*\/nonexistent\/node.*not found/)
+})
+
+/** The system's uptime as pulse.sh reads it, whole seconds. */
+const uptimeS = () => Number(readFileSync('/proc/uptime', 'utf8').split('.')[0])
+
+t.test('pulse.sh: an idle pulse starts no process (it runs every 15 s)', async (t) => {
+  const s = await setup(t, 0)
+  // The only programs on its PATH record that they ran.
+  const bin = join(s.dir, 'bin')
+  await mkdir(bin)
+  for (const name of ['find', 'date', 'sed', 'cut', 'tail', 'mv', 'rm', 'cat']) {
+    await writeFile(join(bin, name), `#!/bin/sh\necho ${name} >>"${s.calls}.programs"\n`)
+    await chmod(join(bin, name), 0o755)
+  }
+  await writeFile(join(s.state, 'health'), `passing\n0 notification(s) pending\n${uptimeS()}\n`)
+  const r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node], '', { PATH: bin })
+  t.same(r, { code: 0, stdout: 'passing: 0 notification(s) pending\n', stderr: '' })
+  t.equal(read(`${s.calls}.programs`), undefined, 'no program ran')
+  t.equal(read(s.calls), undefined, 'no deep look')
+})
+
+t.test('pulse.sh: a deep look once the health note is 30 minutes old, after a reboot, and by its mtime when it has no uptime', async (t) => {
+  const cases: Array<[string, (up: number) => string, Date | undefined, boolean]> = [
+    ['29 min 59 s old', (up) => `${up - 1799}`, undefined, false],
+    ['30 minutes old', (up) => `${up - 1800}`, undefined, true],
+    ['written before a reboot (uptime below its own)', (up) => `${up + 60}`, undefined, true],
+    ['no uptime line, 31 minutes old by mtime', () => '', new Date(Date.now() - 31 * 60_000), true],
+    ['no uptime line, fresh', () => '', undefined, false],
+    ['a damaged uptime line, 31 minutes old by mtime', () => '12x', new Date(Date.now() - 31 * 60_000), true],
+  ]
+  for (const [what, third, mtime, deep] of cases) {
+    const s = await setup(t, 0, '')
+    // The config older than the note: only the note's age decides.
+    await utimes(s.config, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000))
+    const health = join(s.state, 'health')
+    await writeFile(health, `passing\n0 notification(s) pending\n${third(uptimeS())}\n`)
+    if (mtime) await utimes(health, mtime, mtime)
+    const r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+    t.equal(r.code, 0, what)
+    t.equal(read(s.calls), deep ? `/b/checks-handler.js --pulse --config ${s.config}\n` : undefined, `${what}: ${deep ? 'a deep look' : 'none'}`)
+  }
 })
 
 t.test('pulse.sh: a failure note outweighs a passing health note, the worst one wins', async (t) => {

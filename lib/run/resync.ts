@@ -8,7 +8,8 @@
  * exactly as a watch run would.
  */
 import { join } from 'node:path'
-import { nodeStates, SERF_HEALTH } from '../consul/checks-payload.js'
+import { nodeStates } from '../consul/checks-payload.js'
+import { blindReason, showsOwnNode } from '../consul/consul-agents.js'
 import { ConsulError, consulAgent } from '../consul/consul-api.js'
 import { parseChecks } from '../consul/consul-input.js'
 import { consulTls } from './coordination.js'
@@ -65,11 +66,7 @@ async function readClusters(monitor: Monitor, deps: Deps): Promise<{ snapshots: 
     const checks = parseChecks(answer.text)
     // An answer without our own node's liveness cannot be complete: an ACL token that may not
     // read nodes gets a filtered list (or none), which must never read as "every host left".
-    if (!checks.some((c) => c.Node === config.hostname && c.CheckID === SERF_HEALTH))
-      throw new ConsulError(
-        `${agent.url} lists no ${SERF_HEALTH} for this controller's node ${config.hostname}: ` +
-          `its token cannot read nodes (ACL rule node_prefix "" { policy = "read" }), or hostname is not this node's Consul name`,
-      )
+    if (!showsOwnNode(checks, config.hostname)) throw new ConsulError(blindReason(`${agent.url}'s answer`, config.hostname))
     return { version: 1, network, consulIndex: answer.index ?? '', receivedAt: deps.now().toISOString(), nodes: nodeStates(checks) }
   }
   const results = await Promise.allSettled(networks.map(read))

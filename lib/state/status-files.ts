@@ -6,7 +6,11 @@
  *           killed with work pending leaves it behind, and the check starts a new one once due:
  *           Consul runs watch handlers only on changes, and a dead host makes none.
  *   health  `passing`, `warning` or `critical` on the first line, the reason on the second:
- *           the monitor's own health where operators already look (`consul catalog`, the UI).
+ *           the monitor's own health where operators already look (`consul catalog`, the UI);
+ *           on the third, the system's uptime in whole seconds when it was written. The pulse
+ *           takes a deep look when the note is 30 minutes old: it reads /proc/uptime with its
+ *           shell's own `read`, where finding a file's age would start a process every pulse
+ *           (most of an idle pulse's cost).
  *   resync  when the pulse must next run a resync (epoch seconds, lib/run/resync.ts); absent while
  *           everything is settled. Watch runs are edge-triggered: this is the level trigger.
  *   failed-<network>  written by watch.sh when a watch run failed (any exit but 0, a crash,
@@ -14,6 +18,7 @@
  *           that network, or a resync that read it, removes it.
  */
 import { readdir, readFile, unlink } from 'node:fs/promises'
+import { uptime } from 'node:os'
 import { join } from 'node:path'
 import { writeFileAtomic } from './atomic-file.js'
 import { hostEntry } from '../base/host-record.js'
@@ -68,9 +73,14 @@ export function healthOf(state: StoreState, snapshots: Snapshots, sequence: Netw
   return { status: 'passing', reason: `${state.outbox.length} notification(s) pending${who}` }
 }
 
-export async function writeHealth(stateDir: string, health: Health): Promise<void> {
+/** A note's first two lines, as pulse.sh reads them: the status, the reason on one line. */
+function noteText(health: Health): string {
+  return `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`
+}
+
+export async function writeHealth(stateDir: string, health: Health, uptimeS = uptime()): Promise<void> {
   // Notes, rewritten on every run: no fsync (it would delay the first attempt's POST).
-  await writeFileAtomic(join(stateDir, 'health'), `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`, 0o640, { durable: false })
+  await writeFileAtomic(join(stateDir, 'health'), `${noteText(health)}${Math.floor(uptimeS)}\n`, 0o640, { durable: false })
 }
 
 /** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
@@ -132,9 +142,7 @@ export type FailedWhat = Network | 'resync' | 'worker' | `confirm-${Network}`
  * (a run that asks no agent does not know the agent refused the last one), until cleared.
  */
 export async function writeFailed(stateDir: string, what: FailedWhat, health: Health): Promise<void> {
-  await writeFileAtomic(join(stateDir, `failed-${what}`), `${health.status}\n${health.reason.replace(/\s+/g, ' ')}\n`, 0o640, {
-    durable: false,
-  })
+  await writeFileAtomic(join(stateDir, `failed-${what}`), noteText(health), 0o640, { durable: false })
 }
 
 /** A failure note (`failed-<network>` by watch.sh, `failed-resync` by pulse.sh…), once a run has done it again. */
