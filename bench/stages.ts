@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { nodeStates } from '../lib/consul/checks-payload.js'
 import { parseChecks } from '../lib/consul/consul-input.js'
-import { evaluateAndRecord, loadMonitor } from '../lib/run/monitor.js'
+import { loadMonitor } from '../lib/run/load-monitor.js'
+import { recordRun } from '../lib/run/record-run.js'
 import type { Network } from '../lib/base/networks.js'
 import { realDeps } from '../lib/commands/runtime.js'
 import { writeSnapshot } from '../lib/state/snapshot.js'
@@ -33,7 +34,7 @@ const nodes = nodeStates(parseChecks(text))
 lap('validate + reduce checks')
 await writeSnapshot(monitor.config.stateDir, { version: 1, network, consulIndex: '1', receivedAt: new Date().toISOString(), nodes })
 lap('write snapshot (fsync)')
-await evaluateAndRecord(monitor, deps, { dryRun: false })
+await recordRun(monitor, deps)
 lap('lock + read state/snapshots + evaluate + log')
 marks.total = performance.now()
 process.stdout.write(`${JSON.stringify(marks)}\n`)

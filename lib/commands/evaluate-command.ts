@@ -4,8 +4,10 @@
  * never record, take no lock for writing and start no worker.
  */
 import { UsageError } from '../run/cli.js'
-import { assertOutputsWritten, evaluateAndRecord, loadMonitor } from '../run/monitor.js'
+import { assertOutputsWritten, loadMonitor } from '../run/load-monitor.js'
+import { handOff, previewRun, recordRun, type RunResult } from '../run/record-run.js'
 import type { Deps } from '../run/deps.js'
+import type { Monitor } from '../run/monitor-context.js'
 import { buildReport, explainHost, formatExplanation, formatReport } from '../decide/report.js'
 
 export interface EvaluateArgs {
@@ -22,7 +24,9 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
   // A dry run (status, explain, replay --dry-run) only reads: it must not even log to logFile.
   const monitor = await loadMonitor(args.config, deps, 'evaluate', { readOnly: args.dryRun })
   const now = deps.now()
-  const { decisions, snapshots, state, queued, timing } = await evaluateAndRecord(monitor, deps, { dryRun: args.dryRun })
+  const { decisions, snapshots, state, queued, timing } = args.dryRun
+    ? await previewRun(monitor, deps)
+    : await recordAndHandOff(monitor, deps)
   if (args.explain !== undefined) {
     const e = explainHost(args.explain, decisions, snapshots, state, monitor.strategy, timing, monitor.config.guards, now)
     if (!e)
@@ -35,4 +39,11 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
   const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, timing, now, args.dryRun)
   deps.stdout(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report, args.colour ?? false))
   assertOutputsWritten(monitor)
+}
+
+/** A replay without --dry-run records as a watch run would; what it queued goes to a worker. */
+async function recordAndHandOff(monitor: Monitor, deps: Deps): Promise<RunResult> {
+  const run = await recordRun(monitor, deps)
+  await handOff(monitor, deps, run, { firstAttempt: false })
+  return run
 }

@@ -6,7 +6,7 @@
 import { EXIT, UsageError } from '../run/cli.js'
 import { hostNotification } from '../decide/evaluator.js'
 import { withHostEntry } from '../base/host-record.js'
-import { loadMonitor } from '../run/monitor.js'
+import { loadMonitor } from '../run/load-monitor.js'
 import type { Deps } from '../run/deps.js'
 import type { Monitor } from '../run/monitor-context.js'
 import { isExpired } from '../decide/outbox.js'

@@ -161,7 +161,7 @@ export function evaluate(input: EvaluationInput): Evaluation {
   for (const host of [...ctx.entries.keys()].sort()) {
     const step = decideHost(ctx, host, isolation, timing)
     if (step.ready) ready.set(host, step.match)
-    else decisions.set(host, record(ctx, host, step))
+    else decisions.set(host, decided(ctx, host, step))
     if (step.action !== 'none') outbox.push(outboxEntry(input, host, step.action, step.reason))
   }
   const recoveries = rateLimitPhase(ctx, ready, decisions, outbox)
@@ -410,7 +410,7 @@ function decideAllUp(ctx: Context, host: string, entry: LedgerEntry, match: Matc
   return { match, action: 'none', reason: `back to all-up; no STOPPED was accepted for it (${last}), so no STARTED` }
 }
 
-function record(ctx: Context, host: string, step: HostStep): HostDecision {
+function decided(ctx: Context, host: string, step: HostStep): HostDecision {
   const before = ctx.before.get(host)
   const entry = ctx.entries.get(host)!
   if (step.guard) entry.guard = step.guard.kind
@@ -436,7 +436,7 @@ function rateLimitPhase(ctx: Context, ready: Map<string, Match>, decisions: Map<
       const { maxRecoveries, window } = ctx.policy.rateLimit
       const until = nextSlot.toISOString()
       const reason = `${why}; held back by the rate limit: ${maxRecoveries} recoveries in the last ${window} s; next slot at ${until}`
-      decisions.set(host, record(ctx, host, { match, action: 'none', reason, guard: { kind: 'rate-limit', until } }))
+      decisions.set(host, decided(ctx, host, { match, action: 'none', reason, guard: { kind: 'rate-limit', until } }))
       continue
     }
     const held = entry.hold!.since === ctx.nowText ? '' : `; held since ${entry.hold!.since}`
@@ -445,7 +445,7 @@ function rateLimitPhase(ctx: Context, ready: Map<string, Match>, decisions: Map<
     delete entry.hold
     recoveries.push(ctx.nowText)
     outbox.push(outboxEntry(ctx.input, host, 'STOPPED', reason))
-    decisions.set(host, record(ctx, host, { match, action: 'STOPPED', reason }))
+    decisions.set(host, decided(ctx, host, { match, action: 'STOPPED', reason }))
   }
   return recoveries
 }

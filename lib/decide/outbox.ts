@@ -57,6 +57,19 @@ export function nextDue(state: StoreState): Date | undefined {
   return times.length === 0 ? undefined : new Date(Math.min(...times))
 }
 
+/** Anything left to do: an outbox entry to deliver, or a held-back or unconfirmed decision to take again. */
+export function hasPendingWork(state: StoreState): boolean {
+  return state.outbox.length > 0 || state.wakeAt !== undefined
+}
+
+/** When a worker must next act: the next entry due or the held-back decision's time, whichever is first. */
+export function nextWake(state: StoreState): Date | undefined {
+  const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt)]
+    .filter((d): d is Date => d !== undefined)
+    .map((d) => d.getTime())
+  return times.length === 0 ? undefined : new Date(Math.min(...times))
+}
+
 export function isExpired(entry: OutboxEntry, now: Date, policy: DeliveryPolicy): boolean {
   return now.getTime() - Date.parse(entry.decidedAt) > policy.expiry * 1000
 }

@@ -7,7 +7,8 @@ import { ConsulError } from '../consul/consul-api.js'
 import { type Check, decodeStdin, InputError, nodeStates, STDIN_MAX_BYTES } from '../consul/checks-payload.js'
 import { parseChecks } from '../consul/consul-input.js'
 import type { Network } from '../base/networks.js'
-import { assertOutputsWritten, evaluateAndRecord, loadMonitor } from './monitor.js'
+import { assertOutputsWritten, loadMonitor } from './load-monitor.js'
+import { handOff, previewRun, recordRun } from './record-run.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 import { forgetSeen, rememberRun } from './quiet-run.js'
@@ -65,7 +66,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
     })
   }
   if (args.dryRun) {
-    const { decisions } = await evaluateAndRecord(monitor, deps, { dryRun: true, incoming: [snapshot] })
+    const { decisions } = await previewRun(monitor, deps, [snapshot])
     for (const d of decisions) {
       deps.stdout(`${d.host}\t${d.vectorText}\t${d.action === 'none' ? 'no action' : `would send ${d.action}`}\t${d.reason}\n`)
     }
@@ -74,7 +75,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
   // Until this run has succeeded, a resync is due: a run killed half-way (or failing below)
   // must not leave its edge lost. The run's end sets it as the view requires.
   await writeResync(monitor.config.stateDir, new Date(deps.now().getTime() + monitor.config.resync * 1000), { postpone: false })
-  await record(monitor, deps, args, snapshot, checks)
+  await recordSnapshot(monitor, deps, args, snapshot, checks)
   const { config } = monitor
   const lockCheck = config.consul.lock.check
   // Every file the decision read: upstreamConfig's matrix_config_file is config.strategy.
@@ -90,12 +91,13 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
  * run that fails there leaves the state directory unchanged. Until it has succeeded, no run of
  * this network is quiet (lib/run/quiet-run.ts).
  */
-async function record(monitor: Monitor, deps: Deps, args: ChecksHandlerArgs, snapshot: Snapshot, checks: Check[]): Promise<void> {
+async function recordSnapshot(monitor: Monitor, deps: Deps, args: ChecksHandlerArgs, snapshot: Snapshot, checks: Check[]): Promise<void> {
   forgetSeen(monitor.config.stateDir, args.network)
   try {
     // The seen digest is written with the snapshot, under the state lock, only if this view is used.
     const seen = { checks, lockCheck: monitor.config.consul.lock.check }
-    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: [snapshot], firstAttempt: true, seen })
+    const run = await recordRun(monitor, deps, { incoming: [snapshot], seen })
+    await handOff(monitor, deps, run, { firstAttempt: true })
   } catch (err) {
     // Consul keeps a handler's output only at DEBUG: an own agent that refuses us (ACLs) or
     // does not answer is said in the log and in the pulse check too.

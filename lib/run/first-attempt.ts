@@ -13,6 +13,7 @@ import { tryLock } from '../state/lock.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 import type { StoreState } from '../decide/state-shape.js'
+import { hasPendingWork } from '../decide/outbox.js'
 
 export type FirstAttempt =
   /** Sent; nothing left for a worker. `left`: the record after it. */
@@ -55,7 +56,7 @@ export async function sendFirstAttempt(monitor: Monitor, deps: Deps, budgetS: nu
   } finally {
     await release().catch(() => {})
   }
-  if (left.outbox.length === 0 && left.wakeAt === undefined) return { outcome: 'delivered', left }
+  if (!hasPendingWork(left)) return { outcome: 'delivered', left }
   deps.spawnWorker(config.source, config.stateDir)
   return { outcome: 'worker started', left }
 }

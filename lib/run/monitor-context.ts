@@ -1,4 +1,4 @@
-/** What a run has loaded (lib/run/monitor.ts, loadMonitor) and carries through its steps. */
+/** What a run has loaded (lib/run/load-monitor.ts) and carries through its steps. */
 import type { Logger } from '../base/log.js'
 import type { Config } from '../config/config.js'
 import type { Strategy } from '../decide/strategy.js'

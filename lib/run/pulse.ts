@@ -4,9 +4,11 @@
  * strategy, read the record (state.json or the shared record in Consul KV) and the snapshots,
  * write the health and wake notes, and start a worker if something is due. Records nothing.
  */
-import { loadMonitor, noteStatus } from './monitor.js'
+import { loadMonitor } from './load-monitor.js'
+import { noteStatus } from './notes.js'
 import type { Deps } from './deps.js'
 import { readSnapshots } from '../state/snapshot.js'
+import { nextWake } from '../decide/outbox.js'
 
 export async function runPulse(configPath: string, deps: Deps): Promise<number> {
   const monitor = await loadMonitor(configPath, deps, 'pulse')
@@ -17,9 +19,7 @@ export async function runPulse(configPath: string, deps: Deps): Promise<number> 
   // logFile, so an unwritable one shows in the health note even when no host changes.
   monitor.logger.info('pulse: deep look', { pending: state.outbox.length, ...(role ? { sender: role.sender } : {}) })
   await noteStatus(monitor, state, await readSnapshots(config.stateDir), role, deps.now())
-  const due = [state.wakeAt, ...state.outbox.map((e) => e.nextAttemptAt)].some(
-    (t) => t !== undefined && Date.parse(t) <= deps.now().getTime(),
-  )
+  const due = (nextWake(state)?.getTime() ?? Number.POSITIVE_INFINITY) <= deps.now().getTime()
   if (due && (role === undefined || role.sender || role.holder === undefined)) deps.spawnWorker(config.source, config.stateDir)
   return 0
 }

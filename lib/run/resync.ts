@@ -14,7 +14,8 @@ import { ConsulError, consulAgent } from '../consul/consul-api.js'
 import { parseChecks } from '../consul/consul-input.js'
 import { consulTls } from './coordination.js'
 import { tryLock } from '../state/lock.js'
-import { evaluateAndRecord, loadMonitor } from './monitor.js'
+import { loadMonitor } from './load-monitor.js'
+import { handOff, recordRun } from './record-run.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 import { NETWORKS, type Network } from '../base/networks.js'
@@ -42,7 +43,8 @@ export async function runResync(configPath: string, deps: Deps): Promise<number>
       networks: snapshots.map((s) => s.network),
       ...(problems.length > 0 ? { problems } : {}),
     })
-    await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: snapshots, firstAttempt: true, resync: true })
+    const run = await recordRun(monitor, deps, { incoming: snapshots, resync: true })
+    await handOff(monitor, deps, run, { firstAttempt: true })
     for (const s of snapshots) await clearFailed(config.stateDir, s.network)
     // What could not be read is said as one error (exit 69); what could was recorded first.
     if (problems.length > 0) throw new ConsulError(`resync: ${problems.join('; ')}`)

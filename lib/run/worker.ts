@@ -11,13 +11,14 @@ import { deliveryDeps, deliveryPass, type DeliveryDeps } from './delivery.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import { tryLock } from '../state/lock.js'
 import type { Logger } from '../base/log.js'
-import { evaluateAndRecord, loadMonitor, noteStatus } from './monitor.js'
+import { loadMonitor } from './load-monitor.js'
+import { noteStatus } from './notes.js'
+import { recordRun } from './record-run.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
-import { nextDue } from '../decide/outbox.js'
+import { hasPendingWork, nextWake } from '../decide/outbox.js'
 import { fileId } from './quiet-run.js'
 import { readSnapshots } from '../state/snapshot.js'
-import type { StoreState } from '../decide/state-shape.js'
 
 /** The worker's whole run; its exit code. */
 export async function runWorker(configPath: string, deps: Deps): Promise<number> {
@@ -32,7 +33,7 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
     if (!(await takeSenderLock(monitor, deps))) return 0
     // Maybe just taken over: decide from this controller's view what a lost holder may never
     // have recorded (it died before its own handler ran). One evaluation per worker start.
-    await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
+    await recordRun(monitor, deps)
   }
   const delivery = await deliveryDeps(monitor, deps)
   const lost = lockLoss(logger, lockPath)
@@ -63,15 +64,13 @@ export async function runWorker(configPath: string, deps: Deps): Promise<number>
     // A handler may have queued work after our last look and found the lock still held:
     // look once more now that it is free, so that work is not left without a worker.
     const state = await store.read()
-    if (!pendingWork(state)) {
+    if (!hasPendingWork(state)) {
       const role = monitor.coordination ? ({ sender: true, session: monitor.coordination.lock.session() ?? '' } as const) : undefined
       await noteStatus(monitor, state, await readSnapshots(config.stateDir), role, deps.now())
       return 0
     }
   }
 }
-
-const pendingWork = (s: StoreState) => s.outbox.length > 0 || s.wakeAt !== undefined
 
 /** Seconds the worker keeps trying for a free sender lock beyond Consul's lock-delay. */
 const TAKEOVER_SLACK_S = 5
@@ -143,16 +142,13 @@ async function workWhilePending(
       state = await store.read()
     }
     if (state.wakeAt !== undefined && Date.parse(state.wakeAt) <= deps.now().getTime()) {
-      await evaluateAndRecord(monitor, deps, { dryRun: false, startWorker: false })
+      await recordRun(monitor, deps)
       state = await store.read()
     }
     if (lost()) return 'lost'
-    if (!pendingWork(state)) return 'done'
+    if (!hasPendingWork(state)) return 'done'
     if (sent > 0) continue
-    const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt)]
-      .filter((d): d is Date => d !== undefined)
-      .map((d) => d.getTime())
-    await sleepUnlessChanged(statePath, Math.max(20, Math.min(...times) - deps.now().getTime()), deps)
+    await sleepUnlessChanged(statePath, Math.max(20, nextWake(state)!.getTime() - deps.now().getTime()), deps)
   }
 }
 

@@ -23,7 +23,7 @@ import { join } from 'node:path'
 import { writeFileAtomic } from './atomic-file.js'
 import { hostEntry } from '../base/host-record.js'
 import type { Network } from '../base/networks.js'
-import { nextDue } from '../decide/outbox.js'
+import { nextWake } from '../decide/outbox.js'
 import type { Role } from '../consul/sender.js'
 import type { Snapshots } from '../decide/snapshot-shape.js'
 import type { StoreState } from '../decide/state-shape.js'
@@ -85,9 +85,7 @@ export async function writeHealth(stateDir: string, health: Health, uptimeS = up
 
 /** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
 export async function writeWake(stateDir: string, state: StoreState, extra?: Date): Promise<void> {
-  const times = [nextDue(state), state.wakeAt === undefined ? undefined : new Date(state.wakeAt), extra]
-    .filter((d): d is Date => d !== undefined)
-    .map((d) => d.getTime())
+  const times = [nextWake(state), extra].filter((d): d is Date => d !== undefined).map((d) => d.getTime())
   const path = join(stateDir, 'wake')
   if (times.length === 0) return removeNote(path)
   await writeFileAtomic(path, `${Math.ceil(Math.min(...times) / 1000)}\n`, 0o640, { durable: false })

@@ -3,7 +3,7 @@
  * notifications not yet finally answered) live in one document, so one atomic write moves both:
  * there is no moment where a notification is in neither or in both.
  *
- * The Store interface is all the monitor's runs (lib/run/monitor.ts) and the worker see; its one
+ * The Store interface is all the monitor's runs (lib/run/record-run.ts) and the worker see; its one
  * implementation, localStore, keeps the document in the state directory under a file lock, so
  * the state is one controller's own.
  */

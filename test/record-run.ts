@@ -1,10 +1,12 @@
-/** evaluateAndRecord: what a run writes, and when. */
+/** recordRun: what a run writes, and when. */
 import t, { type Test } from 'tap'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LockError } from '../lib/state/lock.js'
 import type { Fetch } from '../lib/base/http.js'
-import { evaluateAndRecord, loadMonitor, withProblems } from '../lib/run/monitor.js'
+import { loadMonitor } from '../lib/run/load-monitor.js'
+import { withProblems } from '../lib/run/notes.js'
+import { recordRun } from '../lib/run/record-run.js'
 import { writeSnapshot } from '../lib/state/snapshot.js'
 import { localStore } from '../lib/state/store.js'
 import { check, configYaml, fakeDeps, readState, response } from './helpers.js'
@@ -35,7 +37,7 @@ t.test('a run that loses the state lock while stalled writes neither the snapsho
   monitor.store = localStore(stateDir, 1000, 2000)
   const nodes = Object.assign(Object.create(null), { cmp1: 'down', controller: 'up' })
   const incoming = { version: 1 as const, network: 'storage' as const, consulIndex: '1', receivedAt: deps.now().toISOString(), nodes }
-  const err = await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: [incoming] }).catch((e) => e)
+  const err = await recordRun(monitor, deps, { incoming: [incoming] }).catch((e) => e)
   t.type(err, LockError)
   t.match(err.message, /lost the lock/)
   t.equal(await readState(stateDir), undefined, 'no state.json')
@@ -60,7 +62,7 @@ async function cmp1DownRun(t: Test, agent: Fetch) {
   const monitor = await loadMonitor(config, deps, 'test')
   const nodes = Object.assign(Object.create(null), { cmp1: 'down', controller: 'up' })
   const incoming = { version: 1 as const, network: 'storage' as const, consulIndex: '2', receivedAt: deps.now().toISOString(), nodes }
-  const result = await evaluateAndRecord(monitor, deps, { dryRun: false, incoming: [incoming], startWorker: false })
+  const result = await recordRun(monitor, deps, { incoming: [incoming] })
   const health = await readFile(join(stateDir, 'health'), 'utf8')
   const lines = deps.rec.stderr.map((l) => JSON.parse(l) as { level: string; msg: string; reason?: string })
   return { result, health, lines }

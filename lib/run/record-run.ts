@@ -1,0 +1,184 @@
+/**
+ * The steps every run is made of after loading (load-monitor.ts): a watch run, a resync, the
+ * worker and evaluate.js each call the ones they need, in this order.
+ *
+ *   previewRun  evaluate without recording anything (--dry-run, status, explain)
+ *   recordRun   take the sender lock; evaluate and record under the store lock; log; write the notes
+ *   handOff     deliver what is due now (the first attempt) or start a worker for it
+ *
+ * A controller that is not the sender records only its own view (standby) and hands off nothing,
+ * unless nobody holds the lock: then a worker waits out the lock-delay and takes over.
+ */
+import type { Deps } from './deps.js'
+import type { Monitor } from './monitor-context.js'
+import type { Check } from '../consul/checks-payload.js'
+import { writeSeen } from './quiet-run.js'
+import type { HostDecision, Evaluation } from '../decide/evaluator.js'
+import { sendFirstAttempt } from './first-attempt.js'
+import { NotSenderError } from '../consul/kv-store.js'
+import type { Logger } from '../base/log.js'
+import { dueEntries, hasPendingWork } from '../decide/outbox.js'
+import { writeSnapshot } from '../state/snapshot.js'
+import type { Snapshot, Snapshots } from '../decide/snapshot-shape.js'
+import type { Notification, StoreState } from '../decide/state-shape.js'
+import type { Role } from '../consul/sender.js'
+import type { Strategy } from '../decide/strategy.js'
+import { type Evaluated, evaluateView } from './evaluate-view.js'
+import { noteRefusals, noteStatus } from './notes.js'
+
+export interface RunResult {
+  decisions: HostDecision[]
+  snapshots: Snapshots
+  state: StoreState
+  /** Notifications this run queued (or would queue, in a preview). */
+  queued: Notification[]
+  /** Per network: the quiet window and the burst in progress. */
+  timing: Evaluation['timing']
+  /** With several controllers: whether this one is the sender, or who is. */
+  role?: Role
+  /** A resync: it read every network just now, so it sets the next resync time (notes.ts). */
+  resynced: boolean
+}
+
+export interface RecordOptions {
+  /** New snapshots (a watch run's one, a resync's one per network read), each replacing its network's unless older. */
+  incoming?: Snapshot[]
+  resync?: boolean
+  /** A watch run: the payload its snapshot came from, whose digest quiet runs compare (quiet-run.ts). */
+  seen?: { checks: readonly Check[]; lockCheck: string }
+}
+
+/** What `incoming` would do, recording nothing: the own agents are asked as a real run would. */
+export async function previewRun(monitor: Monitor, deps: Deps, incoming: Snapshot[] = []): Promise<RunResult> {
+  const role = await monitor.coordination?.lock.peek()
+  const evaluated = await evaluateView(monitor, deps, incoming, await monitor.store.read(), true)
+  return runResult(evaluated, role, false)
+}
+
+/**
+ * Evaluates and records under the store lock: `incoming` is written there once state.json and
+ * the other snapshots have been read and the evaluation made, just before the record, so a run
+ * that fails on the lock or a corrupt record leaves the state directory as it was.
+ */
+export async function recordRun(monitor: Monitor, deps: Deps, opts: RecordOptions = {}): Promise<RunResult> {
+  const resynced = opts.resync ?? false
+  const role = await monitor.coordination?.lock.acquire()
+  if (role && !role.sender) return standby(monitor, deps, opts, role)
+  let recorded: Evaluated
+  try {
+    recorded = await transact(monitor, deps, opts)
+  } catch (err) {
+    // Another controller took the sender lock between our acquire and our write: it decides.
+    if (!(err instanceof NotSenderError) || !monitor.coordination) throw err
+    const peeked = await monitor.coordination.lock.peek()
+    return standby(monitor, deps, opts, peeked.sender ? { sender: false, why: 'the sender lock was lost while recording' } : peeked)
+  }
+  const { evaluation, snapshots } = recorded
+  await noteRefusals(monitor.config.stateDir, recorded.confirmations)
+  for (const e of evaluation.events) monitor.logger[e.level](e.msg, e.fields)
+  logDecisions(monitor.logger, evaluation.decisions, monitor.strategy)
+  await noteStatus(monitor, evaluation.next, snapshots, role, deps.now(), { resynced })
+  return runResult(recorded, role, resynced)
+}
+
+/**
+ * What the record leaves to do. A run that may make the first attempt (a watch run, a resync)
+ * sends what is due now itself (first-attempt.ts), then notes what is left; otherwise a worker.
+ */
+export async function handOff(monitor: Monitor, deps: Deps, run: RunResult, opts: { firstAttempt: boolean }): Promise<void> {
+  const { config } = monitor
+  if (run.role && !run.role.sender) {
+    if (run.role.holder === undefined) deps.spawnWorker(config.source, config.stateDir)
+    return
+  }
+  if (!hasPendingWork(run.state)) return
+  const budget = config.masakari.delivery.firstAttemptBudget
+  if (!opts.firstAttempt || budget <= 0 || dueEntries(run.state, deps.now(), 1).length === 0)
+    return deps.spawnWorker(config.source, config.stateDir)
+  const attempt = await sendFirstAttempt(monitor, deps, budget)
+  if ('left' in attempt) await noteStatus(monitor, attempt.left, run.snapshots, run.role, deps.now(), { resynced: run.resynced })
+}
+
+function runResult({ evaluation, snapshots }: Evaluated, role: Role | undefined, resynced: boolean): RunResult {
+  return {
+    decisions: evaluation.decisions,
+    snapshots,
+    state: evaluation.next,
+    queued: evaluation.queued.map((e) => e.notification),
+    timing: evaluation.timing,
+    ...(role ? { role } : {}),
+    resynced,
+  }
+}
+
+/** Under the store lock: evaluate, write the incoming snapshots, then the record if it changed. */
+function transact(monitor: Monitor, deps: Deps, opts: RecordOptions): Promise<Evaluated> {
+  return monitor.store.transact(async (state, held) => {
+    const r = await evaluateView(monitor, deps, opts.incoming ?? [], state, true)
+    await writeFresh(monitor, opts, r.fresh, held)
+    return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
+  })
+}
+
+/**
+ * The snapshots the evaluation used, and with a watch run's the digest quiet runs compare,
+ * naming that snapshot: both under the state lock, so a stale run finishing meanwhile can
+ * leave neither a view nor a digest of its own behind.
+ */
+async function writeFresh(monitor: Monitor, opts: RecordOptions, fresh: Snapshot[], held: () => Promise<void>): Promise<void> {
+  const { stateDir } = monitor.config
+  for (const s of fresh) {
+    await writeSnapshot(stateDir, s, { beforeRename: held })
+    if (opts.seen && s === opts.incoming?.[0]) await writeSeen(stateDir, s.network, opts.seen.checks, opts.seen.lockCheck)
+  }
+}
+
+/**
+ * Another controller sends: keep this controller's view current (its snapshot, under the local
+ * lock) so that it can take over at once, evaluate the shared record for the log and
+ * evaluate.js, and record nothing. When nobody holds the lock (its holder just lost it), handOff
+ * starts a worker: it waits out the lock-delay, takes over, and decides from this controller's
+ * view, which may hold what the lost holder never recorded (it died before its own handler ran).
+ */
+async function standby(monitor: Monitor, deps: Deps, opts: RecordOptions, role: Extract<Role, { sender: false }>): Promise<RunResult> {
+  const { logger } = monitor
+  const resynced = opts.resync ?? false
+  const shared = await monitor.store.read()
+  const r = await monitor.local.transact(async (_state, held) => {
+    const evaluated = await evaluateView(monitor, deps, opts.incoming ?? [], shared, false)
+    await writeFresh(monitor, opts, evaluated.fresh, held)
+    return { result: evaluated }
+  })
+  logger.info('standby: another controller sends; nothing recorded here', {
+    holder: role.holder,
+    why: role.why,
+    pending: hasPendingWork(shared),
+  })
+  // Every run ends with this summary line, standby or not (tools and tests wait for it).
+  logger.info('evaluated', { hosts: r.evaluation.decisions.length, notifications: 0, strategy: monitor.strategy.source, standby: true })
+  await noteStatus(monitor, shared, r.snapshots, role, deps.now(), { resynced })
+  return runResult(r, role, resynced)
+}
+
+/**
+ * One line per decision that acts, or whose host changed state or hold, and one summary line:
+ * a quiet run of a 10,000-host cloud must not write 10,000 lines.
+ */
+function logDecisions(logger: Logger, decisions: HostDecision[], strategy: Strategy): void {
+  let acted = 0
+  for (const d of decisions) {
+    if (d.action === 'none' && !d.changed) continue
+    if (d.action !== 'none') acted++
+    const fields = {
+      host: d.host,
+      vector: d.vector,
+      row: d.match.row,
+      action: d.action === 'none' ? 'no action' : d.action,
+      reason: d.reason,
+      ...(d.guard ? { guard: d.guard.kind, until: d.guard.until } : {}),
+    }
+    if (d.action === 'STOPPED') logger.warn('decision', fields)
+    else logger.info('decision', fields)
+  }
+  logger.info('evaluated', { hosts: decisions.length, notifications: acted, strategy: strategy.source })
+}
