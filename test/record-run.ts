@@ -112,3 +112,76 @@ t.test('health note: a refusal is critical whatever else the run says, and keeps
     reason: 'storage agent: blind',
   })
 })
+
+/** Storage down for `down` (others up), the storage agent confirming it and naming its servers as `members` says. */
+async function storageDownRun(t: Test, down: string[], members: Fetch, extra: Record<string, unknown> = {}) {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir, { consul: { agents: { storage: '127.0.0.1:8500' } }, ...extra }))
+  const all = ['cmp1', 'cmp2', 'ctl2', 'controller']
+  const agent: Fetch = async (url, init) =>
+    url.endsWith('/v1/agent/members')
+      ? members(url, init)
+      : url.endsWith('/v1/status/leader')
+        ? response(200, '"127.0.0.1:8300"')
+        : url.endsWith('/v1/health/node/controller')
+          ? response(200, [check('controller', 'passing')])
+          : url.endsWith('/v1/health/state/critical')
+            ? response(
+                200,
+                down.map((h) => check(h, 'critical')),
+              )
+            : response(404, 'no such path')
+  const deps = fakeDeps({ fetch: agent })
+  const up = Object.fromEntries(all.map((h) => [h, 'up' as const]))
+  for (const network of ['management', 'tenant'] as const)
+    await writeSnapshot(stateDir, { version: 1, network, consulIndex: '1', receivedAt: deps.now().toISOString(), nodes: up })
+  const monitor = await loadMonitor(config, deps, 'test')
+  const nodes = Object.assign(Object.create(null), up, Object.fromEntries(down.map((h) => [h, 'down'])))
+  const incoming = { version: 1 as const, network: 'storage' as const, consulIndex: '2', receivedAt: deps.now().toISOString(), nodes }
+  const result = await recordRun(monitor, deps, { incoming: [incoming] })
+  const lines = deps.rec.stderr.map((l) => JSON.parse(l) as { level: string; msg: string; error?: string })
+  return { result, lines }
+}
+
+const members =
+  (servers: string[]): Fetch =>
+  async () =>
+    response(
+      200,
+      ['cmp1', 'cmp2', 'ctl2', 'controller'].map((Name) => ({ Name, Tags: { role: servers.includes(Name) ? 'consul' : 'node' } })),
+    )
+
+t.test('a Consul server (a controller) that fails is never notified about; a compute failing with it still is', async (t) => {
+  const { result, lines } = await storageDownRun(t, ['ctl2', 'cmp1'], members(['controller', 'ctl2']))
+  t.same(
+    result.queued.map((n) => n.payload.event),
+    ['STOPPED'],
+    'one STOPPED',
+  )
+  t.match(result.queued, [{ hostname: 'cmp1' }], 'for the compute')
+  t.match(
+    result.decisions.find((d) => d.host === 'ctl2'),
+    { action: 'none', reason: /Consul server/ },
+  )
+  t.notOk(
+    lines.some((l) => l.level === 'error'),
+    'no error line',
+  )
+})
+
+t.test('a node in hostNames.exclude is never notified about', async (t) => {
+  const { result } = await storageDownRun(t, ['cmp2'], members(['controller']), { hostNames: { exclude: ['cmp2'] } })
+  t.same(result.queued, [])
+  t.match(
+    result.decisions.find((d) => d.host === 'cmp2'),
+    { action: 'none', reason: /hostNames\.exclude/ },
+  )
+})
+
+t.test('servers that cannot be asked are said, and the decision goes on as if the node were a host', async (t) => {
+  const { result, lines } = await storageDownRun(t, ['ctl2'], async () => response(500, 'rpc error'))
+  t.match(result.queued, [{ hostname: 'ctl2', payload: { event: 'STOPPED' } }])
+  t.ok(lines.some((l) => l.level === 'warn' && /Consul servers/.test(l.msg) && /500|rpc error/.test(l.error ?? '')))
+})

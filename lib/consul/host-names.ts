@@ -20,6 +20,11 @@ export const HostNamesSchema = z
       .optional(),
     /** `true`: cut the name at its first dot (FQDN → short name); a domain (`.example.org`): cut only that suffix. */
     stripDomain: z.union([z.boolean(), z.string().min(1)]).default(false),
+    /**
+     * Consul nodes that are never Masakari hosts, besides Consul's servers (never notified
+     * about): a network or storage node that runs a Consul client, for instance.
+     */
+    exclude: z.array(z.string().min(1)).default([]),
   })
   .prefault({})
 export type HostNameMapping = z.infer<typeof HostNamesSchema>
@@ -56,6 +61,20 @@ export function masakariHostName(node: string, mapping: HostNameMapping, meta?: 
 /** Whether the mapping changes any name at all (else nothing is asked and nothing is shown). */
 export const mapsNames = (m: HostNameMapping) =>
   Object.keys(m.map).length > 0 || m.metaKey !== undefined || m.regex !== undefined || m.stripDomain !== false
+
+const MembersSchema = z.array(z.object({ Name: z.string(), Tags: z.record(z.string(), z.string()).nullable().optional() }))
+
+/**
+ * The Consul servers an agent knows in its cluster (`/v1/agent/members`, tag role=consul): the
+ * controllers, never compute hosts. A Consul name, as the snapshots use.
+ */
+export async function consulServers(agent: ConsulAgent): Promise<Set<string>> {
+  const answer = await agent.ok('GET', '/v1/agent/members')
+  const parsed = MembersSchema.safeParse(safeJson(answer.text))
+  if (!parsed.success)
+    throw new ConsulError(`GET ${agent.url}/v1/agent/members: not a list of members: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`)
+  return new Set(parsed.data.filter((m) => m.Tags?.role === 'consul').map((m) => m.Name))
+}
 
 const CatalogNodesSchema = z.array(z.object({ Node: z.string(), Meta: z.record(z.string(), z.string()).nullable().optional() }))
 

@@ -72,6 +72,8 @@ export interface EvaluationInput {
   state: StoreState
   /** The monitor's own node: never notified about (it cannot see itself fail). */
   ownHost: string
+  /** Other nodes never notified about, with why: Consul's servers, `hostNames.exclude`. */
+  notHosts?: ReadonlyMap<string, string>
   firstSight: FirstSight
   now: Date
   newId: () => string
@@ -182,11 +184,12 @@ function context(input: EvaluationInput): Context {
   }
 }
 
-/** Every host the ledger or a snapshot knows, but the monitor's own node. */
+/** Every host the ledger or a snapshot knows, but the monitor's own node and the nodes that are not hosts. */
 function hostsToDecide(ctx: Context): Set<string> {
   const hosts = new Set<string>(ctx.before.keys())
   for (const network of NETWORKS) for (const node of Object.keys(ctx.input.snapshots[network]?.nodes ?? {})) hosts.add(node)
   hosts.delete(ctx.input.ownHost)
+  for (const node of ctx.input.notHosts?.keys() ?? []) hosts.delete(node)
   return hosts
 }
 
@@ -490,26 +493,29 @@ function diffPhase(
     wakeAt !== state.wakeAt ||
     JSON.stringify(isolation) !== JSON.stringify(state.isolation) ||
     recoveries.length !== state.recoveries.length
-  const decisions = [...out.decisions.values(), ...ownDecision(ctx)].sort((a, b) => a.host.localeCompare(b.host))
+  const decisions = [...out.decisions.values(), ...notHostDecisions(ctx)].sort((a, b) => a.host.localeCompare(b.host))
   return { decisions, next, queued, events: out.events, timing: out.timing, dirty }
 }
 
-function ownDecision(ctx: Context): HostDecision[] {
+/** The own node and the nodes that are not hosts, as a snapshot shows them: shown, never acted on. */
+function notHostDecisions(ctx: Context): HostDecision[] {
   const { ownHost, snapshots, strategy } = ctx.input
-  if (!NETWORKS.some((n) => stateIn(snapshots[n]?.nodes, ownHost) !== 'unknown')) return []
-  const vector = vectorOf(ctx, ownHost)
-  const reason = "the monitor's own node is never notified about"
-  return [
-    {
-      host: ownHost,
-      vector,
-      vectorText: vectorText(vector),
-      match: matchStrategy(strategy, vector),
-      action: 'none',
-      reason,
-      changed: false,
-    },
-  ]
+  const why = new Map(ctx.input.notHosts)
+  why.set(ownHost, "the monitor's own node is never notified about")
+  return [...why]
+    .filter(([host]) => NETWORKS.some((n) => stateIn(snapshots[n]?.nodes, host) !== 'unknown'))
+    .map(([host, reason]) => {
+      const vector = vectorOf(ctx, host)
+      return {
+        host,
+        vector,
+        vectorText: vectorText(vector),
+        match: matchStrategy(strategy, vector),
+        action: 'none',
+        reason,
+        changed: false,
+      }
+    })
 }
 
 /** "management=up tenant=up storage=down": the form logs and the ledger use. */

@@ -12,7 +12,8 @@ import { type Confirmation, evaluate, type Evaluation } from '../decide/evaluato
 import type { Network } from '../base/networks.js'
 import { readSnapshots } from '../state/snapshot.js'
 import { type Snapshot, type Snapshots, supersedes } from '../decide/snapshot-shape.js'
-import { masakariHostName } from '../consul/host-names.js'
+import { consulServers, masakariHostName } from '../consul/host-names.js'
+import { consulAgent } from '../consul/consul-api.js'
 import { masakariNamer } from './host-namer.js'
 import type { StoreState } from '../decide/state-shape.js'
 
@@ -30,6 +31,37 @@ export interface Evaluated {
  * `state`. When it would decide a recovery and the own agents are configured (and `confirm`),
  * the agents are asked and it decides again on their answer.
  */
+/** The nodes never notified about: `hostNames.exclude`, and the Consul servers when known. */
+function excluded(config: Monitor['config'], servers: ReadonlySet<string> = new Set()): Map<string, string> {
+  const why = new Map<string, string>()
+  for (const node of servers) why.set(node, 'a Consul server (a controller) is never a compute host')
+  for (const node of config.hostNames.exclude) why.set(node, 'in hostNames.exclude: never a Masakari host')
+  return why
+}
+
+/**
+ * Every own agent's Consul servers. One that cannot be asked is said and left out: the decision
+ * goes on as if that node were a host (Masakari refuses a host it does not know; nothing lost).
+ */
+async function askServers(config: Monitor['config'], deps: Deps, logger: Monitor['logger']): Promise<Set<string>> {
+  const tls = await consulTls(config.consulAccess, deps)
+  const fetch = await deps.fetch()
+  const addrs = Object.values(config.consul.agents)
+  const answers = await Promise.allSettled(
+    addrs.map((addr) => consulServers(consulAgent(addr, config.consulAccess, fetch, tls, config.consul.timeout))),
+  )
+  const servers = new Set<string>()
+  answers.forEach((a, i) => {
+    if (a.status === 'fulfilled') for (const s of a.value) servers.add(s)
+    else
+      logger.warn('cannot ask an own agent for its Consul servers: they count as hosts this run', {
+        agent: addrs[i],
+        error: (a.reason as Error).message,
+      })
+  })
+  return servers
+}
+
 export async function evaluateView(
   monitor: Monitor,
   deps: Deps,
@@ -38,24 +70,14 @@ export async function evaluateView(
   confirm: boolean,
 ): Promise<Evaluated> {
   const { config, strategy, logger } = monitor
-  const snapshots = await readSnapshots(config.stateDir)
-  const fresh = incoming.filter((s) => supersedes(s, snapshots[s.network]))
-  for (const s of incoming.filter((s) => !fresh.includes(s))) {
-    const stored = snapshots[s.network]!
-    logger.info('a newer view of this network is already stored; this older one is not used', {
-      network: s.network,
-      consulIndex: s.consulIndex,
-      storedIndex: stored.consulIndex,
-      storedAt: stored.receivedAt,
-    })
-  }
-  for (const s of fresh) snapshots[s.network] = s
+  const { snapshots, fresh } = await withIncoming(monitor, incoming)
   const gossip = config.consul.gossip
   const input = {
     snapshots,
     strategy,
     state,
     ownHost: config.hostname,
+    notHosts: excluded(config),
     firstSight: config.firstSight,
     now: deps.now(),
     newId: randomUUID,
@@ -64,6 +86,15 @@ export async function evaluateView(
     masakariName: (node: string) => masakariHostName(node, config.hostNames),
   }
   let evaluation = evaluate(input)
+  // Consul's servers are asked for only when a notification is about to be built: a controller
+  // that failed is not a compute host (Masakari would answer 400, a rate-limit slot used up).
+  if (evaluation.queued.length > 0 && Object.keys(config.consul.agents).length > 0) {
+    const servers = await askServers(config, deps, logger)
+    if (evaluation.queued.some((e) => servers.has(e.host))) {
+      input.notHosts = excluded(config, servers)
+      evaluation = evaluate(input)
+    }
+  }
   // Node meta is asked for only when a notification is about to be built (the watch's payload has none).
   if (evaluation.queued.length > 0 && config.hostNames.metaKey !== undefined) {
     input.masakariName = await masakariNamer(config, deps, logger)
@@ -71,6 +102,30 @@ export async function evaluateView(
   }
   const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
   if (!confirm || !recovering || Object.keys(config.consul.agents).length === 0) return { evaluation, snapshots, fresh }
+  const confirmations = await confirmRecovery(monitor, deps)
+  return { evaluation: evaluate({ ...input, confirmations }), snapshots, fresh, confirmations }
+}
+
+/** The stored snapshots with the incoming ones in place of their networks', unless older (said). */
+async function withIncoming(monitor: Monitor, incoming: Snapshot[]): Promise<{ snapshots: Snapshots; fresh: Snapshot[] }> {
+  const snapshots = await readSnapshots(monitor.config.stateDir)
+  const fresh = incoming.filter((s) => supersedes(s, snapshots[s.network]))
+  for (const s of incoming.filter((s) => !fresh.includes(s))) {
+    const stored = snapshots[s.network]!
+    monitor.logger.info('a newer view of this network is already stored; this older one is not used', {
+      network: s.network,
+      consulIndex: s.consulIndex,
+      storedIndex: stored.consulIndex,
+      storedAt: stored.receivedAt,
+    })
+  }
+  for (const s of fresh) snapshots[s.network] = s
+  return { snapshots, fresh }
+}
+
+/** Before a recovery: the own agents asked; one that answered without seeing nodes turns the check critical. */
+async function confirmRecovery(monitor: Monitor, deps: Deps): Promise<Partial<Record<Network, Confirmation>>> {
+  const { config, strategy, logger } = monitor
   const access = config.consulAccess
   const tls = await consulTls(access, deps)
   const confirmations = await askAgents(strategy.sequence, config.hostname, config.consul, await deps.fetch(), access, tls)
@@ -85,5 +140,5 @@ export async function evaluateView(
     const said = `${network} agent: ${c.reason}`
     if (!monitor.critical.includes(said)) monitor.critical.push(said)
   }
-  return { evaluation: evaluate({ ...input, confirmations }), snapshots, fresh, confirmations }
+  return confirmations
 }
