@@ -84,9 +84,7 @@ async function pulseOutputSynced(stack: RealStack, timeoutMs: number): Promise<v
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const [status, reason] = readFileSync(join(stack.stateDir, 'health'), 'utf8').split('\n')
-    const own = (await stack.consul.health('management')).find(
-      (c) => c.Node === stack.consul.controller && c.CheckID === 'masakari-consul',
-    )
+    const own = (await stack.consul.health('management')).find((c) => c.Node === stack.consul.controller && c.CheckID === 'masakari-consul')
     if (status === 'passing' && own?.Status === 'passing' && own.Output?.trim() === `${status}: ${reason}`) return
     if (Date.now() > deadline) throw new Error(`the pulse's output never reached the catalog: ${JSON.stringify(own)}`)
     await sleep(1000)

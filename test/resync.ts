@@ -160,7 +160,10 @@ t.test('a resync refuses an answer that cannot see nodes (an ACL token without n
   )
   const deps = fakeDeps({ now: at(60), fetch: filtered })
   t.equal(await main(['--resync', '--config', config], deps), EXIT.consul)
-  t.match(deps.rec.stderr.join('\n'), /does not show this controller's own node controller \(its serfHealth\).*node_prefix "" \{ policy = "read" \}/)
+  t.match(
+    deps.rec.stderr.join('\n'),
+    /does not show this controller's own node controller \(its serfHealth\).*node_prefix "" \{ policy = "read" \}/,
+  )
   t.same(await snapshotOf(stateDir, 'storage'), before, 'the stored view is kept, never taken for "every host left"')
 })
 

@@ -96,27 +96,34 @@ t.test('pulse.sh: an idle pulse starts no process (it runs every 15 s)', async (
   t.equal(read(s.calls), undefined, 'no deep look')
 })
 
-t.test('pulse.sh: a deep look once the health note is 30 minutes old, after a reboot, and by its mtime when it has no uptime', async (t) => {
-  const cases: Array<[string, (up: number) => string, Date | undefined, boolean]> = [
-    ['29 min 59 s old', (up) => `${up - 1799}`, undefined, false],
-    ['30 minutes old', (up) => `${up - 1800}`, undefined, true],
-    ['written before a reboot (uptime below its own)', (up) => `${up + 60}`, undefined, true],
-    ['no uptime line, 31 minutes old by mtime', () => '', new Date(Date.now() - 31 * 60_000), true],
-    ['no uptime line, fresh', () => '', undefined, false],
-    ['a damaged uptime line, 31 minutes old by mtime', () => '12x', new Date(Date.now() - 31 * 60_000), true],
-  ]
-  for (const [what, third, mtime, deep] of cases) {
-    const s = await setup(t, 0, '')
-    // The config older than the note: only the note's age decides.
-    await utimes(s.config, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000))
-    const health = join(s.state, 'health')
-    await writeFile(health, `passing\n0 notification(s) pending\n${third(uptimeS())}\n`)
-    if (mtime) await utimes(health, mtime, mtime)
-    const r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
-    t.equal(r.code, 0, what)
-    t.equal(read(s.calls), deep ? `/b/checks-handler.js --pulse --config ${s.config}\n` : undefined, `${what}: ${deep ? 'a deep look' : 'none'}`)
-  }
-})
+t.test(
+  'pulse.sh: a deep look once the health note is 30 minutes old, after a reboot, and by its mtime when it has no uptime',
+  async (t) => {
+    const cases: Array<[string, (up: number) => string, Date | undefined, boolean]> = [
+      ['29 min 59 s old', (up) => `${up - 1799}`, undefined, false],
+      ['30 minutes old', (up) => `${up - 1800}`, undefined, true],
+      ['written before a reboot (uptime below its own)', (up) => `${up + 60}`, undefined, true],
+      ['no uptime line, 31 minutes old by mtime', () => '', new Date(Date.now() - 31 * 60_000), true],
+      ['no uptime line, fresh', () => '', undefined, false],
+      ['a damaged uptime line, 31 minutes old by mtime', () => '12x', new Date(Date.now() - 31 * 60_000), true],
+    ]
+    for (const [what, third, mtime, deep] of cases) {
+      const s = await setup(t, 0, '')
+      // The config older than the note: only the note's age decides.
+      await utimes(s.config, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000))
+      const health = join(s.state, 'health')
+      await writeFile(health, `passing\n0 notification(s) pending\n${third(uptimeS())}\n`)
+      if (mtime) await utimes(health, mtime, mtime)
+      const r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+      t.equal(r.code, 0, what)
+      t.equal(
+        read(s.calls),
+        deep ? `/b/checks-handler.js --pulse --config ${s.config}\n` : undefined,
+        `${what}: ${deep ? 'a deep look' : 'none'}`,
+      )
+    }
+  },
+)
 
 t.test('pulse.sh: a failure note outweighs a passing health note, the worst one wins', async (t) => {
   const s = await setup(t, 0)
