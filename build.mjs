@@ -3,11 +3,13 @@ import * as esbuild from 'esbuild'
 import { createHash } from 'node:crypto'
 import { chmodSync, readFileSync } from 'node:fs'
 
+const readJson = (path) => JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8'))
 // `--version` prints the package's version, fixed in the bundle at build time.
-/** lib/run/embedded.ts looks for this (keep them the same). */
-const FULL_MARKER = '@masakari-consul-full-handler '
-
-const { version } = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'))
+const { version } = readJson('./package.json')
+// What opens the trailing comment that carries the full handler; lib/run/embedded.ts, which
+// reads it, imports the same file. (A JSON file: this script and the TypeScript both read it as
+// it is, with no build step; read here, not imported, as node < 20.10 knows no `with`.)
+const FULL_MARKER = readJson('./lib/run/full-marker.json')
 const common = {
   bundle: true,
   platform: 'node',
@@ -17,9 +19,9 @@ const common = {
   logLevel: 'info',
 }
 
-// The checks handler's full part, as CommonJS text: dist/checks-handler.js carries it as a
-// string and compiles it only for a run that is not quiet (lib/run/embedded.ts, which passes the
-// wrapper's `__importMeta`).
+// The checks handler's full part, as CommonJS text: dist/checks-handler.js carries it in a
+// trailing comment and compiles it only for a run that is not quiet. lib/run/embedded.ts's
+// module comment says how (and why `import()` cannot be used in it); it passes `__importMeta`.
 const full = await esbuild.build({
   ...common,
   stdin: {
@@ -50,10 +52,9 @@ const esm = {
 await esbuild.build({ ...esm, entryPoints: { evaluate: 'handlers/evaluate.ts', demo: 'scripts/demo.ts' } })
 // Its #! line makes it the `masakari-consul` command; esbuild sets the mode only on a new file.
 chmodSync('dist/evaluate.js', 0o755)
-// The full part rides in a trailing comment, base64 (no "*/" inside): V8 skips a comment
-// faster than it scans a string literal, and a quiet run never reads it.
+// The full part rides in a trailing comment, base64 (lib/run/embedded.ts says why).
 await esbuild.build({
   ...esm,
   entryPoints: { 'checks-handler': 'handlers/checks-handler-entry.ts' },
-  footer: { js: `/*${FULL_MARKER}${fullId} ${Buffer.from(fullCode).toString('base64')}*/` },
+  footer: { js: `/*${FULL_MARKER} ${fullId} ${Buffer.from(fullCode).toString('base64')}*/` },
 })

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { crc32 } from 'node:zlib'
 import { configYaml, payload } from './helpers.js'
+import FULL_MARKER from '../lib/run/full-marker.json' with { type: 'json' }
 
 const root = join(import.meta.dirname, '..')
 const run = promisify(execFile)
@@ -209,7 +210,7 @@ t.test('the built handler: a quiet run writes nothing; a damaged copy says so', 
   t.not(await log(), before, 'a change is a full run')
 
   const text = await readFile(handler, 'utf8')
-  await writeFile(handler, text.slice(0, text.indexOf('/*@masakari-consul-full-handler')))
+  await writeFile(handler, text.slice(0, text.indexOf(`/*${FULL_MARKER} `)))
   const damaged = await runBundle(dir, handler, ['--help'], '', env)
   t.equal(damaged.code, 1)
   t.match(damaged.stderr, /checks-handler: error: .*checks-handler\.js: no full handler inside \(a damaged or partial copy/)

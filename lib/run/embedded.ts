@@ -1,9 +1,23 @@
 /**
- * The full handler inside dist/checks-handler.js. The bundle carries it in a trailing comment
- * (build.mjs), base64: V8 skips a comment several times faster than it pre-parses the same
- * code, so a quiet run (lib/run/quiet-run.ts) never pays for the ~0.9 MB of code it does not run.
- * Every other run reads it from the bundle and compiles it here, with V8's code cache kept in
- * this user's runtime directory: from the second run on, what it needs is not compiled again.
+ * The full handler inside dist/checks-handler.js: how it travels, is compiled and runs. build.mjs
+ * writes what this module reads; this comment is the one that explains both.
+ *
+ * - Where it is. build.mjs bundles handlers/checks-handler.ts a second time, as CommonJS text,
+ *   and appends it to the bundle in a trailing comment,
+ *   `/*<marker> <id> <base64>*\/` (the marker: full-marker.json, read by both; the id: a hash of
+ *   the code, which names the code cache). Base64, as a comment cannot hold `*\/`. A comment, as
+ *   V8 skips one several times faster than it pre-parses the same code: a quiet run
+ *   (lib/run/quiet-run.ts) never pays for the ~0.9 MB of code it does not run.
+ * - How it runs. Every other run reads it here and compiles it with vm.Script, with V8's code
+ *   cache kept in this user's runtime directory: from the second run on, what it needs is not
+ *   compiled again. It is compiled as a function of CommonJS's parameters and `import.meta`'s
+ *   stand-in (build.mjs turns `import.meta` into `__importMeta`), and called with them.
+ * - import() has no loader in the full part. A vm.Script compiled without importModuleDynamically
+ *   rejects every import() with ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING
+ *   (vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER, which would give it one, is node ≥ 20.12
+ *   only). esbuild turns an import() of what it bundles into a require; what it leaves out,
+ *   node's builtins, stays an import() and fails. So the full part loads a builtin lazily with
+ *   createRequire(import.meta.url), never with import().
  *
  * The cache can never fail a run. V8 checks a cache's version and source but not its bytes: one
  * flipped byte or a zeroed tail (power loss) crashes node (V8 fatal, SIGSEGV) on every run. So
@@ -18,6 +32,7 @@ import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Script } from 'node:vm'
 import type { Deps } from './deps.js'
+import FULL_MARKER from './full-marker.json' with { type: 'json' }
 import { ownRuntimeDir } from './quiet-run.js'
 
 /** What the full part exports (the `full` entry of build.mjs). */
@@ -28,9 +43,6 @@ export interface FullHandler {
 
 /** The wrapper's parameters: CommonJS's, and `import.meta` (build.mjs defines it to this name). */
 const PARAMS = 'exports, require, module, __filename, __dirname, __importMeta'
-
-/** build.mjs writes `/*<marker><id> <base64 code>*\/` at the end of the bundle. */
-const FULL_MARKER = '@masakari-consul-full-handler '
 
 /** The cache file's header: magic, format, data length, crc32 of the data (u32 LE each). */
 const CACHE_MAGIC = 'MCCC'
@@ -46,11 +58,12 @@ export class BundleError extends Error {
 /** The full part's code and id, from the bundle's trailing comment. */
 function readFull(bundlePath: string): { code: string; id: string } {
   const text = readFileSync(bundlePath, 'latin1')
-  const start = text.lastIndexOf(`/*${FULL_MARKER}`)
+  const opening = `/*${FULL_MARKER} `
+  const start = text.lastIndexOf(opening)
   const end = text.indexOf('*/', start)
   if (start < 0 || end < 0)
     throw new BundleError(`${bundlePath}: no full handler inside (a damaged or partial copy? rebuild or reinstall it)`)
-  const [id, base64] = text.slice(start + 2 + FULL_MARKER.length, end).split(' ')
+  const [id, base64] = text.slice(start + opening.length, end).split(' ')
   return { id: id!, code: Buffer.from(base64 ?? '', 'base64').toString('utf8') }
 }
 
@@ -68,6 +81,10 @@ export function loadFull(bundlePath: string): { full: FullHandler; done: () => v
     ...(cachedData ? { cachedData } : {}),
   })
   const module = { exports: {} as FullHandler }
+  // `#full` keeps main from running twice. handlers/checks-handler.ts runs main itself when
+  // import.meta.url is the URL of process.argv[1], i.e. when it is the script node was started
+  // with: without the fragment, this URL would be that one, the full part would start a run as it
+  // loads, and the entry (handlers/checks-handler-entry.ts) would start a second.
   const url = `${pathToFileURL(bundlePath).href}#full`
   script.runInThisContext()(module.exports, require, module, bundlePath, dirname(bundlePath), { url })
   const done = () => {
