@@ -1,7 +1,7 @@
 // Bundles each handler into one self-contained file that runs with `node` alone.
 import * as esbuild from 'esbuild'
 import { createHash } from 'node:crypto'
-import { chmodSync, readFileSync } from 'node:fs'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 
 const readJson = (path) => JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8'))
 // `--version` prints the package's version, fixed in the bundle at build time.
@@ -21,7 +21,7 @@ const common = {
 
 // The checks handler's full part, as CommonJS text: dist/checks-handler.js carries it in a
 // trailing comment and compiles it only for a run that is not quiet. lib/run/embedded.ts's
-// module comment says how (and why `import()` cannot be used in it); it passes `__importMeta`.
+// module comment says how (and why `import()` cannot be used in it).
 const full = await esbuild.build({
   ...common,
   stdin: {
@@ -31,11 +31,23 @@ const full = await esbuild.build({
     loader: 'ts',
   },
   format: 'cjs',
-  write: false,
+  // One function expression, what lib/run/embedded.ts compiles and calls with these arguments,
+  // in this order. The wrapper is part of the output, so the source map counts its line and the
+  // id below hashes exactly the text V8 compiles.
+  banner: { js: '(function (exports, require, module, __filename, __dirname, __importMeta) {' },
+  footer: { js: '})' },
   define: { ...common.define, 'import.meta': '__importMeta' },
+  // Not written: esbuild names the map after it (`linked` ends the code with
+  // `//# sourceMappingURL=checks-handler.full.js.map`) and makes the map's sources, ../lib/….ts,
+  // relative to it.
+  outfile: 'dist/checks-handler.full.js',
+  sourcemap: 'linked',
+  sourcesContent: false,
+  write: false,
   logLevel: 'warning',
 })
-const fullCode = full.outputFiles[0].text
+const fullOutput = (ext) => full.outputFiles.find((f) => f.path.endsWith(ext)).text
+const fullCode = fullOutput('.js')
 const fullId = createHash('sha256').update(fullCode).digest('hex').slice(0, 16)
 
 const esm = {
@@ -58,3 +70,7 @@ await esbuild.build({
   entryPoints: { 'checks-handler': 'handlers/checks-handler-entry.ts' },
   footer: { js: `/*${FULL_MARKER} ${fullId} ${Buffer.from(fullCode).toString('base64')}*/` },
 })
+// The full part's source map, for its stack traces (lib/run/embedded.ts), with the code's id: a
+// map of another build is not used. Next to the bundle; not in the package.
+const fullMap = { ...JSON.parse(fullOutput('.map')), x_masakari_consul_id: fullId }
+writeFileSync('dist/checks-handler.full.js.map', JSON.stringify(fullMap))
