@@ -1,13 +1,15 @@
 // Bundles each handler into one self-contained file that runs with `node` alone.
 import * as esbuild from 'esbuild'
 import { createHash } from 'node:crypto'
-import { chmodSync, readFileSync } from 'node:fs'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 
+const readJson = (path) => JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8'))
 // `--version` prints the package's version, fixed in the bundle at build time.
-/** lib/run/embedded.ts looks for this (keep them the same). */
-const FULL_MARKER = '@masakari-consul-full-handler '
-
-const { version } = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'))
+const { version } = readJson('./package.json')
+// What opens the trailing comment that carries the full handler; lib/run/embedded.ts, which
+// reads it, imports the same file. (A JSON file: this script and the TypeScript both read it as
+// it is, with no build step; read here, not imported, as node < 20.10 knows no `with`.)
+const FULL_MARKER = readJson('./lib/run/full-marker.json')
 const common = {
   bundle: true,
   platform: 'node',
@@ -17,9 +19,9 @@ const common = {
   logLevel: 'info',
 }
 
-// The checks handler's full part, as CommonJS text: dist/checks-handler.js carries it as a
-// string and compiles it only for a run that is not quiet (lib/run/embedded.ts, which passes the
-// wrapper's `__importMeta`).
+// The checks handler's full part, as CommonJS text: dist/checks-handler.js carries it in a
+// trailing comment and compiles it only for a run that is not quiet. lib/run/embedded.ts's
+// module comment says how (and why `import()` cannot be used in it).
 const full = await esbuild.build({
   ...common,
   stdin: {
@@ -29,11 +31,23 @@ const full = await esbuild.build({
     loader: 'ts',
   },
   format: 'cjs',
-  write: false,
+  // One function expression, what lib/run/embedded.ts compiles and calls with these arguments,
+  // in this order. The wrapper is part of the output, so the source map counts its line and the
+  // id below hashes exactly the text V8 compiles.
+  banner: { js: '(function (exports, require, module, __filename, __dirname, __importMeta) {' },
+  footer: { js: '})' },
   define: { ...common.define, 'import.meta': '__importMeta' },
+  // Not written: esbuild names the map after it (`linked` ends the code with
+  // `//# sourceMappingURL=checks-handler.full.js.map`) and makes the map's sources, ../lib/….ts,
+  // relative to it.
+  outfile: 'dist/checks-handler.full.js',
+  sourcemap: 'linked',
+  sourcesContent: false,
+  write: false,
   logLevel: 'warning',
 })
-const fullCode = full.outputFiles[0].text
+const fullOutput = (ext) => full.outputFiles.find((f) => f.path.endsWith(ext)).text
+const fullCode = fullOutput('.js')
 const fullId = createHash('sha256').update(fullCode).digest('hex').slice(0, 16)
 
 const esm = {
@@ -50,10 +64,13 @@ const esm = {
 await esbuild.build({ ...esm, entryPoints: { evaluate: 'handlers/evaluate.ts', demo: 'scripts/demo.ts' } })
 // Its #! line makes it the `masakari-consul` command; esbuild sets the mode only on a new file.
 chmodSync('dist/evaluate.js', 0o755)
-// The full part rides in a trailing comment, base64 (no "*/" inside): V8 skips a comment
-// faster than it scans a string literal, and a quiet run never reads it.
+// The full part rides in a trailing comment, base64 (lib/run/embedded.ts says why).
 await esbuild.build({
   ...esm,
   entryPoints: { 'checks-handler': 'handlers/checks-handler-entry.ts' },
-  footer: { js: `/*${FULL_MARKER}${fullId} ${Buffer.from(fullCode).toString('base64')}*/` },
+  footer: { js: `/*${FULL_MARKER} ${fullId} ${Buffer.from(fullCode).toString('base64')}*/` },
 })
+// The full part's source map, for its stack traces (lib/run/embedded.ts), with the code's id: a
+// map of another build is not used. Next to the bundle; not in the package.
+const fullMap = { ...JSON.parse(fullOutput('.map')), x_masakari_consul_id: fullId }
+writeFileSync('dist/checks-handler.full.js.map', JSON.stringify(fullMap))

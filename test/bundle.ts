@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { crc32 } from 'node:zlib'
 import { configYaml, payload } from './helpers.js'
+import FULL_MARKER from '../lib/run/full-marker.json' with { type: 'json' }
 
 const root = join(import.meta.dirname, '..')
 const run = promisify(execFile)
@@ -209,11 +210,74 @@ t.test('the built handler: a quiet run writes nothing; a damaged copy says so', 
   t.not(await log(), before, 'a change is a full run')
 
   const text = await readFile(handler, 'utf8')
-  await writeFile(handler, text.slice(0, text.indexOf('/*@masakari-consul-full-handler')))
+  await writeFile(handler, text.slice(0, text.indexOf(`/*${FULL_MARKER} `)))
   const damaged = await runBundle(dir, handler, ['--help'], '', env)
   t.equal(damaged.code, 1)
   t.match(damaged.stderr, /checks-handler: error: .*checks-handler\.js: no full handler inside \(a damaged or partial copy/)
 })
+
+/**
+ * A full run that fails with a plain Error in lib/ (consul.lock.enabled true and no agent for the
+ * lock's network: lib/run/coordination.ts throws one), so the handler prints its stack trace;
+ * `files` are copied from dist/ next to each other first.
+ */
+async function crashSetup(t: Test, files: string[]) {
+  await run(process.execPath, [join(root, 'build.mjs')], { cwd: root })
+  const dir = t.testdir({ dist: {}, runtime: {} })
+  for (const f of files) await copyFile(join(root, 'dist', f), join(dir, 'dist', f))
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(join(dir, 'state'), { consul: { lock: { enabled: true } } }))
+  const env = { XDG_RUNTIME_DIR: join(dir, 'runtime') }
+  const crash = async () => {
+    const r = await runBundle(dir, join(dir, 'dist', 'checks-handler.js'), ['--network', 'storage', '--config', config], payload({}), env)
+    t.equal(r.code, 1, r.stderr)
+    t.match(r.stderr, /^checks-handler: error: consul\.lock\.enabled is true but no agent for management/)
+    return r.stderr.split('\n').filter((l) => l.startsWith('    at '))
+  }
+  return { dir, crash }
+}
+
+/** The frame's file, line and column, as `    at name (file:line:column)` or `    at file:line:column` gives them. */
+function place(frame: string | undefined): { file: string; line: number; column: number } | undefined {
+  const m = /^ {4}at (?:.* \()?(.+):(\d+):(\d+)\)?$/.exec(frame ?? '')
+  return m ? { file: m[1]!, line: Number(m[2]), column: Number(m[3]) } : undefined
+}
+
+t.test(
+  "a crash in the full part: its stack trace names the TypeScript file and line of each frame, through the build's source map (#19)",
+  async (t) => {
+    const h = await crashSetup(t, ['checks-handler.js', 'checks-handler.full.js.map'])
+    const source = async (file: string, line: number) => (await readFile(join(root, file), 'utf8')).split('\n')[line - 1] ?? ''
+    // The first run compiles the code; the second takes V8's code cache the first wrote.
+    for (const which of ['no code cache', 'from the code cache']) {
+      const frames = await h.crash()
+      t.notMatch(frames.join('\n'), /\(full handler\)/, `${which}: no frame left in the bundle's code`)
+      // The map's sources are ../lib/….ts, relative to the map: the source tree beside dist/.
+      const top = place(frames[0])
+      t.equal(top?.file, join(h.dir, 'lib', 'run', 'coordination.ts'), `${which}: the throw is in lib/run/coordination.ts`)
+      const thrown = await source('lib/run/coordination.ts', top?.line ?? 0)
+      t.equal(thrown.slice((top?.column ?? 0) - 1), 'new Error(', `${which}: at its line and column (${top?.line}:${top?.column})`)
+      const caller = place(frames[1])
+      t.equal(caller?.file, join(h.dir, 'lib', 'run', 'monitor.ts'), `${which}: called from lib/run/monitor.ts`)
+      t.match(await source('lib/run/monitor.ts', caller?.line ?? 0), /await coordination\(config, deps\)/, `${which}: at the call's line`)
+    }
+  },
+)
+
+t.test(
+  'a crash in the full part without its source map, or with one of another build: the frames name the code, the run ends the same',
+  async (t) => {
+    const h = await crashSetup(t, ['checks-handler.js'])
+    const unmapped = (frames: string[], which: string) => {
+      t.match(frames[0], / \(.*\/dist\/checks-handler\.js \(full handler\):\d+:\d+\)$/, `${which}: the throw's frame names the code`)
+      t.notMatch(frames.join('\n'), /\.ts:\d+/, `${which}: no frame names a source`)
+    }
+    unmapped(await h.crash(), 'no map')
+    const map = JSON.parse(await readFile(join(root, 'dist', 'checks-handler.full.js.map'), 'utf8'))
+    await writeFile(join(h.dir, 'dist', 'checks-handler.full.js.map'), JSON.stringify({ ...map, x_masakari_consul_id: '0123456789abcdef' }))
+    unmapped(await h.crash(), "another build's map")
+  },
+)
 
 /** A built handler, a config and a runtime dir of its own: dry runs, each a full run that uses the code cache. */
 async function cacheSetup(t: Test) {

@@ -39,8 +39,8 @@ export function realDeps(): Deps {
     fetch: async () => (await import('node-fetch')).default as unknown as Fetch,
     tlsAgent: async (ca, insecure) => {
       if (ca === undefined && !insecure) return undefined
-      // Through require, not import(): the handler's full part runs as a script (lib/run/embedded.ts)
-      // where import() has no loader. https is loaded only when TLS options are set.
+      // Through require, not import(): import() has no loader in the handler's full part (see
+      // lib/run/embedded.ts). https is loaded only when TLS options are set.
       const { Agent } = createRequire(import.meta.url)('node:https') as typeof import('node:https')
       return new Agent({ ca, rejectUnauthorized: !insecure, keepAlive: true })
     },
