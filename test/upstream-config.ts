@@ -126,3 +126,54 @@ t.test('problems in the upstream file name it', async (t) => {
   ])
   t.same(u.settings, { masakari: { delivery: { initialBackoff: 5, maxBackoff: 5, expiry: 15 } } })
 })
+
+/** kolla-ansible's masakari-monitors.conf.j2 as it renders for a hostmonitor without TLS (openstack_cacert is ""). */
+const kolla = `[DEFAULT]
+debug = False
+log_dir = /var/log/kolla/masakari
+
+[api]
+region = RegionOne
+auth_url = http://10.0.0.10:5000
+user_domain_id = default
+project_name = service
+project_domain_id = default
+username = masakari
+password = kolla-secret
+cafile =
+api_interface = internal
+
+[host]
+restrict_to_remotes = true
+disable_ipmi_check = true
+
+[oslo_concurrency]
+lock_path = /var/lib/masakari/tmp
+`
+
+t.test("kolla-ansible's config: an empty cafile is unset, as in keystoneauth, not its directory to read", async (t) => {
+  const path = '/etc/masakari/masakari-monitors.conf'
+  const files = env({ [path]: kolla })
+  const readFile = files.readFile
+  files.readFile = async (p) => {
+    if (p === '/etc/masakari') throw Object.assign(new Error('EISDIR: illegal operation on a directory, read'), { code: 'EISDIR' })
+    return readFile(p)
+  }
+  const checked = await checkConfig(path, files)
+  t.same(checked.problems, [])
+  t.match(checked.config?.masakari, { authUrl: 'http://10.0.0.10:5000', region: 'RegionOne', interface: 'internal' })
+  t.equal(checked.config?.masakari.caFile, undefined)
+  t.equal(checked.config?.caPem, undefined)
+})
+
+t.test('an option with an empty value is not set, whichever option and however it is written empty', async (t) => {
+  const problems: string[] = []
+  const sections = parseIni(
+    '[api]\ncafile =\ncertfile = ""\nkeyfile:\nregion = RegionOne\nregion =\n[consul]\nagent_manage = \n',
+    problems,
+    'x',
+  )
+  t.same(problems, [])
+  t.same([...sections.get('api')!], [], 'the last of repeated options wins, an empty one too')
+  t.same([...sections.get('consul')!], [])
+})

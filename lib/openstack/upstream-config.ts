@@ -7,7 +7,12 @@
 import { dirname, resolve } from 'node:path'
 import { catalogInterface, authMethod, type CredentialLayer, KEYSTONEAUTH_KEYS } from './openstack-env.js'
 
-/** oslo.config's INI dialect: `[section]`, `key = value` or `key: value`, `#`/`;` comments, indented continuation lines. */
+/**
+ * oslo.config's INI dialect: `[section]`, `key = value` or `key: value`, `#`/`;` comments, indented
+ * continuation lines. An empty value (`cafile =`, which kolla-ansible writes for no CA) is not set:
+ * oslo.config gives '' and keystoneauth takes '' as absent (`if cafile:`); a '' path would name
+ * the config's own directory.
+ */
 export function parseIni(text: string, problems: string[], source: string): Map<string, Map<string, string>> {
   const sections = new Map<string, Map<string, string>>()
   let section: Map<string, string> | undefined
@@ -22,7 +27,8 @@ export function parseIni(text: string, problems: string[], source: string): Map<
       return
     }
     if (/^\s/.test(line) && section && last !== undefined) {
-      section.set(last, `${section.get(last)}\n${line.trim()}`)
+      const before = section.get(last)
+      section.set(last, before ? `${before}\n${line.trim()}` : line.trim())
       return
     }
     const kv = /^([^=:\s]+)\s*[=:]\s*(.*)$/.exec(line)
@@ -34,6 +40,7 @@ export function parseIni(text: string, problems: string[], source: string): Map<
     // oslo.config takes a value between matching quotes without them; the last of repeated options wins.
     section.set(last, kv[2]!.trim().replace(/^(["'])(.*)\1$/, '$2'))
   })
+  for (const options of sections.values()) for (const [k, v] of options) if (v === '') options.delete(k)
   return sections
 }
 
