@@ -70,6 +70,8 @@ export interface UpstreamConfig {
   layer: CredentialLayer
   /** Our config keys it implies, under the config file's own (raw, before validation). */
   settings: Record<string, unknown>
+  /** Where each of `settings`' values came from, by dotted key ("guards.hold.recovery" → the options and the sum). */
+  origins: Map<string, string>
   /** Values set there that are not honoured as such, one line each; then one line naming every option not used. */
   warnings: string[]
 }
@@ -110,17 +112,32 @@ function apiLayer(api: Map<string, string>, source: string, problems: string[], 
 }
 
 /** `[host]`: samples of a polling driver become a hold time, its retries a retry policy. */
-function hostSettings(host: Map<string, string>, source: string, warnings: string[]): Record<string, unknown> {
+function hostSettings(
+  host: Map<string, string>,
+  source: string,
+  warnings: string[],
+  origins: Map<string, string>,
+): Record<string, unknown> {
   const settings: Record<string, unknown> = {}
+  // "monitoring_interval = 10", or "monitoring_interval = 60 (its default)": what the sum below used.
+  const said = (k: string, fallback: number) => `${k} = ${host.get(k) ?? `${fallback} (its default)`}`
   const interval = Number(host.get('monitoring_interval') ?? 60)
   const samples = host.get('monitoring_samples')
   // Upstream notifies once `samples` polls in a row, `interval` apart, agree: that long a hold.
-  if (samples !== undefined && Number(samples) > 1) settings.guards = { hold: { recovery: (Number(samples) - 1) * interval } }
+  if (samples !== undefined && Number(samples) > 1) {
+    settings.guards = { hold: { recovery: (Number(samples) - 1) * interval } }
+    const sum = `(${samples} − 1) × ${interval} s`
+    origins.set('guards.hold.recovery', `[host] monitoring_samples = ${samples}, ${said('monitoring_interval', 60)} in ${source}: ${sum}`)
+  }
   const retryMax = host.get('api_retry_max')
   const retryInterval = host.get('api_retry_interval')
   if (retryMax !== undefined || retryInterval !== undefined) {
     const every = Number(retryInterval ?? 10)
     settings.masakari = { delivery: { initialBackoff: every, maxBackoff: every, expiry: Number(retryMax ?? 12) * every } }
+    const interval = `[host] ${said('api_retry_interval', 10)} in ${source}`
+    origins.set('masakari.delivery.initialBackoff', interval)
+    origins.set('masakari.delivery.maxBackoff', interval)
+    origins.set('masakari.delivery.expiry', `[host] ${said('api_retry_max', 12)} × ${said('api_retry_interval', 10)} in ${source}`)
   }
   const driver = host.get('monitoring_driver')
   if (driver !== undefined && driver !== 'consul')
@@ -153,20 +170,29 @@ export function fromUpstream(text: string, source: string, problems: string[]): 
   const warnings: string[] = []
   const sections = parseIni(text, problems, source)
   const layer = apiLayer(sections.get('api') ?? new Map(), source, problems, warnings)
-  const settings = hostSettings(sections.get('host') ?? new Map(), source, warnings)
+  const origins = new Map<string, string>()
+  const settings = hostSettings(sections.get('host') ?? new Map(), source, warnings, origins)
   const consul = sections.get('consul') ?? new Map()
   const agents: Record<string, string> = {}
   for (const [opt, network] of Object.entries(CONSUL_AGENTS)) {
     const v = consul.get(opt)
-    if (v) agents[network] = v
+    if (!v) continue
+    agents[network] = v
+    origins.set(`consul.agents.${network}`, `[consul] ${opt} in ${source}`)
   }
   if (Object.keys(agents).length > 0) settings.consul = { agents }
   const matrix = consul.get('matrix_config_file')
-  if (matrix) settings.strategy = resolve(dirname(source), matrix)
+  if (matrix) {
+    settings.strategy = resolve(dirname(source), matrix)
+    origins.set('strategy', `[consul] matrix_config_file in ${source}`)
+  }
   const hostname = sections.get('DEFAULT')?.get('hostname')
-  if (hostname) settings.hostname = hostname
+  if (hostname) {
+    settings.hostname = hostname
+    origins.set('hostname', `[DEFAULT] hostname in ${source}`)
+  }
   warnings.push(...ignoredWarning(sections, source))
-  return { layer, settings, warnings }
+  return { layer, settings, origins, warnings }
 }
 
 /** Whether a config file is upstream's INI rather than our YAML: a `.conf` name, or a first line that is a section header. */
