@@ -12,6 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { EXIT, guarded, usageFailure } from '../lib/run/cli.js'
 import { DEFAULT_CONFIG_PATH } from '../lib/config/config.js'
 import type { Deps } from '../lib/run/deps.js'
+import { runConfig } from '../lib/commands/config-command.js'
 import { runEvaluate } from '../lib/commands/evaluate-command.js'
 import { parseAgentDirs, runInstallWatches } from '../lib/commands/install-watches.js'
 import { runOutbox, runOutboxRetry } from '../lib/commands/outbox-command.js'
@@ -48,6 +49,9 @@ function commands(y: Argv) {
     )
     .command('validate', 'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each', (c) =>
       c.epilogue(`${EPILOGUE} validate: the code of the first ✗.`),
+    )
+    .command('config', 'the effective config: each setting, and the file and key, option, variable or default it came from', (c) =>
+      c.epilogue(`${EPILOGUE} Secrets are not shown, only where they came from.`),
     )
     .command('install-watches', "write the watch definitions into the agents' config dirs and run consul validate on each", (c) =>
       c
@@ -112,6 +116,7 @@ async function dispatch(args: Args, deps: Deps): Promise<number> {
   }
   if (command === 'explain') return done(runEvaluate({ config, dryRun: true, json, explain: String(args.host) }, deps))
   if (command === 'validate') return runValidate(config, deps)
+  if (command === 'config') return runConfig({ config, json }, deps)
   if (command === 'install-watches') {
     const dirs = parseAgentDirs((args.agentConfigDir as string[] | undefined) ?? [])
     const paths = { node: String(args.node), packageRoot: PACKAGE_ROOT, consul: String(args.consul) }

@@ -258,8 +258,12 @@ t.test(
       const thrown = await source('lib/run/coordination.ts', top?.line ?? 0)
       t.equal(thrown.slice((top?.column ?? 0) - 1), 'new Error(', `${which}: at its line and column (${top?.line}:${top?.column})`)
       const caller = place(frames[1])
-      t.equal(caller?.file, join(h.dir, 'lib', 'run', 'monitor.ts'), `${which}: called from lib/run/monitor.ts`)
-      t.match(await source('lib/run/monitor.ts', caller?.line ?? 0), /await coordination\(config, deps\)/, `${which}: at the call's line`)
+      t.equal(caller?.file, join(h.dir, 'lib', 'run', 'load-monitor.ts'), `${which}: called from lib/run/load-monitor.ts`)
+      t.match(
+        await source('lib/run/load-monitor.ts', caller?.line ?? 0),
+        /await coordination\(config, deps\)/,
+        `${which}: at the call's line`,
+      )
     }
   },
 )

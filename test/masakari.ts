@@ -38,8 +38,8 @@ const publicEndpoint = tokenBody.token.catalog.find((s) => s.type === 'instance-
 // the recorded token is valid for an hour from its issue
 const now = () => new Date(Date.parse(tokenBody.token.expires_at) - 50 * 60_000)
 
-async function config(extra = ''): Promise<Config> {
-  const text = `stateDir: /tmp/x\nmasakari:\n  authUrl: http://127.0.0.1:5000/v3\n  requestTimeout: 0.2\n  auth: {username: masakari-consul, userDomainName: Default, password: pw, projectName: service, projectDomainName: Default}\n${extra}`
+async function config(extra = '', authUrl = 'http://127.0.0.1:5000/v3'): Promise<Config> {
+  const text = `stateDir: /tmp/x\nmasakari:\n  authUrl: ${authUrl}\n  requestTimeout: 0.2\n  auth: {username: masakari-consul, userDomainName: Default, password: pw, projectName: service, projectDomainName: Default}\n${extra}`
   return loadConfig('/c.yaml', { readFile: async () => text, env: {}, hostname: () => 'h' })
 }
 
@@ -64,7 +64,7 @@ const stopped = hostNotification('cmp1', 'STOPPED', new Date('2026-11-25T12:00:0
 
 async function send(
   answers: Array<string | HttpResponse | Error>,
-  opts: { cache?: TokenCache & { saved: CachedToken[] }; extra?: string } = {},
+  opts: { cache?: TokenCache & { saved: CachedToken[] }; extra?: string; authUrl?: string } = {},
 ) {
   const r = rec()
   const fetch: Fetch = scriptedFetch(r, async (_url, _m, i) => {
@@ -74,9 +74,21 @@ async function send(
     return typeof a === 'string' ? replay(a) : a
   })
   const cache = opts.cache ?? memoryCache()
-  const client = masakariClient(await config(opts.extra), { fetch, now, tokenCache: cache, logger: recordingLogger() })
+  const client = masakariClient(await config(opts.extra, opts.authUrl), { fetch, now, tokenCache: cache, logger: recordingLogger() })
   return { result: await client.send(stopped), requests: r.requests, cache }
 }
+
+/** Keystone's answer to GET on its unversioned URL (keystone/server/flask/application.py): 300 and every version. */
+const versionList = (values: unknown[]) => response(300, { versions: { values } })
+const v3Entry = (href: string, status = 'stable') => ({
+  id: 'v3.14',
+  status,
+  updated: '2020-04-07T00:00:00Z',
+  links: [{ rel: 'self', href }],
+})
+const v2Entry = { id: 'v2.0', status: 'deprecated', links: [{ rel: 'self', href: 'http://127.0.0.1:5000/v2.0/' }] }
+const requested = (requests: Array<{ method: string; url: string }>) =>
+  requests.map((r) => `${r.method} ${r.url.replace(publicEndpoint, '…')}`)
 
 t.test('202: accepted, with the catalog endpoint and the token', async (t) => {
   const { result, requests, cache } = await send(['keystone-token-password', 'masakari-202'])
@@ -92,6 +104,64 @@ t.test('202: accepted, with the catalog endpoint and the token', async (t) => {
   t.equal(requests[1]!.headers['X-Auth-Token'], tokenFixture.headers['x-subject-token'])
   t.same(requests[1]!.body, { notification: stopped })
   t.equal((cache as ReturnType<typeof memoryCache>).saved.length, 1)
+})
+
+t.test('an auth URL without a version: one discovery GET, then the token from the v3 self link', async (t) => {
+  const discovery = versionList([v2Entry, v3Entry('http://127.0.0.1:5000/v3/')])
+  const { result, requests } = await send([discovery, 'keystone-token-password', 'masakari-202'], { authUrl: 'http://127.0.0.1:5000' })
+  t.match(result, { final: true, outcome: 'accepted' })
+  t.same(requested(requests), ['GET http://127.0.0.1:5000', 'POST http://127.0.0.1:5000/v3/auth/tokens', 'POST …/notifications'])
+})
+
+t.test("discovery takes a versioned URL's 200 single-version answer, and the self link wherever it points", async (t) => {
+  const single = response(200, { version: v3Entry('http://127.0.0.1:5000/identity/v3/') })
+  const { result, requests } = await send([single, 'keystone-token-password', 'masakari-202'], {
+    authUrl: 'http://127.0.0.1:5000/identity/',
+  })
+  t.match(result, { outcome: 'accepted' })
+  t.same(requested(requests).slice(0, 2), ['GET http://127.0.0.1:5000/identity/', 'POST http://127.0.0.1:5000/identity/v3/auth/tokens'])
+})
+
+t.test('a versioned auth URL (…/v3 or …/v3/) costs no discovery request', async (t) => {
+  for (const authUrl of ['http://127.0.0.1:5000/v3', 'http://127.0.0.1:5000/v3/']) {
+    const { requests } = await send(['keystone-token-password', 'masakari-202'], { authUrl })
+    t.same(requested(requests), ['POST http://127.0.0.1:5000/v3/auth/tokens', 'POST …/notifications'], authUrl)
+  }
+})
+
+t.test('the discovered URL is kept for the process: a renewal after a 401 does not discover again', async (t) => {
+  const discovery = versionList([v3Entry('http://127.0.0.1:5000/v3/')])
+  const { result, requests } = await send(
+    [discovery, 'keystone-token-password', 'masakari-401', 'keystone-token-password', 'masakari-202'],
+    {
+      authUrl: 'http://127.0.0.1:5000',
+    },
+  )
+  t.match(result, { outcome: 'accepted' })
+  t.same(
+    requests.map((r) => r.method),
+    ['GET', 'POST', 'POST', 'POST', 'POST'],
+  )
+})
+
+t.test('discovery that offers no usable v3 is an error naming the URL and what was offered', async (t) => {
+  const old = versionList([v2Entry, v3Entry('http://127.0.0.1:5000/v3/', 'experimental')])
+  const { result, requests } = await send([old], { authUrl: 'http://127.0.0.1:5000' })
+  t.match(result, {
+    final: false,
+    message:
+      "Keystone at http://127.0.0.1:5000 offers no usable v3 identity API (versions: v2.0 (deprecated), v3.14 (experimental)); set masakari.authUrl (upstream's auth_url) to the v3 URL, …/v3",
+  })
+  t.equal(requests.length, 1, 'no token asked of a guessed URL')
+})
+
+t.test('a discovery answer that is not a list of versions is an error naming the URL and the answer', async (t) => {
+  const { result } = await send([response(404, '<html>Not Found</html>')], { authUrl: 'http://127.0.0.1:5000' })
+  t.match(result, {
+    final: false,
+    message:
+      /^Keystone version discovery at http:\/\/127\.0\.0\.1:5000: answered 404, not a list of API versions: <html>Not Found<\/html>; set masakari\.authUrl/,
+  })
 })
 
 t.test('a cached token is reused: no Keystone request', async (t) => {

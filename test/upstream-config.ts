@@ -6,6 +6,9 @@ import { parseStrategy } from '../lib/decide/strategy.js'
 import { fromUpstream, isUpstreamConfig, parseIni } from '../lib/openstack/upstream-config.js'
 
 const dir = join(import.meta.dirname, 'fixtures', 'upstream')
+/** The end of the warning that names the ignored options. */
+const IGNORED_WHY =
+  " (upstream's logging, messaging, API service and other monitors are its own; polling, IPMI and pacemaker have no meaning with Consul's watches; domain-, system- or trust-scoped auth and client certificates are not supported)"
 const sample = readFileSync(join(dir, 'masakarimonitors.conf.sample'), 'utf8')
 const matrix = readFileSync(join(dir, 'matrix.yaml.sample'), 'utf8')
 
@@ -94,9 +97,7 @@ t.test(
         auth: { method: 'password', username: 'masakari' },
       },
     })
-    t.same(checked.warnings, [
-      `[host] disable_ipmi_check in ${path}: no meaning here (Consul's watches report every change; IPMI and pacemaker are not used)`,
-    ])
+    t.same(checked.warnings, [`options in ${path} not used here: [host] disable_ipmi_check${IGNORED_WHY}`])
   },
 )
 
@@ -125,4 +126,109 @@ t.test('problems in the upstream file name it', async (t) => {
     "[api] auth_type in /u.conf: auth type 'token' is not supported (password or v3applicationcredential)",
   ])
   t.same(u.settings, { masakari: { delivery: { initialBackoff: 5, maxBackoff: 5, expiry: 15 } } })
+})
+
+/** kolla-ansible's masakari-monitors.conf.j2 as it renders for a hostmonitor without TLS (openstack_cacert is ""). */
+const kolla = `[DEFAULT]
+debug = False
+log_dir = /var/log/kolla/masakari
+
+[api]
+region = RegionOne
+auth_url = http://10.0.0.10:5000
+user_domain_id = default
+project_name = service
+project_domain_id = default
+username = masakari
+password = kolla-secret
+cafile =
+api_interface = internal
+
+[host]
+restrict_to_remotes = true
+disable_ipmi_check = true
+
+[oslo_concurrency]
+lock_path = /var/lib/masakari/tmp
+`
+
+t.test("kolla-ansible's config: an empty cafile is unset, as in keystoneauth, not its directory to read", async (t) => {
+  const path = '/etc/masakari/masakari-monitors.conf'
+  const files = env({ [path]: kolla })
+  const readFile = files.readFile
+  files.readFile = async (p) => {
+    if (p === '/etc/masakari') throw Object.assign(new Error('EISDIR: illegal operation on a directory, read'), { code: 'EISDIR' })
+    return readFile(p)
+  }
+  const checked = await checkConfig(path, files)
+  t.same(checked.problems, [])
+  t.match(checked.config?.masakari, { authUrl: 'http://10.0.0.10:5000', region: 'RegionOne', interface: 'internal' })
+  t.equal(checked.config?.masakari.caFile, undefined)
+  t.equal(checked.config?.caPem, undefined)
+})
+
+t.test('an option with an empty value is not set, whichever option and however it is written empty', async (t) => {
+  const problems: string[] = []
+  const sections = parseIni(
+    '[api]\ncafile =\ncertfile = ""\nkeyfile:\nregion = RegionOne\nregion =\n[consul]\nagent_manage = \n',
+    problems,
+    'x',
+  )
+  t.same(problems, [])
+  t.same([...sections.get('api')!], [], 'the last of repeated options wins, an empty one too')
+  t.same([...sections.get('consul')!], [])
+})
+
+t.test('every option set that is not used is named once, in one warning', async (t) => {
+  const text = kolla
+    .replace('debug = False\n', 'debug = False\ntransport_url = rabbit://openstack:x@10.0.0.10:5672//\ndebug = True\n')
+    .replace('cafile =\n', 'cafile =\ncertfile = /etc/ssl/client.pem\nsystem_scope = all\ncollect_timing = true\n')
+    .replace('[host]\n', '[host]\nmonitoring_interval = 10\n')
+    .concat(
+      '\n[process]\nprocess_list_path = /etc/masakarimonitors/process_list.yaml\ncheck_interval = 5\n[libvirt]\nconnection_uri = qemu:///system\n',
+    )
+  const problems: string[] = []
+  const u = fromUpstream(text, '/etc/masakari/masakari-monitors.conf', problems)
+  t.same(problems, [])
+  t.same(u.warnings, [
+    'options in /etc/masakari/masakari-monitors.conf not used here: [DEFAULT] debug, transport_url, log_dir; ' +
+      '[api] certfile, system_scope, collect_timing; [host] monitoring_interval, restrict_to_remotes, disable_ipmi_check; ' +
+      `[oslo_concurrency] lock_path; [process] process_list_path, check_interval; [libvirt] connection_uri${IGNORED_WHY}`,
+  ])
+})
+
+t.test('no warning for an option that is used', async (t) => {
+  const used = {
+    DEFAULT: ['hostname = ctl1'],
+    api: [
+      'auth_url = http://k:5000',
+      'auth_type = password',
+      'username = m',
+      'user_domain_name = Default',
+      'password = pw',
+      'project_name = service',
+      'project_domain_name = Default',
+      'region = R',
+      'api_interface = internal',
+      'cafile = ca.pem',
+      'insecure = false',
+      'timeout = 5',
+      'api_version = v1',
+      'default_domain_id = default',
+    ],
+    host: [
+      'monitoring_driver = consul',
+      'monitoring_interval = 10',
+      'monitoring_samples = 3',
+      'api_retry_max = 3',
+      'api_retry_interval = 5',
+    ],
+    consul: ['agent_manage = a:8500', 'agent_tenant = b:8500', 'agent_storage = c:8500', 'matrix_config_file = matrix.yaml'],
+  }
+  const text = Object.entries(used)
+    .map(([section, lines]) => `[${section}]\n${lines.join('\n')}\n`)
+    .join('')
+  const problems: string[] = []
+  t.same(fromUpstream(text, '/u.conf', problems).warnings, [])
+  t.same(problems, [])
 })

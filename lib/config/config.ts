@@ -140,6 +140,12 @@ export interface Config extends Omit<RawConfig, 'hostname' | 'logFile'> {
   consulAccess: ConsulAccess
   /** What works but should not be so; logged by every run (see CheckedConfig). */
   warnings: string[]
+  /**
+   * Where each value came from, by dotted key: "<this file>: masakari.region", "[api] auth_url in
+   * <masakarimonitors.conf>", "OS_AUTH_URL"… The most specific key that is here answers for a key
+   * below it; a key under none is its default. For `masakari-consul config`.
+   */
+  origins: Record<string, string>
 }
 
 export class ConfigError extends Error {
@@ -216,9 +222,10 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
   const cfg = parsed.data
   if (cfg.hostNames.metaKey !== undefined && metaAgentAddress(cfg.consul.agents, env.env) === undefined)
     problems.push("hostNames.metaKey: node meta is read from an own agent's catalog: set consul.agents (or CONSUL_HTTP_ADDR)")
-  const masakari = await resolveMasakari(cfg.masakari, read.upstream, env, abs, problems, warnings)
+  const resolved = await resolveMasakari(cfg.masakari, read.upstream, env, abs, problems, warnings)
   const consulAccess = await resolveConsulAccess(cfg.consul, env.env, env.readFile, abs, problems)
-  if (!masakari || problems.length > 0) return fail()
+  if (!resolved || problems.length > 0) return fail()
+  const { origins: masakariOrigins, ...masakari } = resolved
   const stateDir = abs(cfg.stateDir)
   const config: Config = {
     ...cfg,
@@ -232,6 +239,7 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
     ...masakari,
     consulAccess,
     warnings,
+    origins: settingOrigins(source, read, masakariOrigins),
   }
   return { source, config, problems: [], warnings }
 }
@@ -251,7 +259,8 @@ async function readRaw(source: string, env: ConfigEnv, problems: string[], warni
   if (isUpstreamConfig(source, text)) {
     const upstream = fromUpstream(text, source, problems)
     warnings.push(...upstream.warnings)
-    return { raw: { ...upstream.settings, upstreamConfig: source }, upstream }
+    upstream.origins.set('upstreamConfig', `--config ${source}, upstream's file itself`)
+    return { raw: { ...upstream.settings, upstreamConfig: source }, upstream, own: {} }
   }
   let raw: unknown
   try {
@@ -261,7 +270,7 @@ async function readRaw(source: string, env: ConfigEnv, problems: string[], warni
     return undefined
   }
   const file = (raw as { upstreamConfig?: unknown }).upstreamConfig
-  if (typeof file !== 'string' || file === '') return { raw }
+  if (typeof file !== 'string' || file === '') return { raw, own: raw }
   const path = resolve(dirname(source), file)
   let upstreamText: string
   try {
@@ -272,7 +281,29 @@ async function readRaw(source: string, env: ConfigEnv, problems: string[], warni
   }
   const upstream = fromUpstream(upstreamText, path, problems)
   warnings.push(...upstream.warnings)
-  return { raw: underneath(upstream.settings, raw), upstream }
+  return { raw: underneath(upstream.settings, raw), upstream, own: raw }
+}
+
+/**
+ * Config.origins: upstream's file under the masakari.* sources under this file's own keys (which
+ * always win). The file layer's masakari.* origins ('config') are left out: such a value may
+ * have come from upstream's [host] through `underneath`, and this file's own are named by key.
+ */
+function settingOrigins(
+  source: string,
+  read: { own: unknown; upstream?: UpstreamConfig },
+  masakari: Map<string, string>,
+): Record<string, string> {
+  const origins: Record<string, string> = Object.fromEntries(read.upstream?.origins ?? [])
+  for (const [k, origin] of masakari) if (origin !== 'config') origins[`masakari.${k}`] = origin
+  for (const k of leafKeys(read.own)) origins[k] = `${source}: ${k}`
+  return origins
+}
+
+/** The dotted keys of an object's values that are not objects themselves ("masakari.auth.username"). */
+export function leafKeys(value: unknown, prefix = ''): string[] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return prefix === '' ? [] : [prefix]
+  return Object.entries(value).flatMap(([k, v]) => leafKeys(v, prefix === '' ? k : `${prefix}.${k}`))
 }
 
 /** `over`'s values, with `under`'s where `over` has none (objects merged key by key). */
@@ -298,7 +329,7 @@ async function resolveMasakari(
   abs: (p: string) => string,
   problems: string[],
   warnings: string[],
-): Promise<Resolved | undefined> {
+): Promise<(Resolved & { origins: Map<string, string> }) | undefined> {
   const { cloud: cloudName = env.env.OS_CLOUD || undefined, ...own } = file
   const layers: CredentialLayer[] = [fileLayer(own), ...(upstream ? [upstream.layer] : []), envLayer(env.env, problems)]
   if (cloudName !== undefined) {
@@ -323,7 +354,7 @@ async function resolveMasakari(
   if (secretFile) warnings.push(...(await secretFileWarnings(secretFile, env)))
   const caFile = masakari.caFile === undefined ? undefined : abs(masakari.caFile)
   const caPem = caFile === undefined ? undefined : await readCaFile(caFile, env, problems)
-  return { masakari: { ...masakari, caFile }, secret: secret ?? '', caPem }
+  return { masakari: { ...masakari, caFile }, secret: secret ?? '', caPem, origins }
 }
 
 function fileLayer(file: Omit<MasakariFile, 'cloud'>): CredentialLayer {

@@ -1,7 +1,8 @@
 /**
  * Keystone: a token for masakari.auth, and the Masakari endpoint from its catalog. The token is
  * kept between runs (lib/openstack/token-cache.ts), renewed before it expires, and asked for once however
- * many notifications need it at the same time.
+ * many notifications need it at the same time. An auth URL without a version is discovered
+ * first, as keystoneauth does.
  */
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
@@ -58,6 +59,12 @@ export interface Keystone {
 export function keystone(config: MasakariAccess, deps: KeystoneDeps): Keystone {
   const key = cacheKey(config)
   let current: CachedToken | undefined
+  // The v3 URL discovered from an unversioned authUrl, kept for this process (a renewal after a
+  // 401 asks no second time). Not kept in the token cache: a cached token needs no Keystone
+  // request at all, so discovery costs one GET per fresh token, and a Keystone moved since is
+  // found again.
+  let identity: string | undefined
+  const identityUrl = async () => (identity ??= await discoverV3(config.masakari.authUrl, deps.request))
   // One token request at a time: the worker sends `concurrency` notifications at once, and
   // each of them finding no token must not authenticate on its own.
   let pending: Promise<CachedToken> | undefined
@@ -67,7 +74,7 @@ export function keystone(config: MasakariAccess, deps: KeystoneDeps): Keystone {
     pending ??= (async () => {
       try {
         const cached = await deps.tokenCache.load().catch(() => undefined)
-        current = usable(cached, key, deps.now) ? cached : await authenticate(config, key, deps)
+        current = usable(cached, key, deps.now) ? cached : await authenticate(config, key, await identityUrl(), deps)
         return current
       } finally {
         pending = undefined
@@ -98,9 +105,9 @@ function usable(t: CachedToken | undefined, key: string, now: () => Date): t is 
   return t !== undefined && t.key === key && Date.parse(t.expiresAt) - now().getTime() > RENEW_MARGIN_MS
 }
 
-async function authenticate(config: MasakariAccess, key: string, deps: KeystoneDeps): Promise<CachedToken> {
+async function authenticate(config: MasakariAccess, key: string, identityUrl: string, deps: KeystoneDeps): Promise<CachedToken> {
   const m = config.masakari
-  const url = `${m.authUrl.replace(/\/+$/, '')}/auth/tokens`
+  const url = `${identityUrl.replace(/\/+$/, '')}/auth/tokens`
   const res = await deps.request(url, 'POST', { 'Content-Type': 'application/json' }, JSON.stringify(authBody(config)))
   if (res.status === 401) throw new AuthError(`Keystone refused the credentials of masakari.auth (401 at ${url}): ${brief(res.text)}`)
   if (res.status !== 201 && res.status !== 200) throw new AuthError(`Keystone answered ${res.status} at ${url}: ${brief(res.text)}`)
@@ -113,8 +120,65 @@ async function authenticate(config: MasakariAccess, key: string, deps: KeystoneD
   await deps.tokenCache
     .save(fresh)
     .catch((err) => deps.logger.warn('could not cache the Keystone token', { error: (err as Error).message }))
-  deps.logger.info('authenticated with Keystone', { authUrl: m.authUrl, endpoint: fresh.endpoint, expiresAt: fresh.expiresAt })
+  const discovered = identityUrl === m.authUrl ? {} : { identityUrl }
+  deps.logger.info('authenticated with Keystone', {
+    authUrl: m.authUrl,
+    ...discovered,
+    endpoint: fresh.endpoint,
+    expiresAt: fresh.expiresAt,
+  })
   return fresh
+}
+
+/** A version's entry in Keystone's discovery document, as far as keystoneauth reads it. */
+const VersionSchema = z.object({
+  id: z.string(),
+  status: z.string(),
+  links: z.array(z.unknown()),
+})
+const LinkSchema = z.object({ rel: z.string(), href: z.string() })
+/** GET on an unversioned URL: 300 {versions: {values: […]}}; some servers {versions: […]}; a versioned one 200 {version: {…}}. */
+const DiscoverySchema = z.union([
+  z.object({ versions: z.object({ values: z.array(z.unknown()) }) }).transform((d) => d.versions.values),
+  z.object({ versions: z.array(z.unknown()) }).transform((d) => d.versions),
+  z.object({ version: z.unknown() }).transform((d) => [d.version]),
+])
+/** The statuses keystoneauth takes by default: current ones and deprecated, not experimental or unknown. */
+const USABLE_STATUS = new Set(['stable', 'current', 'supported', 'deprecated'])
+
+/** Whether an auth URL names the v3 API itself (…/v3 or …/v3/): it is used as it is, with no discovery request. */
+export const isVersionedAuthUrl = (url: string) => /\/v3\/?$/.test(new URL(url).pathname)
+
+/**
+ * The v3 API's URL: authUrl itself when it ends in /v3; else what keystoneauth's version
+ * discovery finds there (its generic password and application credential plugins, which
+ * upstream's masakarimonitors.conf uses): the self link of the newest usable v3.x entry.
+ * kolla-ansible writes auth_url without /v3.
+ */
+export async function discoverV3(authUrl: string, request: HttpRequest): Promise<string> {
+  if (isVersionedAuthUrl(authUrl)) return authUrl
+  const res = await request(authUrl, 'GET', {})
+  const fix = "set masakari.authUrl (upstream's auth_url) to the v3 URL, …/v3"
+  const parsed = DiscoverySchema.safeParse(safeJson(res.text))
+  if (!parsed.success)
+    throw new AuthError(
+      `Keystone version discovery at ${authUrl}: answered ${res.status}, not a list of API versions: ${brief(res.text)}; ${fix}`,
+    )
+  const offered: string[] = []
+  const v3: Array<{ minor: number; url: string }> = []
+  for (const entry of parsed.data) {
+    const v = VersionSchema.safeParse(entry)
+    if (!v.success) continue // keystoneauth skips an entry without id, status or links too
+    offered.push(`${v.data.id} (${v.data.status})`)
+    const [major, minor = 0] = v.data.id.replace(/^v/i, '').split('.').map(Number)
+    const self = v.data.links.map((l) => LinkSchema.safeParse(l).data).find((l) => l?.rel.toLowerCase() === 'self')
+    const usable = major === 3 && USABLE_STATUS.has(v.data.status.toLowerCase())
+    if (usable && self && URL.canParse(self.href, authUrl)) v3.push({ minor, url: new URL(self.href, authUrl).href })
+  }
+  const newest = v3.sort((a, b) => b.minor - a.minor)[0]
+  if (!newest)
+    throw new AuthError(`Keystone at ${authUrl} offers no usable v3 identity API (versions: ${offered.join(', ') || 'none'}); ${fix}`)
+  return newest.url
 }
 
 /** The Masakari (instance-ha) endpoint of the configured interface and region, from the token's catalog. */

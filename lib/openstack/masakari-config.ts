@@ -58,7 +58,7 @@ export const AuthSchema = z.preprocess(
 const MASAKARI_NO_CREDENTIALS = noCredentials('give them as masakari.auth (or a secret file, OS_* or clouds.yaml)')
 
 export const MasakariSchema = z.strictObject({
-  /** Keystone v3 URL, e.g. https://keystone.example:5000/v3. */
+  /** Keystone URL: the v3 one (https://keystone.example:5000/v3), or an unversioned one whose v3 is discovered (lib/openstack/keystone.ts). */
   authUrl: z
     .url({
       error: (issue) =>
