@@ -1,4 +1,4 @@
-/** The masakari-consul command in-process: status, explain, replay by default, outbox, validate, the colour rule. */
+/** The masakari-consul command in-process: status (the default), explain, replay, outbox, validate, the colour rule. */
 import t, { type Test } from 'tap'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -65,10 +65,54 @@ t.test('status is read-only: the table of a decision to come, nothing recorded, 
   t.equal(await evaluate(['status', '--color', 'always', '--config', config], coloured), EXIT.ok)
   t.ok(coloured.rec.stdout.join('').includes('\x1b[31mdown\x1b[0m'), 'down in red')
   t.same(await tree(stateDir), before)
+})
 
-  // replay stays the default: the same command line without a command records and starts the worker.
+/** setup() with cmp2 just reported down on storage: a replay would record a STOPPED and start a worker. */
+async function cmp2Down(t: Test) {
+  const s = await setup(t)
+  await writeFile(
+    join(s.stateDir, 'snapshots', 'storage.json'),
+    JSON.stringify({
+      version: 1,
+      network: 'storage',
+      consulIndex: '7',
+      receivedAt: '2026-11-25T12:00:00.000Z',
+      nodes: { controller: 'up', cmp1: 'up', cmp2: 'down' },
+    }),
+  )
+  return s
+}
+
+t.test('the bare command is status: it records nothing and starts no worker', async (t) => {
+  const { stateDir, config } = await cmp2Down(t)
+  const before = await tree(stateDir)
+  const deps = fakeDeps()
+  t.equal(await evaluate(['--config', config], deps), EXIT.ok)
+  t.match(deps.rec.stdout.join(''), /cmp2\s+up\s+up\s+down\s+1\s+would send STOPPED/, 'the table, as status shows it')
+  t.same(deps.rec.spawned, [], 'no worker started')
+  t.same(deps.rec.logFile, [], 'nothing logged to logFile')
+  t.same(await tree(stateDir), before, 'the state directory as it was: no decision recorded')
+})
+
+t.test('old command lines (--dry-run, --dry-run --explain HOST) show status and explain, read-only', async (t) => {
+  const { stateDir, config } = await cmp2Down(t)
+  const before = await tree(stateDir)
+  const json = fakeDeps()
+  t.equal(await evaluate(['--config', config, '--dry-run', '--json'], json), EXIT.ok)
+  t.match(JSON.parse(json.rec.stdout.join('')), { dryRun: true, notifications: [{ hostname: 'cmp2' }] })
+  const explain = fakeDeps()
+  t.equal(await evaluate(['--config', config, '--dry-run', '--explain', 'cmp2'], explain), EXIT.ok)
+  t.match(explain.rec.stdout.join(''), /^host cmp2\n/)
+  const bare = fakeDeps()
+  t.equal(await evaluate(['--config', config, '--explain', 'cmp2'], bare), EXIT.ok, '--explain without --dry-run: still read-only')
+  t.same([...json.rec.spawned, ...explain.rec.spawned, ...bare.rec.spawned], [], 'no worker started')
+  t.same(await tree(stateDir), before)
+})
+
+t.test('replay records and starts the worker when it is named', async (t) => {
+  const { stateDir, config } = await cmp2Down(t)
   const replay = fakeDeps()
-  t.equal(await evaluate(['--config', config], replay), EXIT.ok)
+  t.equal(await evaluate(['replay', '--config', config], replay), EXIT.ok)
   t.same(replay.rec.spawned, [config])
   t.match(JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')), { outbox: [{ host: 'cmp2' }] })
 })
