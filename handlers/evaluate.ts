@@ -54,8 +54,10 @@ function commands(y: Argv) {
         .option('explain', { type: 'string', requiresArg: true, describe: 'explain one host instead of the table' })
         .epilogue(EPILOGUE),
     )
-    .command('validate', 'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each', (c) =>
-      c.epilogue(`${EPILOGUE} validate: the code of the first ✗.`),
+    .command(
+      'validate',
+      'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each (! a config warning)',
+      (c) => c.epilogue(`${EPILOGUE} validate: the code of the first ✗.`),
     )
     .command('install-watches', "write the watch definitions into the agents' config dirs and run consul validate on each", (c) =>
       c
@@ -117,7 +119,7 @@ async function dispatch(args: Args, deps: Deps): Promise<number> {
   if (command === 'replay')
     return done(runEvaluate({ config, dryRun: Boolean(args.dryRun), json, explain: args.explain as string | undefined }, deps))
   if (command === 'explain') return done(runEvaluate({ config, dryRun: true, json, explain: String(args.host) }, deps))
-  if (command === 'validate') return runValidate(config, deps)
+  if (command === 'validate') return runValidate(config, deps, { json })
   if (command === 'install-watches') {
     const dirs = parseAgentDirs((args.agentConfigDir as string[] | undefined) ?? [])
     const paths = { node: String(args.node), packageRoot: PACKAGE_ROOT, consul: String(args.consul) }
