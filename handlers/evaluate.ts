@@ -1,8 +1,12 @@
 #!/usr/bin/env node
 /**
- * `masakari-consul` (dist/evaluate.js), the operator's command: `replay` (the default), `status`,
- * `explain HOST`, `validate`, `install-watches`, `outbox [retry]`, `--version`. Each command's
+ * `masakari-consul` (dist/evaluate.js), the operator's command: `status` (the default), `explain
+ * HOST`, `replay`, `validate`, `install-watches`, `outbox [retry]`, `--version`. Each command's
  * work is in lib/; this file parses the command line and maps the result to an exit code.
+ *
+ * The default only reads: a bare `masakari-consul`, typed in an incident to see what the monitor
+ * sees, must not record decisions and start a worker that sends them. `replay`, which does, runs
+ * only when named.
  */
 import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
@@ -29,26 +33,32 @@ const EPILOGUE = 'Exit codes: 0 ok, 64 usage, 65 data, 69 unavailable, 74 state 
 
 function commands(y: Argv) {
   return y
-    .command(['replay', '$0'], 'evaluate, record the decisions and start the worker, as a handler run does (the default)', (c) =>
-      c
-        .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing (what `status` does)' })
-        .option('explain', { type: 'string', requiresArg: true, describe: 'explain one host instead of the table' })
-        .epilogue(EPILOGUE),
-    )
-    .command('status', 'the host × network table; read-only: records nothing, starts nothing', (c) =>
+    .command(['status', '$0'], 'the host × network table; read-only: records nothing, starts nothing (the default)', (c) =>
       c
         .option('color', {
           choices: ['auto', 'always', 'never'],
           default: 'auto',
           describe: 'colour: auto = a terminal and NO_COLOR unset',
         })
+        // The command lines of the days when the bare command was replay (`--dry-run [--explain
+        // HOST]`, in runbooks and scripts) still show the same, read-only.
+        .option('dry-run', { type: 'boolean', hidden: true })
+        .option('explain', { type: 'string', requiresArg: true, hidden: true })
         .epilogue(EPILOGUE),
     )
     .command('explain <host>', 'one host: states, strategy rows, decision, guards, ledger, outbox (read-only)', (c) =>
       c.positional('host', { type: 'string', demandOption: true, describe: 'the host (Consul node name)' }).epilogue(EPILOGUE),
     )
-    .command('validate', 'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each', (c) =>
-      c.epilogue(`${EPILOGUE} validate: the code of the first ✗.`),
+    .command('replay', 'evaluate, record the decisions and start the worker, as a handler run does (only when named)', (c) =>
+      c
+        .option('dry-run', { type: 'boolean', default: false, describe: 'send and change nothing (what `status` does)' })
+        .option('explain', { type: 'string', requiresArg: true, describe: 'explain one host instead of the table' })
+        .epilogue(EPILOGUE),
+    )
+    .command(
+      'validate',
+      'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each (! a config warning)',
+      (c) => c.epilogue(`${EPILOGUE} validate: the code of the first ✗.`),
     )
     .command('config', 'the effective config: each setting, and the file and key, option, variable or default it came from', (c) =>
       c.epilogue(`${EPILOGUE} Secrets are not shown, only where they came from.`),
@@ -110,12 +120,10 @@ async function dispatch(args: Args, deps: Deps): Promise<number> {
   const [command, sub] = args._.map(String)
   const config = args.config
   const json = args.json
-  if (command === 'status') {
-    const colour = args.color === 'always' || (args.color === 'auto' && colourWanted(process.stdout.isTTY, deps.configEnv.env))
-    return done(runEvaluate({ config, dryRun: true, json, colour }, deps))
-  }
+  if (command === 'replay')
+    return done(runEvaluate({ config, dryRun: Boolean(args.dryRun), json, explain: args.explain as string | undefined }, deps))
   if (command === 'explain') return done(runEvaluate({ config, dryRun: true, json, explain: String(args.host) }, deps))
-  if (command === 'validate') return runValidate(config, deps)
+  if (command === 'validate') return runValidate(config, deps, { json })
   if (command === 'config') return runConfig({ config, json }, deps)
   if (command === 'install-watches') {
     const dirs = parseAgentDirs((args.agentConfigDir as string[] | undefined) ?? [])
@@ -125,7 +133,11 @@ async function dispatch(args: Args, deps: Deps): Promise<number> {
   if (command === 'outbox' && sub === 'retry')
     return runOutboxRetry({ config, id: args.id as string | undefined, all: Boolean(args.all) }, deps)
   if (command === 'outbox') return done(runOutbox({ config, json }, deps))
-  return done(runEvaluate({ config, dryRun: Boolean(args.dryRun), json, explain: args.explain as string | undefined }, deps))
+  // `status`, named or not; `--explain HOST` only from an old command line (see commands()).
+  const explain = args.explain as string | undefined
+  if (explain !== undefined) return done(runEvaluate({ config, dryRun: true, json, explain }, deps))
+  const colour = args.color === 'always' || (args.color === 'auto' && colourWanted(process.stdout.isTTY, deps.configEnv.env))
+  return done(runEvaluate({ config, dryRun: true, json, colour }, deps))
 }
 
 export async function main(argv: string[], deps: Deps): Promise<number> {

@@ -98,8 +98,8 @@ async function main(): Promise<void> {
       return true
     })
 
-    say('What the monitor sees now (node dist/evaluate.js --dry-run):')
-    process.stdout.write(execFileSync(process.execPath, [evaluate, '--config', configPath, '--dry-run'], { encoding: 'utf8' }))
+    say('What the monitor sees now (node dist/evaluate.js status):')
+    process.stdout.write(execFileSync(process.execPath, [evaluate, 'status', '--config', configPath], { encoding: 'utf8' }))
     note("every host is up on every network: nothing to send (the watch's first firing sends nothing).")
 
     say(`Injecting a storage failure on ${victim}: freezing its storage agent (SIGSTOP), as a cut storage link would`)
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
     note(
       `Masakari's stored notification: ${JSON.stringify({ uuid: stopped.notification_uuid, hostname: stopped.hostname, event: stopped.payload.event, status: stopped.status, generated_time: stopped.generated_time })}`,
     )
-    process.stdout.write(execFileSync(process.execPath, [evaluate, '--config', configPath, '--dry-run'], { encoding: 'utf8' }))
+    process.stdout.write(execFileSync(process.execPath, [evaluate, 'status', '--config', configPath], { encoding: 'utf8' }))
 
     say(`Recovering ${victim}'s storage link (SIGCONT)`)
     consul.thaw(victim, 'storage')
@@ -142,7 +142,7 @@ async function main(): Promise<void> {
       say('Still running (--keep). Poke it by hand:')
       for (const c of computes)
         note(`freeze ${c}'s storage link: kill -STOP ${consul.pid(c, 'storage')}   (thaw: kill -CONT ${consul.pid(c, 'storage')})`)
-      note(`see the table: node ${evaluate} --config ${configPath} [--json]`)
+      note(`see the table: node ${evaluate} status --config ${configPath} [--json]`)
       note(`decision log: tail -f ${join(stateDir, 'decisions.log')}`)
       note(`stop everything: kill ${process.pid}   (or Ctrl-C)`)
       process.on('SIGTERM', () => void stop().then(() => process.exit(0)))

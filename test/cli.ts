@@ -1,4 +1,4 @@
-/** The masakari-consul command in-process: status, explain, replay by default, outbox, validate, the colour rule. */
+/** The masakari-consul command in-process: status (the default), explain, replay, outbox, validate, the colour rule. */
 import t, { type Test } from 'tap'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -8,7 +8,7 @@ import { EXIT } from '../lib/run/cli.js'
 import { outboxView, refusal, requeue } from '../lib/commands/outbox-command.js'
 import { colourWanted, paint } from '../lib/decide/report.js'
 import { emptyState, type StoreState } from '../lib/decide/state-shape.js'
-import { checkLogFile, checkStateDir } from '../lib/commands/validate.js'
+import { type Check, checkLine, checkLogFile, checkStateDir, validateExit } from '../lib/commands/validate.js'
 import { check, configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
 
 /** Three networks with cmp1 down on storage, recorded by the handler; nothing decided yet. */
@@ -65,10 +65,54 @@ t.test('status is read-only: the table of a decision to come, nothing recorded, 
   t.equal(await evaluate(['status', '--color', 'always', '--config', config], coloured), EXIT.ok)
   t.ok(coloured.rec.stdout.join('').includes('\x1b[31mdown\x1b[0m'), 'down in red')
   t.same(await tree(stateDir), before)
+})
 
-  // replay stays the default: the same command line without a command records and starts the worker.
+/** setup() with cmp2 just reported down on storage: a replay would record a STOPPED and start a worker. */
+async function cmp2Down(t: Test) {
+  const s = await setup(t)
+  await writeFile(
+    join(s.stateDir, 'snapshots', 'storage.json'),
+    JSON.stringify({
+      version: 1,
+      network: 'storage',
+      consulIndex: '7',
+      receivedAt: '2026-11-25T12:00:00.000Z',
+      nodes: { controller: 'up', cmp1: 'up', cmp2: 'down' },
+    }),
+  )
+  return s
+}
+
+t.test('the bare command is status: it records nothing and starts no worker', async (t) => {
+  const { stateDir, config } = await cmp2Down(t)
+  const before = await tree(stateDir)
+  const deps = fakeDeps()
+  t.equal(await evaluate(['--config', config], deps), EXIT.ok)
+  t.match(deps.rec.stdout.join(''), /cmp2\s+up\s+up\s+down\s+1\s+would send STOPPED/, 'the table, as status shows it')
+  t.same(deps.rec.spawned, [], 'no worker started')
+  t.same(deps.rec.logFile, [], 'nothing logged to logFile')
+  t.same(await tree(stateDir), before, 'the state directory as it was: no decision recorded')
+})
+
+t.test('old command lines (--dry-run, --dry-run --explain HOST) show status and explain, read-only', async (t) => {
+  const { stateDir, config } = await cmp2Down(t)
+  const before = await tree(stateDir)
+  const json = fakeDeps()
+  t.equal(await evaluate(['--config', config, '--dry-run', '--json'], json), EXIT.ok)
+  t.match(JSON.parse(json.rec.stdout.join('')), { dryRun: true, notifications: [{ hostname: 'cmp2' }] })
+  const explain = fakeDeps()
+  t.equal(await evaluate(['--config', config, '--dry-run', '--explain', 'cmp2'], explain), EXIT.ok)
+  t.match(explain.rec.stdout.join(''), /^host cmp2\n/)
+  const bare = fakeDeps()
+  t.equal(await evaluate(['--config', config, '--explain', 'cmp2'], bare), EXIT.ok, '--explain without --dry-run: still read-only')
+  t.same([...json.rec.spawned, ...explain.rec.spawned, ...bare.rec.spawned], [], 'no worker started')
+  t.same(await tree(stateDir), before)
+})
+
+t.test('replay records and starts the worker when it is named', async (t) => {
+  const { stateDir, config } = await cmp2Down(t)
   const replay = fakeDeps()
-  t.equal(await evaluate(['--config', config], replay), EXIT.ok)
+  t.equal(await evaluate(['replay', '--config', config], replay), EXIT.ok)
   t.same(replay.rec.spawned, [config])
   t.match(JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')), { outbox: [{ host: 'cmp2' }] })
 })
@@ -343,6 +387,100 @@ t.test('validate: an own agent whose answer cannot see nodes (ACLs) is a ✗ nam
     deps.rec.stdout.join(''),
     /✗ consul storage agent 127\.0\.0\.1:8501: its answer does not show this controller's own node controller .*node_prefix "" \{ policy = "read" \}/,
   )
+})
+
+/** validate's answers when everything is reachable (the lines about files and agents are not what these tests look at). */
+function everythingAnswers() {
+  return scriptedFetch(fakeDeps().rec, (url) => {
+    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    if (url.endsWith('/segments')) return response(200, { segments: [] })
+    return response(404, 'no')
+  })
+}
+
+t.test('validate: one ✗ line per problem of the config, each with its path', async (t) => {
+  const dir = t.testdir({ 'config.yaml': 'stateDir: 7\nguards: {hold: {recovery: -1}}\nmasakari: {}\n' })
+  const deps = fakeDeps()
+  t.equal(await evaluate(['validate', '--config', join(dir, 'config.yaml')], deps), EXIT.config)
+  const lines = deps.rec.stdout.join('').trim().split('\n')
+  t.ok(lines.length >= 3, lines.join('\n'))
+  for (const l of lines) t.match(l, /^✗ config \S+config\.yaml: [\w.]+: /, 'one problem, its path first')
+  t.ok(lines.some((l) => l.includes(': stateDir: ')))
+  t.ok(lines.some((l) => l.includes(': guards.hold.recovery: ')))
+  t.ok(lines.some((l) => l.includes(': masakari.authUrl: ')))
+})
+
+t.test('validate: one ✗ line per problem of the strategy, each with its row', async (t) => {
+  const { dir, config } = await setup(t, { strategy: 'strategy.yaml' })
+  await writeFile(
+    join(dir, 'strategy.yaml'),
+    'sequence: [manage, storage]\nmatrix:\n  - {health: [up, up], action: [recovery]}\n  - {health: [down, gone], action: []}\n',
+  )
+  const deps = fakeDeps({ fetch: everythingAnswers() })
+  t.equal(await evaluate(['validate', '--config', config], deps), EXIT.config)
+  const lines = deps.rec.stdout
+    .join('')
+    .split('\n')
+    .filter((l) => l.startsWith('✗ strategy'))
+  t.match(lines, [
+    /: matrix row 1 \(health \[up, up\]\): .*up on every network/,
+    /: matrix row 2 \(health \[down, gone\]\): health\[1\] is "gone"/,
+  ])
+  t.equal(lines.length, 2)
+})
+
+t.test('validate: a config warning is a ! line of its own and leaves the exit as it is', async (t) => {
+  const { config } = await setup(t, {
+    masakari: {
+      auth: { username: 'm', userDomainName: 'Default', passwordFile: 'password', projectName: 's', projectDomainName: 'Default' },
+    },
+  })
+  await writeFile(join(config, '..', 'password'), 'secret\n')
+  const plain = fakeDeps({ fetch: everythingAnswers() })
+  const deps = { ...plain, configEnv: { ...plain.configEnv, fileMode: async () => 0o644 } }
+  t.equal(await evaluate(['validate', '--config', config], deps), EXIT.ok, plain.rec.stdout.join(''))
+  const lines = plain.rec.stdout.join('').split('\n')
+  t.match(lines, [
+    /^✓ config .*config\.yaml: valid$/,
+    /^! config .*config\.yaml: .*password holds the Masakari secret and its group and others can read it/,
+  ])
+})
+
+t.test('validate --json: every check with its result, and the exit it gives', async (t) => {
+  const { dir, config } = await setup(t, { strategy: 'strategy.yaml' })
+  await writeFile(join(dir, 'strategy.yaml'), 'sequence: [storage]\nmatrix:\n  - {health: [up], action: [recovery]}\n')
+  const deps = fakeDeps({ fetch: everythingAnswers() })
+  t.equal(await evaluate(['validate', '--json', '--config', config], deps), EXIT.config)
+  const out = JSON.parse(deps.rec.stdout.join(''))
+  t.equal(out.exit, EXIT.config)
+  t.match(out.checks, [
+    { what: /^config .*config\.yaml$/, result: 'pass', reason: 'valid' },
+    { what: /^strategy .*strategy\.yaml$/, result: 'fail', reason: /matrix row 1 .*up on every network/, exit: EXIT.config },
+  ])
+  t.ok(
+    out.checks.every((c: { result: string }) => ['pass', 'warn', 'fail'].includes(c.result)),
+    'each check passes, warns or fails',
+  )
+})
+
+t.test('validate: the line of a check and the exit of a run, pure', async (t) => {
+  const ok = { what: 'a', ok: true, reason: 'fine', code: 0 }
+  const warning = { what: 'b', ok: true, reason: 'hm', code: 0, warning: true }
+  const config = { what: 'c', ok: false, reason: 'bad', code: EXIT.config }
+  const agent = { what: 'd', ok: false, reason: 'gone', code: EXIT.consul }
+  const lines: Array<[Check, string]> = [
+    [ok, '✓ a: fine\n'],
+    [warning, '! b: hm\n'],
+    [config, '✗ c: bad\n'],
+  ]
+  for (const [c, line] of lines) t.equal(checkLine(c), line)
+  const exits: Array<[Check[], number]> = [
+    [[], EXIT.ok],
+    [[ok, warning], EXIT.ok],
+    [[ok, agent, config], EXIT.consul],
+    [[config, agent], EXIT.config],
+  ]
+  for (const [checks, exit] of exits) t.equal(validateExit(checks), exit, checks.map((c) => c.what).join(','))
 })
 
 t.test('validate: the state directory and log file as this user needs them', async (t) => {

@@ -1,4 +1,4 @@
-/** evaluate.js in-process: the table, --json, --explain, --dry-run. */
+/** evaluate.js `replay` in-process: the table, --json, --explain, --dry-run. */
 import t, { type Test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,7 +19,7 @@ async function setup(t: Test, guards: object = GUARDS_OFF) {
   return { stateDir, config }
 }
 
-t.test('table and JSON without --dry-run act like a handler run', async (t) => {
+t.test('replay: table and JSON without --dry-run act like a handler run', async (t) => {
   const { stateDir, config } = await setup(t)
   await writeFile(
     join(stateDir, 'snapshots', 'storage.json'),
@@ -33,7 +33,7 @@ t.test('table and JSON without --dry-run act like a handler run', async (t) => {
   )
   const dry = fakeDeps()
   const before = await readState(stateDir)
-  t.equal(await evaluate(['--config', config, '--dry-run'], dry), 0)
+  t.equal(await evaluate(['replay', '--config', config, '--dry-run'], dry), 0)
   const table = dry.rec.stdout.join('')
   t.match(table, /HOST\s+MANAGEMENT\s+TENANT\s+STORAGE\s+ROW\s+ACTION/)
   t.match(table, /cmp1\s+up\s+up\s+down\s+1\s+would send STOPPED/)
@@ -42,7 +42,7 @@ t.test('table and JSON without --dry-run act like a handler run', async (t) => {
   t.same(dry.rec.spawned, [])
 
   const live = fakeDeps()
-  t.equal(await evaluate(['--config', config, '--json'], live), 0)
+  t.equal(await evaluate(['replay', '--config', config, '--json'], live), 0)
   const report = JSON.parse(live.rec.stdout.join(''))
   t.match(report, {
     dryRun: false,
@@ -57,7 +57,7 @@ t.test('table and JSON without --dry-run act like a handler run', async (t) => {
   t.equal(JSON.parse((await readState(stateDir))!).outbox.length, 1)
 })
 
-t.test('--explain HOST: states with time and index, rows, the guard and until when', async (t) => {
+t.test('replay --explain HOST: states with time and index, rows, the guard and until when', async (t) => {
   const { stateDir, config } = await setup(t, { ...GUARDS_OFF, hold: { recovery: 30, back: 5 } })
   await writeFile(
     join(stateDir, 'snapshots', 'storage.json'),
@@ -69,23 +69,23 @@ t.test('--explain HOST: states with time and index, rows, the guard and until wh
       nodes: { controller: 'up', cmp1: 'down', cmp2: 'up' },
     }),
   )
-  await evaluate(['--config', config], fakeDeps())
+  await evaluate(['replay', '--config', config], fakeDeps())
   const text = fakeDeps()
-  t.equal(await evaluate(['--config', config, '--dry-run', '--explain', 'cmp1'], text), 0)
+  t.equal(await evaluate(['replay', '--config', config, '--dry-run', '--explain', 'cmp1'], text), 0)
   const out = text.rec.stdout.join('')
   t.match(out, /storage\s+down\s+\(snapshot of 2026-11-25T12:00:00.000Z, consul index 99, down since 2026-11-25T12:00:00.000Z\)/)
   t.match(out, /→ row 1: \[up, up, down\] recovery\s+\(matches\)/)
   t.match(out, /held back by: hold until 2026-11-25T12:00:30.000Z/)
   t.match(out, /self-isolation guard: not tripped/)
   const json = fakeDeps()
-  await evaluate(['--config', config, '--dry-run', '--explain', 'cmp1', '--json'], json)
+  await evaluate(['replay', '--config', config, '--dry-run', '--explain', 'cmp1', '--json'], json)
   t.match(JSON.parse(json.rec.stdout.join('')), {
     host: 'cmp1',
     decision: { action: 'none', guard: { kind: 'hold' } },
     rows: [{ row: 1, matches: true }],
   })
   const unknown = fakeDeps()
-  t.equal(await evaluate(['--config', config, '--explain', 'nosuch'], unknown), EXIT.usage)
+  t.equal(await evaluate(['replay', '--config', config, '--explain', 'nosuch'], unknown), EXIT.usage)
   t.match(unknown.rec.stderr.join(''), /no host named "nosuch".*hosts: cmp1, cmp2, controller/)
 })
 

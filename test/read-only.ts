@@ -7,7 +7,7 @@
  */
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
-import { chmod, copyFile, lstat, mkdir, readdir, stat, writeFile } from 'node:fs/promises'
+import { chmod, copyFile, lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -15,6 +15,7 @@ import { main as handler } from '../handlers/checks-handler.js'
 import { main as evaluate } from '../handlers/evaluate.js'
 import { EXIT } from '../lib/run/cli.js'
 import { loadMonitor } from '../lib/run/load-monitor.js'
+import { LOCAL_VIEW_WARNING } from '../lib/run/coordination.js'
 import { realDeps } from '../lib/commands/runtime.js'
 import { emptyState } from '../lib/decide/state-shape.js'
 import { configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
@@ -194,15 +195,22 @@ t.test('a read-only monitor refuses to record: its stores and its lock cannot wr
   t.match(await monitor.coordination!.lock.peek(), { sender: false, holder: 'ctl2' }, 'looking who sends still works')
 })
 
+/** The one line a read-only command falling back to the local view writes (README, Logs). */
+const localViewWarnings = (stderr: string[]) => stderr.filter((l) => l.includes(LOCAL_VIEW_WARNING))
+
 t.test('management agent down: status, explain and outbox show the local view with a warning line', async (t) => {
   const { vars, config } = await controller(t, { consul: { agents: { management: '127.0.0.1:8500' } } })
   const before = await listing(vars)
   for (const args of [['status'], ['status', '--json'], ['explain', 'cmp2'], ['outbox']]) {
     const deps = realFileDeps() // its fetch refuses every connection
     t.equal(await evaluate([...args, '--config', config], deps), EXIT.ok, `${args.join(' ')} exits 0`, { stderr: deps.rec.stderr })
-    const warnings = deps.rec.stderr.filter((l) => /management agent .*cannot be reached.*local view/.test(l))
+    const warnings = localViewWarnings(deps.rec.stderr)
     t.equal(warnings.length, 1, `${args.join(' ')}: one warning line`)
-    t.match(warnings[0], /ECONNREFUSED/)
+    t.match(JSON.parse(warnings[0]!), {
+      level: 'warn',
+      record: 'Consul KV masakari-consul/state (http://127.0.0.1:8500)',
+      error: /ECONNREFUSED/,
+    })
     t.same(await listing(vars), before, `${args.join(' ')}: every path as it was`)
   }
   const status = realFileDeps()
@@ -211,6 +219,85 @@ t.test('management agent down: status, explain and outbox show the local view wi
   const outbox = realFileDeps()
   await evaluate(['outbox', '--config', config], outbox)
   t.match(outbox.rec.stdout.join(''), /pending \(1\):\n {2}\S+ {2}cmp1 {2}STOPPED/, "the local state.json's outbox")
+})
+
+t.test('management agent down: --json of status, explain and outbox says the view is local, and why', async (t) => {
+  const { config } = await controller(t, { consul: { agents: { management: '127.0.0.1:8500' } } })
+  for (const args of [['status'], ['explain', 'cmp2'], ['outbox']]) {
+    const down = realFileDeps()
+    t.equal(await evaluate([...args, '--json', '--config', config], down), EXIT.ok)
+    t.match(
+      JSON.parse(down.rec.stdout.join('')).localView,
+      { record: 'Consul KV masakari-consul/state (http://127.0.0.1:8500)', error: /ECONNREFUSED/ },
+      `${args.join(' ')} --json: localView`,
+    )
+    const up = realFileDeps({ fetch: sharedRecordAgent(fakeDeps().rec) })
+    t.equal(await evaluate([...args, '--json', '--config', config], up), EXIT.ok)
+    t.equal(JSON.parse(up.rec.stdout.join('')).localView, null, `${args.join(' ')} --json: the shared record read, localView null`)
+  }
+})
+
+t.test('management agent down: it is asked once, not again for the record once the lock could not be read', async (t) => {
+  const { config } = await controller(t, { consul: { agents: { management: '127.0.0.1:8500' } } })
+  const rec = fakeDeps().rec
+  let asked = 0
+  const deps = realFileDeps({
+    fetch: scriptedFetch(rec, () => {
+      asked++
+      throw Object.assign(new Error('The operation was aborted'), { name: 'AbortError' })
+    }),
+  })
+  t.equal(await evaluate(['status', '--config', config], deps), EXIT.ok)
+  t.same(
+    rec.requests.map((r) => r.url).filter((u) => u.includes('/v1/kv/')),
+    ['http://127.0.0.1:8500/v1/kv/masakari-consul/sender?consistent'],
+    'one question to KV: an agent that hangs costs one timeout, not one per read',
+  )
+  t.ok(asked >= 1)
+  t.match(JSON.parse(localViewWarnings(deps.rec.stderr)[0]!), { error: /no answer within \d+ s/ })
+})
+
+t.test('which failures of the management agent fall back to the local view, and which end the command', async (t) => {
+  const { config } = await controller(t, { consul: { agents: { management: '127.0.0.1:8500' } } })
+  const cases: Array<[string, () => ReturnType<typeof response>, number, boolean]> = [
+    ['connection refused', () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:8500')) as never, EXIT.ok, true],
+    ['no answer in time', () => Promise.reject(Object.assign(new Error('aborted'), { name: 'AbortError' })) as never, EXIT.ok, true],
+    ['500 No cluster leader', () => response(500, 'No cluster leader'), EXIT.ok, true],
+    ['503 from a proxy', () => response(503, 'Service Unavailable'), EXIT.ok, true],
+    // A token without the policy is the operator's to fix, not an outage to show around.
+    ['403 ACL not found', () => response(403, 'ACL not found'), EXIT.consul, false],
+  ]
+  for (const [what, answer, code, local] of cases) {
+    const deps = realFileDeps({ fetch: scriptedFetch(fakeDeps().rec, answer) })
+    t.equal(await evaluate(['status', '--config', config], deps), code, `${what}: exit ${code}`, { stderr: deps.rec.stderr })
+    t.equal(localViewWarnings(deps.rec.stderr).length, local ? 1 : 0, `${what}: ${local ? 'the local view, said once' : 'no local view'}`)
+  }
+})
+
+t.test('management agent down: outbox retry refuses (it writes the shared record), exit 69, nothing changed', async (t) => {
+  const { stateDir, config } = await controller(t, { consul: { agents: { management: '127.0.0.1:8500' } } })
+  // cmp1's STOPPED expired undelivered in the local record: there is something to requeue.
+  const state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8'))
+  const [entry] = state.outbox.splice(0, 1)
+  state.ledger.cmp1.unsent = {
+    id: entry.id,
+    event: 'STOPPED',
+    generatedTime: entry.notification.generated_time,
+    outcome: 'expired',
+    at: '2026-11-25T12:10:00.000Z',
+  }
+  await writeFile(join(stateDir, 'state.json'), JSON.stringify(state))
+  // Only the state directory: retry writes, so its log lines go to logFile as any writer's do.
+  const before = await listing(stateDir)
+  const deps = realFileDeps()
+  t.equal(await evaluate(['outbox', 'retry', '--all', '--config', config], deps), EXIT.consul)
+  t.match(
+    deps.rec.stderr.join('\n'),
+    /evaluate: error: outbox retry writes the shared record in Consul KV, which needs the management agent: .*ECONNREFUSED.*; nothing requeued/,
+  )
+  t.same(deps.rec.spawned, [], 'no worker started')
+  t.same(deps.rec.stdout, [], 'nothing said requeued')
+  t.same(await listing(stateDir), before, 'every path in the state directory as it was')
 })
 
 /** A loopback port nothing listens on (bound, then closed): Keystone there refuses at once. */

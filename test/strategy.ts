@@ -99,6 +99,22 @@ const invalid: Array<[string, string, RegExp[]]> = [
   ['no matrix', 'sequence: [storage]\n', [/matrix/]],
   ['not YAML', 'sequence: [storage\nmatrix: {', [/not valid YAML/]],
   ['no recovery row', 'sequence: [storage]\nmatrix:\n  - {health: [down], action: []}\n', [/never recover/]],
+  // Healthy hosts would be evacuated, 5 per 300 s: up everywhere is what "back" means (STARTED).
+  [
+    'a recovery for a host up on every network',
+    'sequence: [manage, tenant, storage]\nmatrix:\n  - {health: [up, up, down], action: [recovery]}\n  - {health: [up, up, up], action: [recovery]}\n',
+    [/^matrix row 2 \(health \[up, up, up\]\): action \[recovery\] for a host up on every network/],
+  ],
+  [
+    'a recovery for a host up on its one network',
+    'sequence: [storage]\nmatrix:\n  - {health: [down], action: [recovery]}\n  - {health: [up], action: [recovery]}\n',
+    [/^matrix row 2 .*up on every network/],
+  ],
+  [
+    'an all-up recovery as the only recovery row, with the other problems of the file',
+    'sequence: [manage, storage]\nmatrix:\n  - {health: [up, up], action: [recovery]}\n  - {health: [down, gone], action: []}\n',
+    [/^matrix row 1 .*up on every network/, /^matrix row 2 .*"gone"/],
+  ],
   [
     'several problems at once',
     'sequence: [storage, tenant]\nmatrix:\n  - {health: [down], action: [recovery]}\n  - {health: [down, sideways], action: [fix]}\n',
@@ -117,6 +133,17 @@ for (const [name, text, messages] of invalid) {
       )
   })
 }
+
+t.test('an all-up row with no action, and recoveries with any network up, still pass', async (t) => {
+  const s = parseStrategy(
+    'sequence: [manage, storage]\nmatrix:\n  - {health: [up, up], action: []}\n  - {health: [up, down], action: [recovery]}\n',
+    's.yaml',
+  )
+  t.same(s.rows, [
+    { health: ['up', 'up'], recovery: false },
+    { health: ['up', 'down'], recovery: true },
+  ])
+})
 
 t.test('values from the file with line breaks stay on their problem line, escaped', async (t) => {
   const err = t.throws(() =>

@@ -1,13 +1,15 @@
 /**
  * evaluate.js `replay`, `status` and `explain`: evaluate the stored snapshots by hand and show the
  * result (the table, --json, one host). `status` and `explain` are the dry run: they read and
- * never record, take no lock for writing and start no worker.
+ * never record, take no lock for writing and start no worker; with the management agent down
+ * they show this controller's local view and say so (readOnlyCoordination).
  */
 import { UsageError } from '../run/cli.js'
 import { assertOutputsWritten, loadMonitor } from '../run/load-monitor.js'
 import { handOff, previewRun, recordRun, type RunResult } from '../run/record-run.js'
 import type { Deps } from '../run/deps.js'
 import type { Monitor } from '../run/monitor-context.js'
+import type { LocalView } from '../run/coordination.js'
 import { buildReport, explainHost, formatExplanation, formatReport } from '../decide/report.js'
 
 export interface EvaluateArgs {
@@ -33,12 +35,24 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
       throw new UsageError(
         `explain: no host named "${args.explain}" in the snapshots or the ledger (hosts: ${decisions.map((d) => d.host).join(', ') || 'none'})`,
       )
-    deps.stdout(args.json ? `${JSON.stringify(e, null, 2)}\n` : formatExplanation(e, monitor.strategy))
+    deps.stdout(
+      args.json ? `${JSON.stringify({ ...e, localView: localView(monitor) }, null, 2)}\n` : formatExplanation(e, monitor.strategy),
+    )
     return assertOutputsWritten(monitor)
   }
   const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, timing, now, args.dryRun)
-  deps.stdout(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report, args.colour ?? false))
+  deps.stdout(
+    args.json ? `${JSON.stringify({ ...report, localView: localView(monitor) }, null, 2)}\n` : formatReport(report, args.colour ?? false),
+  )
   assertOutputsWritten(monitor)
+}
+
+/**
+ * For --json: null, or why the record shown is this controller's own (the management agent
+ * could not be reached): a tool reading the JSON must not take a lagging view for the sender's.
+ */
+export function localView(monitor: Monitor): LocalView | null {
+  return monitor.coordination?.localView?.() ?? null
 }
 
 /** A replay without --dry-run records as a watch run would; what it queued goes to a worker. */

@@ -4,9 +4,12 @@
  * expired ones under the state lock, as the worker records its answers, and starts the worker.
  */
 import { EXIT, UsageError } from '../run/cli.js'
+import { ConsulError } from '../consul/consul-api.js'
+import type { Role } from '../consul/sender.js'
 import { hostNotification } from '../decide/evaluator.js'
 import { withHostEntry } from '../base/host-record.js'
 import { loadMonitor } from '../run/load-monitor.js'
+import { localView } from './evaluate-command.js'
 import type { Deps } from '../run/deps.js'
 import type { Monitor } from '../run/monitor-context.js'
 import { isExpired } from '../decide/outbox.js'
@@ -88,7 +91,7 @@ export function formatOutbox(view: OutboxView): string {
 export async function runOutbox(args: { config: string; json: boolean }, deps: Deps): Promise<void> {
   const monitor = await loadMonitor(args.config, deps, 'outbox', { readOnly: true })
   const view = outboxView(await monitor.store.read(), deps.now(), monitor.config.masakari.delivery.expiry)
-  deps.stdout(args.json ? `${JSON.stringify(view, null, 2)}\n` : formatOutbox(view))
+  deps.stdout(args.json ? `${JSON.stringify({ ...view, localView: localView(monitor) }, null, 2)}\n` : formatOutbox(view))
 }
 
 /**
@@ -159,10 +162,23 @@ export async function runOutboxRetry(args: { config: string; id?: string; all: b
   return result.refused.length > 0 ? EXIT.badInput : EXIT.ok
 }
 
-/** With several controllers only the sender writes the shared record: take the lock, or say who has it. */
+/**
+ * With several controllers only the sender writes the shared record: take the lock, or say who
+ * has it. Without the lock's agent there is no shared record to write: unlike the commands that
+ * read, retry has no local view to fall back to (a requeue in state.json would never be sent).
+ */
 async function mustSend(monitor: Monitor): Promise<void> {
-  const lock = monitor.coordination?.lock
-  if (!lock) return
-  const role = await lock.acquire()
+  const c = monitor.coordination
+  if (!c) return
+  let role: Role
+  try {
+    role = await c.lock.acquire()
+  } catch (err) {
+    if (!(err instanceof ConsulError)) throw err
+    throw new ConsulError(
+      `outbox retry writes the shared record in Consul KV, which needs the ${c.config.network} agent: ${err.message}; nothing requeued`,
+      err.status,
+    )
+  }
   if (!role.sender) throw new UsageError(`another controller sends (${role.holder ?? 'nobody yet'}: ${role.why}); run outbox retry there`)
 }

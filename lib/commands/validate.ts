@@ -1,6 +1,6 @@
 /**
  * `validate`: everything a run needs, checked as the user it runs as, one ✓/✗ line each with the
- * reason: config, strategy, the state directory (create, write, and every file in it), the log
+ * reason (one per problem of the config and strategy, a ! line per config warning; --json): config, strategy, the state directory (create, write, and every file in it), the log
  * file, the own Consul agents, Keystone (authenticate) and Masakari (list the segments). It
  * writes nothing: the Keystone token stays in memory, and what may be written is asked of
  * access(2), so that a run as root leaves no file behind.
@@ -11,7 +11,7 @@ import { userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
 import { z } from 'zod'
 import { EXIT } from '../run/cli.js'
-import { type Config, loadConfig } from '../config/config.js'
+import { type Config, checkConfig } from '../config/config.js'
 import { blindReason, showsOwnNode } from '../consul/consul-agents.js'
 import { consulAgent } from '../consul/consul-api.js'
 import { parseChecks } from '../consul/consul-input.js'
@@ -20,7 +20,7 @@ import { requester, safeJson } from '../base/http.js'
 import { type CachedToken, keystone } from '../openstack/keystone.js'
 import { recordingLogger } from '../base/log.js'
 import type { Deps } from '../run/deps.js'
-import { parseStrategy } from '../decide/strategy.js'
+import { parseStrategy, StrategyError } from '../decide/strategy.js'
 
 export interface Check {
   what: string
@@ -28,32 +28,61 @@ export interface Check {
   reason: string
   /** The exit code a failure of this check maps to. */
   code: number
+  /** Works, but should not be so (a config warning): said, and the exit is left as it is. */
+  warning?: boolean
 }
 
 const pass = (what: string, reason: string): Check => ({ what, ok: true, reason, code: EXIT.ok })
+const warn = (what: string, reason: string): Check => ({ what, ok: true, reason, code: EXIT.ok, warning: true })
 const fail = (what: string, reason: string, code: number): Check => ({ what, ok: false, reason, code })
 
-/** Prints one line per check; the exit code of the first ✗, or 0. */
-export async function runValidate(configPath: string, deps: Deps): Promise<number> {
+/** The exit of a validate: the code of the first ✗, or 0. */
+export const validateExit = (checks: readonly Check[]): number => checks.find((c) => !c.ok)?.code ?? EXIT.ok
+
+/** One line per check: ✓ passed, ! a warning, ✗ failed. */
+export const checkLine = (c: Check): string => `${c.ok ? (c.warning ? '!' : '✓') : '✗'} ${c.what}: ${c.reason}\n`
+
+/** validate --json: every check with its result, and the exit of the whole (README, Commands). */
+export function validateJson(checks: readonly Check[]) {
+  return {
+    exit: validateExit(checks),
+    checks: checks.map((c) => ({
+      what: c.what,
+      result: c.ok ? (c.warning ? 'warn' : 'pass') : 'fail',
+      reason: c.reason,
+      ...(c.ok ? {} : { exit: c.code }),
+    })),
+  }
+}
+
+/**
+ * Prints one line per check, as each is made (Keystone may take its timeout), or with --json
+ * the whole at the end; the exit code of the first ✗, or 0. A config or strategy with several
+ * problems gets one ✗ line each, as its error lists them.
+ */
+export async function runValidate(configPath: string, deps: Deps, opts: { json?: boolean } = {}): Promise<number> {
   const checks: Check[] = []
   const say = (c: Check) => {
     checks.push(c)
-    deps.stdout(`${c.ok ? '✓' : '✗'} ${c.what}: ${c.reason}\n`)
+    if (!opts.json) deps.stdout(checkLine(c))
   }
-  let config: Config
-  try {
-    config = await loadConfig(configPath, deps.configEnv)
-    say(pass(`config ${config.source}`, 'valid'))
-  } catch (err) {
-    say(fail(`config ${configPath}`, (err as Error).message.replace(/\n\s*/g, ' '), EXIT.config))
-    return EXIT.config
+  const done = () => {
+    if (opts.json) deps.stdout(`${JSON.stringify(validateJson(checks), null, 2)}\n`)
+    return validateExit(checks)
   }
-  say(await checkStrategy(config, deps))
+  const checked = await checkConfig(configPath, deps.configEnv)
+  const where = `config ${checked.source}`
+  if (checked.config) say(pass(where, 'valid'))
+  for (const p of checked.problems) say(fail(where, p, EXIT.config))
+  for (const w of checked.warnings) say(warn(where, w))
+  const config = checked.config
+  if (!config) return done()
+  for (const c of await checkStrategy(config, deps)) say(c)
   say(await checkStateDir(config.stateDir, whoAmI()))
   if (config.logFile) say(await checkLogFile(config.logFile, whoAmI()))
   for (const c of await checkAgents(config, deps)) say(c)
   for (const c of await checkMasakari(config, deps)) say(c)
-  return checks.find((c) => !c.ok)?.code ?? EXIT.ok
+  return done()
 }
 
 /** "nobody (uid 65534)": who the checks of files are made for. */
@@ -62,13 +91,21 @@ export function whoAmI(): string {
   return `${u.username} (uid ${u.uid})`
 }
 
-async function checkStrategy(config: Config, deps: Deps): Promise<Check> {
-  if (config.strategy === undefined) return pass('strategy', 'built-in default (recovery whenever storage is down)')
+async function checkStrategy(config: Config, deps: Deps): Promise<Check[]> {
+  if (config.strategy === undefined) return [pass('strategy', 'built-in default (recovery whenever storage is down)')]
+  const what = `strategy ${config.strategy}`
+  let text: string
   try {
-    const s = parseStrategy(await deps.configEnv.readFile(config.strategy), config.strategy)
-    return pass(`strategy ${config.strategy}`, `${s.rows.length} rows over [${s.sequence.join(', ')}]`)
+    text = await deps.configEnv.readFile(config.strategy)
   } catch (err) {
-    return fail(`strategy ${config.strategy}`, (err as Error).message.replace(/\n\s*/g, ' '), EXIT.config)
+    return [fail(what, `cannot read it: ${(err as Error).message}`, EXIT.config)]
+  }
+  try {
+    const s = parseStrategy(text, config.strategy)
+    return [pass(what, `${s.rows.length} rows over [${s.sequence.join(', ')}]`)]
+  } catch (err) {
+    if (!(err instanceof StrategyError)) throw err
+    return err.problems.map((p) => fail(what, p, EXIT.config))
   }
 }
 

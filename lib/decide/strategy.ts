@@ -94,19 +94,11 @@ export function parseStrategy(text: string, source: string): Strategy {
   parsed.data.matrix.forEach((entry, i) => {
     // The operator's values, escaped: a newline in one must not break the problem's line.
     const where = `matrix row ${i + 1} (health [${entry.health.map((h) => oneLine(h, 20)).join(', ')}])`
-    const before = problems.length
-    if (entry.health.length !== width) {
-      problems.push(`${where}: has ${entry.health.length} health values but sequence has ${width} networks`)
+    const own = rowProblems(entry, width)
+    if (own.length > 0) {
+      problems.push(...own.map((p) => `${where}: ${p}`))
+      return
     }
-    entry.health.forEach((h, j) => {
-      if (h !== 'up' && h !== 'down') problems.push(`${where}: health[${j}] is ${quote(h)}, expected up or down`)
-    })
-    entry.action.forEach((a, j) => {
-      if (!(ACTIONS as readonly string[]).includes(a)) {
-        problems.push(`${where}: action[${j}] is ${quote(a)}, expected one of: ${ACTIONS.join(', ')} (or [] for no action)`)
-      }
-    })
-    if (problems.length > before) return
     const recovery = entry.action.includes('recovery')
     const key = entry.health.join(',')
     const earlier = seen.get(key)
@@ -124,6 +116,25 @@ export function parseStrategy(text: string, source: string): Strategy {
   }
   if (problems.length > 0) throw new StrategyError(source, problems)
   return { source, sequence, rows }
+}
+
+/** What is wrong with one row on its own (its length, values and actions), before it is compared with the others. */
+function rowProblems(entry: { health: string[]; action: string[] }, width: number): string[] {
+  const problems: string[] = []
+  if (entry.health.length !== width) problems.push(`has ${entry.health.length} health values but sequence has ${width} networks`)
+  entry.health.forEach((h, j) => {
+    if (h !== 'up' && h !== 'down') problems.push(`health[${j}] is ${quote(h)}, expected up or down`)
+  })
+  entry.action.forEach((a, j) => {
+    if (!(ACTIONS as readonly string[]).includes(a))
+      problems.push(`action[${j}] is ${quote(a)}, expected one of: ${ACTIONS.join(', ')} (or [] for no action)`)
+  })
+  // Health values are only up|down (no wildcard), so the one row that matches a host up on
+  // every network is the all-up one. Recovering it would evacuate healthy hosts, one rate
+  // limit's worth at a time: up everywhere is what "back" means (a STARTED, never a STOPPED).
+  if (problems.length === 0 && entry.action.includes('recovery') && entry.health.every((h) => h === 'up'))
+    problems.push('action [recovery] for a host up on every network would evacuate healthy hosts; give it [] or leave it out')
+  return problems
 }
 
 function describePath(path: PropertyKey[]): string {
