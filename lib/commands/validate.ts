@@ -16,7 +16,7 @@ import { blindReason, showsOwnNode } from '../consul/consul-agents.js'
 import { consulAgent } from '../consul/consul-api.js'
 import { parseChecks } from '../consul/consul-input.js'
 import { consulTls } from '../run/coordination.js'
-import { requester, safeJson } from '../base/http.js'
+import { bodyStart, requester, safeJson } from '../base/http.js'
 import { type CachedToken, keystone } from '../openstack/keystone.js'
 import { recordingLogger } from '../base/log.js'
 import type { Deps } from '../run/deps.js'
@@ -201,7 +201,7 @@ async function checkMasakari(config: Config, deps: Deps): Promise<Check[]> {
     const parsed = SegmentsSchema.safeParse(safeJson(res.text))
     if (res.status === 200 && parsed.success)
       checks.push(pass(`masakari ${token.endpoint}`, `answers; ${parsed.data.segments.length} failover segments`))
-    else checks.push(fail(`masakari ${token.endpoint}`, `GET ${url} answered ${res.status}: ${res.text.trim().slice(0, 200)}`, EXIT.consul))
+    else checks.push(fail(`masakari ${token.endpoint}`, `GET ${url} answered ${res.status}: ${bodyStart(res.text)}`, EXIT.consul))
   } catch (err) {
     checks.push(fail(`masakari ${token.endpoint}`, (err as Error).message, EXIT.consul))
   }

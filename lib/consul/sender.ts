@@ -16,6 +16,7 @@ import { z } from 'zod'
 import { writeFileAtomic } from '../state/atomic-file.js'
 import { type ConsulAgent, ConsulError } from './consul-api.js'
 import { NETWORKS } from '../base/networks.js'
+import { bodyStart } from '../base/http.js'
 
 export const LockSchema = z
   .strictObject({
@@ -122,10 +123,7 @@ async function acquireWith(agent: ConsulAgent, key: string, session: string, hos
   // A session that Consul invalidated (node failed, check critical, destroyed) is gone.
   if (answer.status === 500 && /invalid session/i.test(answer.text)) return 'invalid'
   const hint = answer.status === 403 ? ': the ACL token lacks key_prefix write or session_prefix write (README, Consul ACLs)' : ''
-  throw new ConsulError(
-    `PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
-    answer.status,
-  )
+  throw new ConsulError(`PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${bodyStart(answer.text)}${hint}`, answer.status)
 }
 
 function holderName(value: string | null | undefined): string | undefined {
@@ -186,7 +184,7 @@ async function createSession(agent: ConsulAgent, config: LockConfig, host: strin
     const check = registered[config.check]!
     if (check.Status === 'critical') {
       return {
-        why: `this controller's own check ${config.check} is critical (${(check.Output ?? '').trim().slice(0, 200) || 'not run yet'}): not taking the sender lock`,
+        why: `this controller's own check ${config.check} is critical (${bodyStart(check.Output ?? '') || 'not run yet'}): not taking the sender lock`,
       }
     }
     checks.push(config.check)
@@ -203,10 +201,7 @@ async function createSession(agent: ConsulAgent, config: LockConfig, host: strin
   if (answer.status === 500 && /missing check/i.test(answer.text)) answer = await create(['serfHealth'])
   if (answer.status !== 200) {
     const hint = answer.status === 403 ? ': the ACL token lacks session_prefix write (README, Consul ACLs)' : ''
-    throw new ConsulError(
-      `PUT ${agent.url}/v1/session/create answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
-      answer.status,
-    )
+    throw new ConsulError(`PUT ${agent.url}/v1/session/create answered ${answer.status} ${bodyStart(answer.text)}${hint}`, answer.status)
   }
   return z.object({ ID: z.string().min(1) }).parse(JSON.parse(answer.text)).ID
 }
