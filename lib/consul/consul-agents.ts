@@ -66,7 +66,7 @@ export async function askAgent(
     if (!showsOwnNode(parseChecks(ownText), ownNode))
       return { ok: false, refused: true, reason: blindReason(`agent ${addr}'s answer`, ownNode) }
     const checks = parseChecks(criticalText)
-    const critical = new Set(checks.filter((c) => c.CheckID === 'serfHealth').map((c) => c.Node))
+    const critical = new Set(checks.filter((c) => c.CheckID === SERF_HEALTH).map((c) => c.Node))
     return { ok: true, critical, ...(gossip ? { gossip } : {}), ...(degraded ? { degraded } : {}) }
   } catch (err) {
     return { ok: false, reason: (err as Error).message }

@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from '../state/atomic-file.js'
 import { type ConsulAgent, ConsulError } from './consul-api.js'
+import { SERF_HEALTH } from './checks-payload.js'
 import { NETWORKS } from '../base/networks.js'
 import { bodyStart } from '../base/http.js'
 
@@ -176,7 +177,7 @@ async function holderOf(agent: ConsulAgent, key: string): Promise<{ holder?: str
  * own check; `release` behaviour so that an invalidated session frees the lock (after lock-delay).
  */
 async function createSession(agent: ConsulAgent, config: LockConfig, host: string): Promise<string | { why: string }> {
-  const checks = ['serfHealth']
+  const checks = [SERF_HEALTH]
   const own = await agent.request('GET', '/v1/agent/checks')
   const registered = own.status === 200 ? (JSON.parse(own.text) as Record<string, { Status?: string; Output?: string }>) : {}
   if (Object.hasOwn(registered, config.check)) {
@@ -198,7 +199,7 @@ async function createSession(agent: ConsulAgent, config: LockConfig, host: strin
   let answer = await create(checks)
   // The agent has the check but the catalog not yet (anti-entropy runs later): serfHealth alone
   // for this session; the next one is tied to the check too.
-  if (answer.status === 500 && /missing check/i.test(answer.text)) answer = await create(['serfHealth'])
+  if (answer.status === 500 && /missing check/i.test(answer.text)) answer = await create([SERF_HEALTH])
   if (answer.status !== 200) {
     const hint = answer.status === 403 ? ': the ACL token lacks session_prefix write (README, Consul ACLs)' : ''
     throw new ConsulError(`PUT ${agent.url}/v1/session/create answered ${answer.status} ${bodyStart(answer.text)}${hint}`, answer.status)
