@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
 import { withLock } from './lock.js'
+import { statePath } from './paths.js'
 import { StateFileError } from './state-errors.js'
 import { emptyState, type StoreState, StoreStateSchema } from '../decide/state-shape.js'
 
@@ -60,7 +61,7 @@ export function parseState(text: string, where: string): StoreState {
 }
 
 export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: number): Store {
-  const path = join(stateDir, 'state.json')
+  const path = statePath(stateDir)
   const read = async (): Promise<StoreState> => {
     let text: string
     try {
