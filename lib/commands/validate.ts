@@ -22,7 +22,8 @@ import { recordingLogger } from '../base/log.js'
 import type { Deps } from '../run/deps.js'
 import { parseStrategy } from '../decide/strategy.js'
 
-export interface Check {
+/** One ✓/✗ line of `validate` (not a Consul check: lib/consul/checks-payload.ts). */
+export interface CheckLine {
   what: string
   ok: boolean
   reason: string
@@ -30,13 +31,13 @@ export interface Check {
   code: number
 }
 
-const pass = (what: string, reason: string): Check => ({ what, ok: true, reason, code: EXIT.ok })
-const fail = (what: string, reason: string, code: number): Check => ({ what, ok: false, reason, code })
+const pass = (what: string, reason: string): CheckLine => ({ what, ok: true, reason, code: EXIT.ok })
+const fail = (what: string, reason: string, code: number): CheckLine => ({ what, ok: false, reason, code })
 
 /** Prints one line per check; the exit code of the first ✗, or 0. */
 export async function runValidate(configPath: string, deps: Deps): Promise<number> {
-  const checks: Check[] = []
-  const say = (c: Check) => {
+  const checks: CheckLine[] = []
+  const say = (c: CheckLine) => {
     checks.push(c)
     deps.stdout(`${c.ok ? '✓' : '✗'} ${c.what}: ${c.reason}\n`)
   }
@@ -62,7 +63,7 @@ export function whoAmI(): string {
   return `${u.username} (uid ${u.uid})`
 }
 
-async function checkStrategy(config: Config, deps: Deps): Promise<Check> {
+async function checkStrategy(config: Config, deps: Deps): Promise<CheckLine> {
   if (config.strategy === undefined) return pass('strategy', 'built-in default (recovery whenever storage is down)')
   try {
     const s = parseStrategy(await deps.configEnv.readFile(config.strategy), config.strategy)
@@ -84,7 +85,7 @@ async function describe(path: string): Promise<string> {
  * can be read and written. A run as root leaves root-owned 0600 files that the Consul agent's
  * user then cannot read (EACCES, exit 74 in every handler run): this names each of them.
  */
-export async function checkStateDir(stateDir: string, user: string): Promise<Check> {
+export async function checkStateDir(stateDir: string, user: string): Promise<CheckLine> {
   const what = `state directory ${stateDir}`
   const exists = await stat(stateDir).catch(() => undefined)
   if (!exists) {
@@ -132,7 +133,7 @@ async function nearestExisting(path: string): Promise<string> {
 }
 
 /** logFile: appended to by every run; a log the user cannot write is dropped with only a warning on stderr. */
-export async function checkLogFile(logFile: string, user: string): Promise<Check> {
+export async function checkLogFile(logFile: string, user: string): Promise<CheckLine> {
   const what = `log file ${logFile}`
   const exists = await stat(logFile).catch(() => undefined)
   const target = exists ? logFile : await nearestExisting(dirname(logFile))
@@ -151,13 +152,13 @@ const LeaderSchema = z.string()
  * Each configured own agent: it answers, its cluster has a leader, and its answers can see
  * nodes (this controller's own, as the recovery's confirmation requires: lib/consul/consul-agents.ts).
  */
-async function checkAgents(config: Config, deps: Deps): Promise<Check[]> {
+async function checkAgents(config: Config, deps: Deps): Promise<CheckLine[]> {
   const agents = Object.entries(config.consul.agents)
   if (agents.length === 0) return [pass('consul agents', 'none configured (consul.agents): nothing to reach; recoveries are not confirmed')]
   const fetch = await deps.fetch()
   const tls = await consulTls(config.consulAccess, deps)
   return Promise.all(
-    agents.map(async ([network, addr]): Promise<Check> => {
+    agents.map(async ([network, addr]): Promise<CheckLine> => {
       const what = `consul ${network} agent ${addr}`
       try {
         const agent = consulAgent(addr, config.consulAccess, fetch, tls, config.consul.timeout)
@@ -182,7 +183,7 @@ async function checkAgents(config: Config, deps: Deps): Promise<Check[]> {
 const SegmentsSchema = z.object({ segments: z.array(z.unknown()) })
 
 /** Keystone: a token for masakari.auth (kept in memory only); Masakari: GET /segments with it. */
-async function checkMasakari(config: Config, deps: Deps): Promise<Check[]> {
+async function checkMasakari(config: Config, deps: Deps): Promise<CheckLine[]> {
   const m = config.masakari
   const request = requester(await deps.fetch(), await deps.tlsAgent(config.caPem, m.insecure), m.requestTimeout)
   let token: CachedToken

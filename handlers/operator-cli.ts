@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * `masakari-consul` (dist/evaluate.js), the operator's command: `replay` (the default), `status`,
- * `explain HOST`, `validate`, `install-watches`, `outbox [retry]`, `--version`. Each command's
- * work is in lib/; this file parses the command line and maps the result to an exit code.
+ * The operator's CLI, `masakari-consul`, bundled as dist/evaluate.js (the name operators run):
+ * `replay` (the default), `status`, `explain HOST`, `validate`, `install-watches`,
+ * `outbox [retry]`, `--version`; and `--worker`. Each command's work is in lib/; this file parses
+ * the command line and maps the result to an exit code.
  */
 import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
