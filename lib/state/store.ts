@@ -44,7 +44,6 @@ export function readOnlyStore(store: Store): Store {
   }
 }
 
-/** lockStaleMs: only tests shorten it (a frozen holder in seconds, not the default 10). */
 /** The state document from its JSON text; `where` names it in the error (a file, a Consul key). */
 export function parseState(text: string, where: string): StoreState {
   let json: unknown
@@ -60,6 +59,10 @@ export function parseState(text: string, where: string): StoreState {
   return parsed.data
 }
 
+/**
+ * state.json under state.lock. `lockStaleMs`: only tests shorten it (a frozen holder in seconds,
+ * not the default 10).
+ */
 export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: number): Store {
   const path = statePath(stateDir)
   const read = async (): Promise<StoreState> => {
