@@ -60,8 +60,9 @@ const esm = {
   // require under a name esbuild does not use itself.
   banner: { js: "import { createRequire as __mcCreateRequire } from 'node:module'; const require = __mcCreateRequire(import.meta.url);" },
 }
+// The operator's CLI keeps its bundle name: operators and the package's bin run evaluate.js.
 // demo.js is the local demo (npm run demo); it is not installed on monitors.
-await esbuild.build({ ...esm, entryPoints: { evaluate: 'handlers/evaluate.ts', demo: 'scripts/demo.ts' } })
+await esbuild.build({ ...esm, entryPoints: { evaluate: 'handlers/operator-cli.ts', demo: 'scripts/demo.ts' } })
 // Its #! line makes it the `masakari-consul` command; esbuild sets the mode only on a new file.
 chmodSync('dist/evaluate.js', 0o755)
 // The full part rides in a trailing comment, base64 (lib/run/embedded.ts says why).

@@ -5,7 +5,7 @@
  */
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { runChecksHandler } from '../lib/run/checks-handler.js'
+import { runWatch } from '../lib/run/watch-run.js'
 import { guarded, usageFailure, UsageError } from '../lib/run/cli.js'
 import { DEFAULT_CONFIG_PATH } from '../lib/config/config.js'
 import { type Network, NETWORKS, networkFromName } from '../lib/base/networks.js'
@@ -29,10 +29,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
       if (args.pulse) return runPulse(args.config, deps)
       if (args.resync) return runResync(args.config, deps)
       if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
-      await runChecksHandler(
-        { network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX },
-        deps,
-      )
+      await runWatch({ network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX }, deps)
     },
     deps.stderr,
   )

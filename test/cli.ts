@@ -3,12 +3,12 @@ import t, { type Test } from 'tap'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main as handler } from '../handlers/checks-handler.js'
-import { main as evaluate } from '../handlers/evaluate.js'
+import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
 import { outboxView, refusal, requeue } from '../lib/commands/outbox-command.js'
 import { colourWanted, paint } from '../lib/decide/report.js'
 import { emptyState, type StoreState } from '../lib/decide/state-shape.js'
-import { type Check, checkLine, checkLogFile, checkStateDir, validateExit } from '../lib/commands/validate.js'
+import { type CheckLine, formatCheckLine, checkLogFile, checkStateDir, validateExit } from '../lib/commands/validate.js'
 import { check, configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
 
 /** Three networks with cmp1 down on storage, recorded by the handler; nothing decided yet. */
@@ -468,13 +468,13 @@ t.test('validate: the line of a check and the exit of a run, pure', async (t) =>
   const warning = { what: 'b', ok: true, reason: 'hm', code: 0, warning: true }
   const config = { what: 'c', ok: false, reason: 'bad', code: EXIT.config }
   const agent = { what: 'd', ok: false, reason: 'gone', code: EXIT.consul }
-  const lines: Array<[Check, string]> = [
+  const lines: Array<[CheckLine, string]> = [
     [ok, '✓ a: fine\n'],
     [warning, '! b: hm\n'],
     [config, '✗ c: bad\n'],
   ]
-  for (const [c, line] of lines) t.equal(checkLine(c), line)
-  const exits: Array<[Check[], number]> = [
+  for (const [c, line] of lines) t.equal(formatCheckLine(c), line)
+  const exits: Array<[CheckLine[], number]> = [
     [[], EXIT.ok],
     [[ok, warning], EXIT.ok],
     [[ok, agent, config], EXIT.consul],

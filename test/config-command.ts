@@ -2,7 +2,7 @@
 import t, { type Test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { main as evaluate } from '../handlers/evaluate.js'
+import { main as evaluate } from '../handlers/operator-cli.js'
 import type { Setting } from '../lib/commands/config-command.js'
 import { EXIT } from '../lib/run/cli.js'
 import { fakeDeps } from './helpers.js'

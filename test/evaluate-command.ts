@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main as handler } from '../handlers/checks-handler.js'
-import { main as evaluate } from '../handlers/evaluate.js'
+import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
 import { configYaml, fakeDeps, payload, readState, GUARDS_OFF } from './helpers.js'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { evaluate, type FirstSight } from '../lib/decide/evaluator.js'
-import type { NodeState } from '../lib/consul/checks-payload.js'
+import type { NodeState } from '../lib/base/networks.js'
 import type { Network } from '../lib/base/networks.js'
 import type { Snapshots } from '../lib/decide/snapshot-shape.js'
 import { emptyState, type LedgerEntry, type StoreState } from '../lib/decide/state-shape.js'

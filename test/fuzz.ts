@@ -12,7 +12,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
-import { runChecksHandler } from '../lib/run/checks-handler.js'
+import { runWatch } from '../lib/run/watch-run.js'
 import { EXIT, guarded } from '../lib/run/cli.js'
 import { ConfigError, loadConfig } from '../lib/config/config.js'
 import { CheckSchema } from '../lib/consul/consul-input.js'
@@ -65,7 +65,7 @@ const badCheck = fc
   .map(([c, field, value]) => ({ ...c, [field]: value }))
 /**
  * Most arrays carry the controller's own serfHealth (configYaml's hostname) somewhere, as every
- * watch that can see nodes does; the others are refused (lib/run/checks-handler.ts).
+ * watch that can see nodes does; the others are refused (lib/run/watch-run.ts).
  */
 const checksArray = fc
   .tuple(
@@ -126,7 +126,7 @@ function accepts(bytes: Uint8Array): unknown[] | undefined {
     return undefined
   }
   // A list without the controller's own serfHealth (an empty one too) is refused: every cluster
-  // has its node; Consul's ACLs answer a token that may not read nodes so (lib/run/checks-handler.ts).
+  // has its node; Consul's ACLs answer a token that may not read nodes so (lib/run/watch-run.ts).
   if (!Array.isArray(value) || !value.every((c) => CheckSchema.safeParse(c).success)) return undefined
   return value.some((c) => c.Node === 'controller' && c.CheckID === 'serfHealth') ? value : undefined
 }
@@ -175,7 +175,7 @@ t.test(`${STDIN_RUNS} generated stdin payloads: processed, or rejected with one 
       // more than the rest of a rejected run, for nothing the fuzz varies.
       const code = await guarded(
         'checks-handler',
-        async () => runChecksHandler({ network, config, dryRun: false, consulIndex: '7' }, deps).then(() => 0),
+        async () => runWatch({ network, config, dryRun: false, consulIndex: '7' }, deps).then(() => 0),
         deps.stderr,
       )
       counts[`${kind}: ${code}`] = (counts[`${kind}: ${code}`] ?? 0) + 1

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { main as evaluate } from '../handlers/evaluate.js'
+import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
 import { parseAgentDirs } from '../lib/commands/install-watches.js'
 import { NETWORKS } from '../lib/base/networks.js'

@@ -1,6 +1,7 @@
 /**
  * HTTP at the edge, as the Keystone and Masakari clients use it: the part of fetch we use, a
- * timeout on every request, the TLS agent for https: URLs only, and bodies read leniently.
+ * timeout on every request, the TLS agent for https: URLs only, and bodies read leniently; and
+ * how much of an answer's body a message quotes (the Consul clients use that too).
  */
 
 /** The part of fetch we use, so tests can replay recorded answers. */
@@ -30,6 +31,8 @@ export class NetworkError extends Error {
 
 /** An answer's body quoted in a message is cut to this many characters: a log line, not a page. */
 const BRIEF_MAX_CHARS = 300
+/** What of an answer's body (or a check's output) an error quotes: trimmed, otherwise as written. */
+const BODY_START_CHARS = 200
 
 /**
  * node-fetch's `agent` as a function of each request's URL (redirects included): an https
@@ -78,4 +81,9 @@ export function safeJson(text: string): unknown {
 export function brief(text: string): string {
   const oneLine = text.replace(/\s+/g, ' ').trim()
   return oneLine.length > BRIEF_MAX_CHARS ? `${oneLine.slice(0, BRIEF_MAX_CHARS)}…` : oneLine || '(empty body)'
+}
+
+/** The start of a body for a message: trimmed, its first BODY_START_CHARS characters as they are. */
+export function bodyStart(text: string): string {
+  return text.trim().slice(0, BODY_START_CHARS)
 }

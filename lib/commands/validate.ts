@@ -16,13 +16,14 @@ import { blindReason, showsOwnNode } from '../consul/consul-agents.js'
 import { consulAgent } from '../consul/consul-api.js'
 import { parseChecks } from '../consul/consul-input.js'
 import { consulTls } from '../run/coordination.js'
-import { requester, safeJson } from '../base/http.js'
+import { bodyStart, requester, safeJson } from '../base/http.js'
 import { type CachedToken, keystone } from '../openstack/keystone.js'
 import { recordingLogger } from '../base/log.js'
 import type { Deps } from '../run/deps.js'
 import { parseStrategy, StrategyError } from '../decide/strategy.js'
 
-export interface Check {
+/** One ✓/✗ line of `validate` (not a Consul check: lib/consul/checks-payload.ts). */
+export interface CheckLine {
   what: string
   ok: boolean
   reason: string
@@ -32,18 +33,18 @@ export interface Check {
   warning?: boolean
 }
 
-const pass = (what: string, reason: string): Check => ({ what, ok: true, reason, code: EXIT.ok })
-const warn = (what: string, reason: string): Check => ({ what, ok: true, reason, code: EXIT.ok, warning: true })
-const fail = (what: string, reason: string, code: number): Check => ({ what, ok: false, reason, code })
+const pass = (what: string, reason: string): CheckLine => ({ what, ok: true, reason, code: EXIT.ok })
+const warn = (what: string, reason: string): CheckLine => ({ what, ok: true, reason, code: EXIT.ok, warning: true })
+const fail = (what: string, reason: string, code: number): CheckLine => ({ what, ok: false, reason, code })
 
 /** The exit of a validate: the code of the first ✗, or 0. */
-export const validateExit = (checks: readonly Check[]): number => checks.find((c) => !c.ok)?.code ?? EXIT.ok
+export const validateExit = (checks: readonly CheckLine[]): number => checks.find((c) => !c.ok)?.code ?? EXIT.ok
 
 /** One line per check: ✓ passed, ! a warning, ✗ failed. */
-export const checkLine = (c: Check): string => `${c.ok ? (c.warning ? '!' : '✓') : '✗'} ${c.what}: ${c.reason}\n`
+export const formatCheckLine = (c: CheckLine): string => `${c.ok ? (c.warning ? '!' : '✓') : '✗'} ${c.what}: ${c.reason}\n`
 
 /** validate --json: every check with its result, and the exit of the whole (README, Commands). */
-export function validateJson(checks: readonly Check[]) {
+export function validateJson(checks: readonly CheckLine[]) {
   return {
     exit: validateExit(checks),
     checks: checks.map((c) => ({
@@ -61,10 +62,10 @@ export function validateJson(checks: readonly Check[]) {
  * problems gets one ✗ line each, as its error lists them.
  */
 export async function runValidate(configPath: string, deps: Deps, opts: { json?: boolean } = {}): Promise<number> {
-  const checks: Check[] = []
-  const say = (c: Check) => {
+  const checks: CheckLine[] = []
+  const say = (c: CheckLine) => {
     checks.push(c)
-    if (!opts.json) deps.stdout(checkLine(c))
+    if (!opts.json) deps.stdout(formatCheckLine(c))
   }
   const done = () => {
     if (opts.json) deps.stdout(`${JSON.stringify(validateJson(checks), null, 2)}\n`)
@@ -91,7 +92,7 @@ export function whoAmI(): string {
   return `${u.username} (uid ${u.uid})`
 }
 
-async function checkStrategy(config: Config, deps: Deps): Promise<Check[]> {
+async function checkStrategy(config: Config, deps: Deps): Promise<CheckLine[]> {
   if (config.strategy === undefined) return [pass('strategy', 'built-in default (recovery whenever storage is down)')]
   const what = `strategy ${config.strategy}`
   let text: string
@@ -121,7 +122,7 @@ async function describe(path: string): Promise<string> {
  * can be read and written. A run as root leaves root-owned 0600 files that the Consul agent's
  * user then cannot read (EACCES, exit 74 in every handler run): this names each of them.
  */
-export async function checkStateDir(stateDir: string, user: string): Promise<Check> {
+export async function checkStateDir(stateDir: string, user: string): Promise<CheckLine> {
   const what = `state directory ${stateDir}`
   const exists = await stat(stateDir).catch(() => undefined)
   if (!exists) {
@@ -169,7 +170,7 @@ async function nearestExisting(path: string): Promise<string> {
 }
 
 /** logFile: appended to by every run; a log the user cannot write is dropped with only a warning on stderr. */
-export async function checkLogFile(logFile: string, user: string): Promise<Check> {
+export async function checkLogFile(logFile: string, user: string): Promise<CheckLine> {
   const what = `log file ${logFile}`
   const exists = await stat(logFile).catch(() => undefined)
   const target = exists ? logFile : await nearestExisting(dirname(logFile))
@@ -188,13 +189,13 @@ const LeaderSchema = z.string()
  * Each configured own agent: it answers, its cluster has a leader, and its answers can see
  * nodes (this controller's own, as the recovery's confirmation requires: lib/consul/consul-agents.ts).
  */
-async function checkAgents(config: Config, deps: Deps): Promise<Check[]> {
+async function checkAgents(config: Config, deps: Deps): Promise<CheckLine[]> {
   const agents = Object.entries(config.consul.agents)
   if (agents.length === 0) return [pass('consul agents', 'none configured (consul.agents): nothing to reach; recoveries are not confirmed')]
   const fetch = await deps.fetch()
   const tls = await consulTls(config.consulAccess, deps)
   return Promise.all(
-    agents.map(async ([network, addr]): Promise<Check> => {
+    agents.map(async ([network, addr]): Promise<CheckLine> => {
       const what = `consul ${network} agent ${addr}`
       try {
         const agent = consulAgent(addr, config.consulAccess, fetch, tls, config.consul.timeout)
@@ -219,7 +220,7 @@ async function checkAgents(config: Config, deps: Deps): Promise<Check[]> {
 const SegmentsSchema = z.object({ segments: z.array(z.unknown()) })
 
 /** Keystone: a token for masakari.auth (kept in memory only); Masakari: GET /segments with it. */
-async function checkMasakari(config: Config, deps: Deps): Promise<Check[]> {
+async function checkMasakari(config: Config, deps: Deps): Promise<CheckLine[]> {
   const m = config.masakari
   const request = requester(await deps.fetch(), await deps.tlsAgent(config.caPem, m.insecure), m.requestTimeout)
   let token: CachedToken
@@ -238,7 +239,7 @@ async function checkMasakari(config: Config, deps: Deps): Promise<Check[]> {
     const parsed = SegmentsSchema.safeParse(safeJson(res.text))
     if (res.status === 200 && parsed.success)
       checks.push(pass(`masakari ${token.endpoint}`, `answers; ${parsed.data.segments.length} failover segments`))
-    else checks.push(fail(`masakari ${token.endpoint}`, `GET ${url} answered ${res.status}: ${res.text.trim().slice(0, 200)}`, EXIT.consul))
+    else checks.push(fail(`masakari ${token.endpoint}`, `GET ${url} answered ${res.status}: ${bodyStart(res.text)}`, EXIT.consul))
   } catch (err) {
     checks.push(fail(`masakari ${token.endpoint}`, (err as Error).message, EXIT.consul))
   }

@@ -1,9 +1,12 @@
 /**
- * The part of the checks payload's edge that needs no schema library: limits, the in-place
- * check of each check, the reduction to node states. The quiet run (lib/run/quiet-run.ts) uses it
- * before anything else is loaded; lib/consul/consul-input.ts adds the schema that names what is wrong.
+ * The part of the checks payload's edge that loads no schema library: limits, a check's shape
+ * and its in-place check, the reduction to node states. The quiet run (lib/run/quiet-run.ts) uses
+ * it before anything else is loaded; lib/consul/consul-input.ts builds the schema, which names
+ * what is wrong.
  */
+import type { z as Zod } from 'zod'
 import { emptyHostRecord, type HostRecord } from '../base/host-record.js'
+import type { NodeState } from '../base/networks.js'
 
 /**
  * The most stdin we read: a 10,000-node cluster's payload is ~37 MB; far more is not a checks
@@ -14,34 +17,42 @@ export const STDIN_MAX_BYTES = 256 * 1024 * 1024
 export const NODE_NAME_MAX_BYTES = 255
 /** C0 and C1 control characters: never in a host name; they would garble every line naming it. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
-export const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
 
 /** Fits a node name in the byte limit (the fast path: a name of ≤ 85 characters always does). */
-export function fits(name: string): boolean {
+function fits(name: string): boolean {
   return name.length <= NODE_NAME_MAX_BYTES / 3 || Buffer.byteLength(name, 'utf8') <= NODE_NAME_MAX_BYTES
 }
 
 /** Consul's own vocabulary; anything else means the input is not what we think it is. */
-export const CHECK_STATUSES = ['passing', 'warning', 'critical', 'maintenance'] as const
+const CHECK_STATUSES = ['passing', 'warning', 'critical', 'maintenance'] as const
 const STATUSES: ReadonlySet<unknown> = new Set(CHECK_STATUSES)
 
-/** The fields of a Consul health check we rely on; CheckSchema (lib/consul/consul-input.ts) is its schema. */
-export interface Check {
-  /** Node name as registered in this cluster: the host name Masakari is told about. */
-  Node: string
-  /** `serfHealth` is gossip liveness; `_node_maintenance` is `consul maint -enable`. */
-  CheckID: string
-  Status: (typeof CHECK_STATUSES)[number]
+/**
+ * The fields of a Consul health check we rely on; newer Consul versions add more, which are
+ * ignored. Built with the caller's zod (CheckSchema in lib/consul/consul-input.ts), so that this
+ * module loads none: the shape is written once, here, beside isCheck, and Check is its type.
+ */
+export function checkSchema(z: typeof Zod) {
+  return z.object({
+    /** Node name as registered in this cluster: the host name Masakari is told about. */
+    Node: z
+      .string()
+      .min(1)
+      .refine(fits, `longer than ${NODE_NAME_MAX_BYTES} bytes (a host name is at most 253)`)
+      .refine((name) => !CONTROL.test(name), 'contains a control character'),
+    /** `serfHealth` is gossip liveness; `_node_maintenance` is `consul maint -enable`. */
+    CheckID: z.string().min(1),
+    Status: z.enum(CHECK_STATUSES),
+  })
 }
-
-/** A node's state on one network, as its serfHealth and maintenance checks say. */
-export type NodeState = 'up' | 'down' | 'maintenance'
+export type Check = Zod.infer<ReturnType<typeof checkSchema>>
 
 export class InputError extends Error {
   override name = 'InputError'
 }
 
-/** Exactly what CheckSchema (lib/consul/consul-input.ts) accepts, without building a copy. */
+/** Exactly what checkSchema accepts (test/fast-validators.ts), without building a copy. */
 export function isCheck(value: unknown): value is Check {
   if (typeof value !== 'object' || value === null) return false
   const c = value as Record<string, unknown>

@@ -12,8 +12,7 @@ import type { AgentGossip, Confirmation } from '../decide/evaluator.js'
 import type { Fetch } from '../base/http.js'
 import type { Network } from '../base/networks.js'
 
-/** The part of the monitor's config this module reads. */
-/** consul.agents and consul.timeout in the config (ConsulAgentsSchema in lib/config/config.ts). */
+/** The part of the monitor's config this module reads: consul.agents and consul.timeout (ConsulAgentsSchema in lib/config/config.ts). */
 export interface AgentsConfig {
   agents: Partial<Record<Network, string>>
   timeout: number
@@ -66,7 +65,7 @@ export async function askAgent(
     if (!showsOwnNode(parseChecks(ownText), ownNode))
       return { ok: false, refused: true, reason: blindReason(`agent ${addr}'s answer`, ownNode) }
     const checks = parseChecks(criticalText)
-    const critical = new Set(checks.filter((c) => c.CheckID === 'serfHealth').map((c) => c.Node))
+    const critical = new Set(checks.filter((c) => c.CheckID === SERF_HEALTH).map((c) => c.Node))
     return { ok: true, critical, ...(gossip ? { gossip } : {}), ...(degraded ? { degraded } : {}) }
   } catch (err) {
     return { ok: false, reason: (err as Error).message }
@@ -93,15 +92,16 @@ async function agentGossip(get: (path: string) => Promise<string>): Promise<Agen
   }
 }
 
-/** The part of GET /v1/agent/metrics (the agent's current 10 s interval) that tells a degraded gossip view. */
 /**
- * A score of 1 or 2 comes and goes on a busy agent, and when the agent itself probed a lone
+ * The memberlist health score (0 to 8) from which the agent's own view counts as degraded. A
+ * score of 1 or 2 comes and goes on a busy agent, and when the agent itself probed a lone
  * failed host just before a metrics interval closed (the bench held 2 of 12 lone failures for
  * that at 2); hosts failing together drove it to 6..7 within seconds, and declared their deaths
  * without enough confirmations (degraded.timeout), which is the surer sign.
  */
 export const DEGRADED_HEALTH_SCORE = 4
 
+/** The part of GET /v1/agent/metrics (the agent's current 10 s interval) that tells a degraded gossip view. */
 const AgentMetricsSchema = z.object({
   Gauges: z.array(z.object({ Name: z.string(), Value: z.number() })),
   Counters: z.array(z.object({ Name: z.string(), Count: z.number() })),

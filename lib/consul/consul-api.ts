@@ -7,7 +7,7 @@
  * by the callers, never into a host shown `unknown`.
  */
 import { z } from 'zod'
-import type { Fetch } from '../base/http.js'
+import { bodyStart, type Fetch } from '../base/http.js'
 
 export const ConsulAccessSchema = z.object({
   /** ACL token for every request to the own agents (else CONSUL_HTTP_TOKEN). */
@@ -138,7 +138,7 @@ export function consulAgent(addr: string, access: ConsulAccess, fetch: Fetch, tl
     async ok(method, path, body) {
       const answer = await request(method, path, body)
       if (answer.status === 200) return answer
-      const what = answer.text.trim().slice(0, 200)
+      const what = bodyStart(answer.text)
       const hint =
         answer.status === 403
           ? ': the ACL token lacks a permission this needs (see the README, "Consul ACLs": the monitor token policy)'

@@ -3,22 +3,11 @@
  * cluster, reduced to one state per node on this network.
  */
 import { z } from 'zod'
-import { type Check, CHECK_STATUSES, CONTROL, fits, InputError, isCheck, NODE_NAME_MAX_BYTES } from './checks-payload.js'
+import { type Check, checkSchema, InputError, isCheck } from './checks-payload.js'
 import { oneLine, quote } from '../base/quote.js'
 
-/** The fields of a Consul health check we rely on; newer Consul versions add more, which are ignored. */
-export const CheckSchema = z.object({
-  /** Node name as registered in this cluster: the host name Masakari is told about. */
-  Node: z
-    .string()
-    .min(1)
-    .refine(fits, `longer than ${NODE_NAME_MAX_BYTES} bytes (a host name is at most 253)`)
-    .refine((name) => !CONTROL.test(name), 'contains a control character'),
-  /** `serfHealth` is gossip liveness; `_node_maintenance` is `consul maint -enable`. */
-  CheckID: z.string().min(1),
-  /** Consul's own vocabulary; anything else means the input is not what we think it is. */
-  Status: z.enum(CHECK_STATUSES),
-}) satisfies z.ZodType<Check>
+/** One check of the payload (its shape: checkSchema in lib/consul/checks-payload.ts). */
+export const CheckSchema = checkSchema(z)
 
 export const ChecksPayloadSchema = z.array(CheckSchema)
 

@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { z } from 'zod'
 import type { ConsulAgent } from './consul-api.js'
+import { bodyStart } from '../base/http.js'
 import { ConsulError } from './consul-api.js'
 import { withLock } from '../state/lock.js'
 import type { LockConfig, SenderLock } from './sender.js'
@@ -41,8 +42,7 @@ export function kvStore(agent: ConsulAgent, config: LockConfig, lock: SenderLock
   const readWithIndex = async (): Promise<{ state: StoreState; index: number }> => {
     const answer = await agent.request('GET', `/v1/kv/${key}?consistent`)
     if (answer.status === 404) return { state: emptyState(), index: 0 }
-    if (answer.status !== 200)
-      throw new ConsulError(`GET ${where} answered ${answer.status} ${answer.text.trim().slice(0, 200)}`, answer.status)
+    if (answer.status !== 200) throw new ConsulError(`GET ${where} answered ${answer.status} ${bodyStart(answer.text)}`, answer.status)
     const entry = KvEntrySchema.parse(JSON.parse(answer.text))[0]
     if (!entry?.Value) return { state: emptyState(), index: entry?.ModifyIndex ?? 0 }
     return { state: decode(entry.Value, where), index: entry.ModifyIndex }
@@ -62,7 +62,7 @@ export function kvStore(agent: ConsulAgent, config: LockConfig, lock: SenderLock
       throw new NotSenderError(`this controller no longer holds the sender lock (${where} not written)`)
     if (errors.some((e) => e.OpIndex === 1))
       throw new NotSenderError(`${where} changed since it was read: another sender wrote it; not written`)
-    throw new ConsulError(`PUT ${agent.url}/v1/txn answered ${answer.status} ${answer.text.trim().slice(0, 200)}`, answer.status)
+    throw new ConsulError(`PUT ${agent.url}/v1/txn answered ${answer.status} ${bodyStart(answer.text)}`, answer.status)
   }
   return {
     read: async () => (await readWithIndex()).state,

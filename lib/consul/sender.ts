@@ -15,7 +15,9 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from '../state/atomic-file.js'
 import { type ConsulAgent, ConsulError } from './consul-api.js'
+import { SERF_HEALTH } from './checks-payload.js'
 import { NETWORKS } from '../base/networks.js'
+import { bodyStart } from '../base/http.js'
 
 export const LockSchema = z
   .strictObject({
@@ -122,10 +124,7 @@ async function acquireWith(agent: ConsulAgent, key: string, session: string, hos
   // A session that Consul invalidated (node failed, check critical, destroyed) is gone.
   if (answer.status === 500 && /invalid session/i.test(answer.text)) return 'invalid'
   const hint = answer.status === 403 ? ': the ACL token lacks key_prefix write or session_prefix write (README, Consul ACLs)' : ''
-  throw new ConsulError(
-    `PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
-    answer.status,
-  )
+  throw new ConsulError(`PUT ${agent.url}/v1/kv/${key}?acquire answered ${answer.status} ${bodyStart(answer.text)}${hint}`, answer.status)
 }
 
 function holderName(value: string | null | undefined): string | undefined {
@@ -178,7 +177,7 @@ async function holderOf(agent: ConsulAgent, key: string): Promise<{ holder?: str
  * own check; `release` behaviour so that an invalidated session frees the lock (after lock-delay).
  */
 async function createSession(agent: ConsulAgent, config: LockConfig, host: string): Promise<string | { why: string }> {
-  const checks = ['serfHealth']
+  const checks = [SERF_HEALTH]
   const own = await agent.request('GET', '/v1/agent/checks')
   const registered = own.status === 200 ? (JSON.parse(own.text) as Record<string, { Status?: string; Output?: string }>) : {}
   if (Object.hasOwn(registered, config.check)) {
@@ -186,7 +185,7 @@ async function createSession(agent: ConsulAgent, config: LockConfig, host: strin
     const check = registered[config.check]!
     if (check.Status === 'critical') {
       return {
-        why: `this controller's own check ${config.check} is critical (${(check.Output ?? '').trim().slice(0, 200) || 'not run yet'}): not taking the sender lock`,
+        why: `this controller's own check ${config.check} is critical (${bodyStart(check.Output ?? '') || 'not run yet'}): not taking the sender lock`,
       }
     }
     checks.push(config.check)
@@ -200,13 +199,10 @@ async function createSession(agent: ConsulAgent, config: LockConfig, host: strin
   let answer = await create(checks)
   // The agent has the check but the catalog not yet (anti-entropy runs later): serfHealth alone
   // for this session; the next one is tied to the check too.
-  if (answer.status === 500 && /missing check/i.test(answer.text)) answer = await create(['serfHealth'])
+  if (answer.status === 500 && /missing check/i.test(answer.text)) answer = await create([SERF_HEALTH])
   if (answer.status !== 200) {
     const hint = answer.status === 403 ? ': the ACL token lacks session_prefix write (README, Consul ACLs)' : ''
-    throw new ConsulError(
-      `PUT ${agent.url}/v1/session/create answered ${answer.status} ${answer.text.trim().slice(0, 200)}${hint}`,
-      answer.status,
-    )
+    throw new ConsulError(`PUT ${agent.url}/v1/session/create answered ${answer.status} ${bodyStart(answer.text)}${hint}`, answer.status)
   }
   return z.object({ ID: z.string().min(1) }).parse(JSON.parse(answer.text)).ID
 }

@@ -27,6 +27,7 @@ import {
   type QuietWindow,
   quietWindow,
   rateLimitSlot,
+  secondsBetween,
   unconfirmedRetry,
 } from './guards.js'
 import { emptyHostRecord, hostEntry } from '../base/host-record.js'
@@ -285,8 +286,6 @@ function gossipOf(input: EvaluationInput, n: Network): { gossip: Gossip; from: s
   if (c?.ok && c.gossip) return { gossip: { ...(configured ?? DEFAULT_GOSSIP), ...c.gossip }, from: `as the ${n} agent reports it` }
   return configured ? { gossip: configured, from: 'from consul.gossip' } : { gossip: DEFAULT_GOSSIP, from: "Consul's defaults" }
 }
-
-const secondsBetween = (from: string, to: string) => (Date.parse(to) - Date.parse(from)) / 1000
 
 /** What phase 4 decides for one host. */
 interface HostStep {

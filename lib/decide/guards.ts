@@ -114,7 +114,10 @@ export function quietWindow(gossip: Gossip, members: number, policy: GuardPolicy
   }
 }
 
-const secondsBetween = (from: string, to: Date) => (to.getTime() - Date.parse(from)) / 1000
+/** Seconds from `from` (ISO-8601) to `to` (ISO-8601 or a Date); negative when `to` is earlier. */
+export function secondsBetween(from: string, to: string | Date): number {
+  return ((typeof to === 'string' ? Date.parse(to) : to.getTime()) - Date.parse(from)) / 1000
+}
 
 export interface NetworkView {
   /** Hosts the network's cluster knows (up, down or maintenance), the monitor's own node excluded. */
@@ -187,7 +190,7 @@ export const UNCONFIRMED_RETRY_MAX_S = 30
 
 /** When to ask the own agents again about a recovery unconfirmed since `since`. */
 export function unconfirmedRetry(since: string, now: Date): Date {
-  const waited = (now.getTime() - Date.parse(since)) / 1000
+  const waited = secondsBetween(since, now)
   const wait = Math.min(UNCONFIRMED_RETRY_MAX_S, Math.max(UNCONFIRMED_RETRY_MIN_S, waited / 2))
   return new Date(now.getTime() + wait * 1000)
 }

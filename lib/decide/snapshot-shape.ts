@@ -1,9 +1,7 @@
 /** One network's view of every node, as a value: the schema, its fast check, which of two views wins. Pure; the files are lib/state/snapshot.ts's. */
 import { z } from 'zod'
 import { hostRecordSchema } from '../base/host-record.js'
-import { NETWORKS, type Network } from '../base/networks.js'
-
-const NODE_STATE_NAMES = ['up', 'down', 'maintenance'] as const
+import { NETWORKS, type Network, NODE_STATES } from '../base/networks.js'
 
 export const SnapshotSchema = z.object({
   /** Layout version of this file. */
@@ -14,12 +12,12 @@ export const SnapshotSchema = z.object({
   /** When the handler received it, ISO-8601 UTC. */
   receivedAt: z.string(),
   /** Node name → state on this network; a node not listed is unknown here. */
-  nodes: hostRecordSchema(z.enum(NODE_STATE_NAMES)),
+  nodes: hostRecordSchema(z.enum(NODE_STATES)),
 })
 export type Snapshot = z.infer<typeof SnapshotSchema>
 export type Snapshots = Partial<Record<Network, Snapshot>>
 
-const NODE_STATES: ReadonlySet<unknown> = new Set(NODE_STATE_NAMES)
+const NODE_STATE_SET: ReadonlySet<unknown> = new Set(NODE_STATES)
 const NETWORK_SET: ReadonlySet<unknown> = new Set(NETWORKS)
 
 /** Exactly what SnapshotSchema accepts, without building a copy. */
@@ -31,7 +29,7 @@ export function isSnapshot(value: unknown): value is Snapshot {
   if (typeof nodes !== 'object' || nodes === null || Array.isArray(nodes)) return false
   // Own enumerable keys, as the schema reads them (for…in would also see inherited ones).
   for (const key of Object.keys(nodes)) {
-    if (!NODE_STATES.has((nodes as Record<string, unknown>)[key])) return false
+    if (!NODE_STATE_SET.has((nodes as Record<string, unknown>)[key])) return false
   }
   return true
 }

@@ -22,10 +22,12 @@
  * anything and writes it with the snapshot.
  */
 import { lstatSync, mkdirSync, readFileSync, type Stats, statSync, unlinkSync } from 'node:fs'
-import { rename, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Check, isCheck, NODE_MAINTENANCE, SERF_HEALTH } from '../consul/checks-payload.js'
+import { writeFileAtomic } from '../state/atomic-file.js'
+import { snapshotPath, statePath, wakePath } from '../state/paths.js'
 
 /** A file changed this recently may change again unseen within its timestamps' granularity. */
 const SETTLED_MS = 2000
@@ -79,11 +81,6 @@ export function seenPath(stateDir: string, network: string): string {
   return join(stateDir, 'snapshots', `${network}.seen`)
 }
 
-/** lib/state/snapshot.ts's path, written out here: that module loads node:crypto (atomic-file.ts). */
-function snapshotFile(stateDir: string, network: string): string {
-  return join(stateDir, 'snapshots', `${network}.json`)
-}
-
 /** `dev:ino:size:mtimeMs:ctimeMs`, or undefined when missing. ctime: `cp -p` keeps size and mtime. */
 export function fileId(path: string): string | undefined {
   try {
@@ -133,8 +130,8 @@ export function isQuietRun(network: string, configPath: string, stdin: Uint8Arra
     if (note.version !== 2 || !Array.isArray(note.files) || !note.files.some((f) => f.path === resolve(configPath))) return false
     // Recorded only once settled (rememberRun): any change since has a later ctime.
     for (const f of note.files) if (fileId(f.path) !== f.id) return false
-    if (existsFile(join(note.stateDir, 'wake'))) return false
-    if (note.localRecord !== false && !statSync(join(note.stateDir, 'state.json')).isFile()) return false
+    if (existsFile(wakePath(note.stateDir))) return false
+    if (note.localRecord !== false && !statSync(statePath(note.stateDir)).isFile()) return false
     const seen = readSeen(note.stateDir, network)
     if (seen === undefined) return false
     const checks: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(stdin))
@@ -151,7 +148,7 @@ function readSeen(stateDir: string, network: string): string | undefined {
   const newline = text.indexOf('\n')
   const [snapshotId, length] = text.slice(0, newline).split(' ')
   const digest = text.slice(newline + 1)
-  if (newline < 0 || snapshotId !== fileId(snapshotFile(stateDir, network)) || Number(length) !== digest.length) return undefined
+  if (newline < 0 || snapshotId !== fileId(snapshotPath(stateDir, network)) || Number(length) !== digest.length) return undefined
   return digest
 }
 
@@ -180,7 +177,7 @@ export function forgetSeen(stateDir: string, network: string): void {
  * rename). Any failure is ignored: without a digest, the next run is a full one.
  */
 export async function writeSeen(stateDir: string, network: string, checks: readonly Check[], lockCheck: string): Promise<void> {
-  const snapshotId = fileId(snapshotFile(stateDir, network))
+  const snapshotId = fileId(snapshotPath(stateDir, network))
   if (snapshotId === undefined) return
   const digest = payloadDigest(checks, lockCheck)
   await writeFile(seenPath(stateDir, network), `${snapshotId} ${digest.length}\n${digest}`, { mode: 0o640 }).catch(() => {})
@@ -212,16 +209,8 @@ export async function rememberRun(run: {
   const path = notePath(dir, run.configPath)
   const text = `${JSON.stringify(note)}\n`
   if (readOr(path, '') === text) return
-  // Not atomic-file.ts: it loads node:crypto, and this module is on the quiet run's path. No
-  // fsync: a note lost to a crash only makes a full run. Unique: the three networks' runs may
-  // write at once.
-  const tmp = `${path}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2)}.tmp`
-  try {
-    await writeFile(tmp, text, { mode: 0o600, flag: 'wx' })
-    await rename(tmp, path)
-  } catch {
-    await rm(tmp, { force: true }).catch(() => {})
-  }
+  // Not durable: a note lost to a crash only makes a full run.
+  await writeFileAtomic(path, text, 0o600, { durable: false }).catch(() => {})
 }
 
 function readOr(path: string, fallback: string): string {

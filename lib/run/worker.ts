@@ -10,6 +10,7 @@ import { EXIT } from './cli.js'
 import { deliveryDeps, deliveryPass, type DeliveryDeps } from './delivery.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import { tryLock } from '../state/lock.js'
+import { statePath } from '../state/paths.js'
 import type { Logger } from '../base/log.js'
 import { loadMonitor } from './load-monitor.js'
 import { noteStatus } from './notes.js'
@@ -131,7 +132,7 @@ async function workWhilePending(
   configChanged: () => boolean,
 ): Promise<'done' | 'lost' | 'config changed'> {
   const { store } = monitor
-  const statePath = join(monitor.config.stateDir, 'state.json')
+  const recordPath = statePath(monitor.config.stateDir)
   for (;;) {
     if (lost()) return 'lost'
     if (configChanged()) return 'config changed'
@@ -148,7 +149,7 @@ async function workWhilePending(
     if (lost()) return 'lost'
     if (!hasPendingWork(state)) return 'done'
     if (sent > 0) continue
-    await sleepUnlessChanged(statePath, Math.max(20, nextWake(state)!.getTime() - deps.now().getTime()), deps)
+    await sleepUnlessChanged(recordPath, Math.max(20, nextWake(state)!.getTime() - deps.now().getTime()), deps)
   }
 }
 

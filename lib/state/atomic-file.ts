@@ -1,6 +1,5 @@
 import { open, readdir, rename, stat, unlink } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { ensureDir } from './dirs.js'
 
 /**
@@ -24,7 +23,7 @@ export async function writeFileAtomic(
   const dir = dirname(path)
   await ensureDir(dir)
   await removeLeftovers(dir)
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempSuffix()}.tmp`)
   const file = await open(tmp, 'wx', mode)
   try {
     // The umask only narrows open(2)'s mode: set it exactly (0600 for state.json and the token).
@@ -51,6 +50,19 @@ export async function writeFileAtomic(
   } finally {
     await dirHandle.close()
   }
+}
+
+/** This process's writes so far. */
+let writes = 0
+
+/**
+ * 8 hex digits: the millisecond (its low 20 bits, 17 minutes round) and this process's write
+ * count (low 12 bits). With the pid, no two temp files of processes alive together share a name,
+ * nor one with a leftover young enough to be kept; and no node:crypto to load (the quiet run's
+ * module, lib/run/quiet-run.ts, imports this one).
+ */
+function tempSuffix(): string {
+  return ((Date.now() % 0x100000) * 0x1000 + (writes++ % 0x1000)).toString(16).padStart(8, '0')
 }
 
 /** Our temp files' names (`.<name>.<pid>.<8 hex>.tmp`), and nothing else's. */

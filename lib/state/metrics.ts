@@ -7,7 +7,7 @@
  * No host names in labels: a 10,000-host cloud must not make 10,000 series.
  */
 import { writeFileAtomic } from './atomic-file.js'
-import { NETWORKS, type NetworkState } from '../base/networks.js'
+import { NETWORKS, NODE_STATES, type NetworkState } from '../base/networks.js'
 import type { Snapshots } from '../decide/snapshot-shape.js'
 import type { Health } from './status-files.js'
 import { hostEntry } from '../base/host-record.js'
@@ -20,7 +20,7 @@ export interface MetricsInput {
   now: Date
 }
 
-const STATES: NetworkState[] = ['up', 'down', 'maintenance', 'unknown']
+const STATES: NetworkState[] = [...NODE_STATES, 'unknown']
 const HEALTH: Health['status'][] = ['passing', 'warning', 'critical']
 
 type Labels = Record<string, string>

@@ -3,16 +3,12 @@
  * Each network's handler writes only its own file; the evaluator reads all three.
  */
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
+import { snapshotPath } from './paths.js'
 import { isSnapshot, type Snapshot, type Snapshots, SnapshotSchema } from '../decide/snapshot-shape.js'
-import { NETWORKS, type Network } from '../base/networks.js'
+import { NETWORKS } from '../base/networks.js'
 import { StateFileError } from './state-errors.js'
-
-export function snapshotPath(stateDir: string, network: Network): string {
-  return join(stateDir, 'snapshots', `${network}.json`)
-}
 
 export async function writeSnapshot(
   stateDir: string,

@@ -21,6 +21,7 @@ import { readdir, readFile, unlink } from 'node:fs/promises'
 import { uptime } from 'node:os'
 import { join } from 'node:path'
 import { writeFileAtomic } from './atomic-file.js'
+import { wakePath } from './paths.js'
 import { hostEntry } from '../base/host-record.js'
 import type { Network } from '../base/networks.js'
 import { nextWake } from '../decide/outbox.js'
@@ -86,7 +87,7 @@ export async function writeHealth(stateDir: string, health: Health, uptimeS = up
 /** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
 export async function writeWake(stateDir: string, state: StoreState, extra?: Date): Promise<void> {
   const times = [nextWake(state), extra].filter((d): d is Date => d !== undefined).map((d) => d.getTime())
-  const path = join(stateDir, 'wake')
+  const path = wakePath(stateDir)
   if (times.length === 0) return removeNote(path)
   await writeFileAtomic(path, `${Math.ceil(Math.min(...times) / 1000)}\n`, 0o640, { durable: false })
 }

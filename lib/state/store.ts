@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
 import { withLock } from './lock.js'
+import { statePath } from './paths.js'
 import { StateFileError } from './state-errors.js'
 import { emptyState, type StoreState, StoreStateSchema } from '../decide/state-shape.js'
 
@@ -43,7 +44,6 @@ export function readOnlyStore(store: Store): Store {
   }
 }
 
-/** lockStaleMs: only tests shorten it (a frozen holder in seconds, not the default 10). */
 /** The state document from its JSON text; `where` names it in the error (a file, a Consul key). */
 export function parseState(text: string, where: string): StoreState {
   let json: unknown
@@ -59,8 +59,12 @@ export function parseState(text: string, where: string): StoreState {
   return parsed.data
 }
 
+/**
+ * state.json under state.lock. `lockStaleMs`: only tests shorten it (a frozen holder in seconds,
+ * not the default 10).
+ */
 export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: number): Store {
-  const path = join(stateDir, 'state.json')
+  const path = statePath(stateDir)
   const read = async (): Promise<StoreState> => {
     let text: string
     try {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `masakari-consul` (dist/evaluate.js), the operator's command: `status` (the default), `explain
- * HOST`, `replay`, `validate`, `install-watches`, `outbox [retry]`, `--version`. Each command's
+ * The operator's CLI, `masakari-consul`, bundled as dist/evaluate.js (the name operators run):
+ * `status` (the default), `explain HOST`, `replay`, `validate`, `config`, `install-watches`,
+ * `outbox [retry]`, `--version`; and `--worker`. Each command's
  * work is in lib/; this file parses the command line and maps the result to an exit code.
  *
  * The default only reads: a bare `masakari-consul`, typed in an incident to see what the monitor

@@ -15,7 +15,7 @@ import { forgetSeen, rememberRun } from './quiet-run.js'
 import { clearFailed, writeHealth, writeResync } from '../state/status-files.js'
 import type { Snapshot } from '../decide/snapshot-shape.js'
 
-export interface ChecksHandlerArgs {
+export interface WatchRunArgs {
   network: Network
   config: string
   dryRun: boolean
@@ -43,7 +43,7 @@ async function refuseBlindPayload(monitor: Monitor, network: Network, empty: boo
   throw new InputError(reason)
 }
 
-export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Promise<void> {
+export async function runWatch(args: WatchRunArgs, deps: Deps): Promise<void> {
   // Before the config is read: a file the run reads that changed after this leaves no quiet note.
   const startedAt = deps.now().getTime()
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
@@ -91,7 +91,7 @@ export async function runChecksHandler(args: ChecksHandlerArgs, deps: Deps): Pro
  * run that fails there leaves the state directory unchanged. Until it has succeeded, no run of
  * this network is quiet (lib/run/quiet-run.ts).
  */
-async function recordSnapshot(monitor: Monitor, deps: Deps, args: ChecksHandlerArgs, snapshot: Snapshot, checks: Check[]): Promise<void> {
+async function recordSnapshot(monitor: Monitor, deps: Deps, args: WatchRunArgs, snapshot: Snapshot, checks: Check[]): Promise<void> {
   forgetSeen(monitor.config.stateDir, args.network)
   try {
     // The seen digest is written with the snapshot, under the state lock, only if this view is used.

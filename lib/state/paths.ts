@@ -1,0 +1,21 @@
+/**
+ * The files of the state directory that the quiet run (lib/run/quiet-run.ts) looks at before
+ * anything is loaded, named once for it and for the modules that write them. Only node:path here:
+ * the modules that write them load zod.
+ */
+import { join } from 'node:path'
+
+/** The record (lib/state/store.ts). */
+export function statePath(stateDir: string): string {
+  return join(stateDir, 'state.json')
+}
+
+/** One network's snapshot (lib/state/snapshot.ts). */
+export function snapshotPath(stateDir: string, network: string): string {
+  return join(stateDir, 'snapshots', `${network}.json`)
+}
+
+/** The wake note: when a worker must run next; absent when nothing waits (lib/state/status-files.ts). */
+export function wakePath(stateDir: string): string {
+  return join(stateDir, 'wake')
+}
