@@ -85,24 +85,22 @@ export async function evaluateView(
     gossip: { management: gossip, tenant: gossip, storage: gossip },
     masakariName: (node: string) => masakariHostName(node, config.hostNames),
   }
-  let evaluation = evaluate(input)
-  // Consul's servers are asked for only when a notification is about to be built: a controller
-  // that failed is not a compute host (Masakari would answer 400, a rate-limit slot used up).
-  if (evaluation.queued.length > 0 && Object.keys(config.consul.agents).length > 0) {
-    const servers = await askServers(config, deps, logger)
-    if (evaluation.queued.some((e) => servers.has(e.host))) {
-      input.notHosts = excluded(config, servers)
-      evaluation = evaluate(input)
-    }
-  }
-  // Node meta is asked for only when a notification is about to be built (the watch's payload has none).
-  if (evaluation.queued.length > 0 && config.hostNames.metaKey !== undefined) {
-    input.masakariName = await masakariNamer(config, deps, logger)
-    evaluation = evaluate(input)
-  }
+  const evaluation = evaluate(input)
+  if (evaluation.queued.length === 0) return { evaluation, snapshots, fresh }
+  // What a notification needs from Consul, asked at once (one round trip, not three): the
+  // servers (a failed controller is not a compute host: Masakari would answer 400, a rate-limit
+  // slot used up), node meta for the Masakari names, and before a recovery the own agents'
+  // confirmation. The watch's payload has none of them.
+  const agents = Object.keys(config.consul.agents).length > 0
   const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
-  if (!confirm || !recovering || Object.keys(config.consul.agents).length === 0) return { evaluation, snapshots, fresh }
-  const confirmations = await confirmRecovery(monitor, deps)
+  const [servers, namer, confirmations] = await Promise.all([
+    agents ? askServers(config, deps, logger) : new Set<string>(),
+    config.hostNames.metaKey === undefined ? undefined : masakariNamer(config, deps, logger),
+    confirm && recovering && agents ? confirmRecovery(monitor, deps) : undefined,
+  ])
+  if (evaluation.queued.some((e) => servers.has(e.host))) input.notHosts = excluded(config, servers)
+  if (namer) input.masakariName = namer
+  if (!confirmations) return { evaluation: evaluate(input), snapshots, fresh }
   return { evaluation: evaluate({ ...input, confirmations }), snapshots, fresh, confirmations }
 }
 
