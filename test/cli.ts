@@ -2,13 +2,14 @@
 import t, { type Test } from 'tap'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { tmpdir } from 'node:os'
 import { main as handler } from '../handlers/checks-handler.js'
 import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
 import { outboxView, refusal, requeue } from '../lib/commands/outbox-command.js'
 import { colourWanted, paint } from '../lib/decide/report.js'
 import { emptyState, type StoreState } from '../lib/decide/state-shape.js'
-import { type CheckLine, formatCheckLine, checkLogFile, checkStateDir, validateExit } from '../lib/commands/validate.js'
+import { type CheckLine, formatCheckLine, checkLogFile, checkMetricsFile, checkStateDir, validateExit } from '../lib/commands/validate.js'
 import { check, configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
 
 /** Three networks with cmp1 down on storage, recorded by the handler; nothing decided yet. */
@@ -317,7 +318,9 @@ const KEYSTONE_OK = () =>
   )
 
 t.test('validate: one ✓ line each when everything answers; the token is not written', async (t) => {
-  const { stateDir, config } = await setup(t, { consul: { agents: { management: '127.0.0.1:8500' }, lock: { enabled: false } } })
+  // The textfile's directory: any this user may write to (validate writes nothing there).
+  const metrics = { textfile: join(tmpdir(), 'masakari-consul-validate.prom') }
+  const { stateDir, config } = await setup(t, { consul: { agents: { management: '127.0.0.1:8500' }, lock: { enabled: false } }, metrics })
   const rec = fakeDeps().rec
   const fetch = scriptedFetch(rec, (url) => {
     if (url.endsWith('/v1/status/leader')) return response(200, '"127.0.0.1:8300"')
@@ -334,11 +337,12 @@ t.test('validate: one ✓ line each when everything answers; the token is not wr
     /^✓ strategy: built-in default/,
     /^✓ state directory .*state: \S+ \(uid \d+\) can create, read and write in it$/,
     /^✓ log file .*decisions\.log: /,
+    /^✓ metrics textfile .*masakari-consul-validate\.prom: \S+ \(uid \d+\) can write it/,
     /^✓ consul management agent 127\.0\.0\.1:8500: answers; cluster leader 127\.0\.0\.1:8300; sees this controller's node controller$/,
     /^✓ keystone http:\/\/127\.0\.0\.1:35000\/v3: authenticated/,
     /^✓ masakari http:\/\/127\.0\.0\.1:15868\/v1\/p: answers; 2 failover segments$/,
   ])
-  t.equal(lines.length, 7)
+  t.equal(lines.length, 8)
   t.notOk((await readdir(stateDir)).includes('token.json'), 'validate records nothing')
 })
 
@@ -490,4 +494,15 @@ t.test('validate: the state directory and log file as this user needs them', asy
   t.match(await checkLogFile(join(dir, 'logs', 'decisions.log'), 'me'), { ok: true, reason: /does not exist yet/ })
   // A file root left behind that this user cannot write is the case that matters; as root it
   // cannot be made here: test/package.ts runs validate as nobody against a root-owned file.
+})
+
+t.test('validate: the metrics textfile needs its directory, writable by this user (a new file and a rename)', async (t) => {
+  const dir = t.testdir({ collector: {}, 'a-file': '' })
+  t.match(await checkMetricsFile(join(dir, 'collector', 'masakari.prom'), 'me'), { ok: true, reason: /me can write it/ })
+  t.match(await checkMetricsFile(join(dir, 'missing', 'masakari.prom'), 'me'), {
+    ok: false,
+    code: 74,
+    reason: /its directory .*missing does not exist/,
+  })
+  t.match(await checkMetricsFile(join(dir, 'a-file', 'masakari.prom'), 'me'), { ok: false, reason: /does not exist/ })
 })

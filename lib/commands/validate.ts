@@ -81,6 +81,7 @@ export async function runValidate(configPath: string, deps: Deps, opts: { json?:
   for (const c of await checkStrategy(config, deps)) say(c)
   say(await checkStateDir(config.stateDir, whoAmI()))
   if (config.logFile) say(await checkLogFile(config.logFile, whoAmI()))
+  if (config.metrics.textfile) say(await checkMetricsFile(config.metrics.textfile, whoAmI()))
   for (const c of await checkAgents(config, deps)) say(c)
   for (const c of await checkMasakari(config, deps)) say(c)
   return done()
@@ -181,6 +182,24 @@ export async function checkLogFile(logFile: string, user: string): Promise<Check
   )
   if (ok) return pass(what, exists ? `${user} can append to it` : `does not exist yet; ${user} may create it in ${target}`)
   return fail(what, `${user} cannot ${exists ? 'append to' : 'create'} it: ${await describe(target)}`, EXIT.stateFile)
+}
+
+/**
+ * metrics.textfile: every run rewrites it as a new file and a rename in its directory (what a
+ * textfile collector expects), so the directory must exist and take new files from this user.
+ * A run that cannot write it ends with exit 74 after recording, like an unwritable log.
+ */
+export async function checkMetricsFile(textfile: string, user: string): Promise<CheckLine> {
+  const what = `metrics textfile ${textfile}`
+  const dir = dirname(textfile)
+  if (!(await stat(dir).catch(() => undefined))?.isDirectory())
+    return fail(what, `its directory ${dir} does not exist: create it (the collector's textfile directory)`, EXIT.stateFile)
+  const ok = await access(dir, constants.W_OK | constants.X_OK).then(
+    () => true,
+    () => false,
+  )
+  if (ok) return pass(what, `${user} can write it (a new file and a rename in ${dir})`)
+  return fail(what, `${user} cannot create files in ${dir}: ${await describe(dir)}`, EXIT.stateFile)
 }
 
 const LeaderSchema = z.string()
