@@ -78,6 +78,7 @@ t.test('the systemd units: one per network, each on its own config and data dir,
     const text = readFileSync(unit(n), 'utf8')
     t.match(text, new RegExp(`^ExecStart=/usr/bin/consul agent -config-dir=/etc/consul.d/${n}$`, 'm'), n)
     t.match(text, new RegExp(`^StateDirectory=consul-${n}$`, 'm'))
+    t.match(text, /^EnvironmentFile=-\/etc\/masakari-consul\/environment$/m, `${n}: passwordEnv reaches the watch runs`)
     t.match(text, /^User=consul$/m)
     for (const kind of ['controller', 'compute']) {
       const agent = JSON.parse(readFileSync(join(root, 'consul-config', kind, `${n}.json`), 'utf8'))

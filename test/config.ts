@@ -291,7 +291,12 @@ t.test('a password file that group or others can read is a warning, a 0600 one i
   const text = 'masakari:\n  authUrl: http://k/v3\n  auth: {userId: u, passwordFile: pw, projectId: p}\n'
   const files = { '/etc/mc/config.yaml': text, '/etc/mc/pw': 'x\n' }
   for (const [mode, want] of [
-    [0o644, [/^\/etc\/mc\/pw holds the Masakari secret and its group and others can read it \(mode 0644\); chmod 0600 it$/]],
+    [
+      0o644,
+      [
+        /^\/etc\/mc\/pw holds the Masakari secret and its group and others can read it \(mode 0644\): chmod 0600 it; the secret file must be owned by the user the watches run as .*mode 0600/,
+      ],
+    ],
     [0o640, [/its group can read it \(mode 0640\)/]],
     [0o600, []],
   ] as const) {
@@ -351,4 +356,26 @@ t.test('an @ after the host (a path, a query) is not a credential', async (t) =>
   const text = `consul: {agents: {storage: "http://127.0.0.1:8500/x@y"}}\n${withAuth}`
   const c = await loadConfig('/etc/mc/config.yaml', env({ '/etc/mc/config.yaml': text }, { CONSUL_HTTP_ADDR: '127.0.0.1:8500' }))
   t.equal(c.consul.agents.storage, 'http://127.0.0.1:8500/x@y')
+})
+
+t.test('a secret the watch runs may not read, or an unset passwordEnv, is an error that says the secret rule', async (t) => {
+  const text = 'masakari:\n  authUrl: http://k/v3\n  auth: {userId: u, passwordFile: pw, projectId: p}\n'
+  const denied: ConfigEnv = {
+    ...env({ '/etc/mc/config.yaml': text }),
+    readFile: async (p) => {
+      if (p === '/etc/mc/config.yaml') return text
+      throw Object.assign(new Error(`EACCES: permission denied, open '${p}'`), { code: 'EACCES' })
+    },
+  }
+  const checked = await checkConfig('/etc/mc/config.yaml', denied)
+  t.match(checked.problems, [
+    /^masakari\.auth\.passwordFile: cannot read \/etc\/mc\/pw: EACCES.*; the secret file must be owned by the user the watches run as \(the Consul agents' user, e\.g\. consul\), mode 0600/,
+  ])
+  const missing = await checkConfig(
+    '/etc/mc/config.yaml',
+    env({ '/etc/mc/config.yaml': text.replace('passwordFile: pw', 'passwordEnv: MC_PW') }),
+  )
+  t.match(missing.problems, [
+    /passwordEnv: environment variable MC_PW is not set \(.*EnvironmentFile, \/etc\/masakari-consul\/environment\)/,
+  ])
 })

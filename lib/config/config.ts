@@ -405,6 +405,15 @@ function ownSecretFile(auth: AuthConfig, abs: (p: string) => string): string | u
   return file === undefined ? undefined : abs(file)
 }
 
+/**
+ * The one rule for the Masakari secret, said wherever it is broken (README, Layout): the watch
+ * runs read it as the Consul agents' user, and nobody else may. A file owned by root with 0600
+ * would be private, and unreadable to those runs.
+ */
+export const SECRET_RULE =
+  "the secret file must be owned by the user the watches run as (the Consul agents' user, e.g. consul), mode 0600 " +
+  '(passwordEnv: set it in the environment file the consul-*.service units read, /etc/masakari-consul/environment, root 0600)'
+
 /** A secret in a file that group or others can read is a warning: anyone on the controller could notify Masakari. */
 async function secretFileWarnings(path: string, env: ConfigEnv): Promise<string[]> {
   if (!env.fileMode) return []
@@ -416,7 +425,9 @@ async function secretFileWarnings(path: string, env: ConfigEnv): Promise<string[
   }
   if ((mode & 0o044) === 0) return []
   const who = [mode & 0o040 ? 'its group' : '', mode & 0o004 ? 'others' : ''].filter(Boolean).join(' and ')
-  return [`${path} holds the Masakari secret and ${who} can read it (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 0600 it`]
+  return [
+    `${path} holds the Masakari secret and ${who} can read it (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): chmod 0600 it; ${SECRET_RULE}`,
+  ]
 }
 
 async function readCaFile(path: string, env: ConfigEnv, problems: string[]): Promise<string | undefined> {
@@ -497,11 +508,15 @@ async function resolveSecret(
       if (value === '') problems.push(`masakari.auth.${key}File: ${abs(file)} is empty`)
       return value
     } catch (err) {
-      problems.push(`masakari.auth.${key}File: cannot read ${abs(file)}: ${(err as Error).message}`)
+      const denied = (err as NodeJS.ErrnoException).code === 'EACCES' ? `; ${SECRET_RULE}` : ''
+      problems.push(`masakari.auth.${key}File: cannot read ${abs(file)}: ${(err as Error).message}${denied}`)
       return undefined
     }
   }
   const value = env.env[envName!]
-  if (value === undefined || value === '') problems.push(`masakari.auth.${key}Env: environment variable ${envName} is not set`)
+  if (value === undefined || value === '')
+    problems.push(
+      `masakari.auth.${key}Env: environment variable ${envName} is not set (the watches get it from the consul-*.service units' EnvironmentFile, /etc/masakari-consul/environment)`,
+    )
   return value
 }
