@@ -7,7 +7,7 @@ import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
-import { parseAgentDirs } from '../lib/commands/install-watches.js'
+import { nodeProblems, parseAgentDirs } from '../lib/commands/install-watches.js'
 import { NETWORKS } from '../lib/base/networks.js'
 import { configYaml, fakeDeps } from './helpers.js'
 
@@ -130,4 +130,41 @@ t.test('a missing agent config dir and bad --agent-config-dir values are usage e
     /"mgmt=\/x": expected NETWORK=DIR.*"storage": expected.*tenant: given twice/,
   )
   t.same(parseAgentDirs(['storage=/etc/consul.d/s']), { storage: '/etc/consul.d/s' })
+})
+
+t.test('the node the watches will run is checked first: runs, new enough, not hidden from the agents', async (t) => {
+  const answers: Record<string, { code: number; output: string } | Error> = {
+    '/usr/bin/node': { code: 0, output: 'v20.20.2\n' },
+    '/usr/local/bin/node22': { code: 0, output: 'v22.1.0\n' },
+    '/usr/bin/node18': { code: 0, output: 'v18.19.0\n' },
+    '/root/.nvm/versions/node/v20.1.0/bin/node': { code: 0, output: 'v20.1.0\n' },
+    '/home/op/node': { code: 0, output: 'v16.0.0\n' },
+    '/opt/broken-node': { code: 127, output: 'error while loading shared libraries' },
+    '/nonexistent/node': Object.assign(new Error('spawn /nonexistent/node ENOENT'), { code: 'ENOENT' }),
+  }
+  const exec = async (file: string) => {
+    const a = answers[file]!
+    if (a instanceof Error) throw a
+    return a
+  }
+  const cases: Array<[string, RegExp[]]> = [
+    ['/usr/bin/node', []],
+    ['/usr/local/bin/node22', []],
+    ['/usr/bin/node18', [/is v18\.19\.0; masakari-consul needs node 20 or later/]],
+    ['/root/.nvm/versions/node/v20.1.0/bin/node', [/under \/root or \/home.*ProtectHome=yes/]],
+    ['/home/op/node', [/under \/root or \/home/, /is v16\.0\.0/]],
+    ['/opt/broken-node', [/--version exited 127: error while loading shared libraries/]],
+    ['/nonexistent/node', [/cannot run \/nonexistent\/node: spawn \/nonexistent\/node ENOENT/]],
+  ]
+  for (const [node, want] of cases) t.match(await nodeProblems(node, { exec }), want, node)
+  for (const [node, want] of cases) t.equal((await nodeProblems(node, { exec })).length, want.length, `${node}: ${want.length} problem(s)`)
+})
+
+t.test('install-watches with a node the agents cannot run writes nothing and says why', async (t) => {
+  const { config, flags, agents } = await setup(t)
+  const deps = fakeDeps()
+  const code = await evaluate(['install-watches', '--config', config, '--node', '/nonexistent/node', ...flags], deps)
+  t.equal(code, EXIT.usage)
+  t.match(deps.rec.stderr.join(''), /--node: cannot run \/nonexistent\/node/)
+  for (const n of NETWORKS) t.same(await readdir(join(agents, n)), ['agent.json'], `${n}: nothing written`)
 })

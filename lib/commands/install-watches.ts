@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { EXIT, UsageError } from '../run/cli.js'
 import { ConfigError, type ConfigEnv, ConfigSchema } from '../config/config.js'
+import { bodyStart } from '../base/http.js'
 import { NETWORKS, type Network } from '../base/networks.js'
 import { parseStrategy } from '../decide/strategy.js'
 
@@ -157,9 +158,39 @@ export async function plan(args: InstallArgs, config: Layout, deps: InstallDeps)
 
 const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`
 
+/** package.json's engines: the oldest node the bundles run on (bookworm's /usr/bin/node is 18). */
+export const NODE_MIN_MAJOR = 20
+
+/**
+ * The node every watch and the pulse will run, checked before anything is written: it runs and
+ * is new enough, and it is outside /root and /home, which the shipped consul-*.service units
+ * hide from the agents (ProtectHome=yes). A node under ~/.nvm works in the operator's shell and
+ * fails every watch run.
+ */
+export async function nodeProblems(node: string, deps: Pick<InstallDeps, 'exec'>): Promise<string[]> {
+  const problems: string[] = []
+  if (/^\/(root|home)(\/|$)/.test(resolve(node)))
+    problems.push(
+      `${node} is under /root or /home, which the consul-*.service units hide from the agents (ProtectHome=yes): install node elsewhere (/usr/bin, /usr/local/bin)`,
+    )
+  let version: string
+  try {
+    const r = await deps.exec(node, ['--version'])
+    version = r.code === 0 ? r.output.trim() : ''
+    if (r.code !== 0) problems.push(`${node} --version exited ${r.code}: ${bodyStart(r.output)}`)
+  } catch (err) {
+    return [...problems, `cannot run ${node}: ${(err as Error).message}`]
+  }
+  const major = Number(/^v(\d+)\./.exec(version)?.[1])
+  if (version && !(major >= NODE_MIN_MAJOR)) problems.push(`${node} is ${version}; masakari-consul needs node ${NODE_MIN_MAJOR} or later`)
+  return problems
+}
+
 /** The command's whole run; its exit code. */
 export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): Promise<number> {
   const config = await loadLayout(args.config, deps.configEnv)
+  const problems = await nodeProblems(args.node, deps)
+  if (problems.length > 0) throw new UsageError(`--node: ${problems.join('; ')} (give the node the watches should run with --node PATH)`)
   const files = await plan(args, config, deps)
   if (args.dryRun) {
     for (const f of files) deps.stdout(`# ${f.path} (${f.network} agent; dry run: not written)\n${f.text}`)
