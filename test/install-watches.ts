@@ -7,9 +7,9 @@ import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
-import { nodeProblems, parseAgentDirs } from '../lib/commands/install-watches.js'
+import { nodeProblems, parseAgentDirs, runsScriptChecks } from '../lib/commands/install-watches.js'
 import { NETWORKS } from '../lib/base/networks.js'
-import { configYaml, fakeDeps } from './helpers.js'
+import { configYaml, fakeDeps, response } from './helpers.js'
 
 const root = join(import.meta.dirname, '..')
 
@@ -168,3 +168,49 @@ t.test('install-watches with a node the agents cannot run writes nothing and say
   t.match(deps.rec.stderr.join(''), /--node: cannot run \/nonexistent\/node/)
   for (const n of NETWORKS) t.same(await readdir(join(agents, n)), ['agent.json'], `${n}: nothing written`)
 })
+
+t.test("an agent's /v1/agent/self says whether it runs script checks", async (t) => {
+  const self = (local: unknown, remote?: unknown) =>
+    JSON.stringify({
+      Config: { Version: '1.8.7' },
+      DebugConfig: { EnableLocalScriptChecks: local, ...(remote === undefined ? {} : { EnableRemoteScriptChecks: remote }) },
+    })
+  const cases: Array<[string, string, boolean | undefined]> = [
+    ['local script checks on', self(true), true],
+    ['off', self(false, false), false],
+    ['remote ones on (they include local)', self(false, true), true],
+    ['no DebugConfig (not an agent)', '{"Config":{}}', undefined],
+    ['not JSON', 'Permission denied', undefined],
+  ]
+  for (const [what, text, want] of cases) t.equal(runsScriptChecks(text), want, what)
+})
+
+t.test(
+  'the printed steps restart the pulse agent when it runs no script checks (a reload would fail and keep the old config)',
+  async (t) => {
+    const agents = { management: '192.0.2.1:8500', tenant: '192.0.2.2:8500', storage: '192.0.2.3:8500' }
+    const run = async (local: boolean | undefined) => {
+      const { config, flags } = await setup(t, { consul: { agents, lock: { enabled: false } } })
+      const deps = fakeDeps({
+        fetch: async (url) =>
+          local !== undefined && url === 'http://192.0.2.1:8500/v1/agent/self'
+            ? response(200, { DebugConfig: { EnableLocalScriptChecks: local } })
+            : response(500, 'no'),
+      })
+      t.equal(await evaluate(['install-watches', '--config', config, ...flags], deps), EXIT.ok, deps.rec.stderr.join(''))
+      return deps.rec.stdout.join('')
+    }
+    const off = await run(false)
+    t.match(off, /\n {2}systemctl restart consul-management\n {4}the management agent runs no script checks yet: restart it once/)
+    t.notMatch(off, /consul reload -http-addr=192\.0\.2\.1:8500/, 'no reload for it: it would fail')
+    t.match(off, /consul reload -http-addr=192\.0\.2\.2:8500\n/, 'the others are reloaded')
+    const on = await run(true)
+    t.match(on, /consul reload -http-addr=192\.0\.2\.1:8500\n/)
+    t.notMatch(on, /systemctl restart/)
+    const unknown = await run(undefined)
+    t.match(
+      unknown,
+      /consul reload -http-addr=192\.0\.2\.1:8500\n {4}or, if the management agent was started without script checks, instead: systemctl restart consul-management/,
+    )
+  },
+)

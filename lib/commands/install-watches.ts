@@ -23,6 +23,8 @@ export interface InstallDeps {
   writeFile: (path: string, text: string | undefined) => Promise<void>
   isDir: (path: string) => Promise<boolean>
   exec: (file: string, args: string[]) => Promise<{ code: number; output: string }>
+  /** Whether the agent at this HTTP address runs script checks now (its /v1/agent/self); undefined when it cannot say. */
+  scriptChecks: (addr: string) => Promise<boolean | undefined>
 }
 
 export interface InstallArgs {
@@ -207,12 +209,44 @@ export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): P
     if (code === EXIT.ok) code = c
   }
   if (code !== EXIT.ok) return code
-  deps.stdout('\nNow reload each agent:\n')
-  for (const n of [...new Set(files.map((f) => f.network))]) {
-    const addr = config.agents[n]
-    deps.stdout(`  consul reload -http-addr=${addr ?? `<the ${n} agent's HTTP address>`}\n`)
-  }
+  deps.stdout('\nNow load them into each agent:\n')
+  for (const n of [...new Set(files.map((f) => f.network))]) deps.stdout(await loadStep(n, config, files, deps))
   return EXIT.ok
+}
+
+/** What install-watches asks of an agent: whether it runs script checks (Consul 1.8's /v1/agent/self). */
+const AgentSelfSchema = z.object({
+  DebugConfig: z.object({ EnableLocalScriptChecks: z.boolean(), EnableRemoteScriptChecks: z.boolean().default(false) }),
+})
+
+/** From an agent's /v1/agent/self: whether it runs script checks; undefined when the answer does not say. */
+export function runsScriptChecks(text: string): boolean | undefined {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  const self = AgentSelfSchema.safeParse(json)
+  return self.success ? self.data.DebugConfig.EnableLocalScriptChecks || self.data.DebugConfig.EnableRemoteScriptChecks : undefined
+}
+
+/**
+ * How an agent takes the new files. The pulse turns on enable_local_script_checks, which Consul
+ * cannot reload: an agent started without it fails the reload ("Scripts are disabled on this
+ * agent") and keeps its old config, the watch included. So that agent is asked, and restarted
+ * when it runs no script checks yet (or told both ways when it cannot be asked).
+ */
+async function loadStep(network: Network, config: Layout, files: PlannedFile[], deps: InstallDeps): Promise<string> {
+  const addr = config.agents[network]
+  const reload = `  consul reload -http-addr=${addr ?? `<the ${network} agent's HTTP address>`}\n`
+  if (!files.some((f) => f.network === network && f.path.endsWith('masakari-consul-pulse.json'))) return reload
+  const restart = `  systemctl restart consul-${network}\n`
+  const scripts = addr === undefined ? undefined : await deps.scriptChecks(addr)
+  if (scripts === true) return reload
+  const why = '(enable_local_script_checks, which the pulse needs, cannot be reloaded)'
+  if (scripts === false) return `${restart}    the ${network} agent runs no script checks yet: restart it once ${why}\n`
+  return `${reload}    or, if the ${network} agent was started without script checks, instead: ${restart.trim()} ${why}\n`
 }
 
 /**

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module'
 import { readFile, stat, unlink } from 'node:fs/promises'
 import { openAppend, openWorkerStderr } from '../state/append-file.js'
 import { writeFileAtomic } from '../state/atomic-file.js'
-import type { InstallDeps } from './install-watches.js'
+import { type InstallDeps, runsScriptChecks } from './install-watches.js'
 import { realConfigEnv } from '../config/config.js'
 import type { Fetch } from '../base/http.js'
 import type { Deps } from '../run/deps.js'
@@ -94,6 +94,20 @@ export function realInstallDeps(deps: Deps): InstallDeps {
       }),
     writeFile: (path, text) => (text === undefined ? unlink(path).catch(() => {}) : writeFileAtomic(path, text, 0o644)),
     isDir: async (path) => (await stat(path).catch(() => undefined))?.isDirectory() ?? false,
+    scriptChecks: async (addr) => {
+      try {
+        const fetch = await deps.fetch()
+        const token = deps.configEnv.env.CONSUL_HTTP_TOKEN
+        const res = await fetch(`${/^https?:\/\//.test(addr) ? addr : `http://${addr}`}/v1/agent/self`, {
+          method: 'GET',
+          headers: token ? { 'X-Consul-Token': token } : {},
+          signal: AbortSignal.timeout(5000),
+        })
+        return runsScriptChecks(await res.text())
+      } catch {
+        return undefined
+      }
+    },
     // A non-zero exit is an answer (the output says why); only a consul that cannot be run rejects.
     exec: (file, args) =>
       new Promise((resolve, reject) => {
