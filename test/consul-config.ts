@@ -48,3 +48,14 @@ t.test('shipped strategies are valid; default.yaml decides like the built-in def
   const mgmt = parseStrategy(await readFile(join(root, 'strategies', 'management-only.yaml'), 'utf8'), 'm')
   t.same(mgmt.sequence, ['management'])
 })
+
+t.test("the logrotate snippet rotates the example config's logFile as the agents' user, by rename (each run opens it anew)", async (t) => {
+  const text = await readFile(join(root, 'logrotate', 'masakari-consul'), 'utf8')
+  const example = await readFile(join(root, 'monitor', 'config.yaml'), 'utf8')
+  const logFile = /^logFile: (\S+)$/m.exec(example)?.[1]
+  t.ok(logFile, 'the example config has a logFile')
+  t.match(text, new RegExp(`^${logFile!.replaceAll('.', '\\.')} \\{$`, 'm'), 'the same path')
+  t.match(text, /^\s+su consul consul$/m)
+  t.match(text, /^\s+create 0640 consul consul$/m, 'as README Layout has the log directory')
+  t.notMatch(text, /^\s+copytruncate/m)
+})

@@ -42,6 +42,8 @@ t.test('npm pack → npm install --offline into an empty directory → masakari-
   for (const f of [
     'package.json',
     'README.md',
+    'LICENSE',
+    'consul-config/logrotate/masakari-consul',
     'dist/evaluate.js',
     'dist/checks-handler.js',
     'consul-config/pulse.sh',
@@ -49,7 +51,7 @@ t.test('npm pack → npm install --offline into an empty directory → masakari-
   ])
     t.ok(files.includes(f), `the tarball has ${f}`)
   t.same(
-    files.filter((f) => !/^(dist\/(evaluate|checks-handler)\.js|consul-config\/.*|docs\/.*|README\.md|package\.json)$/.test(f)),
+    files.filter((f) => !/^(dist\/(evaluate|checks-handler)\.js|consul-config\/.*|docs\/.*|README\.md|LICENSE|package\.json)$/.test(f)),
     [],
     'nothing else: no sources, tests, source maps or the demo',
   )
@@ -72,7 +74,7 @@ t.test('npm pack → npm install --offline into an empty directory → masakari-
   t.match(help.stdout, /Exit codes: 0 ok, 64 usage/)
   const top = await command(bin, ['--help'])
   t.equal(top.code, 0)
-  t.match(top.stdout, /Commands:\n {2}masakari-consul replay .*\[default\]/s)
+  t.match(top.stdout, /Commands:\n {2}masakari-consul status .*\[default\]/s)
   t.match(top.stdout, /Exit codes: 0 ok, 64 usage/)
 
   // The offline config of the other process tests: Keystone on port 1 refuses at once.
