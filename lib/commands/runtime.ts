@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../state/atomic-file.js'
 import { type InstallDeps, runsScriptChecks } from './install-watches.js'
 import { realConfigEnv } from '../config/config.js'
 import type { Fetch } from '../base/http.js'
+import { agentUrl } from '../consul/consul-api.js'
 import type { Deps } from '../run/deps.js'
 import { readStdinSync } from '../run/stdin.js'
 
@@ -98,7 +99,8 @@ export function realInstallDeps(deps: Deps): InstallDeps {
       try {
         const fetch = await deps.fetch()
         const token = deps.configEnv.env.CONSUL_HTTP_TOKEN
-        const res = await fetch(`${/^https?:\/\//.test(addr) ? addr : `http://${addr}`}/v1/agent/self`, {
+        // Plain http unless the address says https: this install's Consul access (TLS, token) is not loaded here.
+        const res = await fetch(`${agentUrl(addr, { ssl: false })}/v1/agent/self`, {
           method: 'GET',
           headers: token ? { 'X-Consul-Token': token } : {},
           signal: AbortSignal.timeout(5000),

@@ -10,6 +10,7 @@ import { askAgents } from '../consul/consul-agents.js'
 import { consulTls } from './coordination.js'
 import { type Confirmation, evaluate, type Evaluation } from '../decide/evaluator.js'
 import type { Network } from '../base/networks.js'
+import type { Fetch } from '../base/http.js'
 import { readSnapshots } from '../state/snapshot.js'
 import { type Snapshot, type Snapshots, supersedes } from '../decide/snapshot-shape.js'
 import { consulServers, masakariHostName } from '../consul/host-names.js'
@@ -31,6 +32,12 @@ export interface Evaluated {
  * `state`. When it would decide a recovery and the own agents are configured (and `confirm`),
  * the agents are asked and it decides again on their answer.
  */
+/** What asks the own agents: node-fetch and the TLS agent of consul.caFile/insecure, made once per evaluation. */
+interface AgentClient {
+  fetch: Fetch
+  tls: unknown
+}
+
 /** The nodes never notified about: `hostNames.exclude`, and the Consul servers when known. */
 function excluded(config: Monitor['config'], servers: ReadonlySet<string> = new Set()): Map<string, string> {
   const why = new Map<string, string>()
@@ -43,9 +50,7 @@ function excluded(config: Monitor['config'], servers: ReadonlySet<string> = new 
  * Every own agent's Consul servers. One that cannot be asked is said and left out: the decision
  * goes on as if that node were a host (Masakari refuses a host it does not know; nothing lost).
  */
-async function askServers(config: Monitor['config'], deps: Deps, logger: Monitor['logger']): Promise<Set<string>> {
-  const tls = await consulTls(config.consulAccess, deps)
-  const fetch = await deps.fetch()
+async function askServers(config: Monitor['config'], { fetch, tls }: AgentClient, logger: Monitor['logger']): Promise<Set<string>> {
   const addrs = Object.values(config.consul.agents)
   const answers = await Promise.allSettled(
     addrs.map((addr) => consulServers(consulAgent(addr, config.consulAccess, fetch, tls, config.consul.timeout))),
@@ -93,10 +98,14 @@ export async function evaluateView(
   // confirmation. The watch's payload has none of them.
   const agents = Object.keys(config.consul.agents).length > 0
   const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
+  // One fetch and one TLS agent (its CA file read once) for both questions to the own agents.
+  const client: AgentClient | undefined = agents
+    ? { fetch: await deps.fetch(), tls: await consulTls(config.consulAccess, deps) }
+    : undefined
   const [servers, namer, confirmations] = await Promise.all([
-    agents ? askServers(config, deps, logger) : new Set<string>(),
+    client ? askServers(config, client, logger) : new Set<string>(),
     config.hostNames.metaKey === undefined ? undefined : masakariNamer(config, deps, logger),
-    confirm && recovering && agents ? confirmRecovery(monitor, deps) : undefined,
+    confirm && recovering && client ? confirmRecovery(monitor, client) : undefined,
   ])
   if (evaluation.queued.some((e) => servers.has(e.host))) input.notHosts = excluded(config, servers)
   if (namer) input.masakariName = namer
@@ -122,11 +131,10 @@ async function withIncoming(monitor: Monitor, incoming: Snapshot[]): Promise<{ s
 }
 
 /** Before a recovery: the own agents asked; one that answered without seeing nodes turns the check critical. */
-async function confirmRecovery(monitor: Monitor, deps: Deps): Promise<Partial<Record<Network, Confirmation>>> {
+async function confirmRecovery(monitor: Monitor, { fetch, tls }: AgentClient): Promise<Partial<Record<Network, Confirmation>>> {
   const { config, strategy, logger } = monitor
   const access = config.consulAccess
-  const tls = await consulTls(access, deps)
-  const confirmations = await askAgents(strategy.sequence, config.hostname, config.consul, await deps.fetch(), access, tls)
+  const confirmations = await askAgents(strategy.sequence, config.hostname, config.consul, fetch, access, tls)
   for (const [network, c] of Object.entries(confirmations)) {
     if (c.ok) continue
     if (!c.refused) {
