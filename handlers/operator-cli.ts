@@ -24,7 +24,7 @@ import { runOutbox, runOutboxRetry } from '../lib/commands/outbox-command.js'
 import { colourWanted } from '../lib/decide/report.js'
 import { realDeps, realInstallDeps } from '../lib/commands/runtime.js'
 import { runValidate } from '../lib/commands/validate.js'
-import { packageVersion } from '../lib/commands/version.js'
+import { packageVersion } from '../lib/run/version.js'
 import { runWorker } from '../lib/run/worker.js'
 
 /** The package's root: dist/.. for the bundle, handlers/.. from source (the same tree). */

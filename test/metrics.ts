@@ -4,6 +4,7 @@
  * run writes it (atomically, world-readable) only when metrics.textfile is set.
  */
 import t from 'tap'
+import { readFileSync } from 'node:fs'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
@@ -12,6 +13,8 @@ import { type MetricsInput, renderMetrics } from '../lib/state/metrics.js'
 import type { Snapshot } from '../lib/decide/snapshot-shape.js'
 import { emptyState, type LedgerEntry, type OutboxEntry, type StoreState } from '../lib/decide/state-shape.js'
 import { configYaml, fakeDeps, parsePrometheusText, payload, type PromSample } from './helpers.js'
+
+const PACKAGE_VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version
 
 const NOW = new Date('2026-11-25T12:00:00.000Z')
 const T = NOW.getTime() / 1000
@@ -49,6 +52,7 @@ const base = (over: Partial<MetricsInput> = {}): MetricsInput => ({
   snapshots: {},
   health: passing,
   now: NOW,
+  version: '1.2.3-test',
   ...over,
 })
 
@@ -67,7 +71,6 @@ const cases: Array<[string, MetricsInput, Array<[string, Record<string, string>,
       ['notification_retries_total', {}, 0],
       ['outbox_entries', {}, 0],
       ['outbox_oldest_timestamp_seconds', {}, undefined],
-      ['outbox_oldest_age_seconds', {}, 0],
       ['snapshot_timestamp_seconds', { network: 'storage' }, undefined],
       ['hosts', { network: 'storage', state: 'up' }, undefined],
       ['health', { status: 'passing' }, 1],
@@ -109,20 +112,17 @@ const cases: Array<[string, MetricsInput, Array<[string, Record<string, string>,
       ['hosts', { network: 'storage', state: 'unknown' }, 2],
       ['hosts', { network: 'tenant', state: 'up' }, undefined],
       ['snapshot_timestamp_seconds', { network: 'management' }, T - 30],
-      ['snapshot_age_seconds', { network: 'management' }, 30],
       ['snapshot_timestamp_seconds', { network: 'storage' }, T - 120],
-      ['snapshot_age_seconds', { network: 'storage' }, 120],
     ],
   ],
   [
-    'outbox depth and its oldest entry (time and age)',
+    'outbox depth and when its oldest entry was decided',
     base({
       state: { ...emptyState(), outbox: [waiting('cmp2', '2026-11-25T11:59:00.000Z'), waiting('cmp1', '2026-11-25T11:55:00.000Z')] },
     }),
     [
       ['outbox_entries', {}, 2],
       ['outbox_oldest_timestamp_seconds', {}, T - 300],
-      ['outbox_oldest_age_seconds', {}, 300],
     ],
   ],
   [
@@ -165,17 +165,94 @@ for (const [name, input, expected] of cases) {
   })
 }
 
-t.test('renderMetrics: every family has HELP and TYPE, counters end in _total, names are masakari_consul_*', async (t) => {
-  const text = renderMetrics(base({ state: withCounters }))
+/** The file's lines that change when only the time of writing does (what an hour-late read would get wrong). */
+function writeTimeLines(input: MetricsInput): string[] {
+  const later = renderMetrics({ ...input, now: new Date(input.now.getTime() + 3_600_000) }).split('\n')
+  const now = renderMetrics(input).split('\n')
+  return now.filter((line, i) => later[i] !== line)
+}
+
+t.test("renderMetrics: a snapshot's timestamp is when it was received, whenever the file is written", async (t) => {
+  const input = base({ snapshots: { tenant: snapshot('tenant', '2026-11-25T11:00:00.000Z', { ctl: 'up' }) } })
+  for (const now of [NOW, new Date(NOW.getTime() + 3_600_000)]) {
+    const { samples } = parsePrometheusText(renderMetrics({ ...input, now }))
+    t.equal(value(samples, 'snapshot_timestamp_seconds', { network: 'tenant' }), T - 3600, `written at ${now.toISOString()}`)
+  }
+  t.same(writeTimeLines(input), [`masakari_consul_last_run_timestamp_seconds ${T}`], 'only the run timestamp follows the writing')
+})
+
+t.test("renderMetrics: the outbox's oldest timestamp is the earliest decision, whenever the file is written", async (t) => {
+  const outbox = [
+    waiting('cmp2', '2026-11-25T11:59:00.000Z'),
+    waiting('cmp1', '2026-11-25T11:10:00.000Z'),
+    waiting('cmp3', '2026-11-25T11:30:00.000Z'),
+  ]
+  const input = base({ state: { ...emptyState(), outbox } })
+  t.equal(value(parsePrometheusText(renderMetrics(input)).samples, 'outbox_oldest_timestamp_seconds'), T - 3000)
+  t.same(writeTimeLines(input), [`masakari_consul_last_run_timestamp_seconds ${T}`], 'only the run timestamp follows the writing')
+})
+
+t.test('renderMetrics: nothing to time, no sample (an empty outbox, a network without a snapshot)', async (t) => {
+  const text = renderMetrics(base({ snapshots: { storage: snapshot('storage', '2026-11-25T11:58:00.000Z', { ctl: 'up' }) } }))
+  const { samples, types } = parsePrometheusText(text)
+  t.same(
+    samples.filter((s) => s.name.startsWith('masakari_consul_outbox_oldest')),
+    [],
+    'no sample about an oldest entry',
+  )
+  t.same(
+    samples.filter((s) => s.name.startsWith('masakari_consul_snapshot_')).map((s) => s.labels),
+    [{ network: 'storage' }],
+    'snapshot series only for the network that has one',
+  )
+  t.equal(types.get('masakari_consul_outbox_oldest_timestamp_seconds'), 'gauge', 'the family is still described')
+})
+
+t.test("renderMetrics: build_info says the package's version, value 1", async (t) => {
+  const { samples, types } = parsePrometheusText(renderMetrics(base()))
+  t.same(
+    samples.filter((s) => s.name === 'masakari_consul_build_info'),
+    [{ name: 'masakari_consul_build_info', labels: { version: '1.2.3-test' }, value: 1 }],
+  )
+  t.equal(types.get('masakari_consul_build_info'), 'gauge')
+})
+
+t.test('renderMetrics: text exposition; each family HELP then TYPE then its samples; names by the conventions', async (t) => {
+  const input = base({
+    state: { ...withCounters, outbox: [waiting('cmp1', '2026-11-25T11:55:00.000Z')] },
+    snapshots: { management: snapshot('management', '2026-11-25T11:59:30.000Z', { ctl: 'up' }) },
+  })
+  const text = renderMetrics(input)
   const { types, samples } = parsePrometheusText(text)
   const families = [...types.keys()]
   t.ok(families.length >= 12)
+  const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
+  const lines = text.slice(0, -1).split('\n')
   for (const f of families) {
-    t.match(f, /^masakari_consul_[a-z_]+$/)
-    t.match(text, new RegExp(`^# HELP ${f} \\S`, 'm'), `${f} has HELP`)
+    t.match(f, NAME)
+    t.match(f, /^masakari_consul_[a-z]+(_[a-z]+)*$/, `${f}: snake_case, the package's prefix`)
+    const help = lines.filter((l) => l.startsWith(`# HELP ${f} `))
+    const type = lines.findIndex((l) => l.startsWith(`# TYPE ${f} `))
+    const first = lines.findIndex((l) => l === f || l.startsWith(`${f} `) || l.startsWith(`${f}{`))
+    t.equal(help.length, 1, `${f}: one HELP`)
+    t.match(help[0], /^# HELP \S+ \S/, `${f}: HELP says something`)
+    t.ok(lines.indexOf(help[0]!) < type, `${f}: HELP before TYPE`)
+    t.ok(first === -1 || type < first, `${f}: TYPE before its samples`)
     t.equal(types.get(f) === 'counter', f.endsWith('_total'), `${f}: counter exactly when _total`)
+    t.notMatch(f, /_age_seconds$/, `${f}: a textfile exports timestamps, not ages (stale once written)`)
+    if (f.endsWith('_timestamp_seconds')) t.match(help[0], /time\(\) - /, `${f}: HELP says how to get an age`)
   }
-  for (const s of samples) t.ok(types.has(s.name), `${s.name} is typed`)
+  for (const l of lines) t.match(l, /^(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S.*|[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+)$/, l)
+  for (const s of samples) {
+    t.match(s.name, NAME)
+    t.ok(types.has(s.name), `${s.name} is typed`)
+    for (const k of Object.keys(s.labels)) t.match(k, /^[a-zA-Z_][a-zA-Z0-9_]*$/, `${s.name}: label ${k}`)
+  }
+  for (const f of ['snapshot_timestamp_seconds', 'outbox_oldest_timestamp_seconds', 'last_run_timestamp_seconds', 'build_info'])
+    t.ok(
+      samples.some((s) => s.name === `masakari_consul_${f}`),
+      `${f} has a sample here`,
+    )
 })
 
 t.test('the exposition checker can fail (so the tests above mean something)', async (t) => {
@@ -217,6 +294,7 @@ t.test('a handler run writes the textfile when metrics.textfile is set: valid, 0
   t.equal(value(samples, 'snapshot_timestamp_seconds', { network: 'storage' }), T + 10)
   t.equal(value(samples, 'snapshot_timestamp_seconds', { network: 'management' }), T)
   t.equal(value(samples, 'health', { status: 'passing' }), 1)
+  t.equal(value(samples, 'build_info', { version: PACKAGE_VERSION }), 1, "build_info: package.json's version")
   t.equal((await stat(textfile)).mode & 0o777, 0o644, 'world-readable: node_exporter runs as its own user')
   t.same(await readdir(join(dir, 'textfile')), ['masakari_consul.prom'], 'no temp file left beside it')
   // The counter lives in the record: a later run (another process) still counts it, once.

@@ -11,6 +11,7 @@ import type { Snapshots } from '../decide/snapshot-shape.js'
 import { clearFailed, type Health, healthOf, unsettled, writeFailed, writeHealth, writeResync, writeWake } from '../state/status-files.js'
 import { emptyState, type StoreState } from '../decide/state-shape.js'
 import type { Role } from '../consul/sender.js'
+import { packageVersion } from './version.js'
 
 /**
  * An own agent that answered without seeing nodes keeps the check critical until it confirms
@@ -37,7 +38,13 @@ export async function noteStatus(
 ): Promise<void> {
   const { stateDir, resync } = monitor.config
   const health = healthOf(state, snapshots, monitor.strategy.sequence, role, now)
-  await writeMetricsFile(monitor, { state, snapshots, health: withProblems(health, monitor.problems, monitor.critical), now })
+  await writeMetricsFile(monitor, {
+    state,
+    snapshots,
+    health: withProblems(health, monitor.problems, monitor.critical),
+    now,
+    version: packageVersion(),
+  })
   await writeHealth(stateDir, withProblems(health, monitor.problems, monitor.critical))
   const why = unsettled(state, snapshots, monitor.strategy.sequence)
   await writeResync(stateDir, why === undefined ? undefined : new Date(now.getTime() + resync * 1000), { postpone: opts.resynced })

@@ -2,9 +2,11 @@
  * The Prometheus textfile (config `metrics.textfile`) for node_exporter's textfile collector:
  * what the record, the snapshots and the health note say, rewritten atomically at the end of
  * every run that evaluated. Totals come from the record's counters (lib/decide/state-shape.ts), so every process
- * adds to the same series. Times are exported as timestamps (Prometheus' convention: an age in
- * a file written now and scraped later is stale by the time it is read); ages only beside them.
- * No host names in labels: a 10,000-host cloud must not make 10,000 series.
+ * adds to the same series. Times are exported as Unix timestamps only, never as ages (Prometheus'
+ * textfile convention: the file is written when a run happens and scraped for as long as none
+ * does, so an age in it would be as stale as the file; `time() - metric` is the age at any
+ * moment). No sample when there is nothing to time. No host names in labels: a 10,000-host
+ * cloud must not make 10,000 series.
  */
 import { writeFileAtomic } from './atomic-file.js'
 import { NETWORKS, NODE_STATES, type NetworkState } from '../base/networks.js'
@@ -18,6 +20,8 @@ export interface MetricsInput {
   snapshots: Snapshots
   health: Health
   now: Date
+  /** The package's version, for build_info (lib/run/version.ts). */
+  version: string
 }
 
 const STATES: NetworkState[] = [...NODE_STATES, 'unknown']
@@ -37,7 +41,19 @@ const seconds = (t: string | Date) => (typeof t === 'string' ? Date.parse(t) : t
 
 /** The textfile's contents (pure): HELP and TYPE lines for every family, then its samples. */
 export function renderMetrics(input: MetricsInput): string {
-  return [...viewFamilies(input), ...counterFamilies(input.state), ...outboxFamilies(input)].map(formatFamily).join('')
+  return [buildInfo(input.version), ...viewFamilies(input), ...counterFamilies(input.state), ...outboxFamilies(input.state)]
+    .map(formatFamily)
+    .join('')
+}
+
+/** Which version wrote the file: join it on to label the other series (`* on() group_left(version)`). */
+function buildInfo(version: string): Family {
+  return {
+    name: 'build_info',
+    type: 'gauge',
+    help: 'Always 1; its version label is the version of masakari-consul that wrote this file.',
+    samples: [[{ version }, 1]],
+  }
 }
 
 /** What Consul's clusters say, and the monitor's own health. */
@@ -54,14 +70,8 @@ function viewFamilies({ state, snapshots, health, now }: MetricsInput): Family[]
     {
       name: 'snapshot_timestamp_seconds',
       type: 'gauge',
-      help: "When the network's last snapshot was received (Unix time).",
+      help: "Unix time, in seconds, when the network's last snapshot was received (its age: time() - metric; no sample before the first).",
       samples: withSnapshot.map((n) => [{ network: n }, received(n)]),
-    },
-    {
-      name: 'snapshot_age_seconds',
-      type: 'gauge',
-      help: "Seconds from the network's last snapshot to this file's writing.",
-      samples: withSnapshot.map((n) => [{ network: n }, seconds(now) - received(n)]),
     },
     {
       name: 'self_isolation',
@@ -84,7 +94,7 @@ function viewFamilies({ state, snapshots, health, now }: MetricsInput): Family[]
     {
       name: 'last_run_timestamp_seconds',
       type: 'gauge',
-      help: 'When a run last evaluated and wrote this file (Unix time).',
+      help: 'Unix time, in seconds, when a run last evaluated and wrote this file (time since: time() - metric).',
       samples: [[{}, seconds(now)]],
     },
   ]
@@ -119,21 +129,15 @@ function counterFamilies(state: StoreState): Family[] {
   ]
 }
 
-function outboxFamilies({ state, now }: MetricsInput): Family[] {
+function outboxFamilies(state: StoreState): Family[] {
   const oldest = state.outbox.reduce<string | undefined>((o, e) => (o === undefined || e.decidedAt < o ? e.decidedAt : o), undefined)
   return [
     { name: 'outbox_entries', type: 'gauge', help: 'Notifications waiting in the outbox.', samples: [[{}, state.outbox.length]] },
     {
       name: 'outbox_oldest_timestamp_seconds',
       type: 'gauge',
-      help: 'When the oldest waiting notification was decided (Unix time; absent when the outbox is empty).',
+      help: 'Unix time, in seconds, when the oldest notification waiting in the outbox was decided (its wait: time() - metric; no sample when the outbox is empty).',
       samples: oldest === undefined ? [] : [[{}, seconds(oldest)]],
-    },
-    {
-      name: 'outbox_oldest_age_seconds',
-      type: 'gauge',
-      help: 'Seconds the oldest waiting notification had waited when this file was written (0 when none waits).',
-      samples: [[{}, oldest === undefined ? 0 : seconds(now) - seconds(oldest)]],
     },
   ]
 }
