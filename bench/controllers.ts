@@ -54,7 +54,7 @@ export interface TakeoverResult {
 const controllers = ['ctl1', 'ctl2', 'ctl3']
 // Not the latency section's cmp1…: Masakari holds each host name once, in one segment.
 const computes = ['tko1', 'tko2', 'tko3', 'tko4']
-/** the default consul.lock.lockDelay (README, "Several controllers") */
+/** the default consul.lock.lockDelay (docs/configuration.md, "Several controllers") */
 const LOCK_DELAY_S = 15
 const s = (ms: number) => round(ms / 1000, 2)
 

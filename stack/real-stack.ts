@@ -21,7 +21,7 @@ export const ROOT = basename(import.meta.dirname) === 'out' ? join(import.meta.d
 export const HANDLER = join(ROOT, 'dist', 'checks-handler.js')
 export const EVALUATE = join(ROOT, 'dist', 'evaluate.js')
 export const PULSE = join(ROOT, 'consul-config', 'pulse.sh')
-/** The watches and the pulse check as an operator installs them (README, "Installing on a controller"). */
+/** The watches and the pulse check as an operator installs them (README, "Install on three controllers"). */
 export const DEPLOYED_WATCHES = join(ROOT, 'consul-config', 'watches')
 
 export interface RealStackOptions {

@@ -56,6 +56,6 @@ t.test("the logrotate snippet rotates the example config's logFile as the agents
   t.ok(logFile, 'the example config has a logFile')
   t.match(text, new RegExp(`^${logFile!.replaceAll('.', '\\.')} \\{$`, 'm'), 'the same path')
   t.match(text, /^\s+su consul consul$/m)
-  t.match(text, /^\s+create 0640 consul consul$/m, 'as README Layout has the log directory')
+  t.match(text, /^\s+create 0640 consul consul$/m, 'as docs/admin-guide.md section 1 has the log directory')
   t.notMatch(text, /^\s+copytruncate/m)
 })
