@@ -70,11 +70,35 @@ t.test('the password need not be in this shell: passwordEnv set only in the agen
   const deps = fakeDeps()
   t.equal(await evaluate(['install-watches', '--config', config, ...flags], deps), EXIT.ok, deps.rec.stderr.join(''))
   const bad = join(config, '..', 'bad.yaml')
-  await writeFile(bad, 'stateDir: 5\nmasakari: {}\n')
+  await writeFile(bad, 'stateDir: 5\nmasakari: {}\nconsul: {agents: {storage: 7}}\n')
   const refused = fakeDeps()
   t.equal(await evaluate(['install-watches', '--config', bad, ...flags], refused), EXIT.config)
-  t.match(refused.rec.stderr.join(''), /invalid config .*bad\.yaml:\n {2}- stateDir: .*\n {2}- masakari\.authUrl/)
+  t.match(refused.rec.stderr.join(''), /invalid config .*bad\.yaml:\n {2}- stateDir: .*\n {2}- consul\.agents\.storage/)
 })
+
+t.test(
+  'a migrated config: the agents and credentials from upstreamConfig, kolla-style (issue #20: the install stopped at migration)',
+  async (t) => {
+    const { dir, flags } = await setup(t)
+    const conf = join(dir, 'masakarimonitors.conf')
+    await writeFile(
+      conf,
+      '[api]\nauth_url = http://192.0.2.9:5000\nusername = m\npassword = p\nproject_name = s\nuser_domain_id = default\nproject_domain_id = default\ncafile =\n' +
+        '[consul]\nagent_manage = 192.0.2.1:8500\nagent_tenant = 192.0.2.2:8500\nagent_storage = 192.0.2.3:8500\n',
+    )
+    const config = join(dir, 'migrated.yaml')
+    await writeFile(config, `hostname: ctl1\nstateDir: ${join(dir, 'state')}\nupstreamConfig: masakarimonitors.conf\n`)
+    const deps = fakeDeps()
+    t.equal(
+      await evaluate(['install-watches', '--config', config, '--node', '/usr/bin/node', ...flags], deps),
+      EXIT.ok,
+      deps.rec.stderr.join(''),
+    )
+    const out = deps.rec.stdout.join('')
+    for (const addr of ['192.0.2.2:8500', '192.0.2.3:8500']) t.match(out, `consul reload -http-addr=${addr}\n`, 'the agent from [consul]')
+    t.notMatch(out, /<the \w+ agent's HTTP address>/, 'every agent known')
+  },
+)
 
 t.test('--dry-run prints the files and writes nothing', async (t) => {
   const { config, flags, agents } = await setup(t)

@@ -6,10 +6,9 @@
  * the operator does that.
  */
 import { dirname, join, resolve } from 'node:path'
-import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { EXIT, UsageError } from '../run/cli.js'
-import { ConfigError, type ConfigEnv, ConfigSchema } from '../config/config.js'
+import { ConfigError, type ConfigEnv, readConfigFile } from '../config/config.js'
 import { bodyStart } from '../base/http.js'
 import { NETWORKS, type Network } from '../base/networks.js'
 import { parseStrategy } from '../decide/strategy.js'
@@ -68,19 +67,7 @@ export interface Layout {
 
 export async function loadLayout(path: string, env: ConfigEnv): Promise<Layout> {
   const source = resolve(path)
-  let raw: unknown
-  try {
-    raw = parseYaml(await env.readFile(source))
-  } catch (err) {
-    throw new ConfigError(source, [`cannot read it as YAML: ${(err as Error).message.split('\n')[0]}`])
-  }
-  const parsed = ConfigSchema.safeParse(raw ?? {})
-  if (!parsed.success)
-    throw new ConfigError(
-      source,
-      parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`),
-    )
-  const c = parsed.data
+  const c = await readConfigFile(source, env)
   const abs = (p: string) => resolve(dirname(source), p)
   const strategy = c.strategy === undefined ? {} : { strategy: abs(c.strategy) }
   return { source, stateDir: abs(c.stateDir), ...strategy, lockNetwork: c.consul.lock.network, agents: c.consul.agents }

@@ -245,6 +245,23 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
 }
 
 /**
+ * The config file as written, with what its `upstreamConfig` implies underneath, validated, and
+ * no secret resolved: for install-watches, which needs the paths and the agents of a migrated
+ * config (they may come from upstream's [consul]) but not the password, which may live only in
+ * the agents' environment. Every problem at once in a ConfigError.
+ */
+export async function readConfigFile(path: string, env: ConfigEnv = realConfigEnv): Promise<z.infer<typeof ConfigFileSchema>> {
+  const source = resolve(path)
+  const problems: string[] = []
+  const read = await readRaw(source, env, problems, [])
+  if (!read) throw new ConfigError(source, problems)
+  const parsed = ConfigFileSchema.safeParse(read.raw)
+  if (!parsed.success) problems.push(...issueProblems(ConfigFileSchema, parsed.error.issues))
+  if (!parsed.success || problems.length > 0) throw new ConfigError(source, problems)
+  return parsed.data
+}
+
+/**
  * The file as a raw object: our YAML, with what its `upstreamConfig` implies underneath; or
  * upstream's masakarimonitors.conf itself, which then stands for a config of defaults.
  */
