@@ -75,6 +75,11 @@ function commands(y: Argv) {
         .option('consul', { type: 'string', default: 'consul', requiresArg: true, describe: 'the consul binary' })
         .option('node', { type: 'string', default: process.execPath, requiresArg: true, describe: 'the node the watches run' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the files; write nothing' })
+        .option('token-file', {
+          type: 'string',
+          requiresArg: true,
+          describe: "the watches' ACL token (default: the config's consul.tokenFile or consul.token)",
+        })
         .epilogue(EPILOGUE),
     )
     .command('outbox', 'notifications pending in the outbox and those that expired undelivered', (c) =>
@@ -129,7 +134,8 @@ async function dispatch(args: Args, deps: Deps): Promise<number> {
   if (command === 'install-watches') {
     const dirs = parseAgentDirs((args.agentConfigDir as string[] | undefined) ?? [])
     const paths = { node: String(args.node), packageRoot: PACKAGE_ROOT, consul: String(args.consul) }
-    return runInstallWatches({ config, dirs, ...paths, dryRun: Boolean(args.dryRun) }, realInstallDeps(deps))
+    const tokenFile = args.tokenFile === undefined ? {} : { tokenFile: String(args.tokenFile) }
+    return runInstallWatches({ config, dirs, ...paths, dryRun: Boolean(args.dryRun), ...tokenFile }, realInstallDeps(deps))
   }
   if (command === 'outbox' && sub === 'retry')
     return runOutboxRetry({ config, id: args.id as string | undefined, all: Boolean(args.all) }, deps)

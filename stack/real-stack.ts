@@ -66,16 +66,11 @@ export interface RealStackOptions {
   teardown?: (stop: () => Promise<number[]>, logsHint: () => string) => void
 }
 
-/** What a monitor needs in an ACL'd cluster (shared/notes/real-stack.md, "Consul ACLs on 1.8.7"). */
-export const MONITOR_ACL_RULES = [
-  'node_prefix "" { policy = "read" }',
-  'service_prefix "" { policy = "read" }',
-  'agent_prefix "" { policy = "read" }',
-  'key_prefix "masakari-consul/" { policy = "write" }',
-  'session_prefix "" { policy = "write" }',
-  'operator = "read"',
-  '',
-].join('\n')
+/**
+ * What a monitor needs in an ACL'd cluster (shared/notes/real-stack.md, "Consul ACLs on 1.8.7"):
+ * the shipped policy, so that the end-to-end tests run the one operators install.
+ */
+export const MONITOR_ACL_RULES = readFileSync(join(ROOT, 'consul-config', 'acl', 'masakari-consul.hcl'), 'utf8')
 
 /** One controller's monitor: its config, state directory and processes. */
 export interface Monitor {

@@ -59,3 +59,20 @@ t.test("the logrotate snippet rotates the example config's logFile as the agents
   t.match(text, /^\s+create 0640 consul consul$/m, 'as docs/admin-guide.md section 1 has the log directory')
   t.notMatch(text, /^\s+copytruncate/m)
 })
+
+t.test('the shipped ACL policy (consul-config/acl) has the rules the monitor needs and nothing more', async (t) => {
+  // The end-to-end tests create their tokens with this file (stack/real-stack.ts MONITOR_ACL_RULES).
+  const text = await readFile(join(root, 'acl', 'masakari-consul.hcl'), 'utf8')
+  const rules = text
+    .split('\n')
+    .map((l) => l.replace(/#.*/, '').trim())
+    .filter((l) => l !== '')
+  t.same(rules, [
+    'node_prefix "" { policy = "read" }',
+    'service_prefix "" { policy = "read" }',
+    'agent_prefix "" { policy = "read" }',
+    'key_prefix "masakari-consul/" { policy = "write" }',
+    'session_prefix "" { policy = "write" }',
+    'operator = "read"',
+  ])
+})

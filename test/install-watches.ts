@@ -9,7 +9,7 @@ import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
 import { nodeProblems, parseAgentDirs, runsScriptChecks } from '../lib/commands/install-watches.js'
 import { NETWORKS } from '../lib/base/networks.js'
-import { configYaml, fakeDeps, response } from './helpers.js'
+import { configYaml, fakeDeps, response, scriptedFetch } from './helpers.js'
 
 const root = join(import.meta.dirname, '..')
 
@@ -238,3 +238,155 @@ t.test(
     )
   },
 )
+
+/** The agents' addresses the token tests give; the management one is asked by the fetch given. */
+const ADDRS = { management: '192.0.2.1:8500', tenant: '192.0.2.2:8500', storage: '192.0.2.3:8500' }
+const SECRET = '7c0ffee0-aaaa-bbbb-cccc-000000000001'
+const RELOAD_WITH_TOKEN = '-token="$CONSUL_HTTP_TOKEN"'
+const EXPORT_LINE =
+  /^ {2}export CONSUL_HTTP_TOKEN=<a token with agent:write on these agents; not the monitor's, whose policy gives agent:read only>$/m
+
+/** install-watches with the agents at ADDRS (the management one runs script checks); what it printed and wrote, and the requests made. */
+async function install(
+  t: Test,
+  consul: Record<string, unknown>,
+  argv: string[] | ((dir: string) => string[]) = [],
+  before?: (agents: string) => Promise<void>,
+) {
+  const { dir, config, flags, agents } = await setup(t, { consul: { agents: ADDRS, lock: { enabled: false }, ...consul } })
+  await before?.(agents)
+  const deps = fakeDeps()
+  deps.fetch = async () =>
+    scriptedFetch(deps.rec, async (url) =>
+      url === 'http://192.0.2.1:8500/v1/agent/self'
+        ? response(200, { DebugConfig: { EnableLocalScriptChecks: true } })
+        : response(500, 'no'),
+    )
+  const more = typeof argv === 'function' ? argv(dir) : argv
+  const code = await evaluate(['install-watches', '--config', config, ...flags, ...more], deps)
+  const watch = async (n: string) => JSON.parse(await readFile(join(agents, n, `masakari-consul-${n}.json`), 'utf8'))
+  return { code, dir, config, agents, deps, out: deps.rec.stdout.join(''), err: deps.rec.stderr.join(''), watch }
+}
+
+t.test(
+  "the token of the config's consul.tokenFile (relative to the config): in each watch, named by the printed steps, never printed",
+  async (t) => {
+    const r = await install(t, { tokenFile: 'consul-token' }, [], async (agents) =>
+      writeFile(join(agents, '..', 'consul-token'), `${SECRET}\n`),
+    )
+    t.equal(r.code, EXIT.ok, r.err)
+    for (const n of NETWORKS) t.equal((await r.watch(n)).watches[0].token, SECRET, `${n}: the watch carries it, trimmed`)
+    const pulse = JSON.parse(await readFile(join(r.agents, 'management', 'masakari-consul-pulse.json'), 'utf8'))
+    t.notOk('token' in pulse.check, 'the pulse check gets none: it runs no query')
+    t.notOk(r.out.includes(SECRET), 'the secret is not printed')
+    t.match(r.out, EXPORT_LINE)
+    for (const a of Object.values(ADDRS)) t.ok(r.out.includes(`  consul reload -http-addr=${a} ${RELOAD_WITH_TOKEN}\n`), a)
+    t.equal(r.out.split('export CONSUL_HTTP_TOKEN').length, 2, 'the export line once')
+    t.ok(r.out.indexOf('export CONSUL_HTTP_TOKEN') < r.out.indexOf('consul reload'), 'before the reloads')
+    t.equal(r.deps.rec.requests[0]?.headers['X-Consul-Token'], SECRET, '/v1/agent/self is asked with it')
+  },
+)
+
+t.test('the inline consul.token: in each watch; the printed steps do not show it', async (t) => {
+  const r = await install(t, { token: SECRET })
+  t.equal(r.code, EXIT.ok, r.err)
+  for (const n of NETWORKS) t.equal((await r.watch(n)).watches[0].token, SECRET, n)
+  t.notOk(r.out.includes(SECRET))
+  t.match(r.out, EXPORT_LINE)
+  t.ok(r.out.includes(`  consul reload -http-addr=${ADDRS.tenant} ${RELOAD_WITH_TOKEN}\n`))
+  t.equal(r.deps.rec.requests[0]?.headers['X-Consul-Token'], SECRET)
+})
+
+t.test("--token-file replaces the config's token (its tokenFile is not even read)", async (t) => {
+  const mine = (dir: string) => ['--token-file', join(dir, 'mine.token')]
+  const write = (agents: string) => writeFile(join(agents, '..', 'mine.token'), 'from-the-option\n')
+  const r = await install(t, { tokenFile: '/nonexistent/consul-token' }, mine, write)
+  t.equal(r.code, EXIT.ok, r.err)
+  for (const n of NETWORKS) t.equal((await r.watch(n)).watches[0].token, 'from-the-option', n)
+  t.notOk(r.out.includes('from-the-option'))
+  t.ok(r.out.includes(`  consul reload -http-addr=${ADDRS.storage} ${RELOAD_WITH_TOKEN}\n`))
+  const inline = await install(t, { token: SECRET }, mine, write)
+  t.equal((await inline.watch('tenant')).watches[0].token, 'from-the-option', 'over consul.token too')
+})
+
+t.test('without a token anywhere, a token an installed watch already carries is kept, and said', async (t) => {
+  const r = await install(t, {}, [], async (agents) => {
+    const old = { watches: [{ type: 'checks', args: ['/bin/true'], token: 'put-in-by-hand' }] }
+    await writeFile(join(agents, 'tenant', 'masakari-consul-tenant.json'), JSON.stringify(old))
+  })
+  t.equal(r.code, EXIT.ok, r.err)
+  t.equal((await r.watch('tenant')).watches[0].token, 'put-in-by-hand', 'kept')
+  t.equal((await r.watch('tenant')).watches[0].args[0], '/bin/sh', 'the rest is the new watch')
+  t.notOk('token' in (await r.watch('storage')).watches[0], 'none where there was none')
+  t.match(
+    r.out,
+    new RegExp(
+      `! kept the ACL token already in ${join(r.agents, 'tenant', 'masakari-consul-tenant.json')}: neither --token-file nor consul.tokenFile / consul.token of .*config\\.yaml gives one; put it in a file named by consul.tokenFile`,
+    ),
+  )
+  t.notOk(r.out.includes('put-in-by-hand'), 'not printed')
+  t.match(r.out, EXPORT_LINE, "the agents' ACLs are on: the reloads need a token")
+  const given = await install(t, { token: SECRET }, [], async (agents) => {
+    await writeFile(join(agents, 'tenant', 'masakari-consul-tenant.json'), JSON.stringify({ watches: [{ token: 'old' }] }))
+  })
+  t.equal((await given.watch('tenant')).watches[0].token, SECRET, 'a token given replaces the installed one')
+  t.notMatch(given.out, /! kept/)
+})
+
+t.test('no token at all: the watches carry none and the printed steps are as without ACLs', async (t) => {
+  const r = await install(t, {})
+  t.equal(r.code, EXIT.ok, r.err)
+  for (const n of NETWORKS) t.notOk('token' in (await r.watch(n)).watches[0], n)
+  t.ok(r.out.includes(`\n  consul reload -http-addr=${ADDRS.management}\n`))
+  t.ok(r.out.includes(`\n  consul reload -http-addr=${ADDRS.storage}\n`))
+  t.notMatch(r.out, /CONSUL_HTTP_TOKEN|! kept/)
+  t.notOk('X-Consul-Token' in (r.deps.rec.requests[0]?.headers ?? {}), 'nor is one sent')
+})
+
+t.test('--dry-run shows where the token comes from, not the token', async (t) => {
+  const r = await install(t, { token: SECRET }, ['--dry-run'])
+  t.equal(r.code, EXIT.ok, r.err)
+  t.notOk(r.out.includes(SECRET))
+  t.match(r.out, /"token": "<the token of consul\.token of .*config\.yaml>"/)
+})
+
+t.test('an unreadable or empty token file: a clear error naming it, nothing written', async (t) => {
+  const cases: Array<[Record<string, unknown>, string[], number, RegExp]> = [
+    [
+      { tokenFile: 'no-such-token' },
+      [],
+      EXIT.config,
+      /invalid config .*config\.yaml:\n {2}- consul\.tokenFile: cannot read \/.*\/no-such-token: ENOENT/,
+    ],
+    [{}, ['--token-file', '/nonexistent/t'], EXIT.usage, /--token-file: cannot read \/nonexistent\/t: ENOENT/],
+    [{ tokenFile: 'empty' }, [], EXIT.config, /consul\.tokenFile: \/.*\/empty is empty/],
+  ]
+  for (const [consul, argv, code, message] of cases) {
+    const r = await install(t, consul, argv, async (agents) => writeFile(join(agents, '..', 'empty'), '\n'))
+    t.equal(r.code, code, String(message))
+    t.match(r.err, message)
+    for (const n of NETWORKS) t.same(await readdir(join(r.agents, n)), ['agent.json'], `${n}: nothing written`)
+  }
+})
+
+t.test('an agent that answers 403 to /v1/agent/self: both ways printed, and why it could not be asked', async (t) => {
+  const run = async (consul: Record<string, unknown>) => {
+    const { config, flags } = await setup(t, { consul: { agents: ADDRS, lock: { enabled: false }, ...consul } })
+    const deps = fakeDeps()
+    deps.fetch = async () => scriptedFetch(deps.rec, async () => response(403, 'Permission denied'))
+    t.equal(await evaluate(['install-watches', '--config', config, ...flags], deps), EXIT.ok, deps.rec.stderr.join(''))
+    return deps.rec.stdout.join('')
+  }
+  const withToken = await run({ token: SECRET })
+  t.match(withToken, /\n {2}consul reload -http-addr=192\.0\.2\.1:8500 -token="\$CONSUL_HTTP_TOKEN"\n {4}or, if the management agent was/)
+  t.match(
+    withToken,
+    /restart consul-management .*\n {4}the management agent answered 403 to \/v1\/agent\/self, so it could not say which: the token of consul\.token of \S*config\.yaml lacks agent:read \(consul-config\/acl\/masakari-consul\.hcl\)\n/,
+  )
+  const without = await run({})
+  t.match(
+    without,
+    / {4}the management agent answered 403 to \/v1\/agent\/self, so it could not say which: the watches have no ACL token \(give consul\.tokenFile or --token-file\)\n/,
+  )
+  t.match(without, /consul reload -http-addr=192\.0\.2\.1:8500\n {4}or, if/)
+})

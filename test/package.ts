@@ -44,6 +44,7 @@ t.test('npm pack → npm install --offline into an empty directory → masakari-
     'README.md',
     'LICENSE',
     'consul-config/logrotate/masakari-consul',
+    'consul-config/acl/masakari-consul.hcl',
     'dist/evaluate.js',
     'dist/checks-handler.js',
     'consul-config/pulse.sh',

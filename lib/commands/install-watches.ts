@@ -1,9 +1,9 @@
 /**
  * `install-watches`: the shipped watch definitions (consul-config/watches/*.json) with this
- * install's paths filled in (node, the handler bundle, the config, the state directory), written
- * into each agent's config directory; `consul validate` run on each directory (a file that fails
- * is put back as it was), and the `consul reload` commands printed. The agents are not reloaded:
- * the operator does that.
+ * install's paths filled in (node, the handler bundle, the config, the state directory) and the
+ * monitor's ACL token, written into each agent's config directory; `consul validate` run on each
+ * directory (a file that fails is put back as it was), and the `consul reload` commands printed.
+ * The agents are not reloaded: the operator does that.
  */
 import { dirname, join, resolve } from 'node:path'
 import { z } from 'zod'
@@ -22,9 +22,12 @@ export interface InstallDeps {
   writeFile: (path: string, text: string | undefined) => Promise<void>
   isDir: (path: string) => Promise<boolean>
   exec: (file: string, args: string[]) => Promise<{ code: number; output: string }>
-  /** Whether the agent at this HTTP address runs script checks now (its /v1/agent/self); undefined when it cannot say. */
-  scriptChecks: (addr: string) => Promise<boolean | undefined>
+  /** Whether the agent at this HTTP address runs script checks now (its /v1/agent/self, asked with this ACL token). */
+  scriptChecks: (addr: string, token: string | undefined) => Promise<ScriptChecks>
 }
+
+/** An agent's answer: it runs script checks or not; 'forbidden' when its ACLs refused the question (403); undefined when it cannot say. */
+export type ScriptChecks = boolean | 'forbidden' | undefined
 
 export interface InstallArgs {
   config: string
@@ -35,6 +38,8 @@ export interface InstallArgs {
   packageRoot: string
   consul: string
   dryRun: boolean
+  /** --token-file: the watches' ACL token, instead of the config's consul.tokenFile / consul.token. */
+  tokenFile?: string
 }
 
 /** `--agent-config-dir management=DIR`, once per network. */
@@ -54,8 +59,10 @@ export function parseAgentDirs(values: string[]): Partial<Record<Network, string
 }
 
 /**
- * What install-watches needs of the config: its paths, the strategy's networks, the agents. The
- * secret is not resolved: the password may live only in the agents' environment (passwordEnv).
+ * What install-watches needs of the config: its paths, the strategy's networks, the agents, where
+ * the Consul token is. Masakari's secret is not resolved: the password may live only in the
+ * agents' environment (passwordEnv). The token file is read later (watchToken), and only when
+ * --token-file does not replace it.
  */
 export interface Layout {
   source: string
@@ -63,6 +70,10 @@ export interface Layout {
   strategy?: string
   lockNetwork: Network
   agents: Partial<Record<Network, string>>
+  /** consul.token, the secret itself. */
+  token?: string
+  /** consul.tokenFile, absolute. */
+  tokenFile?: string
 }
 
 export async function loadLayout(path: string, env: ConfigEnv): Promise<Layout> {
@@ -70,7 +81,66 @@ export async function loadLayout(path: string, env: ConfigEnv): Promise<Layout> 
   const c = await readConfigFile(source, env)
   const abs = (p: string) => resolve(dirname(source), p)
   const strategy = c.strategy === undefined ? {} : { strategy: abs(c.strategy) }
-  return { source, stateDir: abs(c.stateDir), ...strategy, lockNetwork: c.consul.lock.network, agents: c.consul.agents }
+  const token = c.consul.token === undefined ? {} : { token: c.consul.token }
+  const tokenFile = c.consul.tokenFile === undefined ? {} : { tokenFile: abs(c.consul.tokenFile) }
+  return {
+    source,
+    stateDir: abs(c.stateDir),
+    ...strategy,
+    lockNetwork: c.consul.lock.network,
+    agents: c.consul.agents,
+    ...token,
+    ...tokenFile,
+  }
+}
+
+/** The token the watches carry, and where it came from as the output names it (never the secret). */
+export interface WatchToken {
+  token: string
+  from: string
+}
+
+/**
+ * The watches' ACL token: --token-file, else the config's, as the monitor reads it (consul.token
+ * before consul.tokenFile, the file's text trimmed). Not Consul's environment variables: the
+ * watches run in the agents' environment, not this shell's.
+ */
+export async function watchToken(option: string | undefined, layout: Layout, env: ConfigEnv): Promise<WatchToken | undefined> {
+  if (option !== undefined) {
+    const path = resolve(option)
+    const read = await readToken(path, env)
+    if (typeof read !== 'string') throw new UsageError(`--token-file: ${read.problem}`)
+    return { token: read, from: `--token-file ${path}` }
+  }
+  if (layout.token !== undefined) return { token: layout.token, from: `consul.token of ${layout.source}` }
+  if (layout.tokenFile === undefined) return undefined
+  const read = await readToken(layout.tokenFile, env)
+  if (typeof read !== 'string') throw new ConfigError(layout.source, [`consul.tokenFile: ${read.problem} (the watches carry this token)`])
+  return { token: read, from: `consul.tokenFile ${layout.tokenFile}` }
+}
+
+async function readToken(path: string, env: ConfigEnv): Promise<string | { problem: string }> {
+  let text: string
+  try {
+    text = await env.readFile(path)
+  } catch (err) {
+    return { problem: `cannot read ${path}: ${(err as Error).message}` }
+  }
+  return text.trim() || { problem: `${path} is empty` }
+}
+
+/** A watch file installed before: the token an operator put in by hand, or an earlier install. */
+const InstalledWatchSchema = z.looseObject({ watches: z.array(z.looseObject({ token: z.string().min(1) })).length(1) })
+
+/** The token of the installed watch file's watch; undefined when there is no such file, no token, or no watch file there. */
+function installedToken(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined
+  try {
+    const file = InstalledWatchSchema.safeParse(JSON.parse(text))
+    return file.success ? file.data.watches[0]!.token : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** A watch file as shipped: one checks watch (or the pulse's script check) with its command line in `args`. */
@@ -83,6 +153,12 @@ export interface PlannedFile {
   network: Network
   path: string
   text: string
+  /** The text with the token's value replaced by where it came from: what --dry-run prints. */
+  shown: string
+  /** The ACL token the file carries (watches only). */
+  token?: WatchToken
+  /** The token is the one the installed file had: neither the config nor --token-file gave one. */
+  kept?: boolean
 }
 
 /** The paths this install fills in. */
@@ -95,12 +171,15 @@ interface Paths {
   stateDir: string
 }
 
-/** One network's watch: watch.sh NETWORK CONFIG STATE_DIR HANDLER NODE (it notes a failed run for the pulse). */
-export function watchFor(template: unknown, network: Network, paths: Paths): unknown {
+/**
+ * One network's watch: watch.sh NETWORK CONFIG STATE_DIR HANDLER NODE (it notes a failed run for
+ * the pulse), with the ACL token the watch's queries need when the agent's ACLs deny by default.
+ */
+export function watchFor(template: unknown, network: Network, paths: Paths, token?: string): unknown {
   const file = WatchFileSchema.parse(template)
   const args = ['/bin/sh', paths.watch, network, paths.config, paths.stateDir, paths.handler, paths.node]
   // The template's own object, so that its keys keep their order in the written file.
-  return { ...(template as object), watches: [{ ...file.watches[0], args }] }
+  return { ...(template as object), watches: [{ ...file.watches[0], args, ...(token === undefined ? {} : { token }) }] }
 }
 
 /** The pulse check (pulse.sh CONFIG STATE_DIR HANDLER NODE), on the agent of the sender lock's network. */
@@ -112,8 +191,12 @@ export function pulseFor(template: unknown, paths: Paths): unknown {
   }
 }
 
-/** The files to write: a watch per network of the strategy, and the pulse on the lock's network. */
-export async function plan(args: InstallArgs, config: Layout, deps: InstallDeps): Promise<PlannedFile[]> {
+/**
+ * The files to write: a watch per network of the strategy, and the pulse on the lock's network.
+ * Each watch carries `token`, else the token of the watch file it replaces: a token put in by
+ * hand survives a re-install.
+ */
+export async function plan(args: InstallArgs, config: Layout, deps: InstallDeps, token?: WatchToken): Promise<PlannedFile[]> {
   const templates = join(args.packageRoot, 'consul-config', 'watches')
   const paths: Paths = {
     node: args.node,
@@ -134,14 +217,24 @@ export async function plan(args: InstallArgs, config: Layout, deps: InstallDeps)
     config.strategy === undefined ? NETWORKS : parseStrategy(await deps.configEnv.readFile(config.strategy), config.strategy).sequence
   const dir = (n: Network) => args.dirs[n] ?? `/etc/consul.d/${n}`
   const files: PlannedFile[] = []
-  for (const n of sequence)
-    files.push({ network: n, path: join(dir(n), `masakari-consul-${n}.json`), text: json(watchFor(await template(`${n}.json`), n, paths)) })
+  for (const n of sequence) {
+    const path = join(dir(n), `masakari-consul-${n}.json`)
+    const kept = token === undefined ? installedToken(await deps.readExisting(path)) : undefined
+    const its = kept === undefined ? token : { token: kept, from: `the installed ${path}` }
+    const shipped = await template(`${n}.json`)
+    const watch = (value: string | undefined) => json(watchFor(shipped, n, paths, value))
+    files.push({
+      network: n,
+      path,
+      text: watch(its?.token),
+      shown: watch(its && `<the token of ${its.from}>`),
+      ...(its === undefined ? {} : { token: its }),
+      ...(kept === undefined ? {} : { kept: true }),
+    })
+  }
   const lockNetwork = config.lockNetwork
-  files.push({
-    network: lockNetwork,
-    path: join(dir(lockNetwork), 'masakari-consul-pulse.json'),
-    text: json(pulseFor(await template('pulse.json'), paths)),
-  })
+  const pulse = json(pulseFor(await template('pulse.json'), paths))
+  files.push({ network: lockNetwork, path: join(dir(lockNetwork), 'masakari-consul-pulse.json'), text: pulse, shown: pulse })
   return files
 }
 
@@ -178,11 +271,13 @@ export async function nodeProblems(node: string, deps: Pick<InstallDeps, 'exec'>
 /** The command's whole run; its exit code. */
 export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): Promise<number> {
   const config = await loadLayout(args.config, deps.configEnv)
+  const token = await watchToken(args.tokenFile, config, deps.configEnv)
   const problems = await nodeProblems(args.node, deps)
   if (problems.length > 0) throw new UsageError(`--node: ${problems.join('; ')} (give the node the watches should run with --node PATH)`)
-  const files = await plan(args, config, deps)
+  const files = await plan(args, config, deps, token)
+  noteKeptTokens(files, config, deps)
   if (args.dryRun) {
-    for (const f of files) deps.stdout(`# ${f.path} (${f.network} agent; dry run: not written)\n${f.text}`)
+    for (const f of files) deps.stdout(`# ${f.path} (${f.network} agent; dry run: not written)\n${f.shown}`)
     return EXIT.ok
   }
   const dirs = [...new Set(files.map((f) => resolve(f.path, '..')))]
@@ -197,8 +292,28 @@ export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): P
   }
   if (code !== EXIT.ok) return code
   deps.stdout('\nNow load them into each agent:\n')
-  for (const n of [...new Set(files.map((f) => f.network))]) deps.stdout(await loadStep(n, config, files, deps))
+  const steps: string[] = []
+  for (const n of [...new Set(files.map((f) => f.network))]) steps.push(await loadStep(n, config, files, token, deps))
+  // A watch with a token means the agents' ACLs are on: the reload needs agent:write, which the
+  // monitor's policy (consul-config/acl/masakari-consul.hcl) does not give, so not its token.
+  if (files.some((f) => f.token !== undefined) && steps.some((s) => s.includes(RELOAD_TOKEN))) deps.stdout(EXPORT_RELOAD_TOKEN)
+  for (const s of steps) deps.stdout(s)
   return EXIT.ok
+}
+
+/** Where the token the reloads use is asked for, once; never a secret printed. */
+const RELOAD_TOKEN = '-token="$CONSUL_HTTP_TOKEN"'
+const EXPORT_RELOAD_TOKEN =
+  "  export CONSUL_HTTP_TOKEN=<a token with agent:write on these agents; not the monitor's, whose policy gives agent:read only>\n"
+
+/** A token kept from an installed file lives only there: said, so that it moves to the config (the monitor's own requests need it too). */
+function noteKeptTokens(files: PlannedFile[], config: Layout, deps: Pick<InstallDeps, 'stdout'>): void {
+  const kept = files.filter((f) => f.kept).map((f) => f.path)
+  if (kept.length === 0) return
+  deps.stdout(
+    `! kept the ACL token already in ${kept.join(', ')}: neither --token-file nor consul.tokenFile / consul.token of ${config.source} gives one; ` +
+      'put it in a file named by consul.tokenFile (the monitor’s own requests to the agents need it too)\n',
+  )
 }
 
 /** What install-watches asks of an agent: whether it runs script checks (Consul 1.8's /v1/agent/self). */
@@ -224,16 +339,35 @@ export function runsScriptChecks(text: string): boolean | undefined {
  * agent") and keeps its old config, the watch included. So that agent is asked, and restarted
  * when it runs no script checks yet (or told both ways when it cannot be asked).
  */
-async function loadStep(network: Network, config: Layout, files: PlannedFile[], deps: InstallDeps): Promise<string> {
+async function loadStep(
+  network: Network,
+  config: Layout,
+  files: PlannedFile[],
+  token: WatchToken | undefined,
+  deps: InstallDeps,
+): Promise<string> {
   const addr = config.agents[network]
-  const reload = `  consul reload -http-addr=${addr ?? `<the ${network} agent's HTTP address>`}\n`
+  const acl = files.some((f) => f.token !== undefined)
+  const reload = `  consul reload -http-addr=${addr ?? `<the ${network} agent's HTTP address>`}${acl ? ` ${RELOAD_TOKEN}` : ''}\n`
   if (!files.some((f) => f.network === network && f.path.endsWith('masakari-consul-pulse.json'))) return reload
   const restart = `  systemctl restart consul-${network}\n`
-  const scripts = addr === undefined ? undefined : await deps.scriptChecks(addr)
+  // The token this network's watch carries (a kept one is per file), else the one given.
+  const asking = files.find((f) => f.network === network && f.token !== undefined)?.token ?? token
+  const scripts = addr === undefined ? undefined : await deps.scriptChecks(addr, asking?.token)
   if (scripts === true) return reload
   const why = '(enable_local_script_checks, which the pulse needs, cannot be reloaded)'
   if (scripts === false) return `${restart}    the ${network} agent runs no script checks yet: restart it once ${why}\n`
-  return `${reload}    or, if the ${network} agent was started without script checks, instead: ${restart.trim()} ${why}\n`
+  const both = `${reload}    or, if the ${network} agent was started without script checks, instead: ${restart.trim()} ${why}\n`
+  return scripts === 'forbidden' ? `${both}${forbidden(network, asking)}` : both
+}
+
+/** Why the agent could not be asked: its ACLs refused /v1/agent/self (agent:read). */
+function forbidden(network: Network, asking: WatchToken | undefined): string {
+  const fix =
+    asking === undefined
+      ? 'the watches have no ACL token (give consul.tokenFile or --token-file)'
+      : `the token of ${asking.from} lacks agent:read (consul-config/acl/masakari-consul.hcl)`
+  return `    the ${network} agent answered 403 to /v1/agent/self, so it could not say which: ${fix}\n`
 }
 
 /**

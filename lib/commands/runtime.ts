@@ -83,7 +83,11 @@ export function realDeps(): Deps {
   }
 }
 
-/** install-watches' side effects: the agents' config files (0644: the agent's user reads them; no secret in them), atomic; the consul binary. */
+/**
+ * install-watches' side effects: the agents' config files, atomic; the consul binary. 0644: the
+ * agent's user reads them, and the ACL token the watches carry is kept from others by the agent
+ * config directory (consul:consul 0750, docs/admin-guide.md), as the agent's own config is.
+ */
 export function realInstallDeps(deps: Deps): InstallDeps {
   return {
     stdout: deps.stdout,
@@ -95,16 +99,18 @@ export function realInstallDeps(deps: Deps): InstallDeps {
       }),
     writeFile: (path, text) => (text === undefined ? unlink(path).catch(() => {}) : writeFileAtomic(path, text, 0o644)),
     isDir: async (path) => (await stat(path).catch(() => undefined))?.isDirectory() ?? false,
-    scriptChecks: async (addr) => {
+    scriptChecks: async (addr, watchToken) => {
       try {
         const fetch = await deps.fetch()
-        const token = deps.configEnv.env.CONSUL_HTTP_TOKEN
-        // Plain http unless the address says https: this install's Consul access (TLS, token) is not loaded here.
+        // The watches' token (agent:read in the monitor's policy); this shell's when they carry none.
+        const token = watchToken ?? deps.configEnv.env.CONSUL_HTTP_TOKEN
+        // Plain http unless the address says https: this install's Consul TLS settings are not loaded here.
         const res = await fetch(`${agentUrl(addr, { ssl: false })}/v1/agent/self`, {
           method: 'GET',
           headers: token ? { 'X-Consul-Token': token } : {},
           signal: AbortSignal.timeout(5000),
         })
+        if (res.status === 403) return 'forbidden'
         return runsScriptChecks(await res.text())
       } catch {
         return undefined
