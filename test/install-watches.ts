@@ -3,7 +3,7 @@
  * agent runs: it only reads the directory).
  */
 import t, { type Test } from 'tap'
-import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
+import { chown, copyFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
@@ -15,7 +15,8 @@ const root = join(import.meta.dirname, '..')
 
 /** An agent config dir per network holding the controller's agent config, as on a real controller. */
 async function setup(t: Test, extra: Record<string, unknown> = {}) {
-  const dir = t.testdir({ agents: { management: {}, tenant: {}, storage: {} } })
+  // the state directory exists, as after the README's step 2: a watch holding the token takes its group
+  const dir = t.testdir({ agents: { management: {}, tenant: {}, storage: {} }, state: {} })
   for (const n of NETWORKS) await copyFile(join(root, 'consul-config', 'controller', `${n}.json`), join(dir, 'agents', n, 'agent.json'))
   const config = join(dir, 'config.yaml')
   await writeFile(config, configYaml(join(dir, 'state'), extra))
@@ -242,9 +243,9 @@ t.test(
 /** The agents' addresses the token tests give; the management one is asked by the fetch given. */
 const ADDRS = { management: '192.0.2.1:8500', tenant: '192.0.2.2:8500', storage: '192.0.2.3:8500' }
 const SECRET = '7c0ffee0-aaaa-bbbb-cccc-000000000001'
-const RELOAD_WITH_TOKEN = '-token="$CONSUL_HTTP_TOKEN"'
-const EXPORT_LINE =
-  /^ {2}export CONSUL_HTTP_TOKEN=<a token with agent:write on these agents; not the monitor's, whose policy gives agent:read only>$/m
+/** Printed once when the watches carry a token and this shell has no token for `consul reload`. */
+const NO_RELOAD_TOKEN =
+  /^! ACLs on: set CONSUL_HTTP_TOKEN_FILE \(or CONSUL_HTTP_TOKEN\) to a token with agent:write on these agents before the reload lines/m
 
 /** install-watches with the agents at ADDRS (the management one runs script checks); what it printed and wrote, and the requests made. */
 async function install(
@@ -252,10 +253,11 @@ async function install(
   consul: Record<string, unknown>,
   argv: string[] | ((dir: string) => string[]) = [],
   before?: (agents: string) => Promise<void>,
+  env: Record<string, string> = {},
 ) {
   const { dir, config, flags, agents } = await setup(t, { consul: { agents: ADDRS, lock: { enabled: false }, ...consul } })
   await before?.(agents)
-  const deps = fakeDeps()
+  const deps = fakeDeps({ env })
   deps.fetch = async () =>
     scriptedFetch(deps.rec, async (url) =>
       url === 'http://192.0.2.1:8500/v1/agent/self'
@@ -279,21 +281,49 @@ t.test(
     const pulse = JSON.parse(await readFile(join(r.agents, 'management', 'masakari-consul-pulse.json'), 'utf8'))
     t.notOk('token' in pulse.check, 'the pulse check gets none: it runs no query')
     t.notOk(r.out.includes(SECRET), 'the secret is not printed')
-    t.match(r.out, EXPORT_LINE)
-    for (const a of Object.values(ADDRS)) t.ok(r.out.includes(`  consul reload -http-addr=${a} ${RELOAD_WITH_TOKEN}\n`), a)
-    t.equal(r.out.split('export CONSUL_HTTP_TOKEN').length, 2, 'the export line once')
-    t.ok(r.out.indexOf('export CONSUL_HTTP_TOKEN') < r.out.indexOf('consul reload'), 'before the reloads')
+    t.match(r.out, NO_RELOAD_TOKEN)
+    for (const a of Object.values(ADDRS)) t.ok(r.out.includes(`  consul reload -http-addr=${a}\n`), `${a}: runnable as printed`)
+    t.equal(r.out.split('ACLs on').length, 2, 'the note once')
+    t.ok(r.out.indexOf('ACLs on') < r.out.indexOf('consul reload'), 'before the reloads')
     t.equal(r.deps.rec.requests[0]?.headers['X-Consul-Token'], SECRET, '/v1/agent/self is asked with it')
   },
 )
+
+t.test("the operator's token in this shell (CONSUL_HTTP_TOKEN_FILE): the reloads take it; no warning", async (t) => {
+  const r = await install(t, { token: SECRET }, [], undefined, { CONSUL_HTTP_TOKEN_FILE: '/root/.consul-operator-token' })
+  t.equal(r.code, EXIT.ok, r.err)
+  t.notMatch(r.out, NO_RELOAD_TOKEN)
+  t.match(r.out, /^ {4}\(ACLs on: consul reload takes your token from CONSUL_HTTP_TOKEN_FILE; it needs agent:write/m)
+  t.ok(r.out.includes(`  consul reload -http-addr=${ADDRS.tenant}\n`))
+})
+
+t.test("a watch holding the token is 0640 with the state directory's group; the others 0644", async (t) => {
+  const r = await install(t, { token: SECRET }, [], async (agents) => chown(join(agents, '..', 'state'), 0, 65534))
+  t.equal(r.code, EXIT.ok, r.err)
+  for (const n of NETWORKS) {
+    const s = await stat(join(r.agents, n, `masakari-consul-${n}.json`))
+    t.same([s.mode & 0o777, s.gid], [0o640, 65534], `${n}: 0640, the agents' group`)
+  }
+  t.equal((await stat(join(r.agents, 'management', 'masakari-consul-pulse.json'))).mode & 0o777, 0o644, 'the pulse holds no token')
+})
+
+t.test('a watch holding the token and no state directory yet: refused before anything is written', async (t) => {
+  const r = await install(t, { token: SECRET }, [], async (agents) => rm(join(agents, '..', 'state'), { recursive: true }))
+  t.equal(r.code, EXIT.usage)
+  t.match(
+    r.err,
+    /holds the ACL token, readable only by the agents' group, taken from the state directory: ENOENT.*\(create it, owned by the agents' user, first\)/,
+  )
+  for (const n of NETWORKS) t.same(await readdir(join(r.agents, n)), ['agent.json'], `${n}: nothing written`)
+})
 
 t.test('the inline consul.token: in each watch; the printed steps do not show it', async (t) => {
   const r = await install(t, { token: SECRET })
   t.equal(r.code, EXIT.ok, r.err)
   for (const n of NETWORKS) t.equal((await r.watch(n)).watches[0].token, SECRET, n)
   t.notOk(r.out.includes(SECRET))
-  t.match(r.out, EXPORT_LINE)
-  t.ok(r.out.includes(`  consul reload -http-addr=${ADDRS.tenant} ${RELOAD_WITH_TOKEN}\n`))
+  t.match(r.out, NO_RELOAD_TOKEN)
+  t.ok(r.out.includes(`  consul reload -http-addr=${ADDRS.tenant}\n`))
   t.equal(r.deps.rec.requests[0]?.headers['X-Consul-Token'], SECRET)
 })
 
@@ -304,7 +334,7 @@ t.test("--token-file replaces the config's token (its tokenFile is not even read
   t.equal(r.code, EXIT.ok, r.err)
   for (const n of NETWORKS) t.equal((await r.watch(n)).watches[0].token, 'from-the-option', n)
   t.notOk(r.out.includes('from-the-option'))
-  t.ok(r.out.includes(`  consul reload -http-addr=${ADDRS.storage} ${RELOAD_WITH_TOKEN}\n`))
+  t.ok(r.out.includes(`  consul reload -http-addr=${ADDRS.storage}\n`))
   const inline = await install(t, { token: SECRET }, mine, write)
   t.equal((await inline.watch('tenant')).watches[0].token, 'from-the-option', 'over consul.token too')
 })
@@ -325,7 +355,7 @@ t.test('without a token anywhere, a token an installed watch already carries is 
     ),
   )
   t.notOk(r.out.includes('put-in-by-hand'), 'not printed')
-  t.match(r.out, EXPORT_LINE, "the agents' ACLs are on: the reloads need a token")
+  t.match(r.out, NO_RELOAD_TOKEN, "the agents' ACLs are on: the reloads need a token")
   const given = await install(t, { token: SECRET }, [], async (agents) => {
     await writeFile(join(agents, 'tenant', 'masakari-consul-tenant.json'), JSON.stringify({ watches: [{ token: 'old' }] }))
   })
@@ -378,7 +408,7 @@ t.test('an agent that answers 403 to /v1/agent/self: both ways printed, and why 
     return deps.rec.stdout.join('')
   }
   const withToken = await run({ token: SECRET })
-  t.match(withToken, /\n {2}consul reload -http-addr=192\.0\.2\.1:8500 -token="\$CONSUL_HTTP_TOKEN"\n {4}or, if the management agent was/)
+  t.match(withToken, /\n {2}consul reload -http-addr=192\.0\.2\.1:8500\n {4}or, if the management agent was/)
   t.match(
     withToken,
     /restart consul-management .*\n {4}the management agent answered 403 to \/v1\/agent\/self, so it could not say which: the token of consul\.token of \S*config\.yaml lacks agent:read \(consul-config\/acl\/masakari-consul\.hcl\)\n/,

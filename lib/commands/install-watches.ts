@@ -19,7 +19,11 @@ export interface InstallDeps {
   /** The file's text, or undefined when there is none. */
   readExisting: (path: string) => Promise<string | undefined>
   /** Writes atomically; undefined removes the file. */
-  writeFile: (path: string, text: string | undefined) => Promise<void>
+  /**
+   * Writes atomically; undefined removes the file. `groupOf`: the file holds the ACL token, so it
+   * is 0640 with the group of that directory (the state directory, the agents' user's).
+   */
+  writeFile: (path: string, text: string | undefined, groupOf?: string) => Promise<void>
   isDir: (path: string) => Promise<boolean>
   exec: (file: string, args: string[]) => Promise<{ code: number; output: string }>
   /** Whether the agent at this HTTP address runs script checks now (its /v1/agent/self, asked with this ACL token). */
@@ -287,7 +291,7 @@ export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): P
   let code: number = EXIT.ok
   for (const dir of dirs) {
     const here = files.filter((f) => resolve(f.path, '..') === dir)
-    const c = await installInto(dir, here, args.consul, deps)
+    const c = await installInto(dir, here, args.consul, config.stateDir, deps)
     if (code === EXIT.ok) code = c
   }
   if (code !== EXIT.ok) return code
@@ -295,16 +299,23 @@ export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): P
   const steps: string[] = []
   for (const n of [...new Set(files.map((f) => f.network))]) steps.push(await loadStep(n, config, files, token, deps))
   // A watch with a token means the agents' ACLs are on: the reload needs agent:write, which the
-  // monitor's policy (consul-config/acl/masakari-consul.hcl) does not give, so not its token.
-  if (files.some((f) => f.token !== undefined) && steps.some((s) => s.includes(RELOAD_TOKEN))) deps.stdout(EXPORT_RELOAD_TOKEN)
+  // monitor's policy (consul-config/acl/masakari-consul.hcl) does not give, so not its token: the
+  // consul CLI takes the operator's from CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE, and the
+  // printed lines stay runnable as they are.
+  if (files.some((f) => f.token !== undefined)) deps.stdout(reloadTokenNote(deps.configEnv.env))
   for (const s of steps) deps.stdout(s)
   return EXIT.ok
 }
 
-/** Where the token the reloads use is asked for, once; never a secret printed. */
-const RELOAD_TOKEN = '-token="$CONSUL_HTTP_TOKEN"'
-const EXPORT_RELOAD_TOKEN =
-  "  export CONSUL_HTTP_TOKEN=<a token with agent:write on these agents; not the monitor's, whose policy gives agent:read only>\n"
+/** Which token the printed reloads use, said once; a warning when this shell has none. */
+function reloadTokenNote(env: Record<string, string | undefined>): string {
+  const which = env.CONSUL_HTTP_TOKEN_FILE ? 'CONSUL_HTTP_TOKEN_FILE' : env.CONSUL_HTTP_TOKEN ? 'CONSUL_HTTP_TOKEN' : undefined
+  if (which)
+    return `    (ACLs on: consul reload takes your token from ${which}; it needs agent:write, which the monitor's does not have)
+`
+  return `! ACLs on: set CONSUL_HTTP_TOKEN_FILE (or CONSUL_HTTP_TOKEN) to a token with agent:write on these agents before the reload lines (not the monitor's: its policy gives agent:read only)
+`
+}
 
 /** A token kept from an installed file lives only there: said, so that it moves to the config (the monitor's own requests need it too). */
 function noteKeptTokens(files: PlannedFile[], config: Layout, deps: Pick<InstallDeps, 'stdout'>): void {
@@ -347,8 +358,7 @@ async function loadStep(
   deps: InstallDeps,
 ): Promise<string> {
   const addr = config.agents[network]
-  const acl = files.some((f) => f.token !== undefined)
-  const reload = `  consul reload -http-addr=${addr ?? `<the ${network} agent's HTTP address>`}${acl ? ` ${RELOAD_TOKEN}` : ''}\n`
+  const reload = `  consul reload -http-addr=${addr ?? `<the ${network} agent's HTTP address>`}\n`
   if (!files.some((f) => f.network === network && f.path.endsWith('masakari-consul-pulse.json'))) return reload
   const restart = `  systemctl restart consul-${network}\n`
   // The token this network's watch carries (a kept one is per file), else the one given.
@@ -374,9 +384,11 @@ function forbidden(network: Network, asking: WatchToken | undefined): string {
  * Writes the files into one directory and validates it; on failure puts back what was there (an
  * agent must not find a broken file at its next restart). Exit code: 78 invalid, 69 no consul.
  */
-async function installInto(dir: string, files: PlannedFile[], consul: string, deps: InstallDeps): Promise<number> {
+async function installInto(dir: string, files: PlannedFile[], consul: string, stateDir: string, deps: InstallDeps): Promise<number> {
   const before = await Promise.all(files.map((f) => deps.readExisting(f.path)))
-  for (const f of files) await deps.writeFile(f.path, f.text)
+  // A watch holding the token is not for everyone on the controller: only the agents' group reads it.
+  const holdsToken = (text: string | undefined) => text !== undefined && /"token"\s*:/.test(text)
+  for (const f of files) await deps.writeFile(f.path, f.text, holdsToken(f.text) ? stateDir : undefined)
   let result: { code: number; output: string }
   let unavailable = false
   try {
@@ -391,7 +403,7 @@ async function installInto(dir: string, files: PlannedFile[], consul: string, de
     deps.stdout(`✓ consul validate ${dir}: ${verdict.trim()}\n`)
     return EXIT.ok
   }
-  for (const [i, f] of files.entries()) await deps.writeFile(f.path, before[i])
+  for (const [i, f] of files.entries()) await deps.writeFile(f.path, before[i], holdsToken(before[i]) ? stateDir : undefined)
   deps.stdout(`✗ consul validate ${dir} failed; ${files.map((f) => f.path).join(', ')} put back as they were:\n${result.output.trim()}\n`)
   return unavailable ? EXIT.consul : EXIT.config
 }

@@ -2,7 +2,7 @@
 import { execFile, spawn } from 'node:child_process'
 import { closeSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { readFile, stat, unlink } from 'node:fs/promises'
+import { chown, readFile, stat, unlink } from 'node:fs/promises'
 import { openAppend, openWorkerStderr } from '../state/append-file.js'
 import { writeFileAtomic } from '../state/atomic-file.js'
 import { type InstallDeps, runsScriptChecks } from './install-watches.js'
@@ -10,6 +10,7 @@ import { realConfigEnv } from '../config/config.js'
 import type { Fetch } from '../base/http.js'
 import { agentUrl } from '../consul/consul-api.js'
 import type { Deps } from '../run/deps.js'
+import { UsageError } from '../run/cli.js'
 import { readStdinSync } from '../run/stdin.js'
 
 const stderrLine = (line: string) => {
@@ -84,9 +85,9 @@ export function realDeps(): Deps {
 }
 
 /**
- * install-watches' side effects: the agents' config files, atomic; the consul binary. 0644: the
- * agent's user reads them, and the ACL token the watches carry is kept from others by the agent
- * config directory (consul:consul 0750, docs/admin-guide.md), as the agent's own config is.
+ * install-watches' side effects: the agents' config files, atomic; the consul binary. 0644, but a
+ * watch holding the ACL token is 0640 with the state directory's group (the agents' user owns it):
+ * Debian's /etc/consul.d is root 0755, so the directory alone would not keep the token from others.
  */
 export function realInstallDeps(deps: Deps): InstallDeps {
   return {
@@ -97,7 +98,20 @@ export function realInstallDeps(deps: Deps): InstallDeps {
         if (err.code === 'ENOENT') return undefined
         throw err
       }),
-    writeFile: (path, text) => (text === undefined ? unlink(path).catch(() => {}) : writeFileAtomic(path, text, 0o644)),
+    writeFile: async (path, text, groupOf) => {
+      if (text === undefined) return unlink(path).catch(() => {})
+      if (groupOf === undefined) return writeFileAtomic(path, text, 0o644)
+      const gid = await stat(groupOf).then(
+        (s) => s.gid,
+        (err: Error) => {
+          throw new UsageError(
+            `${path} holds the ACL token, readable only by the agents' group, taken from the state directory: ${err.message} (create it, owned by the agents' user, first)`,
+          )
+        },
+      )
+      await writeFileAtomic(path, text, 0o640)
+      await chown(path, process.getuid?.() ?? 0, gid)
+    },
     isDir: async (path) => (await stat(path).catch(() => undefined))?.isDirectory() ?? false,
     scriptChecks: async (addr, watchToken) => {
       try {
