@@ -79,6 +79,12 @@ export interface ConsulStackOptions {
   startTimeoutMs?: number
   /** extra JSON merged into every agent's base config (shallow) */
   extraConfig?: object
+  /**
+   * The user the agents run as (Debian's package runs them as `consul`), so that their watches
+   * and script checks do too: data dirs are chowned to it, the stack's dirs made traversable.
+   * Default: this process's user.
+   */
+  user?: { uid: number; gid: number }
 }
 
 export interface AclOptions {
@@ -476,8 +482,15 @@ function writeAgentFiles(s: Stack, a: Agent): void {
   const opts = s.opts
   fs.mkdirSync(a.dataDir, { recursive: true })
   fs.mkdirSync(a.configDir, { recursive: true })
+  if (opts.user) {
+    // the agent writes its data dir; it reads its config dir (root's, 0755, files 0644)
+    fs.chownSync(a.dataDir, opts.user.uid, opts.user.gid)
+    for (const d of [s.dir, path.dirname(a.dataDir), path.dirname(a.configDir)]) fs.chmodSync(d, 0o755)
+  }
   const base = baseConfig(a.server, a.network, opts, s.plan.controllers.length)
-  fs.writeFileSync(path.join(a.configDir, '00-base.json'), JSON.stringify(base, null, 2))
+  // data_dir in the files too (the -data-dir flag wins anyway): `consul validate DIR`, which
+  // install-watches runs on the directory, refuses a directory without it, as an agent would.
+  fs.writeFileSync(path.join(a.configDir, '00-base.json'), JSON.stringify({ ...base, data_dir: a.dataDir }, null, 2))
   if (a.server) {
     const extra = [...(opts.controllerConfig?.[a.network] ?? []), ...(opts.controllerConfigs?.[a.node]?.[a.network] ?? [])]
     extra.forEach((cfg, i) => {
@@ -674,7 +687,11 @@ function spawnAgent(s: Stack, a: Agent): void {
   const out = fs.openSync(a.logPath, 'a')
   let child: ChildProcess
   try {
-    child = spawn(s.bin, argsOf(s, a), { detached: true, stdio: ['ignore', out, out], env: s.env, cwd: a.dataDir })
+    const user = s.opts.user ? { uid: s.opts.user.uid, gid: s.opts.user.gid } : {}
+    // Under tap, spawn adds its process-info hook to NODE_OPTIONS; a watch handler run as another
+    // user could not write tap's files and would crash at exit. env(1) takes it out, then execs consul.
+    const [file, args] = s.opts.user ? ['/usr/bin/env', ['-u', 'NODE_OPTIONS', s.bin, ...argsOf(s, a)]] : [s.bin, argsOf(s, a)]
+    child = spawn(file, args, { detached: true, stdio: ['ignore', out, out], env: s.env, cwd: a.dataDir, ...user })
   } finally {
     fs.closeSync(out)
   }

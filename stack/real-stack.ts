@@ -358,7 +358,7 @@ export function deployedPulse(m: Monitor, interval: string): Record<string, unkn
   return interval === 'deployed' ? config : { ...config, check: { ...config.check, interval } }
 }
 
-interface MonitorImpl extends Monitor {
+export interface MonitorImpl extends Monitor {
   /** pids freezeController stopped */
   frozen: number[]
   hint: () => string
@@ -371,7 +371,17 @@ interface MonitorImpl extends Monitor {
 function monitorOf(dir: string, controller: string, single: boolean, managementAgent: string, token: string | undefined): MonitorImpl {
   const home = single ? join(dir, 'monitor') : join(dir, 'monitors', controller)
   const stateDir = single ? join(dir, 'state') : join(home, 'state')
-  const configPath = join(home, 'config.yaml')
+  return monitorAt(controller, { configPath: join(home, 'config.yaml'), stateDir }, managementAgent, token)
+}
+
+/** A monitor whose config and state directory are where an installation put them (the operator journey's). */
+export function monitorAt(
+  controller: string,
+  paths: { configPath: string; stateDir: string },
+  managementAgent: string,
+  token: string | undefined,
+): MonitorImpl {
+  const { configPath, stateDir } = paths
   const snapshot = async (network: Network) => JSON.parse(await readFile(join(stateDir, 'snapshots', `${network}.json`), 'utf8'))
   const m: MonitorImpl = {
     controller,
