@@ -69,6 +69,11 @@ export function requester(fetch: Fetch, tls: unknown, timeoutSeconds: number): H
   }
 }
 
+/** Every request through `fetch` is also aborted at the deadline (its own timeout still applies). */
+export function withDeadline(fetch: Fetch, deadline: AbortSignal): Fetch {
+  return (url, init) => fetch(url, { ...init, signal: AbortSignal.any([init.signal, deadline]) })
+}
+
 export function safeJson(text: string): unknown {
   try {
     return JSON.parse(text)

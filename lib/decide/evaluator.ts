@@ -73,7 +73,7 @@ export interface EvaluationInput {
   state: StoreState
   /** The monitor's own node: never notified about (it cannot see itself fail). */
   ownHost: string
-  /** Other nodes never notified about, with why: Consul's servers, `hostNames.exclude`. */
+  /** Other nodes never notified about, with why: Consul's servers, `hostNames.exclude`, nodes in no Masakari segment. */
   notHosts?: ReadonlyMap<string, string>
   firstSight: FirstSight
   now: Date

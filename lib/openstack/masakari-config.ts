@@ -83,6 +83,12 @@ export const MasakariSchema = z.strictObject({
   insecure: z.boolean().default(false),
   /** Seconds one HTTP request may take before it counts as failed (and is retried). */
   requestTimeout: z.number().positive().default(10),
+  /**
+   * Before a STOPPED is queued, look its host up in Masakari's failover segments (a list kept in
+   * the state directory): a node in none of them gets no STOPPED and uses no rate-limit slot.
+   * false: every node is notified about and Masakari answers 400 for those it does not know.
+   */
+  lookupHosts: z.boolean().default(true),
   /** How a notification that could not be delivered is retried. */
   delivery: DeliverySchema,
 })

@@ -54,12 +54,13 @@ interface Session {
   keystone: Keystone
 }
 
-export function masakariClient(config: MasakariAccess, deps: ClientDeps): MasakariClient {
+function sessionOf(config: MasakariAccess, deps: ClientDeps): Session {
   const request = requester(deps.fetch, deps.agent, config.masakari.requestTimeout)
-  const session: Session = {
-    request,
-    keystone: keystone(config, { request, now: deps.now, tokenCache: deps.tokenCache, logger: deps.logger }),
-  }
+  return { request, keystone: keystone(config, { request, now: deps.now, tokenCache: deps.tokenCache, logger: deps.logger }) }
+}
+
+export function masakariClient(config: MasakariAccess, deps: ClientDeps): MasakariClient {
+  const session = sessionOf(config, deps)
   return {
     async send(notification) {
       try {
@@ -187,6 +188,54 @@ async function list<T>(request: HttpRequest, t: CachedToken, path: string, schem
   const parsed = schema.safeParse(safeJson(res.text))
   if (!parsed.success) return { refused: `GET ${url}: unexpected answer: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}` }
   return { data: parsed.data }
+}
+
+/** Masakari's hosts: every name in every failover segment, and how many segments there are. */
+export interface MasakariHosts {
+  names: string[]
+  segments: number
+}
+
+/**
+ * GET /segments, then every segment's /segments/<uuid>/hosts (at once), each list page by page.
+ * Throws when any of it cannot be had (no token, no answer, a refusal, an unexpected body): a
+ * partial list would take hosts for unknown ones.
+ */
+export async function masakariHostNames(config: MasakariAccess, deps: ClientDeps): Promise<MasakariHosts> {
+  const { request, keystone: tokens } = sessionOf(config, deps)
+  const t = await tokens.token()
+  const segments = await everyPage(request, t, '/segments', SegmentsSchema, (d) => d.segments)
+  const lists = await Promise.all(
+    segments.map((s) => everyPage(request, t, `/segments/${encodeURIComponent(s.uuid)}/hosts`, HostsSchema, (d) => d.hosts)),
+  )
+  return { names: [...new Set(lists.flat().map((h) => h.name))], segments: segments.length }
+}
+
+/**
+ * Every item of a Masakari list. Its pages carry no "next" link and their size is the server's
+ * osapi_max_limit, which a client cannot know: the next page is asked (marker = the last uuid)
+ * until one comes back empty, one request more per list, so that no host of a long segment is
+ * taken for an unknown one.
+ */
+async function everyPage<T, I extends { uuid: string }>(
+  request: HttpRequest,
+  t: CachedToken,
+  path: string,
+  schema: z.ZodType<T>,
+  items: (data: T) => I[],
+): Promise<I[]> {
+  const all: I[] = []
+  const seen = new Set<string>()
+  for (let marker: string | undefined; ; ) {
+    const page = await list(request, t, marker === undefined ? path : `${path}?${new URLSearchParams({ marker })}`, schema)
+    if ('refused' in page) throw new Error(page.refused)
+    const fresh = items(page.data).filter((i) => !seen.has(i.uuid))
+    // A server that ignores the marker would answer the same page for ever.
+    if (fresh.length === 0) return all
+    for (const i of fresh) seen.add(i.uuid)
+    all.push(...fresh)
+    marker = fresh.at(-1)!.uuid
+  }
 }
 
 /** Maps Masakari's answer to a notification POST to what we do next. */

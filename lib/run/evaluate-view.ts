@@ -8,7 +8,9 @@ import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 import { askAgents } from '../consul/consul-agents.js'
 import { consulTls } from './coordination.js'
-import { type Confirmation, evaluate, type Evaluation } from '../decide/evaluator.js'
+import { type Confirmation, evaluate, type Evaluation, type EvaluationInput } from '../decide/evaluator.js'
+import { type HostList, unknownHosts } from '../decide/host-list.js'
+import { masakariHostList, warnUnknown } from './masakari-hosts.js'
 import type { Network } from '../base/networks.js'
 import type { Fetch } from '../base/http.js'
 import { readSnapshots } from '../state/snapshot.js'
@@ -92,25 +94,62 @@ export async function evaluateView(
   }
   const evaluation = evaluate(input)
   if (evaluation.queued.length === 0) return { evaluation, snapshots, fresh }
-  // What a notification needs from Consul, asked at once (one round trip, not three): the
-  // servers (a failed controller is not a compute host: Masakari would answer 400, a rate-limit
-  // slot used up), node meta for the Masakari names, and before a recovery the own agents'
-  // confirmation. The watch's payload has none of them.
+  // What a notification needs, asked at once (one round trip, not four): the servers (a failed
+  // controller is not a compute host: Masakari would answer 400, a rate-limit slot used up),
+  // node meta for the Masakari names, Masakari's host list (a node in no failover segment,
+  // likewise), and before a recovery the own agents' confirmation. The payload has none of them.
   const agents = Object.keys(config.consul.agents).length > 0
   const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
   // One fetch and one TLS agent (its CA file read once) for both questions to the own agents.
   const client: AgentClient | undefined = agents
     ? { fetch: await deps.fetch(), tls: await consulTls(config.consulAccess, deps) }
     : undefined
-  const [servers, namer, confirmations] = await Promise.all([
+  const naming = config.hostNames.metaKey === undefined ? undefined : masakariNamer(config, deps, logger)
+  const [servers, namer, confirmations, hostList] = await Promise.all([
     client ? askServers(config, client, logger) : new Set<string>(),
-    config.hostNames.metaKey === undefined ? undefined : masakariNamer(config, deps, logger),
+    naming,
     confirm && recovering && client ? confirmRecovery(monitor, client) : undefined,
+    recovering && config.masakari.lookupHosts ? hostListFor(monitor, deps, evaluation, naming, input.masakariName) : undefined,
   ])
   if (evaluation.queued.some((e) => servers.has(e.host))) input.notHosts = excluded(config, servers)
   if (namer) input.masakariName = namer
-  if (!confirmations) return { evaluation: evaluate(input), snapshots, fresh }
-  return { evaluation: evaluate({ ...input, confirmations }), snapshots, fresh, confirmations }
+  const final = confirmations ? { ...input, confirmations } : input
+  const decided = hostList ? await withoutUnknown(monitor, final, hostList) : evaluate(final)
+  return { evaluation: decided, snapshots, fresh, ...(confirmations ? { confirmations } : {}) }
+}
+
+/** Masakari's host list for the STOPPEDs `evaluation` queued, named as the notifications will name them. */
+async function hostListFor(
+  monitor: Monitor,
+  deps: Deps,
+  evaluation: Evaluation,
+  naming: Promise<(node: string) => string> | undefined,
+  plain: (node: string) => string,
+): Promise<HostList | undefined> {
+  const nameOf = (await naming) ?? plain
+  return masakariHostList(monitor, deps, stoppedHosts(evaluation).map(nameOf))
+}
+
+const stoppedHosts = (evaluation: Evaluation) =>
+  evaluation.queued.filter((e) => e.notification.payload.event === 'STOPPED').map((e) => e.host)
+
+/**
+ * Decides with the nodes the list does not hold among those it would notify about as not hosts,
+ * exactly as for Consul's servers, again until no such node is queued (one taken out frees a
+ * rate-limit slot for another); then warns about them once.
+ */
+async function withoutUnknown(monitor: Monitor, input: EvaluationInput, list: HostList): Promise<Evaluation> {
+  const nameOf = input.masakariName ?? ((node: string) => node)
+  const unknown = new Map<string, string>()
+  let evaluation = evaluate(input)
+  for (;;) {
+    const more = unknownHosts(stoppedHosts(evaluation), nameOf, list)
+    if (more.size === 0) break
+    for (const [node, why] of more) unknown.set(node, why)
+    evaluation = evaluate({ ...input, notHosts: new Map([...(input.notHosts ?? []), ...unknown]) })
+  }
+  if (unknown.size > 0) await warnUnknown(monitor, list, unknown, nameOf)
+  return evaluation
 }
 
 /** The stored snapshots with the incoming ones in place of their networks', unless older (said). */

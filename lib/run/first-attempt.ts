@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path'
 import { deliveryDeps, deliveryPass } from './delivery.js'
-import type { Fetch } from '../base/http.js'
+import { withDeadline } from '../base/http.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import { tryLock } from '../state/lock.js'
 import type { Deps } from './deps.js'
@@ -59,9 +59,4 @@ export async function sendFirstAttempt(monitor: Monitor, deps: Deps, budgetS: nu
   if (!hasPendingWork(left)) return { outcome: 'delivered', left }
   deps.spawnWorker(config.source, config.stateDir)
   return { outcome: 'worker started', left }
-}
-
-/** Every request through `fetch` is also aborted at the deadline (its own timeout still applies). */
-function withDeadline(fetch: Fetch, deadline: AbortSignal): Fetch {
-  return (url, init) => fetch(url, { ...init, signal: AbortSignal.any([init.signal, deadline]) })
 }

@@ -35,6 +35,7 @@ export async function loadMonitor(configPath: string, deps: Deps, component: str
     local,
     ...(shared ? { coordination: shared } : {}),
     logger,
+    ...(opts.readOnly ? { readOnly: true } : {}),
     problems,
     critical: [],
   }

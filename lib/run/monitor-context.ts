@@ -15,6 +15,8 @@ export interface Monitor {
   /** Present when several controllers elect one sender (see coordination.ts). */
   coordination?: Coordination
   logger: Logger
+  /** An operator's command that only reads (status, explain, outbox): it writes no cache either (masakari-hosts.ts). */
+  readOnly?: boolean
   /**
    * What this run could not write besides its record (logFile, the metrics textfile): said in
    * the health note, and it ends the run with exit 74 (assertOutputsWritten).

@@ -1,7 +1,7 @@
 /**
- * The files of the state directory that the quiet run (lib/run/quiet-run.ts) looks at before
- * anything is loaded, named once for it and for the modules that write them. Only node:path here:
- * the modules that write them load zod.
+ * Files of the state directory, named once: those the quiet run (lib/run/quiet-run.ts) looks at
+ * before anything is loaded, for it and for the modules that write them, and the others named
+ * beside them. Only node:path here: the modules that write them load zod.
  */
 import { join } from 'node:path'
 
@@ -18,4 +18,9 @@ export function snapshotPath(stateDir: string, network: string): string {
 /** The wake note: when a worker must run next; absent when nothing waits (lib/state/status-files.ts). */
 export function wakePath(stateDir: string): string {
   return join(stateDir, 'wake')
+}
+
+/** Masakari's host list, kept between runs (lib/run/masakari-hosts.ts). */
+export function hostListPath(stateDir: string): string {
+  return join(stateDir, 'masakari-hosts.json')
 }

@@ -1,0 +1,120 @@
+/**
+ * Masakari's host list for a run that would queue a STOPPED (masakari.lookupHosts): kept in the
+ * state directory, asked again when too old or when a queued host is missing from it (see
+ * lib/decide/host-list.ts for when), and the nodes it does not hold warned about once. It fails
+ * towards notifying: with no list to be had, no node is excluded by it and the STOPPED goes to
+ * Masakari as it would without the lookup (a 400 if the host is unknown there, nothing lost).
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { withDeadline } from '../base/http.js'
+import { masakariHostNames } from '../openstack/masakari.js'
+import { fileTokenCache, readOnlyTokenCache } from '../openstack/token-cache.js'
+import { writeFileAtomic } from '../state/atomic-file.js'
+import { hostListPath } from '../state/paths.js'
+import { freshList, type HostList, HostListSchema, refreshReason, usableWhenRefreshFails, withWarned } from '../decide/host-list.js'
+import type { Deps } from './deps.js'
+import type { Monitor } from './monitor-context.js'
+
+/**
+ * The whole lookup (Keystone when the token must be renewed, every page) ends by then, as the
+ * own agents' answers do (consul.timeout's default): it runs beside them, before the record, and
+ * a Masakari that does not answer must not hold the watch; the STOPPED then goes (or is retried)
+ * as without the lookup. A cached token and a list kept for HOST_LIST_TTL_S make it rare.
+ */
+export const HOST_LOOKUP_TIMEOUT_S = 1
+
+/**
+ * The list to look `wanted` (the Masakari names about to get a STOPPED) up in: the kept one, or
+ * a new one when due; the kept one up to HOST_LIST_MAX_AGE_S old when no new one can be had;
+ * else undefined (said), and no node is excluded by it.
+ */
+export async function masakariHostList(monitor: Monitor, deps: Deps, wanted: readonly string[]): Promise<HostList | undefined> {
+  const { config, logger } = monitor
+  const path = hostListPath(config.stateDir)
+  const kept = await readHostList(path)
+  const why = refreshReason(kept, wanted, deps.now())
+  if (why === undefined) return kept
+  try {
+    const got = await lookUp(monitor, deps)
+    // An empty answer is taken for one that could not tell: it would make every node unknown.
+    if (got.names.length === 0) throw new Error(`Masakari lists no host in its ${got.segments} failover segment(s)`)
+    const list = freshList(got.names, got.segments, deps.now(), kept)
+    logger.debug('Masakari host list looked up', { why, hosts: list.hosts.length, segments: list.segments })
+    await keep(monitor, list)
+    return list
+  } catch (err) {
+    const fallback = usableWhenRefreshFails(kept, deps.now())
+    const error = (err as Error).message
+    if (fallback)
+      logger.warn("cannot look up Masakari's hosts: the list kept from before is used", { why, error, lookedUpAt: fallback.lookedUpAt })
+    else logger.warn("cannot look up Masakari's hosts: no node is excluded by it this run (Masakari answers for itself)", { why, error })
+    return fallback
+  }
+}
+
+/** GET /segments and their hosts, with the token kept in the state directory, all within HOST_LOOKUP_TIMEOUT_S. */
+async function lookUp(monitor: Monitor, deps: Deps) {
+  const { config, logger } = monitor
+  const file = fileTokenCache(join(config.stateDir, 'token.json'))
+  const fetch = withDeadline(await deps.fetch(), AbortSignal.timeout(HOST_LOOKUP_TIMEOUT_S * 1000))
+  const requestTimeout = Math.min(config.masakari.requestTimeout, HOST_LOOKUP_TIMEOUT_S)
+  return masakariHostNames(
+    { ...config, masakari: { ...config.masakari, requestTimeout } },
+    {
+      fetch,
+      now: deps.now,
+      logger,
+      agent: await deps.tlsAgent(config.caPem, config.masakari.insecure),
+      tokenCache: monitor.readOnly ? readOnlyTokenCache(file) : file,
+    },
+  )
+}
+
+/**
+ * Warns once about each node the list does not hold (its Masakari name remembered in the kept
+ * list until a new list holds it): a node that is no host stays so, and every run that would
+ * notify about it must not say it again.
+ */
+export async function warnUnknown(
+  monitor: Monitor,
+  list: HostList,
+  unknown: ReadonlyMap<string, string>,
+  nameOf: (node: string) => string,
+) {
+  const byName = new Map([...unknown.keys()].map((node) => [nameOf(node), node]))
+  const { list: next, said } = withWarned(list, byName.keys())
+  for (const name of said) {
+    const node = byName.get(name)!
+    monitor.logger.warn('not a host in any Masakari failover segment: no STOPPED for it, no rate-limit slot used', {
+      host: node,
+      ...(name === node ? {} : { masakariHost: name }),
+      lookedUpAt: list.lookedUpAt,
+      hint: 'add it to a failover segment if it is a compute host, or to hostNames.exclude (said once while it stays unknown)',
+    })
+  }
+  if (next !== list) await keep(monitor, next)
+}
+
+/** The kept list, or undefined when there is none or it cannot be read (then Masakari is asked). */
+async function readHostList(path: string): Promise<HostList | undefined> {
+  try {
+    const parsed = HostListSchema.safeParse(JSON.parse(await readFile(path, 'utf8')))
+    return parsed.success ? parsed.data : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Writes the list (not under a read-only command: a run as root would leave a root-owned file).
+ * A list that cannot be written is said and the run goes on with it in hand. Not fsynced: a
+ * cache, rewritten when due, whole or absent after a crash.
+ */
+async function keep(monitor: Monitor, list: HostList): Promise<void> {
+  if (monitor.readOnly) return
+  const path = hostListPath(monitor.config.stateDir)
+  await writeFileAtomic(path, `${JSON.stringify(list)}\n`, 0o640, { durable: false }).catch((err) =>
+    monitor.logger.warn("cannot keep Masakari's host list: it is asked again next run", { path, error: (err as Error).message }),
+  )
+}
