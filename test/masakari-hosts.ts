@@ -20,32 +20,37 @@ const T0 = Date.parse('2026-11-25T12:00:00.000Z')
 
 /**
  * Keystone and Masakari as the lookup sees them: `segments` maps a segment's uuid to its hosts'
- * names (each list in pages of `page`; a marker past the end answers an empty page), or
- * `answer` for every Masakari request.
+ * names (each list in pages of `page`; the marker is an item's `id`, as masakari-api's database
+ * takes it: anything else is answered 400 "Marker … could not be found"; a marker at the end
+ * answers an empty page), or `answer` for every Masakari request.
  */
 function masakari(segments: Record<string, string[]>, opts: { page?: number; answer?: () => HttpResponse } = {}) {
   const page = opts.page ?? 1000
-  const paged = (items: Array<{ uuid: string }>, url: URL) => {
+  const paged = (items: Array<{ uuid: string; id: number }>, url: URL) => {
     const marker = url.searchParams.get('marker')
-    const from = marker === null ? 0 : items.findIndex((i) => i.uuid === marker) + 1
+    const from = marker === null ? 0 : items.findIndex((i) => String(i.id) === marker) + 1
+    if (from === 0 && marker !== null) return undefined
     return items.slice(from, from + page)
   }
+  const markerNotFound = (url: URL) =>
+    response(400, { badRequest: { message: `Marker ${url.searchParams.get('marker')} could not be found.`, code: 400 } })
   return (raw: string): HttpResponse => {
     if (raw.endsWith('/auth/tokens')) return response(201, { token: { expires_at: '2026-11-26T12:00:00Z' } }, { 'X-Subject-Token': 'tok' })
     if (opts.answer) return opts.answer()
     const url = new URL(raw)
     const path = url.pathname.replace('/v1/proj', '')
-    if (path === '/segments')
-      return response(200, {
-        segments: paged(
-          Object.keys(segments).map((uuid) => ({ uuid })),
-          url,
-        ),
-      })
+    if (path === '/segments') {
+      const items = paged(
+        Object.keys(segments).map((uuid, i) => ({ uuid, id: i + 1 })),
+        url,
+      )
+      return items ? response(200, { segments: items }) : markerNotFound(url)
+    }
     const uuid = /^\/segments\/([^/]+)\/hosts$/.exec(path)?.[1]
     if (uuid === undefined || !(uuid in segments)) return response(404, { itemNotFound: { message: 'no such segment', code: 404 } })
-    const hosts = segments[uuid]!.map((name) => ({ uuid: `${uuid}-${name}`, name }))
-    return response(200, { hosts: paged(hosts, url) })
+    const hosts = segments[uuid]!.map((name, i) => ({ uuid: `${uuid}-${name}`, name, id: 100 + i }))
+    const items = paged(hosts, url)
+    return items ? response(200, { hosts: items }) : markerNotFound(url)
   }
 }
 

@@ -22,8 +22,9 @@ export interface MasakariClient {
 }
 
 /** GET /v1/segments, /v1/segments/<id>/hosts and /v1/notifications, as far as we use them. */
-const SegmentsSchema = z.object({ segments: z.array(z.object({ uuid: z.string() })) })
-const HostsSchema = z.object({ hosts: z.array(z.object({ uuid: z.string(), name: z.string() })) })
+// `id`: the database row's, which Masakari's `marker` names (not the uuid: it answers 400 "Marker … could not be found").
+const SegmentsSchema = z.object({ segments: z.array(z.object({ uuid: z.string(), id: z.number().optional() })) })
+const HostsSchema = z.object({ hosts: z.array(z.object({ uuid: z.string(), name: z.string(), id: z.number().optional() })) })
 const NotificationListSchema = z.object({
   notifications: z.array(
     z.object({
@@ -213,11 +214,12 @@ export async function masakariHostNames(config: MasakariAccess, deps: ClientDeps
 
 /**
  * Every item of a Masakari list. Its pages carry no "next" link and their size is the server's
- * osapi_max_limit, which a client cannot know: the next page is asked (marker = the last uuid)
- * until one comes back empty, one request more per list, so that no host of a long segment is
- * taken for an unknown one.
+ * osapi_max_limit, which a client cannot know: the next page is asked (marker = the last item's
+ * `id`, the database row Masakari's marker names; seen on masakari-api 17: a uuid is answered
+ * 400) until one comes back empty, one request more per list, so that no host of a long segment
+ * is taken for an unknown one. An answer without ids cannot be paged: its first page is all.
  */
-async function everyPage<T, I extends { uuid: string }>(
+async function everyPage<T, I extends { uuid: string; id?: number | undefined }>(
   request: HttpRequest,
   t: CachedToken,
   path: string,
@@ -226,15 +228,15 @@ async function everyPage<T, I extends { uuid: string }>(
 ): Promise<I[]> {
   const all: I[] = []
   const seen = new Set<string>()
-  for (let marker: string | undefined; ; ) {
-    const page = await list(request, t, marker === undefined ? path : `${path}?${new URLSearchParams({ marker })}`, schema)
+  for (let marker: number | undefined; ; ) {
+    const page = await list(request, t, marker === undefined ? path : `${path}?${new URLSearchParams({ marker: String(marker) })}`, schema)
     if ('refused' in page) throw new Error(page.refused)
     const fresh = items(page.data).filter((i) => !seen.has(i.uuid))
-    // A server that ignores the marker would answer the same page for ever.
-    if (fresh.length === 0) return all
     for (const i of fresh) seen.add(i.uuid)
     all.push(...fresh)
-    marker = fresh.at(-1)!.uuid
+    // A server that ignores the marker would answer the same page for ever.
+    marker = fresh.at(-1)?.id
+    if (marker === undefined) return all
   }
 }
 

@@ -3,7 +3,8 @@
  * handler, Masakari stores what we send. Every assertion reads Masakari's stored notifications.
  */
 import t from 'tap'
-import { startRealStack, type RealStack } from './harness.js'
+import { execFileSync } from 'node:child_process'
+import { EVALUATE, startRealStack, type RealStack } from './harness.js'
 
 const computes = ['cmp1', 'cmp2', 'cmp3', 'cmp4', 'cmp5', 'ghost1']
 let stack: RealStack
@@ -86,7 +87,7 @@ t.test('all three agents frozen: exactly one STOPPED', async (t) => {
   t.same(await events('cmp4'), ['STOPPED', 'STARTED'])
 })
 
-t.test('a host Masakari does not know: one clear log line, no retry storm', async (t) => {
+t.test('a node Masakari does not know: looked up, one warning, no STOPPED sent, no rate-limit slot, no error line', async (t) => {
   stack.consul.freeze('ghost1', 'storage')
   await stack.waitForSnapshot('ghost1', 'storage', 'down', 60_000)
   await stack.waitForDelivery()
@@ -96,13 +97,20 @@ t.test('a host Masakari does not know: one clear log line, no retry storm', asyn
   stack.consul.thaw('cmp2', 'tenant')
   await stack.waitForSnapshot('cmp2', 'tenant', 'up', 60_000)
   await stack.waitForDelivery()
-  const lines = stack.logLines().filter((l) => l.host === 'ghost1' && l.level === 'error')
-  t.equal(lines.length, 1, 'exactly one error line')
-  t.match(lines[0], { msg: /does not know this host/, outcome: 'host-not-found', message: /ghost1 could not be found/ })
-  t.equal(stack.logLines().filter((l) => l.host === 'ghost1' && /retry/.test(String(l.msg))).length, 0, 'never retried')
+  const ghost = stack.logLines().filter((l) => l.host === 'ghost1')
+  t.same(
+    ghost.filter((l) => l.level === 'error'),
+    [],
+    'no error line: nothing was sent for it',
+  )
+  const warned = ghost.filter((l) => l.level === 'warn' && /not a host in any Masakari failover segment/.test(String(l.msg)))
+  t.equal(warned.length, 1, 'exactly one warning, however many runs follow')
   const state = await stack.state()
-  t.match(state.ledger.ghost1, { phase: 'recovery', unsent: { event: 'STOPPED', outcome: 'host-not-found' } })
+  t.notOk(state.ledger.ghost1?.unsent, 'nothing queued for it')
+  t.same(state.outbox, [], 'the outbox is empty')
   t.same(await events('ghost1'), [])
+  const explain = execFileSync(process.execPath, [EVALUATE, 'explain', 'ghost1', '--config', stack.configPath], { encoding: 'utf8' })
+  t.match(explain, /not a host in any Masakari segment/, 'explain says why')
 })
 
 t.test('nothing started by this test survives it', async (t) => {
