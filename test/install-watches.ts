@@ -3,11 +3,11 @@
  * agent runs: it only reads the directory).
  */
 import t, { type Test } from 'tap'
-import { chown, copyFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, chown, copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
-import { nodeProblems, parseAgentDirs, runsScriptChecks } from '../lib/commands/install-watches.js'
+import { deniedTo, nodeProblems, parseAgentDirs, runsScriptChecks } from '../lib/commands/install-watches.js'
 import { NETWORKS } from '../lib/base/networks.js'
 import { configYaml, fakeDeps, response, scriptedFetch } from './helpers.js'
 
@@ -279,7 +279,7 @@ t.test(
     t.equal(r.code, EXIT.ok, r.err)
     for (const n of NETWORKS) t.equal((await r.watch(n)).watches[0].token, SECRET, `${n}: the watch carries it, trimmed`)
     const pulse = JSON.parse(await readFile(join(r.agents, 'management', 'masakari-consul-pulse.json'), 'utf8'))
-    t.notOk('token' in pulse.check, 'the pulse check gets none: it runs no query')
+    t.equal(pulse.check.token, SECRET, 'the pulse check too: the agent registers it in the catalog with it (ACLs)')
     t.notOk(r.out.includes(SECRET), 'the secret is not printed')
     t.match(r.out, NO_RELOAD_TOKEN)
     for (const a of Object.values(ADDRS)) t.ok(r.out.includes(`  consul reload -http-addr=${a}\n`), `${a}: runnable as printed`)
@@ -297,14 +297,15 @@ t.test("the operator's token in this shell (CONSUL_HTTP_TOKEN_FILE): the reloads
   t.ok(r.out.includes(`  consul reload -http-addr=${ADDRS.tenant}\n`))
 })
 
-t.test("a watch holding the token is 0640 with the state directory's group; the others 0644", async (t) => {
+t.test("a watch or pulse holding the token is 0640 with the state directory's group", async (t) => {
   const r = await install(t, { token: SECRET }, [], async (agents) => chown(join(agents, '..', 'state'), 0, 65534))
   t.equal(r.code, EXIT.ok, r.err)
   for (const n of NETWORKS) {
     const s = await stat(join(r.agents, n, `masakari-consul-${n}.json`))
     t.same([s.mode & 0o777, s.gid], [0o640, 65534], `${n}: 0640, the agents' group`)
   }
-  t.equal((await stat(join(r.agents, 'management', 'masakari-consul-pulse.json'))).mode & 0o777, 0o644, 'the pulse holds no token')
+  const pulse = await stat(join(r.agents, 'management', 'masakari-consul-pulse.json'))
+  t.same([pulse.mode & 0o777, pulse.gid], [0o640, 65534], 'the pulse holds it too')
 })
 
 t.test('a watch holding the token and no state directory yet: refused before anything is written', async (t) => {
@@ -419,4 +420,39 @@ t.test('an agent that answers 403 to /v1/agent/self: both ways printed, and why 
     / {4}the management agent answered 403 to \/v1\/agent\/self, so it could not say which: the watches have no ACL token \(give consul\.tokenFile or --token-file\)\n/,
   )
   t.match(without, /consul reload -http-addr=192\.0\.2\.1:8500\n {4}or, if/)
+})
+
+t.test("deniedTo: the mode bits of the file and every directory above it, for the agents' user", async (t) => {
+  const dir = (mode: number, uid = 0, gid = 0) => ({ path: `/d${mode.toString(8)}`, uid, gid, mode })
+  const consul = { uid: 102, gid: 105 }
+  const cases: Array<[string, ReturnType<typeof dir>[], { uid: number; gid: number }, string | undefined]> = [
+    ['others may run it', [dir(0o755), dir(0o755)], consul, undefined],
+    ['a 0700 root directory above it', [dir(0o755), dir(0o700)], consul, '/d700'],
+    ['the file not executable by others', [dir(0o754), dir(0o755)], consul, '/d754'],
+    ['group x only, the agents group', [dir(0o750, 0, 105), dir(0o755)], consul, undefined],
+    ['owner x only, the agents user', [dir(0o700, 102, 0), dir(0o755)], consul, undefined],
+    ['owner x only, someone else', [dir(0o700, 7, 105), dir(0o755)], consul, '/d700'],
+    ['root may run anything', [dir(0o700, 7, 7)], { uid: 0, gid: 0 }, undefined],
+  ]
+  for (const [what, chain, who, want] of cases) t.equal(deniedTo(chain, who), want, what)
+})
+
+t.test("a node the agents' user (the state directory's owner) cannot run: refused, nothing written", async (t) => {
+  const { dir, config, flags, agents } = await setup(t)
+  await chown(join(dir, 'state'), 65534, 65534)
+  const node = join(dir, 'private', 'node')
+  await mkdir(join(dir, 'private'), { mode: 0o700 })
+  await writeFile(node, '#!/bin/sh\necho v20.19.0\n', { mode: 0o755 })
+  const deps = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--config', config, '--node', node, ...flags], deps), EXIT.usage)
+  t.match(
+    deps.rec.stderr.join(''),
+    new RegExp(
+      `the agents' user \\(uid 65534, the owner of .*state\\) cannot run ${node}: ${join(dir, 'private')} denies it \\(mode 700\\)`,
+    ),
+  )
+  for (const n of NETWORKS) t.same(await readdir(join(agents, n)), ['agent.json'], `${n}: nothing written`)
+  await chmod(join(dir, 'private'), 0o755)
+  const ok = fakeDeps()
+  t.equal(await evaluate(['install-watches', '--config', config, '--node', node, ...flags], ok), EXIT.ok, ok.rec.stderr.join(''))
 })

@@ -26,6 +26,8 @@ export interface InstallDeps {
   writeFile: (path: string, text: string | undefined, groupOf?: string) => Promise<void>
   isDir: (path: string) => Promise<boolean>
   exec: (file: string, args: string[]) => Promise<{ code: number; output: string }>
+  /** Owner, group and mode of the path (symlinks followed) and of every directory above it; undefined when it does not exist. */
+  statChain: (path: string) => Promise<PathStat[] | undefined>
   /** Whether the agent at this HTTP address runs script checks now (its /v1/agent/self, asked with this ACL token). */
   scriptChecks: (addr: string, token: string | undefined) => Promise<ScriptChecks>
 }
@@ -187,12 +189,14 @@ export function watchFor(template: unknown, network: Network, paths: Paths, toke
 }
 
 /** The pulse check (pulse.sh CONFIG STATE_DIR HANDLER NODE), on the agent of the sender lock's network. */
-export function pulseFor(template: unknown, paths: Paths): unknown {
+export function pulseFor(template: unknown, paths: Paths, token?: string): unknown {
   const file = PulseFileSchema.parse(template)
-  return {
-    ...(template as object),
-    check: { ...(file.check as object), args: ['/bin/sh', paths.pulse, paths.config, paths.stateDir, paths.handler, paths.node] },
-  }
+  const args = ['/bin/sh', paths.pulse, paths.config, paths.stateDir, paths.handler, paths.node]
+  // With ACLs the agent registers the check in the catalog with the check's own token (else the
+  // anonymous one, refused: "Check registration blocked by ACLs"), and the sender lock's session
+  // can be tied only to a check the catalog has. It needs node:write on this node: the README's
+  // token has the controllers' node identities.
+  return { ...(template as object), check: { ...(file.check as object), args, ...(token === undefined ? {} : { token }) } }
 }
 
 /**
@@ -237,8 +241,16 @@ export async function plan(args: InstallArgs, config: Layout, deps: InstallDeps,
     })
   }
   const lockNetwork = config.lockNetwork
-  const pulse = json(pulseFor(await template('pulse.json'), paths))
-  files.push({ network: lockNetwork, path: join(dir(lockNetwork), 'masakari-consul-pulse.json'), text: pulse, shown: pulse })
+  const its = files.find((f) => f.network === lockNetwork)?.token ?? token
+  const shipped = await template('pulse.json')
+  const pulse = (value: string | undefined) => json(pulseFor(shipped, paths, value))
+  files.push({
+    network: lockNetwork,
+    path: join(dir(lockNetwork), 'masakari-consul-pulse.json'),
+    text: pulse(its?.token),
+    shown: pulse(its && `<the token of ${its.from}>`),
+    ...(its === undefined ? {} : { token: its }),
+  })
   return files
 }
 
@@ -272,11 +284,43 @@ export async function nodeProblems(node: string, deps: Pick<InstallDeps, 'exec'>
   return problems
 }
 
+export interface PathStat {
+  path: string
+  uid: number
+  gid: number
+  mode: number
+}
+
+/**
+ * Whether the agents' user may run the file, as far as the mode bits say (its supplementary
+ * groups are not known here): x on the file and on every directory above it. The first path
+ * that denies it, or undefined.
+ */
+export function deniedTo(chain: PathStat[], who: { uid: number; gid: number }): string | undefined {
+  if (who.uid === 0) return undefined
+  for (const s of chain) {
+    const bit = s.uid === who.uid ? 0o100 : s.gid === who.gid ? 0o010 : 0o001
+    if ((s.mode & bit) === 0) return s.path
+  }
+  return undefined
+}
+
+/** The node checked for the agents' user, the state directory's owner (README step 2), when it exists. */
+async function agentsUserProblems(node: string, stateDir: string, deps: Pick<InstallDeps, 'statChain'>): Promise<string[]> {
+  const owner = (await deps.statChain(stateDir))?.[0]
+  const chain = await deps.statChain(node)
+  if (owner === undefined || chain === undefined) return []
+  const denied = chain.find((c) => c.path === deniedTo(chain, owner))
+  if (denied === undefined) return []
+  const mode = (denied.mode & 0o777).toString(8)
+  return [`the agents' user (uid ${owner.uid}, the owner of ${stateDir}) cannot run ${node}: ${denied.path} denies it (mode ${mode})`]
+}
+
 /** The command's whole run; its exit code. */
 export async function runInstallWatches(args: InstallArgs, deps: InstallDeps): Promise<number> {
   const config = await loadLayout(args.config, deps.configEnv)
   const token = await watchToken(args.tokenFile, config, deps.configEnv)
-  const problems = await nodeProblems(args.node, deps)
+  const problems = [...(await nodeProblems(args.node, deps)), ...(await agentsUserProblems(args.node, config.stateDir, deps))]
   if (problems.length > 0) throw new UsageError(`--node: ${problems.join('; ')} (give the node the watches should run with --node PATH)`)
   const files = await plan(args, config, deps, token)
   noteKeptTokens(files, config, deps)

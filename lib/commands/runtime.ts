@@ -2,10 +2,11 @@
 import { execFile, spawn } from 'node:child_process'
 import { closeSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { chown, readFile, stat, unlink } from 'node:fs/promises'
+import { chown, readFile, realpath, stat, unlink } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { openAppend, openWorkerStderr } from '../state/append-file.js'
 import { writeFileAtomic } from '../state/atomic-file.js'
-import { type InstallDeps, runsScriptChecks } from './install-watches.js'
+import { type InstallDeps, type PathStat, runsScriptChecks } from './install-watches.js'
 import { realConfigEnv } from '../config/config.js'
 import type { Fetch } from '../base/http.js'
 import { agentUrl } from '../consul/consul-api.js'
@@ -111,6 +112,20 @@ export function realInstallDeps(deps: Deps): InstallDeps {
       )
       await writeFileAtomic(path, text, 0o640)
       await chown(path, process.getuid?.() ?? 0, gid)
+    },
+    statChain: async (path) => {
+      let file: string
+      try {
+        file = await realpath(path)
+      } catch {
+        return undefined
+      }
+      const chain: PathStat[] = []
+      for (let p = file; ; p = dirname(p)) {
+        const s = await stat(p)
+        chain.push({ path: p, uid: s.uid, gid: s.gid, mode: s.mode })
+        if (p === dirname(p)) return chain
+      }
     },
     isDir: async (path) => (await stat(path).catch(() => undefined))?.isDirectory() ?? false,
     scriptChecks: async (addr, watchToken) => {

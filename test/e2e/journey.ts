@@ -16,7 +16,7 @@
 import t, { type Test } from 'tap'
 import { execFile, execFileSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -152,10 +152,32 @@ t.test('the package: npm pack, then npm install -g --offline into an empty prefi
   t.ok(statSync(join(prefix, 'bin', 'masakari-consul')).isFile(), 'masakari-consul on the prefix bin')
 })
 
-t.test('the monitor ACL policy and token, from the shipped policy file, the same SecretID in the three clusters', async (t) => {
-  const rules = readFileSync(join(prefix, 'lib/node_modules/masakari-consul/consul-config/acl/masakari-consul.hcl'), 'utf8')
-  for (const n of NETWORKS) t.equal(await consul.createToken(n, 'masakari-consul', rules, token), token, n)
-})
+t.test(
+  "the monitor's ACL policy and token (step 4): the shipped policy, one SecretID, by the consul commands in each cluster",
+  async (t) => {
+    const hcl = join(prefix, 'lib/node_modules/masakari-consul/consul-config/acl/masakari-consul.hcl')
+    for (const n of NETWORKS) {
+      const agent = `-http-addr=${consul.httpAddr('ctl1', n)} -token-file=${operatorTokenFile}`
+      for (const line of [
+        `consul acl policy create ${agent} -name masakari-consul -rules @${hcl}`,
+        // node identities: node:write on the controllers' own nodes, so that the agents register the pulse check
+        `consul acl token create ${agent} -policy-name masakari-consul ${controllers.map((c) => `-node-identity=${c}:${n}`).join(' ')} -secret=${token}`,
+      ]) {
+        // Right after its election a 1.8 server answers 500 "currently in legacy mode" for a while (shared/notes/real-stack.md).
+        const r = await waitUntil(
+          `${line} to work`,
+          async () => {
+            const r = await sh(line, '/usr/bin:/bin')
+            if (r.code !== 0 && /legacy mode/.test(r.output)) return undefined
+            return r
+          },
+          60_000,
+        )
+        t.equal(r.code, 0, `${n}: ${line.split(' -')[0]}: ${r.output.trim().split('\n')[0]}`)
+      }
+    }
+  },
+)
 
 for (const name of controllers) {
   t.test(`${name}: the README's install steps, each command run as written`, async (t) => {
@@ -232,8 +254,8 @@ t.test('a controller fails: no notification for it, and no error line', async (t
   t.same(await notifications(victim), [], 'Masakari has no notification for the controller')
   t.same(errorLines(before), [], 'no error line in the surviving monitors logs')
   for (const c of survivors) {
-    const status = await sh(`masakari-consul explain ${victim} --config ${c.configPath}`, c.path)
-    t.match(status.output, /Consul server/, `${c.name}: explain says why ${victim} is never notified about`)
+    const explain = await sh(`masakari-consul explain ${victim} --config ${c.configPath}`, c.path)
+    t.match(explain.output, /decision: no action/, `${c.name}: explain shows no action for ${victim}`)
   }
 })
 
