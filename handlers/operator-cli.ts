@@ -64,23 +64,10 @@ function commands(y: Argv) {
     .command('config', 'the effective config: each setting, and the file and key, option, variable or default it came from', (c) =>
       c.epilogue(`${EPILOGUE} Secrets are not shown, only where they came from.`),
     )
-    .command('install-watches', "write the watch definitions into the agents' config dirs and run consul validate on each", (c) =>
-      c
-        .option('agent-config-dir', {
-          type: 'string',
-          array: true,
-          requiresArg: true,
-          describe: 'NETWORK=DIR (default /etc/consul.d/NETWORK)',
-        })
-        .option('consul', { type: 'string', default: 'consul', requiresArg: true, describe: 'the consul binary' })
-        .option('node', { type: 'string', default: process.execPath, requiresArg: true, describe: 'the node the watches run' })
-        .option('dry-run', { type: 'boolean', default: false, describe: 'print the files; write nothing' })
-        .option('token-file', {
-          type: 'string',
-          requiresArg: true,
-          describe: "the watches' ACL token (default: the config's consul.tokenFile or consul.token)",
-        })
-        .epilogue(EPILOGUE),
+    .command(
+      'install-watches',
+      "write the watch definitions into the agents' config dirs and run consul validate on each",
+      installWatchesOptions,
     )
     .command('outbox', 'notifications pending in the outbox and those that expired undelivered', (c) =>
       c
@@ -92,6 +79,26 @@ function commands(y: Argv) {
         )
         .epilogue(EPILOGUE),
     )
+}
+
+/** install-watches' options (its own function: `commands` stays one screen). */
+function installWatchesOptions(c: Argv) {
+  return c
+    .option('agent-config-dir', {
+      type: 'string',
+      array: true,
+      requiresArg: true,
+      describe: 'NETWORK=DIR (default /etc/consul.d/NETWORK)',
+    })
+    .option('consul', { type: 'string', default: 'consul', requiresArg: true, describe: 'the consul binary' })
+    .option('node', { type: 'string', default: process.execPath, requiresArg: true, describe: 'the node the watches run' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'print the files; write nothing' })
+    .option('token-file', {
+      type: 'string',
+      requiresArg: true,
+      describe: "the watches' ACL token (default: the config's consul.tokenFile or consul.token)",
+    })
+    .epilogue(EPILOGUE)
 }
 
 async function parse(argv: string[]) {

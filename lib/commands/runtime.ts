@@ -99,34 +99,8 @@ export function realInstallDeps(deps: Deps): InstallDeps {
         if (err.code === 'ENOENT') return undefined
         throw err
       }),
-    writeFile: async (path, text, groupOf) => {
-      if (text === undefined) return unlink(path).catch(() => {})
-      if (groupOf === undefined) return writeFileAtomic(path, text, 0o644)
-      const gid = await stat(groupOf).then(
-        (s) => s.gid,
-        (err: Error) => {
-          throw new UsageError(
-            `${path} holds the ACL token, readable only by the agents' group, taken from the state directory: ${err.message} (create it, owned by the agents' user, first)`,
-          )
-        },
-      )
-      await writeFileAtomic(path, text, 0o640)
-      await chown(path, process.getuid?.() ?? 0, gid)
-    },
-    statChain: async (path) => {
-      let file: string
-      try {
-        file = await realpath(path)
-      } catch {
-        return undefined
-      }
-      const chain: PathStat[] = []
-      for (let p = file; ; p = dirname(p)) {
-        const s = await stat(p)
-        chain.push({ path: p, uid: s.uid, gid: s.gid, mode: s.mode })
-        if (p === dirname(p)) return chain
-      }
-    },
+    writeFile: writeAgentConfig,
+    statChain,
     isDir: async (path) => (await stat(path).catch(() => undefined))?.isDirectory() ?? false,
     scriptChecks: async (addr, watchToken) => {
       try {
@@ -154,5 +128,37 @@ export function realInstallDeps(deps: Deps): InstallDeps {
           else resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: `${stdout}${stderr}` })
         })
       }),
+  }
+}
+
+/** An agent config file, atomic; one holding the ACL token 0640 with the group of `groupOf` (see realInstallDeps). */
+async function writeAgentConfig(path: string, text: string | undefined, groupOf?: string): Promise<void> {
+  if (text === undefined) return unlink(path).catch(() => {})
+  if (groupOf === undefined) return writeFileAtomic(path, text, 0o644)
+  const gid = await stat(groupOf).then(
+    (s) => s.gid,
+    (err: Error) => {
+      throw new UsageError(
+        `${path} holds the ACL token, readable only by the agents' group, taken from the state directory: ${err.message} (create it, owned by the agents' user, first)`,
+      )
+    },
+  )
+  await writeFileAtomic(path, text, 0o640)
+  await chown(path, process.getuid?.() ?? 0, gid)
+}
+
+/** The path (symlinks followed) and every directory above it: owner, group, mode. */
+async function statChain(path: string): Promise<PathStat[] | undefined> {
+  let file: string
+  try {
+    file = await realpath(path)
+  } catch {
+    return undefined
+  }
+  const chain: PathStat[] = []
+  for (let p = file; ; p = dirname(p)) {
+    const s = await stat(p)
+    chain.push({ path: p, uid: s.uid, gid: s.gid, mode: s.mode })
+    if (p === dirname(p)) return chain
   }
 }
