@@ -2,8 +2,8 @@
 // `depcruise lib handlers --config .dependency-cruiser.cjs`; any violation fails the run).
 //
 // lib/ is in folders, and imports point one way, down this list:
-//   handlers/ → lib/commands/ → lib/run/ → lib/config/ → lib/consul/, lib/openstack/, lib/decide/, lib/state/ → lib/base/
-// The four middle folders may import one another, except that lib/decide/ stays pure.
+//   handlers/ → lib/commands/ → lib/run/ → lib/config/ → lib/consul/, lib/openstack/, lib/fence/, lib/decide/, lib/state/ → lib/base/
+// The five middle folders may import one another, except that lib/decide/ stays pure.
 // Type-only imports count like any other (`tsPreCompilationDeps`): a cycle of types is still a cycle to read.
 
 /** Node's modules that do I/O: what lib/decide/ and lib/base/ never import. */
@@ -42,18 +42,18 @@ module.exports = {
     },
     {
       name: 'layers-down',
-      comment: 'consul/, openstack/, decide/ and state/ do not import the config, the run, the commands or the handlers.',
+      comment: 'consul/, openstack/, fence/, decide/ and state/ do not import the config, the run, the commands or the handlers.',
       severity: 'error',
-      from: { path: '^lib/(consul|openstack|decide|state)/' },
+      from: { path: '^lib/(consul|openstack|fence|decide|state)/' },
       to: { path: '^(lib/(run|commands)/|handlers/)' },
     },
     {
       name: 'layers-down-to-config',
       comment:
         'Nor the config: it stacks the sections that these folders own (consul/sender.ts the lock, openstack/masakari-config.ts ' +
-        'the masakari section, decide/guards.ts the guards…); they take the values they need, not the Config.',
+        'the masakari section, fence/fence-config.ts the fencing section, decide/guards.ts the guards…); they take the values they need, not the Config.',
       severity: 'error',
-      from: { path: '^lib/(consul|openstack|decide|state)/' },
+      from: { path: '^lib/(consul|openstack|fence|decide|state)/' },
       to: { path: '^lib/config/' },
     },
     {

@@ -2,7 +2,7 @@
 /**
  * The operator's CLI, `masakari-consul`, bundled as dist/evaluate.js (the name operators run):
  * `status` (the default), `explain HOST`, `replay`, `validate`, `config`, `install-watches`,
- * `outbox [retry]`, `--version`; and `--worker`. Each command's
+ * `outbox [retry]`, `fence-check`, `--version`; and `--worker`. Each command's
  * work is in lib/; this file parses the command line and maps the result to an exit code.
  *
  * The default only reads: a bare `masakari-consul`, typed in an incident to see what the monitor
@@ -18,6 +18,7 @@ import { EXIT, guarded, usageFailure } from '../lib/run/cli.js'
 import { DEFAULT_CONFIG_PATH } from '../lib/config/config.js'
 import type { Deps } from '../lib/run/deps.js'
 import { runConfig } from '../lib/commands/config-command.js'
+import { type CheckAction, runFenceCheck } from '../lib/commands/fence-check.js'
 import { runEvaluate } from '../lib/commands/evaluate-command.js'
 import { parseAgentDirs, runInstallWatches } from '../lib/commands/install-watches.js'
 import { runOutbox, runOutboxRetry } from '../lib/commands/outbox-command.js'
@@ -58,7 +59,7 @@ function commands(y: Argv) {
     )
     .command(
       'validate',
-      'config, strategy, state directory, log file, Consul agents, Keystone, Masakari: one ✓/✗ line each (! a config warning)',
+      'config, strategy, state directory, log file, Consul agents, Keystone, Masakari, fence agents (fencing on): one ✓/✗ line each (! a config warning)',
       (c) => c.epilogue(`${EPILOGUE} validate: the code of the first ✗.`),
     )
     .command('config', 'the effective config: each setting, and the file and key, option, variable or default it came from', (c) =>
@@ -69,6 +70,14 @@ function commands(y: Argv) {
       "write the watch definitions into the agents' config dirs and run consul validate on each",
       installWatchesOptions,
     )
+}
+
+/**
+ * The outbox, and fence-check (issue #21): the BMCs asked for a status before a failure needs
+ * them. Apart from commands() only to keep each function short enough to read.
+ */
+function outboxAndFenceCommands(y: Argv) {
+  return y
     .command('outbox', 'notifications pending in the outbox and those that expired undelivered', (c) =>
       c
         .command('retry [id]', 'requeue expired notifications (under the state lock) and start the worker', (r) =>
@@ -78,6 +87,15 @@ function commands(y: Argv) {
             .epilogue(EPILOGUE),
         )
         .epilogue(EPILOGUE),
+    )
+    .command('fence-check', "ask every fenced host's fence agent for its power status (powers nothing off): host, agent, result", (c) =>
+      c
+        .option('action', {
+          choices: ['status', 'monitor'],
+          default: 'status',
+          describe: "the agent's action: status, or monitor (the BMC answers)",
+        })
+        .epilogue(`${EPILOGUE} fence-check: 69 when any BMC does not answer; 0 when fencing is off.`),
     )
 }
 
@@ -103,7 +121,7 @@ function installWatchesOptions(c: Argv) {
 
 async function parse(argv: string[]) {
   return (
-    commands(yargs(argv))
+    outboxAndFenceCommands(commands(yargs(argv)))
       .scriptName('masakari-consul')
       .usage("$0 [command] [--config FILE]\n\nThe operator's command of masakari-consul (dist/evaluate.js).")
       .option('config', { type: 'string', default: DEFAULT_CONFIG_PATH, requiresArg: true, describe: 'monitor config (YAML)' })
@@ -138,6 +156,7 @@ async function dispatch(args: Args, deps: Deps): Promise<number> {
   if (command === 'explain') return done(runEvaluate({ config, dryRun: true, json, explain: String(args.host) }, deps))
   if (command === 'validate') return runValidate(config, deps, { json })
   if (command === 'config') return runConfig({ config, json }, deps)
+  if (command === 'fence-check') return runFenceCheck({ config, json, action: args.action as CheckAction }, deps)
   if (command === 'install-watches') {
     const dirs = parseAgentDirs((args.agentConfigDir as string[] | undefined) ?? [])
     const paths = { node: String(args.node), packageRoot: PACKAGE_ROOT, consul: String(args.consul) }

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Installs what the real stack needs and is missing: Consul 1.8.7 (Debian bullseye),
-# Keystone and masakari-api (Debian bookworm), and uwsgi for Keystone. Idempotent: skips
-# what is already there. Needs root (apt). Prints what it does.
+# Keystone and masakari-api (Debian bookworm), uwsgi for Keystone, and for fencing (issue #21)
+# fence-agents with ipmitool (fence_ipmilan runs it) and openipmi (ipmi_sim, a real
+# IPMI-over-LAN BMC per compute). Idempotent: skips what is already there. Needs root (apt).
+# Prints what it does.
 set -euo pipefail
 log() { printf '[install-stack] %s\n' "$*" >&2; }
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-need_consul=1; need_openstack=1
+need_consul=1; need_openstack=1; need_fence=1
 command -v consul >/dev/null 2>&1 && need_consul=0
 if command -v keystone-manage >/dev/null 2>&1 && [ -x /usr/bin/masakari-api ] \
    && command -v uwsgi_python3 >/dev/null 2>&1 && command -v masakari-manage >/dev/null 2>&1; then
   need_openstack=0
 fi
-if [ $need_consul = 0 ] && [ $need_openstack = 0 ]; then
-  log "consul, keystone and masakari-api already installed: nothing to do"
+if [ -x /usr/sbin/fence_ipmilan ] && [ -x /usr/bin/ipmitool ] && command -v ipmi_sim >/dev/null 2>&1; then
+  need_fence=0
+fi
+if [ $need_consul = 0 ] && [ $need_openstack = 0 ] && [ $need_fence = 0 ]; then
+  log "consul, keystone, masakari-api, fence-agents and ipmi_sim already installed: nothing to do"
   exit 0
 fi
 
@@ -47,6 +52,8 @@ $SUDO apt-get update -qq
 pkgs=()
 [ $need_consul = 1 ] && pkgs+=(consul)
 [ $need_openstack = 1 ] && pkgs+=(keystone masakari-api uwsgi-plugin-python3 uwsgi-core python3-masakari)
+# fence-agents does not depend on ipmitool, which fence_ipmilan runs (/usr/bin/ipmitool).
+[ $need_fence = 1 ] && pkgs+=(fence-agents ipmitool openipmi)
 log "apt-get install ${pkgs[*]} (a couple of minutes the first time)"
 if ! $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null; then
   log "apt-get install failed for: ${pkgs[*]}"

@@ -23,7 +23,8 @@ export function prepare({ stack = true } = {}) {
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
   const installed = existsSync(join(root, 'node_modules', '.package-lock.json'))
   step(installed ? 'npm packages (checking)' : 'npm packages (installing)', npm, ['install', '--no-audit', '--no-fund', '--loglevel=error'])
-  if (stack) step('Consul, Keystone and masakari-api from Debian', 'bash', [join(root, 'scripts', 'install-stack.sh')])
+  if (stack)
+    step('Consul, Keystone, masakari-api, fence-agents and ipmi_sim from Debian', 'bash', [join(root, 'scripts', 'install-stack.sh')])
   step('bundles (esbuild)', process.execPath, [join(root, 'build.mjs')])
 }
 

@@ -4,6 +4,8 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import type { Fetch, HttpResponse } from '../lib/openstack/masakari.js'
 import type { Deps } from '../lib/run/deps.js'
+import type { AgentProcess } from '../lib/fence/fence-agent.js'
+import { runAgentProcess } from '../lib/fence/agent-process.js'
 
 export interface Recorded {
   stdout: string[]
@@ -11,6 +13,8 @@ export interface Recorded {
   spawned: string[]
   logFile: string[]
   requests: Array<{ url: string; method: string; headers: Record<string, string>; body?: unknown }>
+  /** Every fence agent started: its file, stdin and environment (there are no arguments to record); fakeDeps sets it. */
+  agents?: AgentProcess[]
 }
 
 export interface FakeOptions {
@@ -21,7 +25,7 @@ export interface FakeOptions {
 }
 
 export function fakeDeps(opts: FakeOptions = {}): Deps & { rec: Recorded } {
-  const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [] }
+  const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [], agents: [] }
   return {
     rec,
     readStdin: async () => (typeof opts.stdin === 'string' || opts.stdin === undefined ? Buffer.from(opts.stdin ?? '[]') : opts.stdin),
@@ -33,6 +37,11 @@ export function fakeDeps(opts: FakeOptions = {}): Deps & { rec: Recorded } {
     stdout: (t) => rec.stdout.push(t),
     stderr: (l) => rec.stderr.push(l),
     appendLog: (_f, l) => rec.logFile.push(l),
+    // Recorded, then run for real: the tests' fence agent is a shell script in their testdir.
+    runAgent: (run) => {
+      rec.agents?.push(run)
+      return runAgentProcess(run)
+    },
     configEnv: { readFile: (p) => readFile(p, 'utf8'), env: opts.env ?? {}, hostname: () => 'controller' },
   }
 }

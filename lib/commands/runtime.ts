@@ -13,6 +13,7 @@ import { agentUrl } from '../consul/consul-api.js'
 import type { Deps } from '../run/deps.js'
 import { UsageError } from '../run/cli.js'
 import { readStdinSync } from '../run/stdin.js'
+import { runAgentProcess } from '../fence/agent-process.js'
 
 const stderrLine = (line: string) => {
   process.stderr.write(`${line}\n`)
@@ -81,6 +82,7 @@ export function realDeps(): Deps {
       const data = Buffer.from(`${line}\n`)
       for (let done = 0; done < data.length; ) done += writeSync(fd, data, done)
     },
+    runAgent: runAgentProcess,
     configEnv: realConfigEnv,
   }
 }

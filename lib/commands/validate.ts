@@ -1,7 +1,8 @@
 /**
  * `validate`: everything a run needs, checked as the user it runs as, one ✓/✗ line each with the
  * reason (one per problem of the config and strategy, a ! line per config warning; --json): config, strategy, the state directory (create, write, and every file in it), the log
- * file, the own Consul agents, Keystone (authenticate) and Masakari (list the segments). It
+ * file, the own Consul agents, Keystone (authenticate) and Masakari (list the segments), and,
+ * with fencing on, each host's fence agent (action=status, as `fence-check`). It
  * writes nothing: the Keystone token stays in memory, and what may be written is asked of
  * access(2), so that a run as root leaves no file behind.
  */
@@ -20,6 +21,7 @@ import { bodyStart, requester, safeJson } from '../base/http.js'
 import { type CachedToken, keystone } from '../openstack/keystone.js'
 import { recordingLogger } from '../base/log.js'
 import type { Deps } from '../run/deps.js'
+import { fenceCheckRows } from './fence-check.js'
 import { parseStrategy, StrategyError } from '../decide/strategy.js'
 
 /** One ✓/✗ line of `validate` (not a Consul check: lib/consul/checks-payload.ts). */
@@ -84,6 +86,7 @@ export async function runValidate(configPath: string, deps: Deps, opts: { json?:
   if (config.metrics.textfile) say(await checkMetricsFile(config.metrics.textfile, whoAmI()))
   for (const c of await checkAgents(config, deps)) say(c)
   for (const c of await checkMasakari(config, deps)) say(c)
+  if (config.fencing.enabled) for (const c of await checkFencing(config, deps)) say(c)
   return done()
 }
 
@@ -234,6 +237,14 @@ async function checkAgents(config: Config, deps: Deps): Promise<CheckLine[]> {
       }
     }),
   )
+}
+
+/** One line per fenced host: its BMC answers a status, or the agent's own error (a wrong password, no route). */
+async function checkFencing(config: Config, deps: Deps): Promise<CheckLine[]> {
+  return (await fenceCheckRows(config, deps)).map((r) => {
+    const what = `fence ${r.host} (${r.agent})`
+    return r.result === 'error' ? fail(what, r.message ?? 'no answer', EXIT.consul) : pass(what, `the BMC answers: power ${r.result}`)
+  })
 }
 
 const SegmentsSchema = z.object({ segments: z.array(z.unknown()) })

@@ -17,6 +17,7 @@ import { LockSchema } from '../consul/sender.js'
 import { AppCredentialAuthSchema, type AuthConfig, AuthSchema, MasakariSchema, PasswordAuthSchema } from '../openstack/masakari-config.js'
 import { cloudLayer, type CredentialLayer, envLayer, openstackConfigFiles, SECRET_GROUPS } from '../openstack/openstack-env.js'
 import { oneLine } from '../base/quote.js'
+import { agentPath, type FencingConfig, FencingSchema, fencingProblems } from '../fence/fence-config.js'
 import { fromUpstream, isUpstreamConfig, type UpstreamConfig } from '../openstack/upstream-config.js'
 
 export const DEFAULT_CONFIG_PATH = '/etc/masakari-consul/config.yaml'
@@ -100,6 +101,8 @@ export const ConfigSchema = z.strictObject({
   upstreamConfig: z.string().min(1).optional(),
   /** Consul node name → Masakari host name. */
   hostNames: HostNamesSchema,
+  /** Power a failed host off through its fence agent (issue #21); off by default. */
+  fencing: FencingSchema,
 })
 
 /**
@@ -134,6 +137,8 @@ export interface Config extends Omit<RawConfig, 'hostname' | 'logFile'> {
   logFile: string | undefined
   /** The password or application credential secret, wherever it came from. */
   secret: string
+  /** The fence agents' password (fencing.passwordFile or fencing.passwordEnv); undefined when none is set. */
+  fencePassword: string | undefined
   /** The contents of masakari.caFile, read when the config loads (a missing file is a config error, not a worker crash). */
   caPem: string | undefined
   /** Token and TLS for the own Consul agents, from consul.* or Consul's environment variables. */
@@ -217,6 +222,8 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
     // The credentials' problems too, all in one run, when their section itself is well-formed.
     const section = MasakariFileSchema.safeParse((read.raw as { masakari?: unknown }).masakari ?? {})
     if (section.success) await resolveMasakari(section.data, read.upstream, env, abs, problems, warnings)
+    const fencing = FencingSchema.safeParse((read.raw as { fencing?: unknown }).fencing)
+    if (fencing.success) await resolveFencing(fencing.data, env, abs, problems, warnings)
     return fail()
   }
   const cfg = parsed.data
@@ -224,6 +231,7 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
     problems.push("hostNames.metaKey: node meta is read from an own agent's catalog: set consul.agents (or CONSUL_HTTP_ADDR)")
   const resolved = await resolveMasakari(cfg.masakari, read.upstream, env, abs, problems, warnings)
   const consulAccess = await resolveConsulAccess(cfg.consul, env.env, env.readFile, abs, problems)
+  const fencing = await resolveFencing(cfg.fencing, env, abs, problems, warnings)
   if (!resolved || problems.length > 0) return fail()
   const { origins: masakariOrigins, ...masakari } = resolved
   const stateDir = abs(cfg.stateDir)
@@ -237,6 +245,7 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
     metrics: { textfile: cfg.metrics.textfile === undefined ? undefined : abs(cfg.metrics.textfile) },
     ...(cfg.upstreamConfig === undefined ? {} : { upstreamConfig: abs(cfg.upstreamConfig) }),
     ...masakari,
+    ...fencing,
     consulAccess,
     warnings,
     origins: settingOrigins(source, read, masakariOrigins),
@@ -368,7 +377,7 @@ async function resolveMasakari(
   if (!parsed.success) return undefined
   const masakari = parsed.data
   const secretFile = secretLayer === layers[0] ? ownSecretFile(masakari.auth, abs) : secretLayer?.secretFile
-  if (secretFile) warnings.push(...(await secretFileWarnings(secretFile, env)))
+  if (secretFile) warnings.push(...(await secretFileWarnings(secretFile, 'the Masakari secret', env)))
   const caFile = masakari.caFile === undefined ? undefined : abs(masakari.caFile)
   const caPem = caFile === undefined ? undefined : await readCaFile(caFile, env, problems)
   return { masakari: { ...masakari, caFile }, secret: secret ?? '', caPem, origins }
@@ -431,8 +440,11 @@ export const SECRET_RULE =
   "the secret file must be owned by the user the watches run as (the Consul agents' user, e.g. consul), mode 0600 " +
   '(passwordEnv: set it in the environment file the consul-*.service units read, /etc/masakari-consul/environment, root 0600)'
 
-/** A secret in a file that group or others can read is a warning: anyone on the controller could notify Masakari. */
-async function secretFileWarnings(path: string, env: ConfigEnv): Promise<string[]> {
+/**
+ * A secret in a file that group or others can read is a warning: anyone on the controller could
+ * notify Masakari, or power hosts off with the fence agents' password.
+ */
+async function secretFileWarnings(path: string, what: string, env: ConfigEnv): Promise<string[]> {
   if (!env.fileMode) return []
   let mode: number
   try {
@@ -443,7 +455,7 @@ async function secretFileWarnings(path: string, env: ConfigEnv): Promise<string[
   if ((mode & 0o044) === 0) return []
   const who = [mode & 0o040 ? 'its group' : '', mode & 0o004 ? 'others' : ''].filter(Boolean).join(' and ')
   return [
-    `${path} holds the Masakari secret and ${who} can read it (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): chmod 0600 it; ${SECRET_RULE}`,
+    `${path} holds ${what} and ${who} can read it (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): chmod 0600 it; ${SECRET_RULE}`,
   ]
 }
 
@@ -519,21 +531,59 @@ async function resolveSecret(
     return undefined
   }
   if (inline !== undefined) return inline
-  if (file !== undefined) {
-    try {
-      const value = (await env.readFile(abs(file))).trim()
-      if (value === '') problems.push(`masakari.auth.${key}File: ${abs(file)} is empty`)
-      return value
-    } catch (err) {
-      const denied = (err as NodeJS.ErrnoException).code === 'EACCES' ? `; ${SECRET_RULE}` : ''
-      problems.push(`masakari.auth.${key}File: cannot read ${abs(file)}: ${(err as Error).message}${denied}`)
-      return undefined
-    }
+  if (file !== undefined) return secretFromFile(`masakari.auth.${key}File`, abs(file), env, problems)
+  return secretFromEnv(`masakari.auth.${key}Env`, envName!, env, problems)
+}
+
+/** A secret file's contents, trimmed; a problem at `at` when it cannot be read or is empty. */
+async function secretFromFile(at: string, path: string, env: ConfigEnv, problems: string[]): Promise<string | undefined> {
+  try {
+    const value = (await env.readFile(path)).trim()
+    if (value === '') problems.push(`${at}: ${path} is empty`)
+    return value
+  } catch (err) {
+    const denied = (err as NodeJS.ErrnoException).code === 'EACCES' ? `; ${SECRET_RULE}` : ''
+    problems.push(`${at}: cannot read ${path}: ${(err as Error).message}${denied}`)
+    return undefined
   }
-  const value = env.env[envName!]
+}
+
+/** A secret from the environment; a problem at `at` when the variable is unset or empty. */
+function secretFromEnv(at: string, name: string, env: ConfigEnv, problems: string[]): string | undefined {
+  const value = env.env[name]
   if (value === undefined || value === '')
     problems.push(
-      `masakari.auth.${key}Env: environment variable ${envName} is not set (the watches get it from the consul-*.service units' EnvironmentFile, /etc/masakari-consul/environment)`,
+      `${at}: environment variable ${name} is not set (the watches get it from the consul-*.service units' EnvironmentFile, /etc/masakari-consul/environment)`,
     )
   return value
+}
+
+/**
+ * The fencing section as a run uses it: the agent's path, and the password read as Keystone's
+ * is (a file relative to the config, or a variable), with the same warning for a file others
+ * can read. Off, its password is not read: a secret no run uses must not stop every watch run
+ * (exit 78) when it is missing; `validate` reads it once fencing is on.
+ */
+async function resolveFencing(
+  f: FencingConfig,
+  env: ConfigEnv,
+  abs: (p: string) => string,
+  problems: string[],
+  warnings: string[],
+): Promise<{ fencing: FencingConfig; fencePassword: string | undefined }> {
+  const own = fencingProblems(f)
+  problems.push(...own)
+  const fencing = {
+    ...f,
+    ...(f.agent === undefined ? {} : { agent: agentPath(f.agent, abs) }),
+    ...(f.passwordFile === undefined ? {} : { passwordFile: abs(f.passwordFile) }),
+  }
+  if (own.length > 0 || !f.enabled) return { fencing, fencePassword: undefined }
+  if (fencing.passwordFile !== undefined) {
+    const fencePassword = await secretFromFile('fencing.passwordFile', fencing.passwordFile, env, problems)
+    if (fencePassword !== undefined) warnings.push(...(await secretFileWarnings(fencing.passwordFile, "the fence agents' password", env)))
+    return { fencing, fencePassword }
+  }
+  const fencePassword = f.passwordEnv === undefined ? undefined : secretFromEnv('fencing.passwordEnv', f.passwordEnv, env, problems)
+  return { fencing, fencePassword }
 }

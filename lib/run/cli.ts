@@ -20,7 +20,7 @@ export const EXIT = {
   stateFile: 74,
   /** The state lock could not be taken in time. */
   lock: 75,
-  /** An own Consul agent could not be used (unreachable, refused by its ACLs). */
+  /** An own Consul agent could not be used (unreachable, refused by its ACLs); Keystone, Masakari or a BMC did not answer (validate, fence-check). */
   consul: 69,
   /** Config or strategy file invalid. */
   config: 78,

@@ -1,5 +1,6 @@
 import type { Fetch } from '../base/http.js'
 import type { ConfigEnv } from '../config/config.js'
+import type { RunAgentProcess } from '../fence/fence-agent.js'
 
 /** Every side effect the monitor has, passed in: the real ones in lib/commands/runtime.ts, recording ones in the tests. */
 export interface Deps {
@@ -21,5 +22,7 @@ export interface Deps {
   stdout: (text: string) => void
   stderr: (line: string) => void
   appendLog: (file: string, line: string) => void
+  /** Runs a fence agent (fencing): options and password on its stdin, never as arguments. */
+  runAgent: RunAgentProcess
   configEnv: ConfigEnv
 }

@@ -1,0 +1,122 @@
+/** `masakari-consul fence-check` and validate's fence lines, in-process, against the fake fence agent. */
+import t, { type Test } from 'tap'
+import { chmod, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { main as evaluate } from '../handlers/operator-cli.js'
+import { EXIT } from '../lib/run/cli.js'
+import { fakeFenceAgent } from './fake-fence-agent.js'
+import { configYaml, fakeDeps, response, scriptedFetch } from './helpers.js'
+
+/** A config fencing cmp1..cmp3 through the fake agent, its password in a 0600 file beside it. */
+async function setup(t: Test, fencing: Record<string, unknown> = {}) {
+  const dir = t.testdir({})
+  const agent = await fakeFenceAgent(dir, 'hunter2')
+  await writeFile(join(dir, 'fence-password'), 'hunter2\n')
+  await chmod(join(dir, 'fence-password'), 0o600)
+  const config = join(dir, 'config.yaml')
+  const hosts = { cmp1: { ip: '127.77.0.1' }, cmp2: { ip: '127.77.0.2' }, cmp3: { ip: '127.77.0.3' } }
+  const section = {
+    enabled: true,
+    agent: './fence_fake',
+    options: { username: 'admin', lanplus: 1 },
+    hosts,
+    passwordFile: 'fence-password',
+  }
+  await writeFile(config, configYaml(join(dir, 'state'), { fencing: { ...section, ...fencing } }))
+  return { dir, agent, config }
+}
+
+t.test('fence-check: every host on or off, the table, exit 0; nothing powered off', async (t) => {
+  const { agent, config } = await setup(t)
+  await agent.set('power-127.77.0.2', 'off')
+  const deps = fakeDeps()
+  t.equal(await evaluate(['fence-check', '--config', config], deps), EXIT.ok, deps.rec.stderr.join('\n'))
+  t.equal(deps.rec.stdout.join(''), 'HOST  AGENT       RESULT\ncmp1  fence_fake  on\ncmp2  fence_fake  off\ncmp3  fence_fake  on\n')
+  t.same((await agent.actions()).sort(), ['127.77.0.1 status', '127.77.0.2 status', '127.77.0.3 status'], 'status only, once each')
+  t.notOk((await agent.cmdlines()).includes('hunter2'), 'the password read from passwordFile went on stdin only')
+  t.match(await agent.stdin(), /^password=hunter2$/m)
+})
+
+t.test('fence-check: a BMC that does not answer is named with the agent’s message, exit 69; --json', async (t) => {
+  const { agent, config } = await setup(t)
+  await agent.set('fail-127.77.0.3', 'Failed: Unable to connect/login to fencing device')
+  const deps = fakeDeps()
+  t.equal(await evaluate(['fence-check', '--config', config], deps), EXIT.consul)
+  t.match(deps.rec.stdout.join(''), /^cmp3 {2}fence_fake {2}error: Failed: Unable to connect\/login to fencing device \(exit 1\)$/m)
+  t.match(deps.rec.stdout.join(''), /^cmp1 {2}fence_fake {2}on$/m, 'the others still checked')
+
+  const json = fakeDeps()
+  t.equal(await evaluate(['fence-check', '--json', '--action', 'monitor', '--config', config], json), EXIT.consul)
+  t.same(JSON.parse(json.rec.stdout.join('')), {
+    enabled: true,
+    action: 'monitor',
+    hosts: [
+      { host: 'cmp1', agent: 'fence_fake', result: 'ok' },
+      { host: 'cmp2', agent: 'fence_fake', result: 'ok' },
+      { host: 'cmp3', agent: 'fence_fake', result: 'error', message: 'Failed: Unable to connect/login to fencing device (exit 1)' },
+    ],
+    exit: EXIT.consul,
+  })
+  t.ok((await agent.actions()).includes('127.77.0.1 monitor'), '--action monitor asked monitor')
+})
+
+t.test('fence-check: a wrong password fails every host, in the agent’s words', async (t) => {
+  const { dir, config } = await setup(t)
+  await writeFile(join(dir, 'fence-password'), 'wrong\n')
+  const deps = fakeDeps()
+  t.equal(await evaluate(['fence-check', '--config', config], deps), EXIT.consul)
+  const rows = deps.rec.stdout.join('').trim().split('\n').slice(1)
+  t.equal(rows.length, 3)
+  for (const r of rows) t.match(r, /fence_fake {2}error: Failed: Unable to obtain correct plug status or plug is not available \(exit 1\)$/)
+})
+
+t.test('fence-check: fencing off says so, runs nothing, exit 0', async (t) => {
+  const { agent, config } = await setup(t, { enabled: false })
+  const deps = fakeDeps()
+  t.equal(await evaluate(['fence-check', '--config', config], deps), EXIT.ok)
+  t.equal(deps.rec.stdout.join(''), 'fencing is off (fencing.enabled is false): no fence agent to check\n')
+  const json = fakeDeps()
+  t.equal(await evaluate(['fence-check', '--json', '--config', config], json), EXIT.ok)
+  t.same(JSON.parse(json.rec.stdout.join('')), { enabled: false, hosts: [], exit: 0 })
+  t.same(await agent.actions(), [])
+})
+
+const KEYSTONE_OK = () =>
+  response(
+    201,
+    {
+      token: {
+        expires_at: '2026-11-25T13:00:00.000Z',
+        catalog: [{ type: 'instance-ha', endpoints: [{ interface: 'public', url: 'http://127.0.0.1:15868/v1/p' }] }],
+      },
+    },
+    { 'X-Subject-Token': 'tok' },
+  )
+const everythingAnswers = () =>
+  scriptedFetch(fakeDeps().rec, (url) => {
+    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    if (url.endsWith('/segments')) return response(200, { segments: [] })
+    return response(404, 'no')
+  })
+
+t.test('validate: one fence line per host, naming the host, the agent and its error', async (t) => {
+  const { agent, config } = await setup(t)
+  await agent.set('fail-127.77.0.2', 'Failed: Unable to obtain correct plug status or plug is not available')
+  const deps = fakeDeps({ fetch: everythingAnswers() })
+  t.equal(await evaluate(['validate', '--config', config], deps), EXIT.consul)
+  const fence = deps.rec.stdout
+    .join('')
+    .split('\n')
+    .filter((l) => / fence /.test(l))
+  t.same(fence, [
+    '✓ fence cmp1 (fence_fake): the BMC answers: power on',
+    '✗ fence cmp2 (fence_fake): Failed: Unable to obtain correct plug status or plug is not available (exit 1)',
+    '✓ fence cmp3 (fence_fake): the BMC answers: power on',
+  ])
+
+  const off = await setup(t, { enabled: false })
+  const quiet = fakeDeps({ fetch: everythingAnswers() })
+  t.equal(await evaluate(['validate', '--config', off.config], quiet), EXIT.ok, quiet.rec.stdout.join(''))
+  t.notMatch(quiet.rec.stdout.join(''), /^. fence /m, 'fencing off: no fence line')
+  t.same(await off.agent.actions(), [])
+})
