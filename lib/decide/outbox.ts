@@ -82,8 +82,18 @@ export function startedWithoutStopped(state: StoreState, entry: OutboxEntry): bo
   return entry.notification.payload.event === 'STARTED' && hostEntry(state.ledger, entry.host)?.notified?.event !== 'STOPPED'
 }
 
-/** Removes the entry and records its final outcome in the host's ledger entry. */
-export function finish(state: StoreState, entryId: string, outcome: Outcome, message: string, now: Date): StoreState {
+/**
+ * Removes the entry and records its final outcome in the host's ledger entry (with its fence, if
+ * it was fenced; `sent`: what a STOPPED sent UNKNOWN after failed fences says).
+ */
+export function finish(
+  state: StoreState,
+  entryId: string,
+  outcome: Outcome,
+  message: string,
+  now: Date,
+  sent?: Pick<LedgerRecord, 'hostStatus' | 'fenceError'>,
+): StoreState {
   const entry = state.outbox.find((e) => e.id === entryId)
   if (!entry) return state
   const record: LedgerRecord = {
@@ -93,6 +103,8 @@ export function finish(state: StoreState, entryId: string, outcome: Outcome, mes
     at: now.toISOString(),
     generatedTime: entry.notification.generated_time,
     message,
+    ...(entry.fenced === undefined ? {} : { fenced: entry.fenced }),
+    ...sent,
   }
   const held = outcome === 'accepted' || outcome === 'duplicate'
   const before: LedgerEntry = hostEntry(state.ledger, entry.host) ?? { firstSeenAt: entry.decidedAt }

@@ -4,7 +4,7 @@ import { type GuardPolicy, rateLimitSlot } from './guards.js'
 import { hostEntry } from '../base/host-record.js'
 import { NETWORKS } from '../base/networks.js'
 import type { Snapshots } from './snapshot-shape.js'
-import type { Notification, StoreState } from './state-shape.js'
+import type { Fenced, LedgerRecord, Notification, StoreState } from './state-shape.js'
 import type { Strategy } from './strategy.js'
 
 export interface HostReport {
@@ -159,7 +159,7 @@ export interface Explanation {
   rows: Array<{ row: number; health: string[]; action: 'recovery' | 'none'; matches: boolean }>
   decision: { action: string; reason: string; guard?: { kind: string; until?: string } }
   ledger: { phase?: string; firstSeenAt?: string; notified?: unknown; unsent?: unknown; hold?: unknown }
-  pending: HostReport['pending']
+  pending: Array<HostReport['pending'][number] & { fenced?: Fenced; fenceError?: string }>
   isolation: Record<string, { since: string; reason: string }>
   timing: Record<string, NetworkTiming>
   rateLimit: { recentRecoveries: number; maxRecoveries: number; window: number }
@@ -198,7 +198,14 @@ export function explainHost(
     ledger: { phase: entry?.phase, firstSeenAt: entry?.firstSeenAt, notified: entry?.notified, unsent: entry?.unsent, hold: entry?.hold },
     pending: state.outbox
       .filter((o) => o.host === host)
-      .map((o) => ({ event: o.notification.payload.event, attempts: o.attempts, nextAttemptAt: o.nextAttemptAt, lastError: o.lastError })),
+      .map((o) => ({
+        event: o.notification.payload.event,
+        attempts: o.attempts,
+        nextAttemptAt: o.nextAttemptAt,
+        lastError: o.lastError,
+        ...(o.fenced ? { fenced: o.fenced } : {}),
+        ...(o.fenceError ? { fenceError: o.fenceError } : {}),
+      })),
     isolation: { ...state.isolation } as Record<string, { since: string; reason: string }>,
     timing: { ...timing } as Explanation['timing'],
     rateLimit: { recentRecoveries: rateLimitSlot(state.recoveries, now, guards).recent.length, ...guards.rateLimit },
@@ -228,11 +235,23 @@ export function formatExplanation(e: Explanation, strategy: Strategy): string {
     `rate limit: ${e.rateLimit.recentRecoveries} recoveries in the last ${e.rateLimit.window} s (limit ${e.rateLimit.maxRecoveries === 0 ? 'lifted' : e.rateLimit.maxRecoveries})`,
   )
   out.push('', `ledger: phase ${e.ledger.phase ?? '-'}, first seen ${e.ledger.firstSeenAt ?? '-'}`)
-  if (e.ledger.notified) out.push(`  last held by Masakari: ${JSON.stringify(e.ledger.notified)}`)
-  if (e.ledger.unsent) out.push(`  last not delivered: ${JSON.stringify(e.ledger.unsent)}`)
+  if (e.ledger.notified) out.push(`  last held by Masakari: ${JSON.stringify(e.ledger.notified)}`, ...fenceLines(e.ledger.notified))
+  if (e.ledger.unsent) out.push(`  last not delivered: ${JSON.stringify(e.ledger.unsent)}`, ...fenceLines(e.ledger.unsent))
   if (e.ledger.hold) out.push(`  hold: ${JSON.stringify(e.ledger.hold)}`)
   out.push(
-    `outbox: ${e.pending.length === 0 ? 'nothing pending' : e.pending.map((p) => `${p.event} (attempts ${p.attempts}, next ${p.nextAttemptAt}${p.lastError ? `, last error: ${p.lastError}` : ''})`).join('; ')}`,
+    `outbox: ${e.pending.length === 0 ? 'nothing pending' : e.pending.map((p) => `${p.event} (attempts ${p.attempts}, next ${p.nextAttemptAt}${p.lastError ? `, last error: ${p.lastError}` : ''}${p.fenced ? `, ${fencedText(p.fenced)}` : ''})`).join('; ')}`,
   )
   return `${out.join('\n')}\n`
+}
+
+/** "fenced at …, power off confirmed by fence_ipmilan" (issue #21). */
+export const fencedText = (f: Fenced) => `fenced at ${f.at}, power off confirmed by ${f.agent}`
+
+/** What a ledger record says of fencing: its confirmed off, or the UNKNOWN it was sent with. */
+function fenceLines(record: unknown): string[] {
+  const r = record as Partial<LedgerRecord>
+  if (r.fenced) return [`    ${fencedText(r.fenced)}`]
+  if (r.hostStatus === 'UNKNOWN')
+    return [`    sent with host_status UNKNOWN: fencing failed (${r.fenceError ?? 'no message'}); not evacuated`]
+  return []
 }

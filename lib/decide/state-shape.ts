@@ -21,8 +21,11 @@ export const NotificationSchema = z.object({
   payload: z.object({
     event: z.enum(EVENTS),
     cluster_status: z.enum(['OFFLINE', 'ONLINE']),
-    /** Masakari's engine ignores anything but NORMAL (it cannot vouch the host is powered off). */
-    host_status: z.literal('NORMAL'),
+    /**
+     * Masakari's engine acts only on NORMAL. Always NORMAL in the outbox; with fencing on, a STOPPED
+     * whose host could not be powered off goes as UNKNOWN at its last try (recorded, not acted on).
+     */
+    host_status: z.enum(['NORMAL', 'UNKNOWN']),
   }),
 })
 export type Notification = z.infer<typeof NotificationSchema>
@@ -30,6 +33,10 @@ export type Notification = z.infer<typeof NotificationSchema>
 /** Final answers; accepted and duplicate mean Masakari has the notification. */
 export const OUTCOMES = ['accepted', 'duplicate', 'on-maintenance', 'host-not-found', 'rejected', 'expired', 'skipped'] as const
 export type Outcome = (typeof OUTCOMES)[number]
+
+/** A confirmed power-off (fencing, issue #21): when, and by which agent. */
+export const FencedSchema = z.object({ at: z.string(), agent: z.string(), confirmed: z.literal(true) })
+export type Fenced = z.infer<typeof FencedSchema>
 
 export const OutboxEntrySchema = z.object({
   /** Unique per decision; ties a ledger record to the outbox entry it came from. */
@@ -43,6 +50,13 @@ export const OutboxEntrySchema = z.object({
   /** Not sent before this time (backoff). */
   nextAttemptAt: z.string(),
   lastError: z.string().optional(),
+  /**
+   * Written under the lock right after a confirmed power-off and before the POST: a sender
+   * that takes over after a crash sends it NORMAL without fencing again.
+   */
+  fenced: FencedSchema.optional(),
+  /** The last fence's failure (the agent's own message), while the entry waits for another try. */
+  fenceError: z.string().optional(),
 })
 export type OutboxEntry = z.infer<typeof OutboxEntrySchema>
 
@@ -54,6 +68,11 @@ const RecordSchema = z.object({
   at: z.string(),
   generatedTime: z.string(),
   message: z.string().optional(),
+  /** The host was powered off before this STOPPED was sent (fencing). */
+  fenced: FencedSchema.optional(),
+  /** Sent with host_status UNKNOWN: fencing failed until the last try (fenceError says why). */
+  hostStatus: z.literal('UNKNOWN').optional(),
+  fenceError: z.string().optional(),
 })
 export type LedgerRecord = z.infer<typeof RecordSchema>
 
@@ -106,20 +125,24 @@ export const CountersSchema = z.object({
   notifications: z.partialRecord(z.enum(OUTCOMES), count).default({}),
   /** Attempts that failed and were scheduled again (Masakari unreachable, 5xx, timeouts). */
   retries: count.default(0),
+  /** Fences that failed (agent error, power never seen off); absent until the first. */
+  fenceFailures: count.optional(),
 })
 export type Counters = z.infer<typeof CountersSchema>
 
 /** The counters with `n` added to one of them (pure; a missing `counters` counts from zero). */
 export function counted(
   counters: Counters | undefined,
-  add: { decisions?: HostEvent; notifications?: Outcome; retries?: true },
+  add: { decisions?: HostEvent; notifications?: Outcome; retries?: true; fenceFailures?: true },
   n = 1,
 ): Counters {
   const c: Counters = {
     decisions: { ...counters?.decisions },
     notifications: { ...counters?.notifications },
     retries: counters?.retries ?? 0,
+    ...(counters?.fenceFailures === undefined ? {} : { fenceFailures: counters.fenceFailures }),
   }
+  if (add.fenceFailures) c.fenceFailures = (c.fenceFailures ?? 0) + n
   if (add.decisions) c.decisions[add.decisions] = (c.decisions[add.decisions] ?? 0) + n
   if (add.notifications) c.notifications[add.notifications] = (c.notifications[add.notifications] ?? 0) + n
   if (add.retries) c.retries += n

@@ -38,7 +38,7 @@ export type FenceOptions = z.infer<typeof Options>
 
 export const FencingSchema = z
   .strictObject({
-    /** Power a failed host off through its fence agent before its recovery (not yet used by the sender: issue #21). */
+    /** Power a failed host off through its fence agent before its STOPPED is sent (lib/run/fence-delivery.ts, issue #21). */
     enabled: z.boolean().default(false),
     /** The fence agent: a name from fence-agents (`fence_ipmilan`, looked up in /usr/sbin) or a path. */
     agent: z.string().min(1).optional(),

@@ -1,7 +1,7 @@
 /**
  * Fencing one host: power off through its agent, then status until it reports off, within
  * fencing.timeout; each step chosen by fenceStep (lib/decide/fence-step.ts), each run of the
- * agent given what is left of the timeout. Not yet called by the sender (issue #21).
+ * agent given what is left of the timeout. Run by the sender before a fenced host's STOPPED (lib/run/fence-delivery.ts).
  */
 import { type AgentAnswer, fenceStep, type FenceProgress } from '../decide/fence-step.js'
 import { type AgentContext, type FenceAction, runFenceAgent } from './fence-agent.js'

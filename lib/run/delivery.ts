@@ -16,6 +16,8 @@ import { dueEntries, finish, isExpired, nextDue, retryLater, startedWithoutStopp
 import { hostEntry } from '../base/host-record.js'
 import type { Store } from '../state/store.js'
 import type { OutboxEntry, StoreState } from '../decide/state-shape.js'
+import { fenceFailed, needsFence } from '../decide/fence-delivery.js'
+import { beforePost, type BeforePost, type FenceAtDelivery, fenceAtDelivery, type FenceNote } from './fence-delivery.js'
 
 export interface DeliveryDeps {
   store: Store
@@ -30,6 +32,8 @@ export interface DeliveryDeps {
    * longer holds the sender lock, and the pass stops before sending (fencing).
    */
   mayPost?: () => Promise<boolean>
+  /** fencing.enabled: the power-off that precedes a fenced host's STOPPED (lib/run/fence-delivery.ts); absent when off. */
+  fence?: FenceAtDelivery
 }
 
 /**
@@ -40,7 +44,7 @@ export interface DeliveryDeps {
 export async function deliveryDeps(
   monitor: Monitor,
   deps: Deps,
-  override: { requestTimeout?: number; fetch?: Fetch } = {},
+  override: { requestTimeout?: number; fetch?: Fetch; leaveFencesToWorker?: boolean } = {},
 ): Promise<DeliveryDeps> {
   const { config, store, logger } = monitor
   let client: MasakariClient | undefined
@@ -59,6 +63,7 @@ export async function deliveryDeps(
     sleep: deps.sleep,
     logger,
     ...(monitor.coordination ? { mayPost: monitor.coordination.lock.stillHeld } : {}),
+    ...(config.fencing.enabled ? { fence: fenceAtDelivery(config, deps, override.leaveFencesToWorker === true) } : {}),
   }
 }
 
@@ -84,7 +89,9 @@ const PASS_BUDGET_MS = 1000
  * host's later entries wait for the next pass: its STARTED never overtakes its STOPPED.
  */
 export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
-  const picked = await deps.store.transact(async (state) => pickDue(state, deps))
+  const due = await deps.store.transact(async (state) => pickDue(state, deps))
+  const fence = deps.fence
+  const picked = fence?.leaveToWorker ? due.filter((e) => !needsFence(e, fence.covers)) : due
   if (picked.length === 0) return deps.store.transact(async (state) => ({ result: summary(state, 0) }))
   return sendPicked(picked, deps)
 }
@@ -133,7 +140,7 @@ interface Pass {
   /** Entries sent (or being sent) so far. */
   taken: number
   /** Group commit: answers wait here; one recorder at a time writes all that are there. */
-  answered: Array<[OutboxEntry, SendResult]>
+  answered: Array<[OutboxEntry, SendResult, FenceNote?]>
   recorder?: Promise<void>
   /** The last record's summary. */
   latest?: PassResult
@@ -158,14 +165,25 @@ async function sendWhileAllowed(pass: Pass, deps: DeliveryDeps): Promise<void> {
       pass.failure ??= { error: new NotSenderError('lost the sender lock: another controller sends now; stopping before the next POST') }
       return
     }
-    let result: SendResult
+    let before: BeforePost = { send: entry.notification }
     try {
-      result = await deps.client().send(entry.notification)
-    } catch (err) {
-      result = { final: false, message: `unexpected: ${(err as Error).message}` }
+      // After the lock check, right before the POST: only the sender fences.
+      if (deps.fence) before = await beforePost(entry, { ...deps, fence: deps.fence })
+    } catch (error) {
+      pass.failure ??= { error }
+      return
     }
-    pass.answered.push([entry, result])
+    const result = 'send' in before ? await send(deps, before.send) : before.notSent
+    pass.answered.push([entry, result, before.note])
     startRecorder(pass, deps)
+  }
+}
+
+async function send(deps: DeliveryDeps, notification: OutboxEntry['notification']): Promise<SendResult> {
+  try {
+    return await deps.client().send(notification)
+  } catch (err) {
+    return { final: false, message: `unexpected: ${(err as Error).message}` }
   }
 }
 
@@ -193,21 +211,30 @@ function recordAnswered(pass: Pass, deps: DeliveryDeps): Promise<PassResult> {
   return deps.store.transact(async (state) => {
     const now = deps.now()
     let next = state
-    for (const [entry, result] of pass.answered.splice(0)) {
+    for (const [entry, result, note] of pass.answered.splice(0)) {
       if (!state.outbox.some((e) => e.id === entry.id)) continue
-      next = result.final ? recordFinal(next, entry, result, now, deps.logger) : recordRetry(next, entry, result, now, deps)
+      if (note?.fenceFailed !== undefined) next = fenceFailed(next, entry.id, note.fenceFailed)
+      next = result.final ? recordFinal(next, entry, result, now, deps.logger, note) : recordRetry(next, entry, result, now, deps)
     }
     return { next: next === state ? undefined : next, result: summary(next, pass.taken) }
   })
 }
 
-function recordFinal(state: StoreState, entry: OutboxEntry, result: Extract<SendResult, { final: true }>, now: Date, logger: Logger) {
+function recordFinal(
+  state: StoreState,
+  entry: OutboxEntry,
+  result: Extract<SendResult, { final: true }>,
+  now: Date,
+  logger: Logger,
+  note?: FenceNote,
+) {
   // An unknown host is an operator's error, said once: not again for its next failure under the same name.
   const last = hostEntry(state.ledger, entry.host)?.unsent
   if (result.outcome === 'host-not-found' && last?.outcome === 'host-not-found' && last.message === result.message)
     logger.info('Masakari still does not know this host (said before): not retried', { ...describe(entry), message: result.message })
   else logOutcome(logger, entry, result)
-  return finish(state, entry.id, result.outcome, result.message, now)
+  const sent = note?.hostStatus === undefined ? undefined : { hostStatus: note.hostStatus, fenceError: note.fenceFailed }
+  return finish(state, entry.id, result.outcome, result.message, now, sent)
 }
 
 function recordRetry(state: StoreState, entry: OutboxEntry, result: SendResult, now: Date, { policy, logger }: DeliveryDeps) {

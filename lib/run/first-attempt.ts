@@ -41,7 +41,14 @@ export async function sendFirstAttempt(monitor: Monitor, deps: Deps, budgetS: nu
   let left: StoreState
   try {
     const deadline = AbortSignal.timeout(budgetS * 1000)
-    const delivery = await deliveryDeps(monitor, deps, { requestTimeout: budgetS, fetch: withDeadline(await deps.fetch(), deadline) })
+    // A fence (power off, status until off: seconds to fencing.timeout) does not fit the
+    // watch's budget, and a handler killed mid-fence would leave a power-off half done: an
+    // entry that needs one is left to the worker, which fences before its POST.
+    const delivery = await deliveryDeps(monitor, deps, {
+      requestTimeout: budgetS,
+      fetch: withDeadline(await deps.fetch(), deadline),
+      leaveFencesToWorker: true,
+    })
     const pass = await deliveryPass(delivery)
     left = await monitor.store.read()
     logger.debug('first attempt made by the handler', { sent: pass.sent, remaining: left.outbox.length, lockLost: lost })

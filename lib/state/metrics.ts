@@ -126,6 +126,12 @@ function counterFamilies(state: StoreState): Family[] {
       help: 'Delivery attempts that failed and were scheduled again.',
       samples: [[{}, c?.retries ?? 0]],
     },
+    {
+      name: 'fence_failures_total',
+      type: 'counter',
+      help: 'Fences that failed (the agent refused the power-off, or the power was never seen off): the STOPPED waits, and goes UNKNOWN at its last try.',
+      samples: [[{}, c?.fenceFailures ?? 0]],
+    },
   ]
 }
 

@@ -56,6 +56,8 @@ export function healthOf(state: StoreState, snapshots: Snapshots, sequence: Netw
       reason: `${u!.event} for ${host} expired undelivered at ${u!.at}${expired.length > 1 ? ` (and ${expired.length - 1} more)` : ''}: recover it by hand`,
     }
   }
+  const fencing = fenceWarning(state, ago)
+  if (fencing) return fencing
   const oldest = state.outbox.reduce<(typeof state.outbox)[number] | undefined>(
     (o, e) => (!o || e.decidedAt < o.decidedAt ? e : o),
     undefined,
@@ -72,6 +74,30 @@ export function healthOf(state: StoreState, snapshots: Snapshots, sequence: Netw
     return { status: 'warning', reason: `no snapshot of ${missing.join(', ')} yet: is its checks watch installed and running?` }
   const who = role === undefined ? '' : role.sender ? '; this controller sends' : `; standby: ${role.why}`
   return { status: 'passing', reason: `${state.outbox.length} notification(s) pending${who}` }
+}
+
+/**
+ * Fencing (issue #21) said where the backlog is: a STOPPED sent UNKNOWN after failed fences
+ * keeps the check at warning as long as an expired one (the host was never powered off), a
+ * fence failing now turns it warning at once (not after the backlog's minute).
+ */
+function fenceWarning(state: StoreState, ago: (t: string) => number): Health | undefined {
+  for (const host of Object.keys(state.ledger)) {
+    const entry = hostEntry(state.ledger, host)
+    const sent = [entry?.notified, entry?.unsent].find((r) => r?.hostStatus === 'UNKNOWN' && ago(r.at) < EXPIRED_WARN_S)
+    if (sent)
+      return {
+        status: 'warning',
+        reason: `${sent.event} for ${host} sent with host_status UNKNOWN at ${sent.at}: fencing failed (${sent.fenceError ?? 'no message'}); Masakari will not evacuate it: power it off and recover it by hand`,
+      }
+  }
+  const failing = state.outbox.find((e) => e.fenceError !== undefined)
+  if (failing)
+    return {
+      status: 'warning',
+      reason: `fencing ${failing.host} failed (${failing.fenceError}); its STOPPED (decided ${failing.decidedAt}) waits, never NORMAL without a confirmed off: retried until its delivery expiry`,
+    }
+  return undefined
 }
 
 /** A note's first two lines, as pulse.sh reads them: the status, the reason on one line. */
