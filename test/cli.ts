@@ -10,7 +10,7 @@ import { outboxView, refusal, requeue } from '../lib/commands/outbox-command.js'
 import { colourWanted, paint } from '../lib/decide/report.js'
 import { emptyState, type StoreState } from '../lib/decide/state-shape.js'
 import { type CheckLine, formatCheckLine, checkLogFile, checkMetricsFile, checkStateDir, validateExit } from '../lib/commands/validate.js'
-import { check, configYaml, fakeDeps, payload, response, scriptedFetch } from './helpers.js'
+import { check, configYaml, fakeDeps, payload, response, scriptedFetch, keystoneAnswer } from './helpers.js'
 
 /** Three networks with cmp1 down on storage, recorded by the handler; nothing decided yet. */
 async function setup(t: Test, extra: Record<string, unknown> = {}) {
@@ -305,18 +305,6 @@ t.test('outbox retry refuses a STOPPED for a host that is back (exit 65) and cha
   t.equal(await readFile(join(stateDir, 'state.json'), 'utf8'), before)
 })
 
-const KEYSTONE_OK = () =>
-  response(
-    201,
-    {
-      token: {
-        expires_at: '2026-11-25T13:00:00.000Z',
-        catalog: [{ type: 'instance-ha', endpoints: [{ interface: 'public', url: 'http://127.0.0.1:15868/v1/p' }] }],
-      },
-    },
-    { 'X-Subject-Token': 'tok' },
-  )
-
 t.test('validate: one ✓ line each when everything answers; the token is not written', async (t) => {
   // The textfile's directory: any this user may write to (validate writes nothing there).
   const metrics = { textfile: join(tmpdir(), 'masakari-consul-validate.prom') }
@@ -325,7 +313,7 @@ t.test('validate: one ✓ line each when everything answers; the token is not wr
   const fetch = scriptedFetch(rec, (url) => {
     if (url.endsWith('/v1/status/leader')) return response(200, '"127.0.0.1:8300"')
     if (url.endsWith('/v1/health/node/controller')) return response(200, [check('controller', 'passing')])
-    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    if (url.endsWith('/auth/tokens')) return keystoneAnswer()
     if (url.endsWith('/segments')) return response(200, { segments: [{ uuid: 's1' }, { uuid: 's2' }] })
     return response(404, 'no')
   })
@@ -351,7 +339,7 @@ t.test('validate: each failure is a ✗ line with its reason, and a non-zero exi
   const rec = fakeDeps().rec
   const fetch = scriptedFetch(rec, (url) => {
     if (url.endsWith('/v1/status/leader')) return response(200, '""')
-    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    if (url.endsWith('/auth/tokens')) return keystoneAnswer()
     return response(403, { forbidden: { message: 'Policy does not allow' } })
   })
   const deps = fakeDeps({ fetch })
@@ -382,7 +370,7 @@ t.test('validate: an own agent whose answer cannot see nodes (ACLs) is a ✗ nam
   const fetch = scriptedFetch(rec, (url) => {
     if (url.endsWith('/v1/status/leader')) return response(200, '"127.0.0.1:8300"')
     if (url.endsWith('/v1/health/node/controller')) return response(200, [])
-    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    if (url.endsWith('/auth/tokens')) return keystoneAnswer()
     return response(200, { segments: [] })
   })
   const deps = fakeDeps({ fetch })
@@ -396,7 +384,7 @@ t.test('validate: an own agent whose answer cannot see nodes (ACLs) is a ✗ nam
 /** validate's answers when everything is reachable (the lines about files and agents are not what these tests look at). */
 function everythingAnswers() {
   return scriptedFetch(fakeDeps().rec, (url) => {
-    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    if (url.endsWith('/auth/tokens')) return keystoneAnswer()
     if (url.endsWith('/segments')) return response(200, { segments: [] })
     return response(404, 'no')
   })

@@ -1,17 +1,9 @@
 import t from 'tap'
+import { memoryConfigEnv } from './helpers.js'
 import { join } from 'node:path'
 import { checkConfig, ConfigError, loadConfig, type ConfigEnv } from '../lib/config/config.js'
 
-function env(files: Record<string, string>, vars: Record<string, string> = {}): ConfigEnv {
-  return {
-    readFile: async (p) => {
-      if (p in files) return files[p]!
-      throw Object.assign(new Error(`ENOENT: no such file or directory, open '${p}'`), { code: 'ENOENT' })
-    },
-    env: vars,
-    hostname: () => 'ctl1',
-  }
-}
+const env = (files: Record<string, string>, vars: Record<string, string> = {}) => memoryConfigEnv(files, vars)
 
 const minimal = `
 masakari:

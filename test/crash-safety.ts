@@ -30,7 +30,7 @@ import { stringify } from 'yaml'
 import type { Network } from '../lib/base/networks.js'
 import { type Snapshot, SnapshotSchema } from '../lib/decide/snapshot-shape.js'
 import { type StoreState, StoreStateSchema } from '../lib/decide/state-shape.js'
-import { payload } from './helpers.js'
+import { payload, recordedFixture } from './helpers.js'
 
 const ROOT = join(import.meta.dirname, '..')
 const HANDLER = join(ROOT, 'dist', 'checks-handler.js')
@@ -40,7 +40,7 @@ const MIN_KILLS = 200
 /** Past this plus 400 handler runs, the loop stops and the test fails for want of kills (a guard against a hang). */
 const LOOP_BUDGET_MS = 240_000
 
-const fixture = (name: string) => JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'recorded', `${name}.json`), 'utf8'))
+const fixture = recordedFixture
 
 /** mulberry32: a small seeded PRNG, so a failing run's choices can be replayed. */
 function prng(seed: number): () => number {

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { main as evaluate } from '../handlers/operator-cli.js'
 import { EXIT } from '../lib/run/cli.js'
 import { fakeFenceAgent } from './fake-fence-agent.js'
-import { configYaml, fakeDeps, response, scriptedFetch } from './helpers.js'
+import { configYaml, fakeDeps, response, scriptedFetch, keystoneAnswer } from './helpers.js'
 
 /** A config fencing cmp1..cmp3 through the fake agent, its password in a 0600 file beside it. */
 async function setup(t: Test, fencing: Record<string, unknown> = {}) {
@@ -81,20 +81,9 @@ t.test('fence-check: fencing off says so, runs nothing, exit 0', async (t) => {
   t.same(await agent.actions(), [])
 })
 
-const KEYSTONE_OK = () =>
-  response(
-    201,
-    {
-      token: {
-        expires_at: '2026-11-25T13:00:00.000Z',
-        catalog: [{ type: 'instance-ha', endpoints: [{ interface: 'public', url: 'http://127.0.0.1:15868/v1/p' }] }],
-      },
-    },
-    { 'X-Subject-Token': 'tok' },
-  )
 const everythingAnswers = () =>
   scriptedFetch(fakeDeps().rec, (url) => {
-    if (url.endsWith('/auth/tokens')) return KEYSTONE_OK()
+    if (url.endsWith('/auth/tokens')) return keystoneAnswer()
     if (url.endsWith('/segments')) return response(200, { segments: [] })
     return response(404, 'no')
   })

@@ -1,18 +1,11 @@
 /** The config's `fencing` section: defaults, the agent's path, the password as Keystone's is read, every problem at once with its path. */
 import t from 'tap'
-import { ConfigError, type ConfigEnv, loadConfig } from '../lib/config/config.js'
+import { memoryConfigEnv } from './helpers.js'
+import { ConfigError, loadConfig } from '../lib/config/config.js'
 
-function env(files: Record<string, string>, vars: Record<string, string> = {}, modes: Record<string, number> = {}): ConfigEnv {
-  return {
-    readFile: async (p) => {
-      if (p in files) return files[p]!
-      throw Object.assign(new Error(`ENOENT: no such file or directory, open '${p}'`), { code: 'ENOENT' })
-    },
-    env: vars,
-    hostname: () => 'ctl1',
-    fileMode: async (p) => modes[p] ?? 0o600,
-  }
-}
+/** Modes default to 0600: the secret rule is checked, as on a real controller. */
+const env = (files: Record<string, string>, vars: Record<string, string> = {}, modes: Record<string, number> = {}) =>
+  memoryConfigEnv(files, vars, modes)
 
 const MASAKARI = 'masakari:\n  authUrl: http://k/v3\n  auth: {userId: u, password: p, projectId: p}\n'
 const load = (text: string, files: Record<string, string> = {}, vars: Record<string, string> = {}, modes: Record<string, number> = {}) =>

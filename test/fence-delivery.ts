@@ -32,9 +32,10 @@ import {
   response,
   scriptedFetch,
   type Recorded,
+  recordedFixture,
 } from './helpers.js'
 
-const fixture = (name: string) => JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'recorded', `${name}.json`), 'utf8'))
+const fixture = recordedFixture
 const token = fixture('keystone-token-password')
 const accepted = fixture('masakari-202')
 const ok = () => response(accepted.status, accepted.body, accepted.headers)

@@ -8,9 +8,9 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
 import type { Fetch, HttpResponse } from '../lib/base/http.js'
-import { configYaml, fakeDeps, payload, readState, response, scriptedFetch, type Recorded } from './helpers.js'
+import { configYaml, fakeDeps, payload, readState, response, scriptedFetch, type Recorded, recordedFixture } from './helpers.js'
 
-const fixture = (name: string) => JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'recorded', `${name}.json`), 'utf8'))
+const fixture = recordedFixture
 const token = fixture('keystone-token-password')
 const accepted = fixture('masakari-202')
 

@@ -1,9 +1,11 @@
 /** Recording side effects for in-process tests of the handlers and lib. */
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import type { Fetch, HttpResponse } from '../lib/openstack/masakari.js'
 import type { Deps } from '../lib/run/deps.js'
+import type { ConfigEnv } from '../lib/config/config.js'
 import type { AgentProcess } from '../lib/fence/fence-agent.js'
 import { runAgentProcess } from '../lib/fence/agent-process.js'
 
@@ -210,4 +212,42 @@ export function parsePrometheusText(text: string): { samples: PromSample[]; type
       samples.push({ name, labels, value: Number(value.replace('Inf', 'Infinity')) })
     })
   return { samples, types }
+}
+
+/** A recorded answer of the real Keystone or Masakari (test/fixtures/recorded/NAME.json; RECORD_FIXTURES=1 rewrites them). */
+export function recordedFixture(name: string) {
+  return JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'recorded', `${name}.json`), 'utf8'))
+}
+
+/** Keystone issuing a token whose catalog has Masakari at http://127.0.0.1:15868/v1/p. */
+export const keystoneAnswer = () =>
+  response(
+    201,
+    {
+      token: {
+        expires_at: '2026-11-25T13:00:00.000Z',
+        catalog: [{ type: 'instance-ha', endpoints: [{ interface: 'public', url: 'http://127.0.0.1:15868/v1/p' }] }],
+      },
+    },
+    { 'X-Subject-Token': 'tok' },
+  )
+
+/**
+ * A config's files and environment in memory; `modes` (else 0600) for the files whose mode the
+ * secret rule checks, and without `modes` no mode is known (no such warning).
+ */
+export function memoryConfigEnv(
+  files: Record<string, string>,
+  vars: Record<string, string> = {},
+  modes?: Record<string, number>,
+): ConfigEnv {
+  return {
+    readFile: async (p) => {
+      if (p in files) return files[p]!
+      throw Object.assign(new Error(`ENOENT: no such file or directory, open '${p}'`), { code: 'ENOENT' })
+    },
+    env: vars,
+    hostname: () => 'ctl1',
+    ...(modes ? { fileMode: async (p: string) => modes[p] ?? 0o600 } : {}),
+  }
 }

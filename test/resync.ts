@@ -4,7 +4,7 @@
  * cannot put an older view back; the notes the pulse reads say what is unsettled.
  */
 import t, { type Test } from 'tap'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { readFile, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
@@ -14,9 +14,9 @@ import type { Snapshot } from '../lib/decide/snapshot-shape.js'
 import { supersedes } from '../lib/decide/snapshot-shape.js'
 import { emptyState } from '../lib/decide/state-shape.js'
 import { unsettled, writeResync } from '../lib/state/status-files.js'
-import { check, configYaml, fakeDeps, payload, readState, response, scriptedFetch, type Recorded } from './helpers.js'
+import { check, configYaml, fakeDeps, payload, readState, response, scriptedFetch, type Recorded, recordedFixture } from './helpers.js'
 
-const fixture = (name: string) => JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'recorded', `${name}.json`), 'utf8'))
+const fixture = recordedFixture
 const token = fixture('keystone-token-password')
 const accepted = fixture('masakari-202')
 /** Within the recorded token's hour. */
