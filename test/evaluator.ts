@@ -548,6 +548,28 @@ t.test('burst: the isolation guard decides a burst that turns out to be most of 
   t.ok(state.isolation.storage, 'the guard holds')
 })
 
+t.test('burst: the isolation guard decides a mass failure Consul declares over 51 s, no four within 30 s', async (t) => {
+  // The declarations of a CI run (test/e2e/mass-failure.ts): six storage agents frozen at 40 s,
+  // after cmp8 failed (sent) and cmp7 left; Lifeguard spread them as the lone live prober slowed.
+  const guards = { ...bursty, ...isolationOn }
+  const frozen: Array<[number, string]> = [
+    [66.1, 'cmp4'],
+    [70.2, 'cmp3'],
+    [77.3, 'cmp1'],
+    [101.2, 'cmp5'],
+    [109.3, 'cmp2'],
+    [117.2, 'cmp6'],
+  ]
+  const steps: Step[] = [
+    [0, ['cmp8']],
+    [10, ['cmp8'], ['cmp7']],
+  ]
+  for (let i = 0; i < frozen.length; i++) steps.push([frozen[i]![0], ['cmp8', ...frozen.slice(0, i + 1).map(([, h]) => h)], ['cmp7']])
+  const { sent, state } = timeline(steps, 200, guards, 8)
+  t.same(sent, [[5, 'cmp8']], 'only the lone failure before it')
+  t.match(state.isolation.storage, { reason: /4 of 7 hosts .* turned down on storage together/ }, 'tripped by the fourth of the burst')
+})
+
 t.test('burst: a held host says until when and why; the network shows the burst', async (t) => {
   const base = runAt(0, emptyState(), cloud([]), bursty).next
   const first = runAt(10, base, cloud(['cmp1']), bursty)

@@ -5,8 +5,8 @@
  *
  * evaluate() runs named phases, top to bottom:
  *   1. down-since  since when each host is down on each network (the ledger entries to write)
- *   2. isolation   per network: does the monitor's own side look cut off?
- *   3. bursts      per network: are hosts still turning down one by one?
+ *   2. bursts      per network: are hosts still turning down one by one?
+ *   3. isolation   per network: does the monitor's own side look cut off? (a burst counts as together)
  *   4. per host    the strategy row, and what it means against the ledger and the guards
  *   5. rate limit  which hosts whose hold is over get a recovery slot now
  *   6. diff        the next state, and whether it must be written
@@ -156,8 +156,8 @@ interface Context {
 export function evaluate(input: EvaluationInput): Evaluation {
   const ctx = context(input)
   for (const host of hostsToDecide(ctx)) ctx.entries.set(host, withDownSince(ctx, host))
-  const { isolation, events } = isolationPhase(ctx)
   const timing = burstPhase(ctx)
+  const { isolation, events } = isolationPhase(ctx, timing)
   const decisions = new Map<string, HostDecision>()
   const ready = new Map<string, Match>()
   const outbox = [...input.state.outbox]
@@ -220,13 +220,17 @@ function withDownSince(ctx: Context, host: string): LedgerEntry {
   return entry
 }
 
-/** Phase 2: the self-isolation guard of each network of the strategy, and its changes to log. */
-function isolationPhase(ctx: Context): { isolation: Partial<Record<Network, Isolation>>; events: GuardEvent[] } {
+/** Phase 3: the self-isolation guard of each network of the strategy, and its changes to log. */
+function isolationPhase(
+  ctx: Context,
+  timing: Partial<Record<Network, NetworkTiming>>,
+): { isolation: Partial<Record<Network, Isolation>>; events: GuardEvent[] } {
   const { snapshots, ownHost, now, state } = ctx.input
   const isolation: Partial<Record<Network, Isolation>> = {}
   const events: GuardEvent[] = []
   for (const n of ctx.input.strategy.sequence) {
-    const view = networkView(snapshots[n], ownHost, (h) => ctx.entries.get(h)?.downSince?.[n], now, ctx.policy)
+    const downSince = (h: string) => ctx.entries.get(h)?.downSince?.[n]
+    const view = networkView(snapshots[n], ownHost, downSince, timing[n]?.burst?.hosts ?? [], now, ctx.policy)
     const status = isolationStatus(n, view, state.isolation[n], now, ctx.policy)
     if (status) isolation[n] = status
     if (status && !state.isolation[n]) {
@@ -247,7 +251,7 @@ function isolationPhase(ctx: Context): { isolation: Partial<Record<Network, Isol
 }
 
 /**
- * Phase 3: per network of the strategy, its quiet window and the burst in progress, if any: the
+ * Phase 2: per network of the strategy, its quiet window and the burst in progress, if any: the
  * hosts down there now whose turning down chains, each within the window of the next, up to the
  * latest one; a burst needs two hosts and lasts until the window after the latest has passed.
  */
