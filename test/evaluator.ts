@@ -3,7 +3,7 @@ import { evaluate, type FirstSight } from '../lib/decide/evaluator.js'
 import type { NodeState } from '../lib/base/networks.js'
 import type { Network } from '../lib/base/networks.js'
 import type { Snapshots } from '../lib/decide/snapshot-shape.js'
-import { emptyState, type LedgerEntry, type StoreState } from '../lib/decide/state-shape.js'
+import { emptyState, type LedgerEntry, type OwnHolds, ownHoldsOf, type StoreState } from '../lib/decide/state-shape.js'
 import { DEFAULT_STRATEGY, parseStrategy } from '../lib/decide/strategy.js'
 import { finish } from '../lib/decide/outbox.js'
 import type { GuardPolicy } from '../lib/decide/guards.js'
@@ -351,6 +351,171 @@ t.test('hold: STARTED only after the host stayed all-up for the hold time; a rel
   const back = runAt(3, relapse.next, view('up', 'up', 'up'), hold)
   t.equal(runAt(7.999, back.next, view('up', 'up', 'up'), hold).queued.length, 0)
   t.match(cmp1(runAt(8, back.next, view('up', 'up', 'up'), hold)), { action: 'STARTED' })
+})
+
+// ---- takeover: a hold this controller saw while another sent (several controllers) -------------
+
+const DOWN = 'management=up tenant=up storage=down'
+const ALL_UP = 'management=up tenant=up storage=up'
+const TENANT_AND_STORAGE = 'management=up tenant=down storage=down'
+const HOLD5 = { hold: { recovery: 5, back: 5 } }
+const own = (kind: 'recovery' | 'back', s: number, vector: string): OwnHolds => ({ cmp1: { kind, since: at(s).toISOString(), vector } })
+
+/** A run at `s` seconds with this controller's own holds (evaluate's `ownHolds`). */
+function runOwn(s: number, state: StoreState, snaps: Snapshots, ownHolds?: OwnHolds) {
+  return evaluate({
+    snapshots: snaps,
+    strategy: DEFAULT_STRATEGY,
+    state,
+    ownHost: 'controller',
+    firstSight: 'notify',
+    now: at(s),
+    newId,
+    guards: { ...OFF, ...HOLD5 },
+    ...(ownHolds ? { ownHolds } : {}),
+  })
+}
+
+interface TakeoverCase {
+  name: string
+  /** The shared record as the old sender left it. */
+  record: StoreState
+  snaps: Snapshots
+  ownHolds?: OwnHolds
+  /** The new sender's first evaluation, seconds after this controller's own hold began (at 0). */
+  at: number
+  action: 'STOPPED' | 'STARTED' | 'none'
+  /** When the hold ends, when it still holds. */
+  until?: number
+  reason?: RegExp
+}
+
+const TAKEOVER_CASES: TakeoverCase[] = [
+  {
+    name: 'the record never saw the vector (its sender died first): the hold counts from when this controller saw it',
+    record: seen('normal', { vector: ALL_UP }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 0, DOWN),
+    at: 5,
+    action: 'STOPPED',
+    reason: /held since 2026-11-25T12:00:00\.000Z/,
+  },
+  {
+    name: 'part of the hold went by on this controller: the new sender holds the rest',
+    record: seen('normal', { vector: ALL_UP }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 0, DOWN),
+    at: 2,
+    action: 'none',
+    until: 5,
+  },
+  {
+    name: 'a host new to the record (its first sight by the old sender never recorded): the same',
+    record: emptyState(),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 0, DOWN),
+    at: 5,
+    action: 'STOPPED',
+  },
+  {
+    name: 'this controller held another vector: the hold starts now',
+    record: seen('normal', { vector: ALL_UP }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 0, TENANT_AND_STORAGE),
+    at: 20,
+    action: 'none',
+    until: 25,
+  },
+  {
+    name: 'the record saw this vector and holds nothing (a guard had its reason): the hold starts now',
+    record: seen('normal', { vector: DOWN }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 0, DOWN),
+    at: 20,
+    action: 'none',
+    until: 25,
+  },
+  {
+    name: "the record's own hold stands, even when this controller's began earlier",
+    record: seen('normal', { vector: DOWN, hold: { kind: 'recovery', since: at(1).toISOString() } }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 0, DOWN),
+    at: 5.5,
+    action: 'none',
+    until: 6,
+  },
+  {
+    name: 'a hold of the other kind: the hold starts now',
+    record: seen('normal', { vector: ALL_UP }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('back', 0, DOWN),
+    at: 20,
+    action: 'none',
+    until: 25,
+  },
+  {
+    name: 'no holds of its own (one controller, or none seen): the hold starts now, as always',
+    record: seen('normal', { vector: ALL_UP }),
+    snaps: view('up', 'up', 'down'),
+    at: 20,
+    action: 'none',
+    until: 25,
+  },
+  {
+    name: 'an own hold that begins after now (another clock): the hold starts now',
+    record: seen('normal', { vector: ALL_UP }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 30, DOWN),
+    at: 20,
+    action: 'none',
+    until: 25,
+  },
+  {
+    name: 'back all up: the STARTED hold counts from when this controller saw the host all up',
+    record: seen('recovery', { vector: DOWN, notified: accepted('STOPPED') }),
+    snaps: view('up', 'up', 'up'),
+    ownHolds: own('back', 0, ALL_UP),
+    at: 5,
+    action: 'STARTED',
+  },
+]
+
+for (const c of TAKEOVER_CASES) {
+  t.test(`takeover: ${c.name}`, async (t) => {
+    const d = cmp1(runOwn(c.at, c.record, c.snaps, c.ownHolds))
+    t.equal(d.action, c.action)
+    if (c.until !== undefined) t.match(d.guard, { kind: 'hold', until: at(c.until).toISOString() })
+    if (c.reason) t.match(d.reason, c.reason)
+  })
+}
+
+t.test('takeover: a flap this controller saw breaks its own hold; the new sender does not count across it', async (t) => {
+  // The old sender recorded the host all up, then died; this controller's own runs go on.
+  const record = seen('normal', { vector: ALL_UP })
+  let holds: OwnHolds | undefined
+  for (const [s, storage] of [
+    [0, 'down'],
+    [2, 'up'],
+    [3, 'down'],
+  ] as const) {
+    holds = ownHoldsOf(runOwn(s, record, view('up', 'up', storage), holds).next.ledger)
+  }
+  t.same(holds, own('recovery', 3, DOWN), 'held since it turned down again')
+  const takeover = cmp1(runOwn(6, record, view('up', 'up', 'down'), holds))
+  t.match(takeover, { action: 'none', guard: { kind: 'hold', until: at(8).toISOString() } })
+  t.equal(cmp1(runOwn(8, record, view('up', 'up', 'down'), holds)).action, 'STOPPED')
+})
+
+t.test('ownHoldsOf: every held host with the vector of its hold, and nothing else', async (t) => {
+  const ledger = Object.assign(Object.create(null), {
+    cmp1: { firstSeenAt: 'x', vector: DOWN, hold: { kind: 'recovery', since: 'a' } },
+    cmp2: { firstSeenAt: 'x', vector: ALL_UP },
+    ['__proto__']: { firstSeenAt: 'x', vector: ALL_UP, hold: { kind: 'back', since: 'b' } },
+  }) as StoreState['ledger']
+  const holds = ownHoldsOf(ledger)
+  t.same(Object.keys(holds).sort(), ['__proto__', 'cmp1'])
+  t.same({ ...holds.cmp1 }, { kind: 'recovery', since: 'a', vector: DOWN })
+  t.equal(Object.getPrototypeOf(holds), null)
 })
 
 function cloud(down: string[], maintenance: string[] = [], size = 6): Snapshots {

@@ -1,5 +1,6 @@
 /** recordRun: what a run writes, and when. */
 import t, { type Test } from 'tap'
+import { existsSync } from 'node:fs'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LockError } from '../lib/state/lock.js'
@@ -9,7 +10,10 @@ import { withProblems } from '../lib/run/notes.js'
 import { recordRun } from '../lib/run/record-run.js'
 import { writeSnapshot } from '../lib/state/snapshot.js'
 import { localStore } from '../lib/state/store.js'
-import { check, configYaml, fakeDeps, readState, response } from './helpers.js'
+import type { ConsulAgent } from '../lib/consul/consul-api.js'
+import { LockSchema, type Role, type SenderLock } from '../lib/consul/sender.js'
+import type { Snapshot } from '../lib/decide/snapshot-shape.js'
+import { check, configYaml, fakeDeps, GUARDS_OFF, readState, response } from './helpers.js'
 
 t.test('a run that loses the state lock while stalled writes neither the snapshot nor state.json', async (t) => {
   const dir = t.testdir({})
@@ -184,4 +188,191 @@ t.test('servers that cannot be asked are said, and the decision goes on as if th
   const { result, lines } = await storageDownRun(t, ['ctl2'], async () => response(500, 'rpc error'))
   t.match(result.queued, [{ hostname: 'ctl2', payload: { event: 'STOPPED' } }])
   t.ok(lines.some((l) => l.level === 'warn' && /Consul servers/.test(l.msg) && /500|rpc error/.test(l.error ?? '')))
+})
+
+// ---- takeover: the hold that went by on a standby counts (issue #21) ---------------------------
+
+const T0 = Date.parse('2026-11-25T12:00:00.000Z')
+const atS = (s: number) => new Date(T0 + s * 1000).toISOString()
+
+/** One step: at `at` s, `holder` holds the sender lock and `by` runs, with cmp1's storage state (none: a worker's run). */
+interface Step {
+  at: number
+  holder: 'ctl1' | 'ctl2' | undefined
+  by: 'ctl1' | 'ctl2'
+  cmp1?: 'up' | 'down'
+}
+
+/**
+ * Two controllers as coordination.ts makes them, without Consul: a state.json of its own stands
+ * in for the record in Consul KV, and the sender lock is whoever the step names. The hold is
+ * 5 s; every other guard off. Both have seen every network all up, recorded by ctl1 at -60 s.
+ */
+async function controllers(t: Test) {
+  const dir = t.testdir({})
+  const shared = localStore(join(dir, 'kv'))
+  let clock = T0 - 60_000
+  let holder: string | undefined = 'ctl1'
+  const role = (name: string): Role =>
+    holder === name ? { sender: true, session: `session-${name}` } : { sender: false, ...(holder ? { holder } : {}), why: 'test' }
+  const one = async (name: string) => {
+    const stateDir = join(dir, name)
+    const config = join(dir, `${name}.yaml`)
+    await writeFile(config, configYaml(stateDir, { hostname: name, guards: { ...GUARDS_OFF, hold: { recovery: 5, back: 5 } } }))
+    const deps = fakeDeps({ now: () => new Date(clock) })
+    const monitor = await loadMonitor(config, deps, 'test')
+    const lock: SenderLock = {
+      acquire: async () => role(name),
+      peek: async () => role(name),
+      stillHeld: async () => holder === name,
+      session: () => (holder === name ? `session-${name}` : undefined),
+    }
+    monitor.coordination = { lock, shared, agent: {} as ConsulAgent, config: LockSchema.parse({}) }
+    monitor.store = shared
+    const storage = (cmp1: 'up' | 'down'): Snapshot => ({
+      version: 1,
+      network: 'storage',
+      consulIndex: '',
+      receivedAt: new Date(clock).toISOString(),
+      nodes: Object.assign(Object.create(null), { cmp1, ctl1: 'up', ctl2: 'up' }),
+    })
+    for (const network of ['management', 'tenant'] as const) await writeSnapshot(stateDir, { ...storage('up'), network })
+    return { stateDir, deps, run: (cmp1?: 'up' | 'down') => recordRun(monitor, deps, cmp1 ? { incoming: [storage(cmp1)] } : {}) }
+  }
+  const ctl = { ctl1: await one('ctl1'), ctl2: await one('ctl2') }
+  await ctl.ctl1.run('up')
+  await ctl.ctl2.run('up')
+  return {
+    ctl,
+    /** Every step in turn; the last one's run. */
+    steps: async (steps: Step[]) => {
+      let last: Awaited<ReturnType<typeof ctl.ctl1.run>> | undefined
+      for (const s of steps) {
+        clock = T0 + s.at * 1000
+        holder = s.holder
+        last = await ctl[s.by].run(s.cmp1)
+      }
+      return last!
+    },
+  }
+}
+
+interface TakeoverCase {
+  name: string
+  steps: Step[]
+  /** The last run: STOPPED queued, or held until this many seconds. */
+  stopped?: true
+  until?: number
+}
+
+const TAKEOVER: TakeoverCase[] = [
+  {
+    name: 'the sender died before recording a failure: the new sender counts the hold from when it saw the host fail',
+    steps: [
+      { at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
+      // ctl1 is gone; the lock-delay goes by; ctl2's worker takes over and evaluates.
+      { at: 3, holder: undefined, by: 'ctl2', cmp1: 'down' },
+      { at: 20, holder: 'ctl2', by: 'ctl2' },
+    ],
+    stopped: true,
+  },
+  {
+    name: 'part of the hold went by on the standby: the new sender holds the rest',
+    steps: [
+      { at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
+      { at: 2, holder: 'ctl2', by: 'ctl2' },
+    ],
+    until: 5,
+  },
+  {
+    name: 'a flap the standby saw breaks its hold: the new sender does not count across it',
+    steps: [
+      { at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
+      { at: 2, holder: 'ctl1', by: 'ctl2', cmp1: 'up' },
+      { at: 3, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
+      { at: 4, holder: 'ctl2', by: 'ctl2' },
+    ],
+    until: 8,
+  },
+  {
+    name: "the old sender's recorded hold stands, even when the standby's began earlier",
+    steps: [
+      { at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
+      { at: 1, holder: 'ctl1', by: 'ctl1', cmp1: 'down' },
+      { at: 5.5, holder: 'ctl2', by: 'ctl2' },
+    ],
+    until: 6,
+  },
+  {
+    name: 'the sender keeps its own holds too: a flap it saw as sender is not counted once it sends again',
+    steps: [
+      { at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
+      { at: 2, holder: 'ctl2', by: 'ctl2' },
+      // ctl2 sends: cmp1 back up breaks the hold; then ctl2 loses the lock to ctl1.
+      { at: 3, holder: 'ctl2', by: 'ctl2', cmp1: 'up' },
+      { at: 4, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
+      // ctl1 dies before recording cmp1 down; ctl2 takes over again.
+      { at: 6, holder: 'ctl2', by: 'ctl2' },
+    ],
+    until: 9,
+  },
+]
+
+for (const c of TAKEOVER) {
+  t.test(`takeover: ${c.name}`, async (t) => {
+    const { steps } = await controllers(t)
+    const last = await steps(c.steps)
+    const d = last.decisions.find((x) => x.host === 'cmp1')!
+    if (c.stopped) {
+      t.match(last.queued, [{ hostname: 'cmp1', payload: { event: 'STOPPED' } }])
+      t.match(d.reason, new RegExp(`held since ${atS(0).replace(/\./g, '\\.')}`))
+    } else {
+      t.same(last.queued, [])
+      t.match(d.guard, { kind: 'hold', until: atS(c.until!) })
+    }
+  })
+}
+
+t.test("takeover: the standby's holds are in holds.json, with the vector each is for; the sender's decision clears them", async (t) => {
+  const { ctl, steps } = await controllers(t)
+  await steps([{ at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' }])
+  const holds = () => readFile(join(ctl.ctl2.stateDir, 'holds.json'), 'utf8').then(JSON.parse)
+  t.same(await holds(), { cmp1: { kind: 'recovery', since: atS(0), vector: 'management=up tenant=up storage=down' } })
+  t.same(
+    JSON.parse((await readState(join(ctl.ctl2.stateDir, '..', 'kv'))) ?? '{}').ledger.cmp1.hold,
+    undefined,
+    'the standby recorded nothing',
+  )
+  await steps([{ at: 20, holder: 'ctl2', by: 'ctl2' }])
+  t.same(await holds(), {}, 'decided: nothing held any more')
+})
+
+t.test('takeover: an unusable holds.json is said, its holds count from now, and the run replaces it', async (t) => {
+  const { ctl, steps } = await controllers(t)
+  await writeFile(join(ctl.ctl2.stateDir, 'holds.json'), '{"cmp1": {"kind": "recovery"}}\n')
+  const last = await steps([{ at: 10, holder: 'ctl2', by: 'ctl2', cmp1: 'down' }])
+  t.match(
+    last.decisions.find((x) => x.host === 'cmp1'),
+    { guard: { kind: 'hold', until: atS(15) } },
+  )
+  const lines = ctl.ctl2.deps.rec.stderr.map((l) => JSON.parse(l) as { level: string; msg: string; error?: string })
+  t.ok(lines.some((l) => l.level === 'warn' && /holds\.json cannot be used/.test(l.msg) && /cmp1\.since/.test(l.error ?? '')))
+  t.match(JSON.parse(await readFile(join(ctl.ctl2.stateDir, 'holds.json'), 'utf8')), { cmp1: { since: atS(10) } })
+})
+
+t.test('one controller (no coordination) keeps no holds.json: its record has its holds', async (t) => {
+  const stateDir = join(t.testdir({}), 'state')
+  const config = join(stateDir, '..', 'config.yaml')
+  await writeFile(config, configYaml(stateDir, { guards: { ...GUARDS_OFF, hold: { recovery: 5, back: 5 } } }))
+  const deps = fakeDeps()
+  const monitor = await loadMonitor(config, deps, 'test')
+  t.equal(monitor.coordination, undefined)
+  const nodes = (cmp1: string) => Object.assign(Object.create(null), { cmp1, controller: 'up' })
+  const snapshot = (network: 'management' | 'tenant' | 'storage', cmp1: string) =>
+    ({ version: 1, network, consulIndex: '', receivedAt: deps.now().toISOString(), nodes: nodes(cmp1) }) as Snapshot
+  for (const network of ['management', 'tenant', 'storage'] as const) await writeSnapshot(stateDir, snapshot(network, 'up'))
+  await recordRun(monitor, deps)
+  const run = await recordRun(monitor, deps, { incoming: [snapshot('storage', 'down')] })
+  t.match(run.state.ledger.cmp1, { hold: { kind: 'recovery', since: deps.now().toISOString() } })
+  t.notOk(existsSync(join(stateDir, 'holds.json')))
 })

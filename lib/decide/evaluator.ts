@@ -22,6 +22,7 @@ import {
   type GuardPolicy,
   holdEnds,
   holdIsOver,
+  holdStart,
   isolationStatus,
   networkView,
   type QuietWindow,
@@ -41,6 +42,7 @@ import {
   type LedgerEntry,
   type Notification,
   type OutboxEntry,
+  type OwnHolds,
   type StoreState,
 } from './state-shape.js'
 
@@ -85,6 +87,11 @@ export interface EvaluationInput {
   confirmations?: Partial<Record<Network, Confirmation>>
   /** Consul node name → Masakari host name (host-names.ts); the notification's hostname, nothing else. */
   masakariName?: (node: string) => string
+  /**
+   * Several controllers: the holds this controller's own runs saw (holds.json). A hold the record
+   * lacks counts from there when the record never saw its vector (guards.ts, holdStart).
+   */
+  ownHolds?: OwnHolds
 }
 
 export type GuardKind = NonNullable<LedgerEntry['guard']>
@@ -351,7 +358,7 @@ function decideRecovery(
     delete entry.hold
     return { match, action: 'none', reason: `${why} on first sight; firstSight is baseline, so it is not notified` }
   }
-  if (entry.hold?.kind !== 'recovery') entry.hold = { kind: 'recovery', since: ctx.nowText }
+  if (entry.hold?.kind !== 'recovery') entry.hold = { kind: 'recovery', since: newHoldSince(ctx, host, 'recovery') }
   const hold = recoveryHold(ctx, host, entry.hold.since, downOn, timing)
   if (hold.until.getTime() <= ctx.input.now.getTime()) return { match, action: 'none', reason: why, ready: true }
   const until = hold.until.toISOString()
@@ -396,13 +403,19 @@ function recoveryHold(
   return { until, why, burst: why !== '' }
 }
 
+/** Since when a hold the record lacks counts: now, or when this controller's own runs saw it start. */
+function newHoldSince(ctx: Context, host: string, kind: 'recovery' | 'back'): string {
+  const own = ctx.input.ownHolds && hostEntry(ctx.input.ownHolds, host)
+  return holdStart(kind, ctx.entries.get(host)!.vector!, ctx.before.get(host), own, ctx.nowText)
+}
+
 function decideAllUp(ctx: Context, host: string, entry: LedgerEntry, match: Match): HostStep {
   if (entry.phase !== 'recovery') {
     entry.phase = 'normal'
     delete entry.hold
     return { match, action: 'none', reason: 'all up' }
   }
-  if (entry.hold?.kind !== 'back') entry.hold = { kind: 'back', since: ctx.nowText }
+  if (entry.hold?.kind !== 'back') entry.hold = { kind: 'back', since: newHoldSince(ctx, host, 'back') }
   if (!holdIsOver(entry, 'back', ctx.input.now, ctx.policy)) {
     const until = holdEnds(entry.hold.since, ctx.policy.hold.back).toISOString()
     return { match, action: 'none', reason: `back to all-up; holding: STARTED at ${until} if it stays`, guard: { kind: 'hold', until } }

@@ -6,7 +6,7 @@
 import { z } from 'zod'
 import type { Network } from '../base/networks.js'
 import type { Snapshot } from './snapshot-shape.js'
-import type { Isolation, LedgerEntry } from './state-shape.js'
+import type { Isolation, LedgerEntry, OwnHold } from './state-shape.js'
 
 /**
  * How Consul's LAN gossip (memberlist) is tuned on the agents of a network: Consul's defaults
@@ -205,6 +205,26 @@ export function unconfirmedRetry(since: string, now: Date): Date {
 /** When a hold that started at `since` ends. */
 export function holdEnds(since: string, seconds: number): Date {
   return new Date(Date.parse(since) + seconds * 1000)
+}
+
+/**
+ * Since when a hold the record does not have yet starts: now, unless this controller's own runs
+ * (several controllers, `holds.json`) already held the host in this very vector while the
+ * record never saw it there: its sender died before recording it, and the hold that went by on
+ * this controller meanwhile (Consul's lock-delay, mostly) counts. A record that saw the vector
+ * and holds nothing had its reason (the isolation guard); any other vector, or a flap this
+ * controller saw, broke its own hold already. A time that is not before now counts as now.
+ */
+export function holdStart(
+  kind: 'recovery' | 'back',
+  vector: string,
+  recorded: LedgerEntry | undefined,
+  own: OwnHold | undefined,
+  now: string,
+): string {
+  if (own?.kind !== kind || own.vector !== vector || recorded?.vector === vector) return now
+  const since = Date.parse(own.since)
+  return since < Date.parse(now) ? new Date(since).toISOString() : now
 }
 
 export function holdIsOver(entry: LedgerEntry, kind: 'recovery' | 'back', now: Date, policy: GuardPolicy): boolean {

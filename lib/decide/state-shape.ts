@@ -103,6 +103,26 @@ export const LedgerEntrySchema = z.object({
 })
 export type LedgerEntry = z.infer<typeof LedgerEntrySchema>
 
+/**
+ * A hold as this controller's own runs last saw it, with the vector it was for: kept in its state
+ * directory (`holds.json`, lib/state/own-holds.ts) when several controllers share a record that
+ * only the sender writes. A sender that dies before recording a hold leaves the record without
+ * it; the controller that takes over counts it from here (guards.ts, holdStart).
+ */
+export const OwnHoldSchema = z.object({ kind: z.enum(['recovery', 'back']), since: z.string(), vector: z.string() })
+export type OwnHold = z.infer<typeof OwnHoldSchema>
+export const OwnHoldsSchema = hostRecordSchema(OwnHoldSchema)
+export type OwnHolds = z.infer<typeof OwnHoldsSchema>
+
+/** The holds of an evaluated ledger, each with the vector it was for (pure). */
+export function ownHoldsOf(ledger: StoreState['ledger']): OwnHolds {
+  const holds = emptyHostRecord<OwnHold>()
+  for (const [host, entry] of Object.entries(ledger)) {
+    if (entry.hold && entry.vector !== undefined) holds[host] = { ...entry.hold, vector: entry.vector }
+  }
+  return holds
+}
+
 export const IsolationSchema = z.object({
   /** When the guard tripped. */
   since: z.string(),

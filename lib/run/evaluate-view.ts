@@ -18,7 +18,7 @@ import { type Snapshot, type Snapshots, supersedes } from '../decide/snapshot-sh
 import { consulServers, masakariHostName } from '../consul/host-names.js'
 import { consulAgent } from '../consul/consul-api.js'
 import { masakariNamer } from './host-namer.js'
-import type { StoreState } from '../decide/state-shape.js'
+import type { OwnHolds, StoreState } from '../decide/state-shape.js'
 
 export interface Evaluated {
   evaluation: Evaluation
@@ -32,7 +32,8 @@ export interface Evaluated {
 /**
  * One evaluation of the stored snapshots (with `incoming` in place of its network's) against
  * `state`. When it would decide a recovery and the own agents are configured (and `confirm`),
- * the agents are asked and it decides again on their answer.
+ * the agents are asked and it decides again on their answer. `ownHolds`: with several
+ * controllers, the holds this controller's own runs saw (lib/state/own-holds.ts).
  */
 /** What asks the own agents: node-fetch and the TLS agent of consul.caFile/insecure, made once per evaluation. */
 interface AgentClient {
@@ -75,6 +76,7 @@ export async function evaluateView(
   incoming: Snapshot[],
   state: StoreState,
   confirm: boolean,
+  ownHolds?: OwnHolds,
 ): Promise<Evaluated> {
   const { config, strategy, logger } = monitor
   const { snapshots, fresh } = await withIncoming(monitor, incoming)
@@ -91,6 +93,7 @@ export async function evaluateView(
     guards: config.guards,
     gossip: { management: gossip, tenant: gossip, storage: gossip },
     masakariName: (node: string) => masakariHostName(node, config.hostNames),
+    ...(ownHolds ? { ownHolds } : {}),
   }
   const evaluation = evaluate(input)
   if (evaluation.queued.length === 0) return { evaluation, snapshots, fresh }

@@ -20,7 +20,8 @@ import type { Logger } from '../base/log.js'
 import { dueEntries, hasPendingWork } from '../decide/outbox.js'
 import { writeSnapshot } from '../state/snapshot.js'
 import type { Snapshot, Snapshots } from '../decide/snapshot-shape.js'
-import type { Notification, StoreState } from '../decide/state-shape.js'
+import { type Notification, ownHoldsOf, type StoreState } from '../decide/state-shape.js'
+import { type OwnHoldsFile, readOwnHolds, writeOwnHolds } from '../state/own-holds.js'
 import type { Role } from '../consul/sender.js'
 import type { Strategy } from '../decide/strategy.js'
 import { type Evaluated, evaluateView } from './evaluate-view.js'
@@ -51,7 +52,8 @@ export interface RecordOptions {
 /** What `incoming` would do, recording nothing: the own agents are asked as a real run would. */
 export async function previewRun(monitor: Monitor, deps: Deps, incoming: Snapshot[] = []): Promise<RunResult> {
   const role = await monitor.coordination?.lock.peek()
-  const evaluated = await evaluateView(monitor, deps, incoming, await monitor.store.read(), true)
+  const own = await readOwn(monitor)
+  const evaluated = await evaluateView(monitor, deps, incoming, await monitor.store.read(), true, own?.holds)
   return runResult(evaluated, role, false)
 }
 
@@ -111,13 +113,38 @@ function runResult({ evaluation, snapshots }: Evaluated, role: Role | undefined,
   }
 }
 
-/** Under the store lock: evaluate, write the incoming snapshots, then the record if it changed. */
+/**
+ * Under the store lock: evaluate, write the incoming snapshots and this controller's own holds,
+ * then the record if it changed.
+ */
 function transact(monitor: Monitor, deps: Deps, opts: RecordOptions): Promise<Evaluated> {
   return monitor.store.transact(async (state, held) => {
-    const r = await evaluateView(monitor, deps, opts.incoming ?? [], state, true)
+    const own = await readOwn(monitor)
+    const r = await evaluateView(monitor, deps, opts.incoming ?? [], state, true, own?.holds)
     await writeFresh(monitor, opts, r.fresh, held)
+    await writeOwn(monitor, own, r.evaluation, held)
     return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
   })
+}
+
+/**
+ * With several controllers: the holds this controller's own runs saw (holds.json), which the
+ * shared record lacks when its sender died before recording them. One unusable is said, and its
+ * holds count from now.
+ */
+async function readOwn(monitor: Monitor): Promise<OwnHoldsFile | undefined> {
+  if (!monitor.coordination) return undefined
+  const own = await readOwnHolds(monitor.config.stateDir)
+  if (own.invalid) monitor.logger.warn('holds.json cannot be used: its holds count from now', { error: own.invalid })
+  return own
+}
+
+/**
+ * Every evaluation, the sender's too, leaves its holds in holds.json: one left from an older run
+ * would count a hold across a flap this controller saw meanwhile.
+ */
+async function writeOwn(monitor: Monitor, own: OwnHoldsFile | undefined, evaluation: Evaluation, held: () => Promise<void>): Promise<void> {
+  if (own) await writeOwnHolds(monitor.config.stateDir, ownHoldsOf(evaluation.next.ledger), own, held)
 }
 
 /**
@@ -134,19 +161,22 @@ async function writeFresh(monitor: Monitor, opts: RecordOptions, fresh: Snapshot
 }
 
 /**
- * Another controller sends: keep this controller's view current (its snapshot, under the local
- * lock) so that it can take over at once, evaluate the shared record for the log and
- * evaluate.js, and record nothing. When nobody holds the lock (its holder just lost it), handOff
- * starts a worker: it waits out the lock-delay, takes over, and decides from this controller's
- * view, which may hold what the lost holder never recorded (it died before its own handler ran).
+ * Another controller sends: keep this controller's view current (its snapshot and its own holds,
+ * under the local lock) so that it can take over at once, evaluate the shared record for the log
+ * and evaluate.js, and record nothing. When nobody holds the lock (its holder just lost it),
+ * handOff starts a worker: it waits out the lock-delay, takes over, and decides from this
+ * controller's view, which may hold what the lost holder never recorded (it died before its own
+ * handler ran), a hold that went by meanwhile included.
  */
 async function standby(monitor: Monitor, deps: Deps, opts: RecordOptions, role: Extract<Role, { sender: false }>): Promise<RunResult> {
   const { logger } = monitor
   const resynced = opts.resync ?? false
   const shared = await monitor.store.read()
   const r = await monitor.local.transact(async (_state, held) => {
-    const evaluated = await evaluateView(monitor, deps, opts.incoming ?? [], shared, false)
+    const own = await readOwn(monitor)
+    const evaluated = await evaluateView(monitor, deps, opts.incoming ?? [], shared, false, own?.holds)
     await writeFresh(monitor, opts, evaluated.fresh, held)
+    await writeOwn(monitor, own, evaluated.evaluation, held)
     return { result: evaluated }
   })
   logger.info('standby: another controller sends; nothing recorded here', {

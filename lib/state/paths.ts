@@ -24,3 +24,8 @@ export function wakePath(stateDir: string): string {
 export function hostListPath(stateDir: string): string {
   return join(stateDir, 'masakari-hosts.json')
 }
+
+/** The holds this controller's own runs saw, with several controllers (lib/state/own-holds.ts). */
+export function ownHoldsPath(stateDir: string): string {
+  return join(stateDir, 'holds.json')
+}
