@@ -95,7 +95,9 @@ function outboxAndFenceCommands(y: Argv) {
           default: 'status',
           describe: "the agent's action: status, or monitor (the BMC answers)",
         })
-        .epilogue(`${EPILOGUE} fence-check: 69 when any BMC does not answer; 0 when fencing is off.`),
+        .epilogue(
+          `${EPILOGUE} fence-check: 69 when any BMC does not answer or a host is not covered (fencing.template cannot be filled); 0 when fencing is off.`,
+        ),
     )
 }
 

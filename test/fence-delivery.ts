@@ -52,7 +52,13 @@ interface Options {
   delivery?: Record<string, number>
   guards?: Record<string, unknown>
   answer?: (nth: number) => HttpResponse | Promise<HttpResponse>
+  /** The management agent (CONSUL_HTTP_ADDR, http://127.0.0.1:8500): its answer to a path; none by default. */
+  consul?: (path: string) => HttpResponse
+  /** More of the config (consul: {token}…). */
+  extra?: Record<string, unknown>
 }
+
+const CONSUL = 'http://127.0.0.1:8500'
 
 const fencingOn = (agent: string) => ({
   enabled: true,
@@ -73,16 +79,19 @@ async function setup(t: Test, o: Options = {}) {
     masakari: { delivery: { ...DELIVERY, ...o.delivery } },
     ...(o.fencing ? { fencing: o.fencing(agent.path) } : {}),
     ...(o.guards ? { guards: o.guards } : {}),
+    ...o.extra,
   }
   await writeFile(config, configYaml(stateDir, extra))
   let clock = Date.parse(token.body.token.expires_at) - 50 * 60_000
   const start = clock
   const now = () => new Date(clock)
-  const env = { MC_FENCE_PASSWORD: PASSWORD }
+  // The management agent by CONSUL_HTTP_ADDR only: consul.agents would also turn on the sender lock and the agents' confirmation.
+  const env: Record<string, string> = { MC_FENCE_PASSWORD: PASSWORD, ...(o.consul ? { CONSUL_HTTP_ADDR: CONSUL } : {}) }
   const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [] }
   let nth = 0
   const fetch = scriptedFetch(rec, async (url, method) => {
     if (url.endsWith('/auth/tokens')) return response(token.status, token.body, token.headers)
+    if (o.consul && url.startsWith(CONSUL)) return o.consul(url.slice(CONSUL.length))
     return method === 'POST' ? (o.answer ?? ok)(nth++) : ok()
   })
   const deps = (stdin?: string) => {
@@ -109,6 +118,9 @@ async function setup(t: Test, o: Options = {}) {
     posts: () =>
       rec.requests.filter((r) => r.url.endsWith('/notifications')).map((r) => r.body as { notification: Record<string, unknown> }),
     state: async () => JSON.parse((await readState(stateDir)) ?? 'null'),
+    /** Every request to the management agent: path and ACL token. */
+    consulAsked: () =>
+      rec.requests.filter((r) => r.url.startsWith(CONSUL)).map((r) => [r.url.slice(CONSUL.length), r.headers['X-Consul-Token']]),
     logged: (level: string) => worker.rec.logFile.map((l) => JSON.parse(l)).filter((l) => l.level === level),
     elapsed: () => clock - start,
     deps,
@@ -226,6 +238,65 @@ t.test('a host not in fencing.hosts: sent NORMAL as before, no agent run', async
   t.same(await h.agent.actions(), [])
   t.same(hostStatuses(h.posts()), ['NORMAL'])
   t.notOk((await h.state()).ledger.cmp2.notified.fenced)
+})
+
+/** fencing.template instead of hosts: every host fenced with `ip` from its node meta. */
+const templateOn = (agent: string) => ({ ...fencingOn(agent), hosts: {}, template: { ip: '{meta.bmc_address}' } })
+/** The management agent's catalog: GET /v1/catalog/node/<node> with these nodes' meta; null for another node, as Consul answers. */
+const catalog =
+  (meta: Record<string, Record<string, string>>) =>
+  (path: string): HttpResponse => {
+    const node = decodeURIComponent(/^\/v1\/catalog\/node\/([^?]+)$/.exec(path)?.[1] ?? '')
+    if (!Object.hasOwn(meta, node)) return response(200, 'null')
+    return response(200, { Node: { ID: 'x', Node: node, Address: '10.0.0.1', Meta: meta[node] }, Services: {} })
+  }
+
+t.test('fencing.template: the options from the node meta in the management catalog, fenced, NORMAL', async (t) => {
+  const h = await setup(t, {
+    fencing: templateOn,
+    consul: catalog({ cmp1: { bmc_address: '127.77.0.1', 'consul-network-segment': '' } }),
+    extra: { consul: { token: 'meta-token' } },
+  })
+  await h.handler(cmp1Down)
+  t.equal(await runWorker(h.config, h.worker), 0)
+  t.same(h.consulAsked(), [['/v1/catalog/node/cmp1', 'meta-token']], "one node's meta, asked with the ACL token")
+  t.same(await h.agent.actions(), ['127.77.0.1 off', '127.77.0.1 status'], 'the agent got ip from {meta.bmc_address}')
+  t.same(hostStatuses(h.posts()), ['NORMAL'])
+  t.match((await h.state()).ledger.cmp1.notified, { outcome: 'accepted', fenced: { confirmed: true } })
+})
+
+t.test('fencing.template: a host with its own entry is fenced with it, its meta never asked', async (t) => {
+  const h = await setup(t, { fencing: (a) => ({ ...templateOn(a), hosts: { cmp1: { ip: '127.77.0.1' } } }), consul: catalog({}) })
+  await h.handler(cmp1Down)
+  t.equal(await runWorker(h.config, h.worker), 0)
+  t.same(h.consulAsked(), [])
+  t.same(await h.agent.actions(), ['127.77.0.1 off', '127.77.0.1 status'])
+  t.same(hostStatuses(h.posts()), ['NORMAL'])
+})
+
+t.test('fencing.template that cannot be filled: a failed fence, retried, never NORMAL, then UNKNOWN', async (t) => {
+  const cases: Array<[string, (path: string) => HttpResponse, RegExp]> = [
+    ['the node lacks the meta key', catalog({ cmp1: { rack: 'r1' } }), /node cmp1 has no node meta bmc_address/],
+    [
+      'the meta value would break stdin',
+      catalog({ cmp1: { bmc_address: '127.77.0.1\naction=on' } }),
+      /node meta bmc_address of cmp1 refused: .*one stdin line/,
+    ],
+    ['the catalog does not show the node', catalog({}), /node cmp1 is not in the management agent's catalog/],
+    ['the agent does not answer', () => response(500, 'No cluster leader'), /node meta of cmp1 is unavailable: .*500 No cluster leader/],
+  ]
+  for (const [name, consul, reason] of cases) {
+    const h = await setup(t, { fencing: templateOn, consul })
+    await h.handler(cmp1Down)
+    t.equal(await runWorker(h.config, h.worker), 0)
+    t.same(await h.agent.actions(), [], `${name}: no agent run`)
+    t.same(hostStatuses(h.posts()), ['UNKNOWN'], `${name}: one POST, UNKNOWN; never NORMAL`)
+    t.ok(h.consulAsked().length >= 2, `${name}: asked again at each try (${h.consulAsked().length})`)
+    const s = await h.state()
+    t.match(s.ledger.cmp1.notified, { hostStatus: 'UNKNOWN', fenceError: reason }, name)
+    t.notOk(s.ledger.cmp1.notified.fenced, `${name}: not fenced`)
+    t.match(h.logged('error').at(-1), { msg: /host_status UNKNOWN/, host: 'cmp1', error: reason }, name)
+  }
 })
 
 t.test("the handler's first attempt does not fence: the entry is left to the worker, which does", async (t) => {

@@ -9,7 +9,8 @@ import { type AgentAnswer, fenceStep, type FenceProgress } from '../lib/decide/f
 import { agentAnswer, agentMessage, agentStdin, type AgentContext, runFenceAgent } from '../lib/fence/fence-agent.js'
 import { runAgentProcess } from '../lib/fence/agent-process.js'
 import { fenceHost } from '../lib/fence/fence-host.js'
-import type { FencingConfig } from '../lib/fence/fence-config.js'
+import type { FenceOptions, FencingConfig } from '../lib/fence/fence-config.js'
+import { fenceTarget } from '../lib/fence/fence-template.js'
 import { fakeFenceAgent } from './fake-fence-agent.js'
 import { fakeDeps } from './helpers.js'
 
@@ -157,8 +158,8 @@ t.test('the runner: options and password on stdin only, never on argv nor in the
     fencing: fencing(agent.path),
     password: 'hunter2',
   }
-  t.same(await runFenceAgent(ctx, 'cmp1', 'status', 5000), ON)
-  t.same(await agentAnswerOf(ctx, 'cmp9'), err('no fencing.hosts entry for cmp9'))
+  t.same(await runFenceAgent(ctx, optionsOf(ctx, 'cmp1'), 'status', 5000), ON)
+  t.same(fenceTarget(ctx.fencing, 'cmp9'), { reason: 'no fencing.hosts or fencing.hostsFile entry for cmp9, and no fencing.template' })
   t.equal(
     await agent.stdin(),
     'username=admin\nlanplus=1\nip=127.77.0.1\nipport=6231\naction=status\npassword=hunter2\n',
@@ -178,7 +179,14 @@ t.test('the runner: options and password on stdin only, never on argv nor in the
   t.match(environ, /^HOME=\/root$/m, 'what an agent needs is passed')
 })
 
-const agentAnswerOf = (ctx: AgentContext, host: string) => runFenceAgent(ctx, host, 'status', 5000)
+/** The host's options as delivery gets them (fenceTarget); a host without any fails the test. */
+function optionsOf(ctx: AgentContext, host: string): FenceOptions {
+  const target = fenceTarget(ctx.fencing, host)
+  if ('reason' in target) throw new Error(target.reason)
+  return target.options
+}
+
+const agentAnswerOf = (ctx: AgentContext, host: string) => runFenceAgent(ctx, optionsOf(ctx, host), 'status', 5000)
 
 t.test("the runner: a BMC's errors in the agent's words; an agent that does not exist", async (t) => {
   const dir = t.testdir({})
@@ -197,7 +205,7 @@ t.test('the runner: an agent that does not answer is killed at its timeout, with
   await agent.set('hang-127.77.0.1', 'yes')
   const ctx: AgentContext = { run: runAgentProcess, env: {}, fencing: fencing(agent.path), password: 'hunter2' }
   const start = Date.now()
-  t.same(await runFenceAgent(ctx, 'cmp1', 'status', 300), err('no answer in time: killed'))
+  t.same(await runFenceAgent(ctx, optionsOf(ctx, 'cmp1'), 'status', 300), err('no answer in time: killed'))
   t.ok(Date.now() - start < 5000, 'not the 30 s it would sleep')
   const child = Number((await agent.read('child-127.77.0.1')).trim())
   t.ok(child > 0, 'the agent started a child')
@@ -216,7 +224,7 @@ t.test('fenceHost: power off, then status until the agent reports off', async (t
   const agent = await fakeFenceAgent(dir, 'hunter2')
   await agent.set('lag-127.77.0.1', '3') // three status runs still answer on after the off
   const ctx: AgentContext = { run: runAgentProcess, env: {}, fencing: fencing(agent.path), password: 'hunter2' }
-  const result = await fenceHost(ctx, clock, 'cmp1')
+  const result = await fenceHost(ctx, clock, optionsOf(ctx, 'cmp1'))
   t.match(result, { fenced: true })
   t.same(
     result.runs.map((r) => [r.action, r.answer.kind]),
@@ -241,12 +249,12 @@ t.test('fenceHost: a power that never drops fails at the timeout; a refused off 
     fencing: fencing(agent.path, { timeout: 0.5, statusInterval: 0.1 }),
     password: 'hunter2',
   }
-  const slow = await fenceHost(ctx, clock, 'cmp1')
+  const slow = await fenceHost(ctx, clock, optionsOf(ctx, 'cmp1'))
   t.match(slow, { fenced: false, reason: /^power off not confirmed within 0\.5 s: last status: on \(\d+ status runs\)$/ })
   t.ok(slow.elapsed >= 500 && slow.elapsed < 3000, `${slow.elapsed} ms`)
   t.ok(slow.runs.length >= 3 && slow.runs.length <= 7, `${slow.runs.length} runs: every statusInterval, not in a busy loop`)
 
-  const refused = await fenceHost({ ...ctx, password: 'wrong' }, clock, 'cmp2')
+  const refused = await fenceHost({ ...ctx, password: 'wrong' }, clock, optionsOf(ctx, 'cmp2'))
   t.same(refused.runs.length, 1, 'no status after a refused off')
   t.equal(refused.reason, 'power off failed: Failed: Unable to obtain correct plug status or plug is not available (exit 1)')
 })

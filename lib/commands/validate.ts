@@ -239,12 +239,19 @@ async function checkAgents(config: Config, deps: Deps): Promise<CheckLine[]> {
   )
 }
 
-/** One line per fenced host: its BMC answers a status, or the agent's own error (a wrong password, no route). */
+/**
+ * One line per fenced host: its BMC answers a status, the agent's own error (a wrong password,
+ * no route), or why it has no options (fencing.template: the node meta key it lacks); a ! line
+ * for what limits the check (no management snapshot yet).
+ */
 async function checkFencing(config: Config, deps: Deps): Promise<CheckLine[]> {
-  return (await fenceCheckRows(config, deps)).map((r) => {
+  const { rows, notes } = await fenceCheckRows(config, deps)
+  const lines = rows.map((r) => {
     const what = `fence ${r.host} (${r.agent})`
+    if (r.result === 'uncovered') return fail(what, `not covered: ${r.message}`, EXIT.consul)
     return r.result === 'error' ? fail(what, r.message ?? 'no answer', EXIT.consul) : pass(what, `the BMC answers: power ${r.result}`)
   })
+  return [...lines, ...notes.map((n) => warn('fence', n))]
 }
 
 const SegmentsSchema = z.object({ segments: z.array(z.unknown()) })

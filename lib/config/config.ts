@@ -12,12 +12,13 @@ import { type ConsulAccess, ConsulAccessSchema, hasUrlCredentials, noCredentials
 import { GossipSchema, GuardsSchema } from '../decide/guards.js'
 import { LEVELS } from '../base/log.js'
 import { NETWORKS } from '../base/networks.js'
-import { HostNamesSchema, metaAgentAddress } from '../consul/host-names.js'
+import { HostNamesSchema, managementAgentAddress, metaAgentAddress } from '../consul/host-names.js'
 import { LockSchema } from '../consul/sender.js'
 import { AppCredentialAuthSchema, type AuthConfig, AuthSchema, MasakariSchema, PasswordAuthSchema } from '../openstack/masakari-config.js'
 import { cloudLayer, type CredentialLayer, envLayer, openstackConfigFiles, SECRET_GROUPS } from '../openstack/openstack-env.js'
 import { oneLine } from '../base/quote.js'
-import { agentPath, type FencingConfig, FencingSchema, fencingProblems } from '../fence/fence-config.js'
+import { agentPath, type FencingConfig, FencingSchema, fencingProblems, NO_HOST, parseHostsFile } from '../fence/fence-config.js'
+import { templateMetaKeys } from '../fence/fence-template.js'
 import { fromUpstream, isUpstreamConfig, type UpstreamConfig } from '../openstack/upstream-config.js'
 
 export const DEFAULT_CONFIG_PATH = '/etc/masakari-consul/config.yaml'
@@ -229,11 +230,20 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
   const cfg = parsed.data
   if (cfg.hostNames.metaKey !== undefined && metaAgentAddress(cfg.consul.agents, env.env) === undefined)
     problems.push("hostNames.metaKey: node meta is read from an own agent's catalog: set consul.agents (or CONSUL_HTTP_ADDR)")
+  if (
+    cfg.fencing.enabled &&
+    templateMetaKeys(cfg.fencing.template).length > 0 &&
+    managementAgentAddress(cfg.consul.agents, env.env) === undefined
+  )
+    problems.push(
+      "fencing.template: {meta.KEY} is read from the management agent's catalog: set consul.agents.management (or CONSUL_HTTP_ADDR)",
+    )
   const resolved = await resolveMasakari(cfg.masakari, read.upstream, env, abs, problems, warnings)
   const consulAccess = await resolveConsulAccess(cfg.consul, env.env, env.readFile, abs, problems)
   const fencing = await resolveFencing(cfg.fencing, env, abs, problems, warnings)
   if (!resolved || problems.length > 0) return fail()
   const { origins: masakariOrigins, ...masakari } = resolved
+  const { fenceOrigins, ...fenced } = fencing
   const stateDir = abs(cfg.stateDir)
   const config: Config = {
     ...cfg,
@@ -245,10 +255,10 @@ export async function checkConfig(path: string, env: ConfigEnv = realConfigEnv):
     metrics: { textfile: cfg.metrics.textfile === undefined ? undefined : abs(cfg.metrics.textfile) },
     ...(cfg.upstreamConfig === undefined ? {} : { upstreamConfig: abs(cfg.upstreamConfig) }),
     ...masakari,
-    ...fencing,
+    ...fenced,
     consulAccess,
     warnings,
-    origins: settingOrigins(source, read, masakariOrigins),
+    origins: { ...settingOrigins(source, read, masakariOrigins), ...fenceOrigins },
   }
   return { source, config, problems: [], warnings }
 }
@@ -559,10 +569,11 @@ function secretFromEnv(at: string, name: string, env: ConfigEnv, problems: strin
 }
 
 /**
- * The fencing section as a run uses it: the agent's path, and the password read as Keystone's
- * is (a file relative to the config, or a variable), with the same warning for a file others
- * can read. Off, its password is not read: a secret no run uses must not stop every watch run
- * (exit 78) when it is missing; `validate` reads it once fencing is on.
+ * The fencing section as a run uses it: the agent's path, fencing.hostsFile's hosts under
+ * fencing.hosts' own, and the password read as Keystone's is (a file relative to the config, or
+ * a variable), with the same warning for a file others can read. Off, neither file is read: a
+ * file no run uses must not stop every watch run (exit 78) when it is missing; `validate` reads
+ * them once fencing is on.
  */
 async function resolveFencing(
   f: FencingConfig,
@@ -570,20 +581,49 @@ async function resolveFencing(
   abs: (p: string) => string,
   problems: string[],
   warnings: string[],
-): Promise<{ fencing: FencingConfig; fencePassword: string | undefined }> {
+): Promise<{ fencing: FencingConfig; fencePassword: string | undefined; fenceOrigins: Record<string, string> }> {
   const own = fencingProblems(f)
   problems.push(...own)
   const fencing = {
     ...f,
     ...(f.agent === undefined ? {} : { agent: agentPath(f.agent, abs) }),
     ...(f.passwordFile === undefined ? {} : { passwordFile: abs(f.passwordFile) }),
+    ...(f.hostsFile === undefined ? {} : { hostsFile: abs(f.hostsFile) }),
   }
-  if (own.length > 0 || !f.enabled) return { fencing, fencePassword: undefined }
+  if (!f.enabled) return { fencing, fencePassword: undefined, fenceOrigins: {} }
+  const fenceOrigins = await withHostsFile(fencing, env, problems)
+  if (own.length > 0) return { fencing, fencePassword: undefined, fenceOrigins }
   if (fencing.passwordFile !== undefined) {
     const fencePassword = await secretFromFile('fencing.passwordFile', fencing.passwordFile, env, problems)
     if (fencePassword !== undefined) warnings.push(...(await secretFileWarnings(fencing.passwordFile, "the fence agents' password", env)))
-    return { fencing, fencePassword }
+    return { fencing, fencePassword, fenceOrigins }
   }
   const fencePassword = f.passwordEnv === undefined ? undefined : secretFromEnv('fencing.passwordEnv', f.passwordEnv, env, problems)
-  return { fencing, fencePassword }
+  return { fencing, fencePassword, fenceOrigins }
+}
+
+/**
+ * fencing.hostsFile's hosts put into `fencing.hosts` under the config's own entries (an entry
+ * there replaces the file's for its host, whole); a file that cannot be read or holds anything
+ * but that map is a problem naming the file (and each key). Returns where each file entry came from.
+ */
+async function withHostsFile(fencing: FencingConfig, env: ConfigEnv, problems: string[]): Promise<Record<string, string>> {
+  const path = fencing.hostsFile
+  if (path === undefined) return {}
+  let text: string
+  try {
+    text = await env.readFile(path)
+  } catch (err) {
+    problems.push(`fencing.hostsFile: cannot read ${path}: ${(err as Error).message}`)
+    return {}
+  }
+  const file = parseHostsFile(text, path)
+  if ('problems' in file) {
+    problems.push(...file.problems)
+    return {}
+  }
+  const fromFile = Object.keys(file.hosts).filter((h) => !Object.hasOwn(fencing.hosts, h))
+  fencing.hosts = { ...file.hosts, ...fencing.hosts }
+  if (Object.keys(fencing.hosts).length === 0 && fencing.template === undefined) problems.push(`${NO_HOST} (${path} holds none)`)
+  return Object.fromEntries(fromFile.map((h) => [`fencing.hosts.${h}`, `${path}: ${h}`]))
 }

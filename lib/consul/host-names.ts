@@ -2,6 +2,7 @@
  * Consul node name → Masakari host name. In many clouds they differ (FQDN in Consul, short name
  * in Masakari; a prefix): the operator says how in `hostNames`. Applied where a notification's
  * hostname is built (evaluator.ts); everything else (snapshots, ledger, logs) keeps Consul's name.
+ * Node meta is read from the catalog here, for these names and for fencing.template.
  */
 import { z } from 'zod'
 import { type ConsulAgent, ConsulError } from './consul-api.js'
@@ -91,12 +92,38 @@ export async function catalogNodeMeta(agent: ConsulAgent): Promise<Map<string, R
   return new Map(nodes.data.map((n) => [n.Node, n.Meta ?? {}]))
 }
 
+/** GET /v1/catalog/node/<node>: the node with its meta, or `null` (200) when the catalog has no such node (or the token may not see it). */
+const CatalogNodeSchema = z.object({ Node: z.object({ Meta: z.record(z.string(), z.string()).nullable().optional() }) }).nullable()
+
+/**
+ * One node's meta (`GET /v1/catalog/node/<node>`), for fencing.template at delivery: one node,
+ * not the whole catalog of a large cloud. undefined when the catalog does not show the node: a
+ * failed node stays in it (until Consul reaps it, 72 h), so that is a wrong name or the token's
+ * missing node read rule.
+ */
+export async function catalogNodeMetaOf(agent: ConsulAgent, node: string): Promise<Record<string, string> | undefined> {
+  const path = `/v1/catalog/node/${encodeURIComponent(node)}`
+  const answer = await agent.ok('GET', path)
+  const parsed = CatalogNodeSchema.safeParse(safeJson(answer.text))
+  if (!parsed.success)
+    throw new ConsulError(`GET ${agent.url}${path}: not a catalog node: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`)
+  return parsed.data === null ? undefined : (parsed.data.Node.Meta ?? {})
+}
+
 function safeJson(text: string): unknown {
   try {
     return JSON.parse(text)
   } catch {
     return undefined
   }
+}
+
+/** The agent whose catalog fencing.template's `{meta.KEY}` reads: management's, else CONSUL_HTTP_ADDR (the BMC's address is in the management agent's node_meta). */
+export function managementAgentAddress(
+  agents: Partial<Record<Network, string>>,
+  env: Record<string, string | undefined>,
+): string | undefined {
+  return agents.management ?? (env.CONSUL_HTTP_ADDR || undefined)
 }
 
 /** The agent whose catalog tells node meta: management's, else any configured, else CONSUL_HTTP_ADDR. */

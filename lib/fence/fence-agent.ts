@@ -45,12 +45,6 @@ export function agentEnv(env: Record<string, string | undefined>): Record<string
   return out
 }
 
-/** The host's options over the common ones (a host's `ipport` wins over `options.ipport`). */
-export function hostOptions(fencing: FencingConfig, host: string): FenceOptions | undefined {
-  const own = Object.hasOwn(fencing.hosts, host) ? fencing.hosts[host] : undefined
-  return own === undefined ? undefined : { ...fencing.options, ...own }
-}
-
 /** fence-agents' stdin: one `key=value` line each; a boolean as fencing.py reads one ("1" set, "0" not). */
 export function agentStdin(action: FenceAction, options: FenceOptions, password: string | undefined): string {
   const value = (v: string | number | boolean) => (typeof v === 'boolean' ? (v ? '1' : '0') : String(v))
@@ -112,10 +106,16 @@ export interface AgentContext {
   password: string | undefined
 }
 
-/** Runs one action of the host's agent; a host without options, or an agent that cannot be run, is an error answer. */
-export async function runFenceAgent(ctx: AgentContext, host: string, action: FenceAction, timeoutMs: number): Promise<AgentAnswer> {
-  const options = hostOptions(ctx.fencing, host)
-  if (options === undefined) return { kind: 'error', message: `no fencing.hosts entry for ${host}` }
+/**
+ * Runs one action of a host's agent with that host's options (lib/fence/fence-template.ts's
+ * fenceTarget); an agent that cannot be run is an error answer.
+ */
+export async function runFenceAgent(
+  ctx: AgentContext,
+  options: FenceOptions,
+  action: FenceAction,
+  timeoutMs: number,
+): Promise<AgentAnswer> {
   if (ctx.fencing.agent === undefined) return { kind: 'error', message: 'no fencing.agent' }
   const exit = await ctx.run({
     file: ctx.fencing.agent,

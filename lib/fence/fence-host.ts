@@ -1,10 +1,11 @@
 /**
- * Fencing one host: power off through its agent, then status until it reports off, within
+ * Fencing one host, with its options (lib/fence/fence-template.ts): power off through its agent, then status until it reports off, within
  * fencing.timeout; each step chosen by fenceStep (lib/decide/fence-step.ts), each run of the
  * agent given what is left of the timeout. Run by the sender before a fenced host's STOPPED (lib/run/fence-delivery.ts).
  */
 import { type AgentAnswer, fenceStep, type FenceProgress } from '../decide/fence-step.js'
 import { type AgentContext, type FenceAction, runFenceAgent } from './fence-agent.js'
+import type { FenceOptions } from './fence-config.js'
 
 export interface FenceResult {
   fenced: boolean
@@ -28,7 +29,7 @@ export interface FenceClock {
  */
 const LEAST_RUN_MS = 5000
 
-export async function fenceHost(ctx: AgentContext, clock: FenceClock, host: string): Promise<FenceResult> {
+export async function fenceHost(ctx: AgentContext, clock: FenceClock, options: FenceOptions): Promise<FenceResult> {
   const limits = { timeout: ctx.fencing.timeout * 1000, statusInterval: ctx.fencing.statusInterval * 1000 }
   const start = clock.now().getTime()
   const elapsed = () => clock.now().getTime() - start
@@ -36,7 +37,7 @@ export async function fenceHost(ctx: AgentContext, clock: FenceClock, host: stri
   const progress: FenceProgress = { elapsed: 0, statuses: 0 }
   const run = async (action: FenceAction) => {
     const left = Math.max(limits.timeout - elapsed(), Math.min(limits.timeout, LEAST_RUN_MS))
-    const answer = await runFenceAgent(ctx, host, action, left)
+    const answer = await runFenceAgent(ctx, options, action, left)
     runs.push({ action, answer, at: elapsed() })
     return answer
   }

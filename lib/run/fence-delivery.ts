@@ -1,6 +1,6 @@
 /**
  * Fencing as a step of delivery (issue #21), with fencing.enabled: a STOPPED for a host in
- * fencing.hosts is preceded by a power-off confirmed through the host's fence agent, run by the
+ * fencing.hosts (or hostsFile, or any host with fencing.template) is preceded by a power-off confirmed through the host's fence agent, run by the
  * sender after its lock check, right before the POST. Only a confirmed off lets it go NORMAL;
  * the off is written into the record (under the lock, with the record's own atomic / CAS write)
  * before the POST, so a sender that takes over after a crash sends it without fencing again.
@@ -13,6 +13,8 @@ import { afterFenceFailure, markFenced, needsFence, withHostStatus } from '../de
 import type { Notification, OutboxEntry } from '../decide/state-shape.js'
 import type { FenceResult } from '../fence/fence-host.js'
 import { fenceHost } from '../fence/fence-host.js'
+import { fencesHost } from '../fence/fence-template.js'
+import { fenceTargetAt } from './fence-targets.js'
 import type { SendResult } from '../openstack/masakari.js'
 import type { Logger } from '../base/log.js'
 import { NotSenderError } from '../consul/kv-store.js'
@@ -21,11 +23,11 @@ import type { Store } from '../state/store.js'
 import type { DeliveryPolicy } from '../decide/outbox.js'
 
 export interface FenceAtDelivery {
-  /** Does this Consul node have fencing options (fencing.hosts)? */
+  /** Is this Consul node to be fenced: an entry in fencing.hosts (or hostsFile), or fencing.template? */
   covers: (host: string) => boolean
   /** The agent's name, as the record and `explain` give it (fence_ipmilan). */
   agent: string
-  /** Power off, then status until off (lib/fence/fence-host.ts). */
+  /** Its options (lib/run/fence-targets.ts), then power off, then status until off (lib/fence/fence-host.ts). */
   fence: (host: string) => Promise<FenceResult>
   /** The handler's first attempt: entries that need a fence are left to the worker. */
   leaveToWorker?: boolean
@@ -35,9 +37,14 @@ export function fenceAtDelivery(config: Config, deps: Deps, leaveToWorker: boole
   const ctx = { run: deps.runAgent, env: deps.configEnv.env, fencing: config.fencing, password: config.fencePassword }
   const clock = { now: deps.now, sleep: deps.sleep }
   return {
-    covers: (host) => Object.hasOwn(config.fencing.hosts, host),
+    // With a template every host is to be fenced, whether or not its template can be filled:
+    // one that cannot is a failed fence (below), never a STOPPED sent NORMAL unfenced.
+    covers: (host) => fencesHost(config.fencing, host),
     agent: basename(config.fencing.agent ?? ''),
-    fence: (host) => fenceHost(ctx, clock, host),
+    fence: async (host) => {
+      const target = await fenceTargetAt(config, deps, host)
+      return 'reason' in target ? { fenced: false, reason: target.reason, runs: [], elapsed: 0 } : fenceHost(ctx, clock, target.options)
+    },
     ...(leaveToWorker ? { leaveToWorker } : {}),
   }
 }

@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { main as evaluate } from '../../handlers/operator-cli.js'
 import { loadConfig } from '../../lib/config/config.js'
 import { fenceHost } from '../../lib/fence/fence-host.js'
+import { fenceTarget } from '../../lib/fence/fence-template.js'
 import { EXIT } from '../../lib/run/cli.js'
 import { type BmcStack, startBmcs } from '../../stack/bmc.js'
 import { isAlive, processGroupMembers } from '../../stack/openstack.js'
@@ -244,7 +245,9 @@ t.test('(d) fenceHost powers cmp2 off through its real BMC; ipmitool powers it o
   const deps = fakeDeps()
   const ctx = { run: deps.runAgent, env: {}, fencing: loaded.fencing, password: loaded.fencePassword }
   const started = Date.now()
-  const { result: fence, agent } = await argvSeen(() => fenceHost(ctx, { now: () => new Date(), sleep }, 'cmp2'))
+  const target = fenceTarget(loaded.fencing, 'cmp2')
+  if ('reason' in target) throw new Error(target.reason)
+  const { result: fence, agent } = await argvSeen(() => fenceHost(ctx, { now: () => new Date(), sleep }, target.options))
   t.comment(
     `fenceHost(cmp2): ${fence.elapsed} ms (${Date.now() - started} ms wall), runs: ${fence.runs.map((r) => `${r.action}@${r.at}`).join(', ')}`,
   )
