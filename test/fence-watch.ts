@@ -2,13 +2,14 @@
  * The pulse's fence check (issue #21): the deep look starts it when due, in a process of its
  * own (`--pulse --fence-check`, run here in-process against the fake fence agent); a BMC that
  * does not answer turns the health note warning, naming the host and the agent's message, and
- * keeps it so whatever run writes the note next.
+ * keeps it so whatever run writes the note next; `status` shows the last check.
  */
 import t, { type Test } from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { chmod, rm, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../handlers/checks-handler.js'
+import { main as operator } from '../handlers/operator-cli.js'
 import {
   FENCE_CHECK_EVERY_S,
   type FenceCheckNote,
@@ -164,6 +165,32 @@ t.test('a config changed since the last check makes one due at the next deep loo
   await utimes(h.config, at(90), at(90))
   t.same((await h.pulse(at(120))).rec.fenceChecks, [h.config], 'the config changed after it: due')
   t.same((await h.pulse(at(135))).rec.fenceChecks, [], 'once')
+})
+
+t.test('status: the fencing line with the last check', async (t) => {
+  const h = await setup(t)
+  const line = async () => {
+    const deps = fakeDeps()
+    t.equal(await operator(['status', '--config', h.config], deps), 0)
+    return deps.rec.stdout
+      .join('')
+      .split('\n')
+      .find((l) => l.startsWith('fencing: '))
+  }
+  t.equal(await line(), 'fencing: fence_fake for 3 hosts; no fence check by the pulse yet (masakari-consul fence-check asks now)')
+  await h.agent.set('fail-127.77.0.2', 'Failed: Connection timed out')
+  await h.check()
+  t.equal(
+    await line(),
+    `fencing: fence_fake for 3 hosts; last check ${JSON.parse(h.note()).last.at}: the BMC of cmp2 did not answer (fence_fake: Failed: Connection timed out (exit 1))`,
+  )
+  await rm(join(h.dir, 'fail-127.77.0.2'))
+  await h.check(at(FENCE_CHECK_EVERY_S))
+  t.equal(await line(), `fencing: fence_fake for 3 hosts; last check ${at(FENCE_CHECK_EVERY_S).toISOString()}: every BMC answered`)
+  const off = await setup(t, { enabled: false })
+  const deps = fakeDeps()
+  t.equal(await operator(['status', '--config', off.config], deps), 0)
+  t.notMatch(deps.rec.stdout.join(''), /^fencing/m, 'off: no line')
 })
 
 function failedAt(s: number, ...hosts: string[]): FenceCheckResult {

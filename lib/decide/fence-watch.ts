@@ -2,7 +2,7 @@
  * The pulse's fence check (issue #21): every configured host's BMC asked for its power status
  * now and then, as Pacemaker's stonith monitor does, so that a BMC with a wrong password or no
  * route is found before a failure needs it. When one is due, what its note keeps, and what the
- * health note and the log say of it (pure).
+ * health note, the log and `status` say of it (pure).
  */
 import { z } from 'zod'
 
@@ -83,4 +83,10 @@ export function fenceCheckProblem(result: FenceCheckResult | undefined, covers: 
   if (result === undefined) return undefined
   const failed = failedText(result, covers)
   return failed && `fence check at ${result.at}: ${failed}: such a host cannot be fenced if it fails`
+}
+
+/** The last check in a few words, for `status`. */
+export function fenceCheckText(result: FenceCheckResult | undefined): string {
+  if (result === undefined) return 'no fence check by the pulse yet (masakari-consul fence-check asks now)'
+  return `last check ${result.at}: ${failedText(result) ?? 'every BMC answered'}`
 }
