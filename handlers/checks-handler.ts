@@ -1,7 +1,8 @@
 /**
  * Consul `checks` watch handler: `node checks-handler.js --network storage --config FILE`.
  * Consul runs it with the cluster's checks on stdin on every health change of that network.
- * The same bundle is the worker (--worker), the pulse's deep look (--pulse) and the resync (--resync).
+ * The same bundle is the worker (--worker), the pulse's deep look (--pulse; --pulse --fence-check,
+ * which the deep look starts, asks every BMC first) and the resync (--resync).
  */
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -15,7 +16,16 @@ import { runPulse } from '../lib/run/pulse.js'
 import { runResync } from '../lib/run/resync.js'
 import { runWorker } from '../lib/run/worker.js'
 
-type Args = { network?: Network; config: string; dryRun: boolean; worker: boolean; pulse: boolean; resync: boolean; help?: boolean }
+type Args = {
+  network?: Network
+  config: string
+  dryRun: boolean
+  worker: boolean
+  pulse: boolean
+  fenceCheck: boolean
+  resync: boolean
+  help?: boolean
+}
 
 export async function main(argv: string[], deps: Deps): Promise<number> {
   return guarded(
@@ -26,7 +36,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
       const args = plainArgs(argv) ?? (await yargsArgs(argv))
       if (args.help) return 0 // yargs has printed it
       if (args.worker) return runWorker(args.config, deps)
-      if (args.pulse) return runPulse(args.config, deps)
+      if (args.pulse || args.fenceCheck) return runPulse(args.config, deps, { fenceCheck: args.fenceCheck })
       if (args.resync) return runResync(args.config, deps)
       if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
       await runWatch({ network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX }, deps)
@@ -47,19 +57,22 @@ function plainArgs(argv: string[]): Args | undefined {
         worker: { type: 'boolean' },
         deliver: { type: 'boolean' },
         pulse: { type: 'boolean' },
+        'fence-check': { type: 'boolean' },
         resync: { type: 'boolean' },
       },
     })
     const network = values.network === undefined ? undefined : networkFromName(values.network)
     if (positionals.length > 0 || (values.network !== undefined && network !== values.network)) return undefined
     const worker = Boolean(values.worker || values.deliver)
-    if (!network && !worker && !values.pulse && !values.resync) return undefined
+    const fenceCheck = Boolean(values['fence-check'])
+    if (!network && !worker && !values.pulse && !fenceCheck && !values.resync) return undefined
     return {
       ...(network ? { network } : {}),
       config: values.config ?? DEFAULT_CONFIG_PATH,
       dryRun: Boolean(values['dry-run']),
       worker,
       pulse: Boolean(values.pulse),
+      fenceCheck,
       resync: Boolean(values.resync),
     }
   } catch {
@@ -81,6 +94,8 @@ async function yargsArgs(argv: string[]): Promise<Args> {
       .option('worker', { type: 'boolean', default: false, hidden: true, alias: 'deliver' })
       // The pulse check's deep look (lib/run/pulse.ts, consul-config/pulse.sh).
       .option('pulse', { type: 'boolean', default: false, describe: 'write the health and wake notes; start a worker if due' })
+      // The deep look the pulse starts in the background when a fence check is due (lib/run/fence-check.ts).
+      .option('fence-check', { type: 'boolean', default: false, hidden: true })
       // The level-triggered backstop the pulse starts while anything is unsettled (lib/run/resync.ts).
       .option('resync', { type: 'boolean', default: false, describe: "read every network's checks from the own agents now and evaluate" })
       .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })

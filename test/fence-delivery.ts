@@ -19,6 +19,7 @@ import { recordingLogger } from '../lib/base/log.js'
 import { afterFenceFailure, needsFence, withHostStatus } from '../lib/decide/fence-delivery.js'
 import { hostNotification } from '../lib/decide/evaluator.js'
 import { healthOf } from '../lib/state/status-files.js'
+import { type HostFence, hostFence } from '../lib/decide/report.js'
 import { emptyState, type LedgerEntry, type OutboxEntry } from '../lib/decide/state-shape.js'
 import { emptyHostRecord } from '../lib/base/host-record.js'
 import { fakeFenceAgent } from './fake-fence-agent.js'
@@ -143,6 +144,66 @@ t.test('fenced: one power-off, status off, then the STOPPED goes NORMAL and the 
   const explain = h.deps()
   await operator(['explain', 'cmp1', '--config', h.config], explain)
   t.match(explain.rec.stdout.join(''), new RegExp(`fenced at ${s.ledger.cmp1.notified.fenced.at}, power off confirmed by fence_fake`))
+})
+
+/** `status` as the operator runs it: its text lines and its --json. */
+async function status(h: Awaited<ReturnType<typeof setup>>) {
+  const text = h.deps()
+  t.equal(await operator(['status', '--config', h.config], text), 0, text.rec.stderr.join('\n'))
+  const json = h.deps()
+  t.equal(await operator(['status', '--json', '--config', h.config], json), 0)
+  const report = JSON.parse(json.rec.stdout.join(''))
+  return { lines: text.rec.stdout.join('').split('\n'), report, cmp1: report.hosts.find((x: { host: string }) => x.host === 'cmp1') }
+}
+
+t.test('status: a fenced host in explain’s words, and the fencing line', async (t) => {
+  const h = await setup(t, { fencing: fencingOn })
+  await h.handler(cmp1Down)
+  t.equal(await runWorker(h.config, h.worker), 0)
+  const fenced = (await h.state()).ledger.cmp1.notified.fenced
+  const s = await status(h)
+  t.ok(s.lines.includes(`cmp1: fenced at ${fenced.at}, power off confirmed by fence_fake`), s.lines.join('\n'))
+  t.ok(s.lines.includes('fencing: fence_fake for 1 host; no fence check by the pulse yet (masakari-consul fence-check asks now)'))
+  t.same(s.cmp1.fence, { state: 'fenced', at: fenced.at, agent: 'fence_fake' })
+  t.same(s.report.fencing, { agent: 'fence_fake', hosts: 1, lastCheck: null })
+  t.equal(s.lines.filter((l) => /^cmp\d: /.test(l)).length, 1, 'a line for the fenced host only')
+})
+
+t.test('status: a STOPPED whose fence fails shows the agent’s error while it waits, then the UNKNOWN it was sent with', async (t) => {
+  const h = await setup(t, { fencing: fencingOn })
+  await h.agent.set('fail-127.77.0.1', 'Failed: BMC busy')
+  await h.handler(cmp1Down)
+  const sleep = h.worker.sleep
+  let waiting: Awaited<ReturnType<typeof status>> | undefined
+  h.worker.sleep = async (ms) => {
+    waiting ??= await status(h)
+    return sleep(ms)
+  }
+  t.equal(await runWorker(h.config, h.worker), 0)
+  const line = waiting!.lines.find((l) => l.startsWith('cmp1: '))
+  t.match(
+    line,
+    /^cmp1: fencing failed \(power off failed: Failed: BMC busy \(exit 1\)\): its STOPPED waits, next try \d{4}-[\d-]+T[\d:.]+Z$/,
+  )
+  t.match(waiting!.cmp1.fence, { state: 'failing', error: /BMC busy/, nextAttemptAt: String })
+  const after = await status(h)
+  t.match(
+    after.lines.find((l) => l.startsWith('cmp1: ')),
+    /^cmp1: fencing failed \(power off failed: Failed: BMC busy \(exit 1\)\): STOPPED sent with host_status UNKNOWN at .*, not evacuated: power it off and recover it by hand$/,
+  )
+})
+
+t.test("status: fencing off (the default), no fencing line and no host's fence", async (t) => {
+  const h = await setup(t)
+  await h.handler(cmp1Down)
+  t.equal(await runWorker(h.config, h.worker), 0)
+  const s = await status(h)
+  t.notOk(
+    s.lines.some((l) => /^(fencing|cmp\d): /.test(l)),
+    s.lines.join('\n'),
+  )
+  t.equal(s.report.fencing, null)
+  t.equal(s.cmp1.fence, null)
 })
 
 t.test('the fence is recorded before the POST: a POST that fails is retried NORMAL without a second fence', async (t) => {
@@ -412,6 +473,61 @@ t.test('healthOf: a fence failing now, and a STOPPED sent UNKNOWN, turn the chec
     reason: /STOPPED for cmp1 sent with host_status UNKNOWN .*fencing failed \(no route\)/,
   })
   t.match(healthOf(sent, {}, [], undefined, new Date(T0 + 3 * 3600_000)), { status: 'passing' }, 'said for an hour, as an expiry')
+})
+
+t.test('hostFence: what fencing did for the latest recovery, the outbox before the ledger', async (t) => {
+  const fenced = { at: '2026-11-25T12:00:05.000Z', agent: 'fence_ipmilan', confirmed: true as const }
+  const record = (event: 'STOPPED' | 'STARTED', s: number, more: object = {}) => ({
+    id: `${event}-${s}`,
+    event,
+    outcome: 'accepted' as const,
+    at: new Date(T0 + s * 1000).toISOString(),
+    generatedTime: 'g',
+    ...more,
+  })
+  const ledger = (more: Partial<LedgerEntry>): LedgerEntry => ({ firstSeenAt: 'x', ...more })
+  const cases: Array<[string, LedgerEntry | undefined, OutboxEntry[], HostFence | null]> = [
+    ['never seen', undefined, [], null],
+    [
+      'its STOPPED waits, fenced (the POST not yet answered)',
+      undefined,
+      [entry('cmp1', 'STOPPED', { fenced })],
+      { state: 'fenced', at: fenced.at, agent: 'fence_ipmilan' },
+    ],
+    [
+      'its STOPPED waits, the fence failing',
+      undefined,
+      [entry('cmp1', 'STOPPED', { fenceError: 'no route', nextAttemptAt: 'next' })],
+      { state: 'failing', error: 'no route', nextAttemptAt: 'next' },
+    ],
+    [
+      'a new STOPPED waits, not fenced yet: the older fence is not this recovery’s',
+      ledger({ notified: record('STOPPED', 0, { fenced }) }),
+      [entry('cmp1', 'STOPPED')],
+      null,
+    ],
+    [
+      'notified, fenced',
+      ledger({ notified: record('STOPPED', 0, { fenced }) }),
+      [],
+      { state: 'fenced', at: fenced.at, agent: 'fence_ipmilan' },
+    ],
+    [
+      'sent UNKNOWN',
+      ledger({ notified: record('STOPPED', 0, { hostStatus: 'UNKNOWN', fenceError: 'no route' }) }),
+      [],
+      { state: 'unknown', at: new Date(T0).toISOString(), error: 'no route' },
+    ],
+    ['a STOPPED without fencing', ledger({ notified: record('STOPPED', 0) }), [], null],
+    ['a STARTED since (the host is back)', ledger({ notified: record('STARTED', 60), unsent: record('STOPPED', 0, { fenced }) }), [], null],
+    [
+      'the pending STARTED of a fenced host',
+      ledger({ notified: record('STOPPED', 0, { fenced }) }),
+      [entry('cmp1', 'STARTED')],
+      { state: 'fenced', at: fenced.at, agent: 'fence_ipmilan' },
+    ],
+  ]
+  for (const [name, ledgerEntry, pending, want] of cases) t.same(hostFence(ledgerEntry, pending), want, name)
 })
 
 t.test('the sender lock lost while fencing: nothing recorded as fenced, nothing sent', async (t) => {

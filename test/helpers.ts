@@ -17,6 +17,8 @@ export interface Recorded {
   requests: Array<{ url: string; method: string; headers: Record<string, string>; body?: unknown }>
   /** Every fence agent started: its file, stdin and environment (there are no arguments to record); fakeDeps sets it. */
   agents?: AgentProcess[]
+  /** The config of each fence check the pulse started in the background (`--pulse --fence-check`); fakeDeps sets it. */
+  fenceChecks?: string[]
 }
 
 export interface FakeOptions {
@@ -27,7 +29,7 @@ export interface FakeOptions {
 }
 
 export function fakeDeps(opts: FakeOptions = {}): Deps & { rec: Recorded } {
-  const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [], agents: [] }
+  const rec: Recorded = { stdout: [], stderr: [], spawned: [], logFile: [], requests: [], agents: [], fenceChecks: [] }
   return {
     rec,
     readStdin: async () => (typeof opts.stdin === 'string' || opts.stdin === undefined ? Buffer.from(opts.stdin ?? '[]') : opts.stdin),
@@ -35,6 +37,7 @@ export function fakeDeps(opts: FakeOptions = {}): Deps & { rec: Recorded } {
     fetch: async () => opts.fetch ?? refuseFetch,
     tlsAgent: async () => undefined,
     spawnWorker: (config) => rec.spawned.push(config),
+    spawnFenceCheck: (config) => rec.fenceChecks?.push(config),
     sleep: async () => {},
     stdout: (t) => rec.stdout.push(t),
     stderr: (l) => rec.stderr.push(l),

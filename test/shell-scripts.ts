@@ -125,6 +125,28 @@ t.test(
   },
 )
 
+t.test(
+  'pulse.sh: a fresh warning note (a BMC that does not answer the fence check) takes no deep look; critical takes one each pulse',
+  async (t) => {
+    const cases: Array<[string, boolean]> = [
+      ['passing', false],
+      ['warning', false],
+      ['critical', true],
+    ]
+    for (const [status, deep] of cases) {
+      const s = await setup(t, 0, '')
+      await utimes(s.config, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000))
+      await writeFile(join(s.state, 'health'), `${status}\nfence check at …: the BMC of cmp3 did not answer\n${uptimeS()}\n`)
+      await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+      t.equal(
+        read(s.calls),
+        deep ? `/b/checks-handler.js --pulse --config ${s.config}\n` : undefined,
+        `${status}: ${deep ? 'a deep look' : 'none'}`,
+      )
+    }
+  },
+)
+
 t.test('pulse.sh: a failure note outweighs a passing health note, the worst one wins', async (t) => {
   const s = await setup(t, 0)
   await writeFile(join(s.state, 'health'), 'passing\n0 notification(s) pending\n')

@@ -4,13 +4,15 @@
  * never record, take no lock for writing and start no worker; with the management agent down
  * they show this controller's local view and say so (readOnlyCoordination).
  */
+import { basename } from 'node:path'
 import { UsageError } from '../run/cli.js'
 import { assertOutputsWritten, loadMonitor } from '../run/load-monitor.js'
 import { handOff, previewRun, recordRun, type RunResult } from '../run/record-run.js'
 import type { Deps } from '../run/deps.js'
 import type { Monitor } from '../run/monitor-context.js'
 import type { LocalView } from '../run/coordination.js'
-import { buildReport, explainHost, formatExplanation, formatReport } from '../decide/report.js'
+import { buildReport, explainHost, type FencingReport, formatExplanation, formatReport } from '../decide/report.js'
+import { readFenceCheck } from '../state/status-files.js'
 
 export interface EvaluateArgs {
   config: string
@@ -40,11 +42,19 @@ export async function runEvaluate(args: EvaluateArgs, deps: Deps): Promise<void>
     )
     return assertOutputsWritten(monitor)
   }
-  const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, timing, now, args.dryRun)
+  const report = buildReport(decisions, snapshots, state, monitor.strategy, queued, timing, now, args.dryRun, await fencing(monitor))
   deps.stdout(
     args.json ? `${JSON.stringify({ ...report, localView: localView(monitor) }, null, 2)}\n` : formatReport(report, args.colour ?? false),
   )
   assertOutputsWritten(monitor)
+}
+
+/** Fencing on: its agent, how many hosts it covers, and the pulse's last fence check on this controller. */
+async function fencing(monitor: Monitor): Promise<FencingReport | null> {
+  const { fencing, stateDir } = monitor.config
+  if (!fencing.enabled) return null
+  const note = await readFenceCheck(stateDir)
+  return { agent: basename(fencing.agent ?? ''), hosts: Object.keys(fencing.hosts).length, lastCheck: note?.last ?? null }
 }
 
 /**

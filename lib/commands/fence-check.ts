@@ -2,64 +2,16 @@
  * `fence-check`: every fenced host's agent asked `action=status` (or `monitor`), as Pacemaker's
  * stonith monitor does, so that a BMC with a wrong password or no route is found before a
  * failure needs it; with fencing.template, a host whose template cannot be filled (a node meta
- * key it lacks) too. It powers nothing off or on. `validate` runs the same check.
+ * key it lacks) too. It powers nothing off or on. The check itself is
+ * lib/run/fence-check.ts, which `validate` and the pulse's deep look run too.
  */
-import { basename } from 'node:path'
-import type { AgentAnswer } from '../decide/fence-step.js'
-import { type Config, loadConfig } from '../config/config.js'
+import { loadConfig } from '../config/config.js'
 import { escapeControls } from '../base/quote.js'
-import { runFenceAgent } from '../fence/fence-agent.js'
 import { EXIT } from '../run/cli.js'
-import { checkTargets } from '../run/fence-targets.js'
 import type { Deps } from '../run/deps.js'
+import { type CheckAction, type FenceCheckRow, fenceCheckRows } from '../run/fence-check.js'
 
-export type CheckAction = 'status' | 'monitor'
-
-export interface FenceCheckRow {
-  host: string
-  /** The agent's name (fence_ipmilan), its path in the config. */
-  agent: string
-  /**
-   * on / off (status), ok (monitor), error with the agent's own message, or uncovered: no
-   * options for the host (fencing.template cannot be filled for it), the agent not run.
-   */
-  result: 'on' | 'off' | 'ok' | 'error' | 'uncovered'
-  message?: string
-}
-
-export interface FenceCheck {
-  rows: FenceCheckRow[]
-  /** What limits the check (fencing.template: no management snapshot yet…): warnings. */
-  notes: string[]
-}
-
-/** BMCs answer slowly (a few seconds each): several at a time, but not a storm on the management network. */
-const CONCURRENCY = 8
-
-/** Each checked host's answer (lib/run/fence-targets.ts's checkTargets), in host order. */
-export async function fenceCheckRows(config: Config, deps: Deps, action: CheckAction = 'status'): Promise<FenceCheck> {
-  const { targets, notes } = await checkTargets(config, deps)
-  const ctx = { run: deps.runAgent, env: deps.configEnv.env, fencing: config.fencing, password: config.fencePassword }
-  const agent = basename(config.fencing.agent ?? '')
-  const rows: FenceCheckRow[] = new Array(targets.length)
-  let next = 0
-  const worker = async () => {
-    for (let i = next++; i < targets.length; i = next++) {
-      const { host, target } = targets[i]!
-      rows[i] =
-        'reason' in target
-          ? { host, agent, result: 'uncovered', message: target.reason }
-          : { host, agent, ...resultOf(await runFenceAgent(ctx, target.options, action, config.fencing.timeout * 1000)) }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, targets.length) }, worker))
-  return { rows, notes }
-}
-
-function resultOf(answer: AgentAnswer): Pick<FenceCheckRow, 'result' | 'message'> {
-  if (answer.kind === 'error') return { result: 'error', message: answer.message }
-  return { result: answer.kind === 'done' ? 'ok' : answer.kind }
-}
+export type { CheckAction } from '../run/fence-check.js'
 
 /** 0 when every BMC answered, 69 (unavailable) when any did not or a host cannot be fenced at all. */
 export const fenceCheckExit = (rows: readonly FenceCheckRow[]): number =>

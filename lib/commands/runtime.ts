@@ -33,6 +33,23 @@ const NOTE_WORKER_FAILURE = [
   'exit "$rc"',
 ].join('\n')
 
+/**
+ * This bundle (`process.argv[1]`) again, in a detached process that outlives the run. Its log
+ * lines go to logFile like every run's; its stderr to worker.stderr, which keeps what nothing
+ * else would (a crash's stack trace).
+ */
+function spawnDetached(stateDir: string, command: (script: string) => [string, string[]]): void {
+  const script = process.argv[1]
+  if (!script) return
+  const { fd, warning } = openWorkerStderr(stateDir)
+  if (warning) stderrLine(JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: warning, stateDir }))
+  const [file, args] = command(script)
+  const child = spawn(file, args, { detached: true, stdio: ['ignore', 'ignore', fd ?? 'ignore'] })
+  if (fd !== undefined) closeSync(fd)
+  child.on('error', () => {}) // the next run starts one again; the outbox (or the due check) keeps the work
+  child.unref()
+}
+
 export function realDeps(): Deps {
   const logFds = new Map<string, number>()
   return {
@@ -48,25 +65,14 @@ export function realDeps(): Deps {
       const { Agent } = createRequire(import.meta.url)('node:https') as typeof import('node:https')
       return new Agent({ ca, rejectUnauthorized: !insecure, keepAlive: true })
     },
-    spawnWorker: (configPath, stateDir) => {
-      const script = process.argv[1]
-      if (!script) return
-      // Its log lines go to logFile like every run's; its stderr keeps what nothing else would
-      // (a crash's stack trace).
-      const { fd, warning } = openWorkerStderr(stateDir)
-      if (warning) stderrLine(JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg: warning, stateDir }))
-      const child = spawn(
+    spawnWorker: (configPath, stateDir) =>
+      spawnDetached(stateDir, (script) => [
         '/bin/sh',
         ['-c', NOTE_WORKER_FAILURE, 'worker', stateDir, process.execPath, script, '--worker', '--config', configPath],
-        {
-          detached: true,
-          stdio: ['ignore', 'ignore', fd ?? 'ignore'],
-        },
-      )
-      if (fd !== undefined) closeSync(fd)
-      child.on('error', () => {}) // the next run starts one again; the outbox keeps the work
-      child.unref()
-    },
+      ]),
+    // Not written down when it fails, as the worker is: the next due deep look starts another.
+    spawnFenceCheck: (configPath, stateDir) =>
+      spawnDetached(stateDir, (script) => [process.execPath, [script, '--pulse', '--fence-check', '--config', configPath]]),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     stdout: (text) => process.stdout.write(text),
     stderr: stderrLine,

@@ -21,7 +21,7 @@ import { bodyStart, requester, safeJson } from '../base/http.js'
 import { type CachedToken, keystone } from '../openstack/keystone.js'
 import { recordingLogger } from '../base/log.js'
 import type { Deps } from '../run/deps.js'
-import { fenceCheckRows } from './fence-check.js'
+import { fenceCheckRows } from '../run/fence-check.js'
 import { parseStrategy, StrategyError } from '../decide/strategy.js'
 
 /** One ✓/✗ line of `validate` (not a Consul check: lib/consul/checks-payload.ts). */

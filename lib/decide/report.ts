@@ -4,8 +4,9 @@ import { type GuardPolicy, rateLimitSlot } from './guards.js'
 import { hostEntry } from '../base/host-record.js'
 import { NETWORKS } from '../base/networks.js'
 import type { Snapshots } from './snapshot-shape.js'
-import type { Fenced, LedgerRecord, Notification, StoreState } from './state-shape.js'
+import type { Fenced, LedgerEntry, LedgerRecord, Notification, OutboxEntry, StoreState } from './state-shape.js'
 import type { Strategy } from './strategy.js'
+import { type FenceCheckResult, fenceCheckText } from './fence-watch.js'
 
 export interface HostReport {
   host: string
@@ -23,6 +24,21 @@ export interface HostReport {
   lastUnsent: { event: string; outcome: string; at: string; message?: string } | null
   /** Waiting in the outbox, oldest first. */
   pending: Array<{ event: string; attempts: number; nextAttemptAt: string; lastError?: string }>
+  /** What fencing did for its latest recovery, if anything (issue #21). */
+  fence: HostFence | null
+}
+
+/** Fencing and a host's latest recovery: powered off, failing (its STOPPED waits), or given up (sent UNKNOWN). */
+export type HostFence =
+  | { state: 'fenced'; at: string; agent: string }
+  | { state: 'failing'; error: string; nextAttemptAt: string }
+  | { state: 'unknown'; at: string; error: string }
+
+/** The `fencing` section as `status` shows it (absent when off): the agent, the hosts it covers, the pulse's last check. */
+export interface FencingReport {
+  agent: string
+  hosts: number
+  lastCheck: FenceCheckResult | null
 }
 
 export interface Report {
@@ -37,6 +53,8 @@ export interface Report {
   timing: Record<string, NetworkTiming>
   /** Notifications this evaluation decides to send (or would, with --dry-run). */
   notifications: Notification[]
+  /** null when fencing is off. */
+  fencing: FencingReport | null
 }
 
 export function buildReport(
@@ -48,6 +66,7 @@ export function buildReport(
   timing: Partial<Record<string, NetworkTiming>>,
   evaluatedAt: Date,
   dryRun: boolean,
+  fencing: FencingReport | null = null,
 ): Report {
   const hosts = decisions.map((d): HostReport => {
     const entry = hostEntry(state.ledger, d.host)
@@ -70,6 +89,10 @@ export function buildReport(
           nextAttemptAt: o.nextAttemptAt,
           lastError: o.lastError,
         })),
+      fence: hostFence(
+        entry,
+        state.outbox.filter((o) => o.host === d.host),
+      ),
     }
   })
   return {
@@ -86,7 +109,38 @@ export function buildReport(
     isolation: { ...state.isolation } as Report['isolation'],
     timing: { ...timing } as Report['timing'],
     notifications: queued,
+    fencing,
   }
+}
+
+/**
+ * What fencing did for the host's latest recovery: its STOPPED waiting in the outbox if there
+ * is one (fenced, or its fence failing), else the latest of its ledger records if a STOPPED
+ * (fenced, or sent UNKNOWN). A STARTED since, or no fencing for it: null.
+ */
+export function hostFence(entry: LedgerEntry | undefined, pending: readonly OutboxEntry[]): HostFence | null {
+  const waiting = pending.find((o) => o.notification.payload.event === 'STOPPED')
+  if (waiting?.fenced) return { state: 'fenced', at: waiting.fenced.at, agent: waiting.fenced.agent }
+  if (waiting?.fenceError !== undefined) return { state: 'failing', error: waiting.fenceError, nextAttemptAt: waiting.nextAttemptAt }
+  if (waiting) return null
+  const records = [entry?.notified, entry?.unsent].filter((r): r is LedgerRecord => r !== undefined)
+  const last = records.sort((a, b) => Date.parse(b.at) - Date.parse(a.at))[0]
+  if (last?.event !== 'STOPPED') return null
+  if (last.fenced) return { state: 'fenced', at: last.fenced.at, agent: last.fenced.agent }
+  if (last.hostStatus === 'UNKNOWN') return { state: 'unknown', at: last.at, error: last.fenceError ?? 'no message' }
+  return null
+}
+
+/** The host's fence line in `status`, in explain's words. */
+export function hostFenceText(f: HostFence): string {
+  if (f.state === 'fenced') return fencedText(f)
+  if (f.state === 'failing') return `fencing failed (${f.error}): its STOPPED waits, next try ${f.nextAttemptAt}`
+  return `fencing failed (${f.error}): STOPPED sent with host_status UNKNOWN at ${f.at}, not evacuated: power it off and recover it by hand`
+}
+
+/** `status`'s fencing line: "fencing: fence_ipmilan for 3 hosts; last check …: every BMC answered". */
+export function fencingLine(f: FencingReport): string {
+  return `fencing: ${f.agent} for ${f.hosts} host${f.hosts === 1 ? '' : 's'}; ${fenceCheckText(f.lastCheck ?? undefined)}`
 }
 
 /** ANSI colours for the table's states and actions: on a terminal only (see `colourWanted`). */
@@ -117,6 +171,7 @@ export function formatReport(report: Report, colour = false): string {
   for (const [n, t] of Object.entries(report.timing)) lines.push(timingLine(n, t))
   for (const [n, i] of Object.entries(report.isolation))
     lines.push(`SELF-ISOLATION GUARD on ${n} since ${i.since}: ${i.reason}; no recovery for ${n} failures`)
+  if (report.fencing) lines.push(fencingLine(report.fencing))
   lines.push('')
   const header = ['HOST', ...NETWORKS.map((n) => n.toUpperCase()), 'ROW', 'ACTION', 'LAST NOTIFIED', 'PENDING', 'WHY']
   const rows = report.hosts.map((h) => [
@@ -137,6 +192,8 @@ export function formatReport(report: Report, colour = false): string {
     r.map((c, i) => (i === r.length - 1 ? c : paint(c.padEnd(widths[i]!), paintIt && i > 0 && i <= NETWORKS.length + 2))).join('  ')
   lines.push(fmt(header), ...rows.map((r) => fmt(r, colour)))
   if (report.hosts.length === 0) lines.push('(no hosts: no snapshot has any node yet)')
+  const fenced = report.hosts.filter((h) => h.fence !== null)
+  if (fenced.length > 0) lines.push('', ...fenced.map((h) => `${h.host}: ${hostFenceText(h.fence!)}`))
   lines.push('')
   if (report.notifications.length === 0) lines.push('notifications: none to send')
   else {
@@ -245,7 +302,7 @@ export function formatExplanation(e: Explanation, strategy: Strategy): string {
 }
 
 /** "fenced at …, power off confirmed by fence_ipmilan" (issue #21). */
-export const fencedText = (f: Fenced) => `fenced at ${f.at}, power off confirmed by ${f.agent}`
+export const fencedText = (f: Pick<Fenced, 'at' | 'agent'>) => `fenced at ${f.at}, power off confirmed by ${f.agent}`
 
 /** What a ledger record says of fencing: its confirmed off, or the UNKNOWN it was sent with. */
 function fenceLines(record: unknown): string[] {

@@ -18,6 +18,8 @@ export interface Deps {
   tlsAgent: (caPem: string | undefined, insecure: boolean) => Promise<unknown>
   /** Starts the worker (lib/run/worker.ts, `--worker`) in a detached process that outlives the handler. */
   spawnWorker: (configPath: string, stateDir: string) => void
+  /** Starts the pulse's fence check (lib/run/fence-check.ts, `--pulse --fence-check`) in a detached process. */
+  spawnFenceCheck: (configPath: string, stateDir: string) => void
   sleep: (ms: number) => Promise<void>
   stdout: (text: string) => void
   stderr: (line: string) => void

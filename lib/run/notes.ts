@@ -8,7 +8,19 @@ import type { Confirmation } from '../decide/evaluator.js'
 import type { Network } from '../base/networks.js'
 import { writeMetrics } from '../state/metrics.js'
 import type { Snapshots } from '../decide/snapshot-shape.js'
-import { clearFailed, type Health, healthOf, unsettled, writeFailed, writeHealth, writeResync, writeWake } from '../state/status-files.js'
+import {
+  clearFailed,
+  type Health,
+  healthOf,
+  readFenceCheck,
+  unsettled,
+  writeFailed,
+  writeHealth,
+  writeResync,
+  writeWake,
+} from '../state/status-files.js'
+import { fenceCheckProblem } from '../decide/fence-watch.js'
+import { fencesHost } from '../fence/fence-template.js'
 import { emptyState, type StoreState } from '../decide/state-shape.js'
 import type { Role } from '../consul/sender.js'
 import { packageVersion } from './version.js'
@@ -38,19 +50,33 @@ export async function noteStatus(
 ): Promise<void> {
   const { stateDir, resync } = monitor.config
   const health = healthOf(state, snapshots, monitor.strategy.sequence, role, now)
+  const fencing = await fenceCheckProblems(monitor)
   await writeMetricsFile(monitor, {
     state,
     snapshots,
-    health: withProblems(health, monitor.problems, monitor.critical),
+    health: withProblems(health, [...monitor.problems, ...fencing], monitor.critical),
     now,
     version: packageVersion(),
   })
-  await writeHealth(stateDir, withProblems(health, monitor.problems, monitor.critical))
+  await writeHealth(stateDir, withProblems(health, [...monitor.problems, ...fencing], monitor.critical))
   const why = unsettled(state, snapshots, monitor.strategy.sequence)
   await writeResync(stateDir, why === undefined ? undefined : new Date(now.getTime() + resync * 1000), { postpone: opts.resynced })
   if (role === undefined || role.sender) return writeWake(stateDir, state)
   const takeOverAt = new Date(now.getTime() + (monitor.coordination?.config.lockDelay ?? 0) * 1000)
   await writeWake(stateDir, emptyState(), role.holder === undefined ? takeOverAt : undefined)
+}
+
+/**
+ * A BMC that did not answer the pulse's last fence check (lib/run/fence-check.ts), from its
+ * note: every run that writes the health note says it, or the next watch run would turn the
+ * check passing again until the next check, half an hour later. Not one of the run's own
+ * problems: those end it with exit 74.
+ */
+async function fenceCheckProblems(monitor: Monitor): Promise<string[]> {
+  const { fencing, stateDir } = monitor.config
+  if (!fencing.enabled) return []
+  const problem = fenceCheckProblem((await readFenceCheck(stateDir))?.last, (host) => fencesHost(fencing, host))
+  return problem === undefined ? [] : [problem]
 }
 
 /**

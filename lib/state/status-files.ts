@@ -16,6 +16,11 @@
  *   failed-<network>  written by watch.sh when a watch run failed (any exit but 0, a crash,
  *           node missing); the check is critical while one is there, and a successful run of
  *           that network, or a resync that read it, removes it.
+ *
+ * And one that only node runs read: `fence-check` (fencing on), JSON, when the pulse last
+ * started a fence check and what the last finished one found (lib/run/fence-check.ts); every
+ * run that writes the health note folds it in, so a BMC that does not answer keeps the check
+ * at warning between two fence checks whatever run wrote the note last.
  */
 import { readdir, readFile, unlink } from 'node:fs/promises'
 import { uptime } from 'node:os'
@@ -28,6 +33,7 @@ import { nextWake } from '../decide/outbox.js'
 import type { Role } from '../consul/sender.js'
 import type { Snapshots } from '../decide/snapshot-shape.js'
 import type { StoreState } from '../decide/state-shape.js'
+import { type FenceCheckNote, FenceCheckNoteSchema } from '../decide/fence-watch.js'
 
 export interface Health {
   status: 'passing' | 'warning' | 'critical'
@@ -98,6 +104,29 @@ function fenceWarning(state: StoreState, ago: (t: string) => number): Health | u
       reason: `fencing ${failing.host} failed (${failing.fenceError}); its STOPPED (decided ${failing.decidedAt}) waits, never NORMAL without a confirmed off: retried until its delivery expiry`,
     }
   return undefined
+}
+
+const fenceCheckPath = (stateDir: string) => join(stateDir, 'fence-check')
+
+/** The fence check's note; undefined when there is none or it cannot be read (then a check is due, which rewrites it). */
+export async function readFenceCheck(stateDir: string): Promise<FenceCheckNote | undefined> {
+  const text = await readFile(fenceCheckPath(stateDir), 'utf8').catch(() => undefined)
+  if (text === undefined) return undefined
+  try {
+    const parsed = FenceCheckNoteSchema.safeParse(JSON.parse(text))
+    return parsed.success ? parsed.data : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export async function writeFenceCheck(stateDir: string, note: FenceCheckNote): Promise<void> {
+  await writeFileAtomic(fenceCheckPath(stateDir), `${JSON.stringify(note)}\n`, 0o640, { durable: false })
+}
+
+/** Fencing off: the last check's result says nothing any more (and a later enable starts afresh). */
+export async function clearFenceCheck(stateDir: string): Promise<void> {
+  await removeNote(fenceCheckPath(stateDir))
 }
 
 /** A note's first two lines, as pulse.sh reads them: the status, the reason on one line. */
