@@ -42,6 +42,8 @@ export interface RealStackOptions {
   watched?: Network[]
   /** Extra monitor config keys (shallow: a `consul` here replaces the harness's). */
   monitor?: Record<string, unknown>
+  /** masakari.delivery keys over the harness's (backoff 0.5–2 s, expiry 120 s). */
+  delivery?: { expiry?: number }
   fastGossip?: boolean
   /**
    * Consul ACLs on (default deny). The monitors' watches and configs (`consul.token`) get one
@@ -474,7 +476,7 @@ async function writeMonitorConfig(
           projectDomainName: openstack.monitor.projectDomainName,
         },
         region: openstack.region,
-        delivery: { initialBackoff: 0.5, maxBackoff: 2, expiry: 120 },
+        delivery: { initialBackoff: 0.5, maxBackoff: 2, expiry: 120, ...opts.delivery },
       },
       ...opts.monitor,
     }),
