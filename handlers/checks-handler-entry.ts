@@ -4,12 +4,16 @@
  * line (--help, --dry-run, --worker, --pulse), goes to the full handler (checks-handler.ts),
  * which the bundle carries in a comment and compiles only then (lib/run/embedded.ts).
  */
+import { appendFileSync } from 'node:fs'
+import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
+import { stage } from '../lib/base/stages.js'
 import { STDIN_MAX_BYTES } from '../lib/consul/checks-payload.js'
 import { loadFull } from '../lib/run/embedded.js'
 import { NETWORKS } from '../lib/base/networks.js'
 import { isQuietRun } from '../lib/run/quiet-run.js'
 import { readStdinSync } from '../lib/run/stdin.js'
+import { stagesToFile } from '../lib/run/stages-file.js'
 
 /** `--network N --config FILE` and nothing else: the only command line a quiet run can be. */
 function watchRun(argv: string[]): { network: string; config: string } | undefined {
@@ -24,12 +28,25 @@ function watchRun(argv: string[]): { network: string; config: string } | undefin
 }
 
 async function entry(argv: string[]): Promise<number> {
+  // The bench's stage breakdown (issue #22), only when it asks (MASAKARI_CONSUL_STAGES).
+  stagesToFile({
+    env: process.env,
+    append: (file, text) => appendFileSync(file, text, { mode: 0o600 }),
+    onExit: (fn) => process.once('exit', fn),
+    origin: () => performance.timeOrigin,
+    node: () => performance.nodeTiming,
+    argv,
+  })
+  stage('entry: bundle loaded')
   const run = watchRun(argv)
   // Before the read: Consul's view was taken no later than this (orders overlapping runs).
   const readAt = new Date()
   const stdin = run ? readStdinSync(STDIN_MAX_BYTES) : undefined
+  stage('entry: stdin read')
   if (run && stdin && isQuietRun(run.network, run.config, stdin)) return 0
+  stage('entry: not quiet')
   const { full, done } = loadFull(process.argv[1]!)
+  stage('entry: full handler compiled')
   const deps = full.realDeps()
   if (stdin) {
     deps.readStdin = async () => stdin

@@ -14,6 +14,7 @@ import { gunzipSync, gzipSync } from 'node:zlib'
 import { z } from 'zod'
 import type { ConsulAgent } from './consul-api.js'
 import { bodyStart } from '../base/http.js'
+import { stage } from '../base/stages.js'
 import { ConsulError } from './consul-api.js'
 import { withLock } from '../state/lock.js'
 import type { LockConfig, SenderLock } from './sender.js'
@@ -69,10 +70,12 @@ export function kvStore(agent: ConsulAgent, config: LockConfig, lock: SenderLock
     transact: (fn) =>
       withLock(join(stateDir, 'state.lock'), async (local) => {
         const { state, index } = await readWithIndex()
+        stage('shared record read')
         const { next, result } = await fn(state, local.assertHeld)
         if (next) {
           await local.assertHeld()
           await write(next, index)
+          stage('shared record written (CAS)')
         }
         return result
       }),

@@ -8,6 +8,7 @@ import type { MasakariAccess } from './masakari-config.js'
 import { brief, NetworkError, requester, safeJson, type Fetch, type HttpRequest } from '../base/http.js'
 import { AuthError, keystone, type CachedToken, type Keystone, type TokenCache } from './keystone.js'
 import type { Logger } from '../base/log.js'
+import { stage } from '../base/stages.js'
 import type { Notification, Outcome } from '../decide/state-shape.js'
 
 // What a client is built from, taken from here by its callers and tests.
@@ -85,7 +86,9 @@ async function deliver(session: Session, notification: Notification): Promise<Se
 
 async function postWithToken(session: Session, notification: Notification) {
   const token = await session.keystone.token()
+  stage('Keystone token')
   const res = await post(session.request, token, notification)
+  stage('POST answered')
   if (res.status !== 401) return { token, res }
   // The cached token was revoked or expired early: one fresh token, one more try.
   const fresh = await session.keystone.renew()

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import type { Fetch } from '../base/http.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import type { Logger } from '../base/log.js'
+import { stage } from '../base/stages.js'
 import { masakariClient, type MasakariClient, type SendResult } from '../openstack/masakari.js'
 import { fileTokenCache } from '../openstack/token-cache.js'
 import type { Deps } from './deps.js'
@@ -90,6 +91,7 @@ const PASS_BUDGET_MS = 1000
  */
 export async function deliveryPass(deps: DeliveryDeps): Promise<PassResult> {
   const due = await deps.store.transact(async (state) => pickDue(state, deps))
+  stage('outbox read')
   const fence = deps.fence
   const picked = fence?.leaveToWorker ? due.filter((e) => !needsFence(e, fence.covers)) : due
   if (picked.length === 0) return deps.store.transact(async (state) => ({ result: summary(state, 0) }))
@@ -165,6 +167,7 @@ async function sendWhileAllowed(pass: Pass, deps: DeliveryDeps): Promise<void> {
       pass.failure ??= { error: new NotSenderError('lost the sender lock: another controller sends now; stopping before the next POST') }
       return
     }
+    if (deps.mayPost) stage('sender lock checked')
     let before: BeforePost = { send: entry.notification }
     try {
       // After the lock check, right before the POST: only the sender fences.

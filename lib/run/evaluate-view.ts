@@ -13,6 +13,7 @@ import { type HostList, unknownHosts } from '../decide/host-list.js'
 import { masakariHostList, warnUnknown } from './masakari-hosts.js'
 import type { Network } from '../base/networks.js'
 import type { Fetch } from '../base/http.js'
+import { stage } from '../base/stages.js'
 import { readSnapshots } from '../state/snapshot.js'
 import { type Snapshot, type Snapshots, supersedes } from '../decide/snapshot-shape.js'
 import { consulServers, masakariHostName } from '../consul/host-names.js'
@@ -96,6 +97,7 @@ export async function evaluateView(
     ...(ownHolds ? { ownHolds } : {}),
   }
   const evaluation = evaluate(input)
+  stage('evaluated')
   if (evaluation.queued.length === 0) return { evaluation, snapshots, fresh }
   // What a notification needs, asked at once (one round trip, not four): the servers (a failed
   // controller is not a compute host: Masakari would answer 400, a rate-limit slot used up),
@@ -114,6 +116,7 @@ export async function evaluateView(
     confirm && recovering && client ? confirmRecovery(monitor, client) : undefined,
     recovering && config.masakari.lookupHosts ? hostListFor(monitor, deps, evaluation, naming, input.masakariName) : undefined,
   ])
+  stage('own agents, servers, host list answered')
   if (evaluation.queued.some((e) => servers.has(e.host))) input.notHosts = excluded(config, servers)
   if (namer) input.masakariName = namer
   const final = confirmations ? { ...input, confirmations } : input

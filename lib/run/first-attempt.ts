@@ -8,6 +8,7 @@
 import { join } from 'node:path'
 import { deliveryDeps, deliveryPass } from './delivery.js'
 import { withDeadline } from '../base/http.js'
+import { stage } from '../base/stages.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import { tryLock } from '../state/lock.js'
 import type { Deps } from './deps.js'
@@ -38,6 +39,7 @@ export async function sendFirstAttempt(monitor: Monitor, deps: Deps, budgetS: nu
     lost = true
   })
   if (!release) return { outcome: 'left to the running worker' }
+  stage('worker lock taken')
   let left: StoreState
   try {
     const deadline = AbortSignal.timeout(budgetS * 1000)

@@ -17,6 +17,7 @@ import type { HostDecision, Evaluation } from '../decide/evaluator.js'
 import { sendFirstAttempt } from './first-attempt.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import type { Logger } from '../base/log.js'
+import { stage } from '../base/stages.js'
 import { dueEntries, hasPendingWork } from '../decide/outbox.js'
 import { writeSnapshot } from '../state/snapshot.js'
 import type { Snapshot, Snapshots } from '../decide/snapshot-shape.js'
@@ -65,6 +66,7 @@ export async function previewRun(monitor: Monitor, deps: Deps, incoming: Snapsho
 export async function recordRun(monitor: Monitor, deps: Deps, opts: RecordOptions = {}): Promise<RunResult> {
   const resynced = opts.resync ?? false
   const role = await monitor.coordination?.lock.acquire()
+  if (role) stage('sender lock acquired')
   if (role && !role.sender) return standby(monitor, deps, opts, role)
   let recorded: Evaluated
   try {
@@ -75,11 +77,13 @@ export async function recordRun(monitor: Monitor, deps: Deps, opts: RecordOption
     const peeked = await monitor.coordination.lock.peek()
     return standby(monitor, deps, opts, peeked.sender ? { sender: false, why: 'the sender lock was lost while recording' } : peeked)
   }
+  stage('recorded')
   const { evaluation, snapshots } = recorded
   await noteRefusals(monitor.config.stateDir, recorded.confirmations)
   for (const e of evaluation.events) monitor.logger[e.level](e.msg, e.fields)
   logDecisions(monitor.logger, evaluation.decisions, monitor.strategy)
   await noteStatus(monitor, evaluation.next, snapshots, role, deps.now(), { resynced })
+  stage('notes written')
   return runResult(recorded, role, resynced)
 }
 

@@ -7,6 +7,7 @@ import { ConsulError } from '../consul/consul-api.js'
 import { type Check, decodeStdin, InputError, nodeStates, STDIN_MAX_BYTES } from '../consul/checks-payload.js'
 import { parseChecks } from '../consul/consul-input.js'
 import type { Network } from '../base/networks.js'
+import { stage } from '../base/stages.js'
 import { assertOutputsWritten, loadMonitor } from './load-monitor.js'
 import { handOff, previewRun, recordRun } from './record-run.js'
 import type { Deps } from './deps.js'
@@ -47,11 +48,13 @@ export async function runWatch(args: WatchRunArgs, deps: Deps): Promise<void> {
   // Before the config is read: a file the run reads that changed after this leaves no quiet note.
   const startedAt = deps.now().getTime()
   const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
+  stage('config loaded')
   // Parse everything before touching the state directory: bad input must leave it as it was.
   const stdin = await deps.readStdin(STDIN_MAX_BYTES)
   const receivedAt = (deps.stdinReadAt ?? deps.now()).toISOString()
   const checks = parseChecks(decodeStdin(stdin))
   if (!showsOwnNode(checks, monitor.config.hostname)) await refuseBlindPayload(monitor, args.network, checks.length === 0)
+  stage('payload parsed')
   const snapshot: Snapshot = {
     version: 1,
     network: args.network,
@@ -98,6 +101,7 @@ async function recordSnapshot(monitor: Monitor, deps: Deps, args: WatchRunArgs, 
     const seen = { checks, lockCheck: monitor.config.consul.lock.check }
     const run = await recordRun(monitor, deps, { incoming: [snapshot], seen })
     await handOff(monitor, deps, run, { firstAttempt: true })
+    stage('handed off')
   } catch (err) {
     // Consul keeps a handler's output only at DEBUG: an own agent that refuses us (ACLs) or
     // does not answer is said in the log and in the pulse check too.

@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { writeFileAtomic } from './atomic-file.js'
+import { stage } from '../base/stages.js'
 import { withLock } from './lock.js'
 import { statePath } from './paths.js'
 import { StateFileError } from './state-errors.js'
@@ -81,8 +82,13 @@ export function localStore(stateDir: string, lockWaitMs = 30_000, lockStaleMs?: 
       withLock(
         join(stateDir, 'state.lock'),
         async (lock) => {
-          const { next, result } = await fn(await read(), lock.assertHeld)
-          if (next) await writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`, 0o600, { beforeRename: lock.assertHeld })
+          const state = await read()
+          stage('state.json read')
+          const { next, result } = await fn(state, lock.assertHeld)
+          if (next) {
+            await writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`, 0o600, { beforeRename: lock.assertHeld })
+            stage('state.json written')
+          }
           return result
         },
         lockWaitMs,
