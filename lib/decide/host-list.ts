@@ -50,6 +50,15 @@ export function refreshReason(list: HostList | undefined, wanted: readonly strin
   return undefined
 }
 
+/**
+ * Whether the pulse's deep look asks Masakari for a new list ahead of need (lib/run/warm-up.ts):
+ * none kept, or past its TTL, or dated in the future.
+ */
+export function dueForWarming(list: HostList | undefined, now: Date): boolean {
+  const age = list && ageS(list, now)
+  return age === undefined || !(age >= 0 && age < HOST_LIST_TTL_S)
+}
+
 /** A kept list that may stand in when a new one cannot be had: not older than HOST_LIST_MAX_AGE_S. */
 export function usableWhenRefreshFails(list: HostList | undefined, now: Date): HostList | undefined {
   const age = list && ageS(list, now)

@@ -54,6 +54,12 @@ export interface Keystone {
   token(): Promise<CachedToken>
   /** A fresh token, when Masakari refused the one in hand. */
   renew(): Promise<CachedToken>
+  /**
+   * Ahead of need (the pulse's deep look): a new token when the kept one expires within
+   * `aheadMs`, so that a failure does not wait for Keystone. The kept one stays until a new one
+   * is had: a Keystone that does not answer now costs nothing later.
+   */
+  warm(aheadMs: number): Promise<'kept' | 'renewed'>
 }
 
 export function keystone(config: MasakariAccess, deps: KeystoneDeps): Keystone {
@@ -70,11 +76,11 @@ export function keystone(config: MasakariAccess, deps: KeystoneDeps): Keystone {
   let pending: Promise<CachedToken> | undefined
 
   const token = async (): Promise<CachedToken> => {
-    if (usable(current, key, deps.now)) return current
+    if (usable(current, key, deps.now())) return current
     pending ??= (async () => {
       try {
         const cached = await deps.tokenCache.load().catch(() => undefined)
-        current = usable(cached, key, deps.now) ? cached : await authenticate(config, key, await identityUrl(), deps)
+        current = usable(cached, key, deps.now()) ? cached : await authenticate(config, key, await identityUrl(), deps)
         return current
       } finally {
         pending = undefined
@@ -89,7 +95,17 @@ export function keystone(config: MasakariAccess, deps: KeystoneDeps): Keystone {
     return token()
   }
 
-  return { token, renew }
+  const warm = async (aheadMs: number): Promise<'kept' | 'renewed'> => {
+    const kept = usable(current, key, deps.now()) ? current : await deps.tokenCache.load().catch(() => undefined)
+    if (usable(kept, key, deps.now(), aheadMs)) {
+      current = kept
+      return 'kept'
+    }
+    current = await authenticate(config, key, await identityUrl(), deps)
+    return 'renewed'
+  }
+
+  return { token, renew, warm }
 }
 
 /** Who a token is for: a cached token of other credentials, or for another endpoint, is not used. */
@@ -101,8 +117,9 @@ function cacheKey(config: MasakariAccess): string {
     .slice(0, 16)
 }
 
-function usable(t: CachedToken | undefined, key: string, now: () => Date): t is CachedToken {
-  return t !== undefined && t.key === key && Date.parse(t.expiresAt) - now().getTime() > RENEW_MARGIN_MS
+/** A token of these credentials that is good for more than `marginMs` from `now`. */
+function usable(t: CachedToken | undefined, key: string, now: Date, marginMs = RENEW_MARGIN_MS): t is CachedToken {
+  return t !== undefined && t.key === key && Date.parse(t.expiresAt) - now.getTime() > marginMs
 }
 
 async function authenticate(config: MasakariAccess, key: string, identityUrl: string, deps: KeystoneDeps): Promise<CachedToken> {

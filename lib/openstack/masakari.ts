@@ -76,6 +76,14 @@ export function masakariClient(config: MasakariAccess, deps: ClientDeps): Masaka
   }
 }
 
+/**
+ * Renews the kept Keystone token when it expires within `aheadMs` (lib/run/warm-up.ts, the
+ * pulse's deep look), keeping it until a new one is had.
+ */
+export function warmToken(config: MasakariAccess, deps: ClientDeps, aheadMs: number): Promise<'kept' | 'renewed'> {
+  return sessionOf(config, deps).keystone.warm(aheadMs)
+}
+
 /** POSTs the notification and classifies the answer; a STOPPED answered "on maintenance" is looked up. */
 async function deliver(session: Session, notification: Notification): Promise<SendResult> {
   const { token, res } = await postWithToken(session, notification)

@@ -12,7 +12,15 @@ import { masakariHostNames } from '../openstack/masakari.js'
 import { fileTokenCache, readOnlyTokenCache } from '../openstack/token-cache.js'
 import { writeFileAtomic } from '../state/atomic-file.js'
 import { hostListPath } from '../state/paths.js'
-import { freshList, type HostList, HostListSchema, refreshReason, usableWhenRefreshFails, withWarned } from '../decide/host-list.js'
+import {
+  dueForWarming,
+  freshList,
+  type HostList,
+  HostListSchema,
+  refreshReason,
+  usableWhenRefreshFails,
+  withWarned,
+} from '../decide/host-list.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 
@@ -36,13 +44,7 @@ export async function masakariHostList(monitor: Monitor, deps: Deps, wanted: rea
   const why = refreshReason(kept, wanted, deps.now())
   if (why === undefined) return kept
   try {
-    const got = await lookUp(monitor, deps)
-    // An empty answer is taken for one that could not tell: it would make every node unknown.
-    if (got.names.length === 0) throw new Error(`Masakari lists no host in its ${got.segments} failover segment(s)`)
-    const list = freshList(got.names, got.segments, deps.now(), kept)
-    logger.debug('Masakari host list looked up', { why, hosts: list.hosts.length, segments: list.segments })
-    await keep(monitor, list)
-    return list
+    return await lookUpAndKeep(monitor, deps, kept, why)
   } catch (err) {
     const fallback = usableWhenRefreshFails(kept, deps.now())
     const error = (err as Error).message
@@ -51,6 +53,34 @@ export async function masakariHostList(monitor: Monitor, deps: Deps, wanted: rea
     else logger.warn("cannot look up Masakari's hosts: no node is excluded by it this run (Masakari answers for itself)", { why, error })
     return fallback
   }
+}
+
+/**
+ * Ahead of need (the pulse's deep look, lib/run/warm-up.ts): a new list when the kept one is
+ * past its TTL, so that a failure finds one. A failure is said and changes nothing: the kept
+ * list stays, and a run about to queue a STOPPED asks again as it would have.
+ */
+export async function warmHostList(monitor: Monitor, deps: Deps): Promise<'kept' | 'renewed' | 'failed'> {
+  const kept = await readHostList(hostListPath(monitor.config.stateDir))
+  if (!dueForWarming(kept, deps.now())) return 'kept'
+  try {
+    await lookUpAndKeep(monitor, deps, kept, 'ahead of need (pulse)')
+    return 'renewed'
+  } catch (err) {
+    monitor.logger.warn("cannot look up Masakari's hosts ahead of need: a failure asks again", { error: (err as Error).message })
+    return 'failed'
+  }
+}
+
+/** A new list from Masakari, kept; an empty answer is an error. */
+async function lookUpAndKeep(monitor: Monitor, deps: Deps, kept: HostList | undefined, why: string): Promise<HostList> {
+  const got = await lookUp(monitor, deps)
+  // An empty answer is taken for one that could not tell: it would make every node unknown.
+  if (got.names.length === 0) throw new Error(`Masakari lists no host in its ${got.segments} failover segment(s)`)
+  const list = freshList(got.names, got.segments, deps.now(), kept)
+  monitor.logger.debug('Masakari host list looked up', { why, hosts: list.hosts.length, segments: list.segments })
+  await keep(monitor, list)
+  return list
 }
 
 /** GET /segments and their hosts, with the token kept in the state directory, all within HOST_LOOKUP_TIMEOUT_S. */
