@@ -12,7 +12,7 @@ import { loadMonitor } from '../lib/run/load-monitor.js'
 import { recordRun } from '../lib/run/record-run.js'
 import { writeSnapshot } from '../lib/state/snapshot.js'
 import { hostListPath } from '../lib/state/paths.js'
-import { HOST_LIST_MAX_AGE_S, HOST_LIST_RECHECK_S, HOST_LIST_TTL_S } from '../lib/decide/host-list.js'
+import { HOST_LIST_KNOWN_MAX_AGE_S, HOST_LIST_MAX_AGE_S, HOST_LIST_RECHECK_S, HOST_LIST_TTL_S } from '../lib/decide/host-list.js'
 import { configYaml, fakeDeps, readState, response, scriptedFetch } from './helpers.js'
 
 const ENDPOINT = 'http://127.0.0.1:15868/v1/proj'
@@ -175,9 +175,32 @@ t.test('a fresh kept list holding the host: no request', async (t) => {
   )
 })
 
-t.test('a kept list past its TTL is asked again', async (t) => {
+t.test('past its TTL, a kept list holding the host is used without asking first (no wait for Masakari)', async (t) => {
   const { config, stateDir } = await setup(t)
-  await keptList(stateDir, ['cmp1', 'cmp2'], HOST_LIST_TTL_S + 1)
+  await keptList(stateDir, ['cmp1', 'cmp2'], HOST_LIST_KNOWN_MAX_AGE_S - 10)
+  const run = await cmp1Down(config, masakari({ s1: ['cmp2'] }))
+  t.same(run.requests, [], 'Masakari not asked')
+  t.same(
+    run.result.queued.map((n) => n.hostname),
+    ['cmp1'],
+    'the STOPPED queued, as without the lookup',
+  )
+})
+
+t.test('a kept list past its TTL without the host is asked again', async (t) => {
+  const { config, stateDir } = await setup(t)
+  await keptList(stateDir, ['cmp2'], HOST_LIST_TTL_S + 1)
+  const missing = await cmp1Down(config, masakari({ s1: ['cmp2', 'cmp1'] }))
+  t.ok(missing.requests.length > 0, 'cmp1 not in it: asked')
+  t.same(
+    missing.result.queued.map((n) => n.hostname),
+    ['cmp1'],
+  )
+})
+
+t.test('a kept list holding the host but past the known-host age is asked again', async (t) => {
+  const { config, stateDir } = await setup(t)
+  await keptList(stateDir, ['cmp1', 'cmp2'], HOST_LIST_KNOWN_MAX_AGE_S + 1)
   const run = await cmp1Down(config, masakari({ s1: ['cmp2'] }))
   t.ok(run.requests.length > 0, 'asked')
   t.same(run.result.queued, [], 'cmp1 left the segments since')

@@ -17,6 +17,17 @@ export const HOST_LIST_TTL_S = 300
  */
 export const HOST_LIST_RECHECK_S = 30
 /**
+ * A list that holds every host about to get a STOPPED is used as it is up to this age, past its
+ * TTL: asking first would hold the STOPPED for Keystone and Masakari's pages, and what a newer
+ * list could change is only to take a host out, the rare case of a host removed from its segment
+ * since, whose STOPPED Masakari then refuses (400, final), as it does for one removed within the
+ * TTL, and as without the lookup. The pulse's deep look renews the list past its TTL (every 30
+ * minutes when idle, lib/run/warm-up.ts), so a failure finds one younger than this. A host the
+ * list does not hold still asks as before: a list may only fail towards notifying.
+ */
+export const HOST_LIST_KNOWN_MAX_AGE_S = 2400
+
+/**
  * Past its TTL, a list is still used up to this age when a new one cannot be had (said in the
  * log): Masakari down for a while must not turn a controller's dead network node into a STOPPED.
  */
@@ -43,9 +54,10 @@ const ageS = (list: HostList, now: Date) => (now.getTime() - Date.parse(list.loo
 export function refreshReason(list: HostList | undefined, wanted: readonly string[], now: Date): string | undefined {
   if (!list) return 'no list kept yet'
   const age = ageS(list, now)
-  if (!(age >= 0 && age < HOST_LIST_TTL_S)) return `the list is ${Math.round(age)} s old (TTL ${HOST_LIST_TTL_S} s)`
   const known = new Set(list.hosts)
   const missing = wanted.filter((h) => !known.has(h))
+  if (missing.length === 0 && wanted.length > 0 && age >= 0 && age < HOST_LIST_KNOWN_MAX_AGE_S) return undefined
+  if (!(age >= 0 && age < HOST_LIST_TTL_S)) return `the list is ${Math.round(age)} s old (TTL ${HOST_LIST_TTL_S} s)`
   if (missing.length > 0 && age >= HOST_LIST_RECHECK_S) return `${missing.join(', ')} not in the list of ${list.lookedUpAt}`
   return undefined
 }
