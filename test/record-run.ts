@@ -376,3 +376,95 @@ t.test('one controller (no coordination) keeps no holds.json: its record has its
   t.match(run.state.ledger.cmp1, { hold: { kind: 'recovery', since: deps.now().toISOString() } })
   t.notOk(existsSync(join(stateDir, 'holds.json')))
 })
+
+/**
+ * One controller whose sender lock answers when the test says, and whose shared record (a
+ * state.json standing in for Consul KV) says when it was read and written.
+ */
+async function lockAndRecord(t: Test, answer: (events: string[]) => Promise<Role>, opts: { recordRefused?: Error } = {}) {
+  const dir = t.testdir({})
+  const stateDir = join(dir, 'state')
+  const config = join(dir, 'config.yaml')
+  await writeFile(config, configYaml(stateDir))
+  const deps = fakeDeps()
+  const monitor = await loadMonitor(config, deps, 'test')
+  const events: string[] = []
+  const kv = localStore(join(dir, 'kv'))
+  const shared = {
+    read: kv.read,
+    transact: <T>(fn: Parameters<typeof kv.transact<T>>[0]) =>
+      kv.transact<T>(async (state, held) => {
+        if (opts.recordRefused) throw opts.recordRefused
+        events.push('record read')
+        const out = await fn(state, held)
+        if (out.next) events.push('record written')
+        return out
+      }),
+  }
+  const lock: SenderLock = {
+    acquire: () => answer(events),
+    peek: async () => ({ sender: false, why: 'test' }),
+    stillHeld: async () => true,
+    session: () => 'mine',
+  }
+  monitor.coordination = { lock, shared, agent: {} as ConsulAgent, config: LockSchema.parse({}) }
+  monitor.store = shared
+  const nodes = Object.assign(Object.create(null), { cmp1: 'up', controller: 'up' })
+  for (const network of ['management', 'tenant'] as const)
+    await writeSnapshot(stateDir, { version: 1, network, consulIndex: '1', receivedAt: deps.now().toISOString(), nodes })
+  const incoming: Snapshot = { version: 1, network: 'storage', consulIndex: '2', receivedAt: deps.now().toISOString(), nodes }
+  return {
+    events,
+    run: () => recordRun(monitor, deps, { incoming: [incoming] }),
+    kvWritten: () => existsSync(join(dir, 'kv', 'state.json')),
+  }
+}
+
+/** A lock that answers `role` only after a while, saying when. */
+const later =
+  (role: Role | Error) =>
+  (events: string[]): Promise<Role> =>
+    new Promise((resolve, reject) =>
+      setTimeout(() => {
+        events.push('lock answered')
+        if (role instanceof Error) reject(role)
+        else resolve(role)
+      }, 100),
+    )
+
+t.test('the sender lock and the shared record are asked together: the record is read before the lock answers', async (t) => {
+  const h = await lockAndRecord(t, later({ sender: true, session: 'mine' }))
+  const run = await h.run()
+  t.match(run.role, { sender: true })
+  t.same(h.events, ['record read', 'lock answered', 'record written'], 'one read, beside the lock; written once the lock said ours')
+})
+
+t.test('the sender lock taken just now: the shared record is read again after it, then written', async (t) => {
+  const h = await lockAndRecord(t, later({ sender: true, session: 'mine', taken: true }))
+  const run = await h.run()
+  t.match(run.role, { sender: true })
+  t.same(h.events, ['record read', 'lock answered', 'record read', 'record written'], 'the first read may predate the last holder’s write')
+})
+
+t.test('the sender lock refuses: the run fails with its error, and the shared record is not written', async (t) => {
+  const h = await lockAndRecord(
+    t,
+    later(new Error('PUT …/v1/kv/masakari-consul/sender?acquire answered 403: the ACL token lacks key_prefix write')),
+  )
+  await t.rejects(h.run(), /the ACL token lacks key_prefix write/)
+  t.notOk(h.kvWritten())
+  t.notOk(h.events.includes('record written'))
+})
+
+t.test('another controller sends: standby, the shared record not written', async (t) => {
+  const h = await lockAndRecord(t, later({ sender: false, holder: 'ctl2', why: 'ctl2 holds the sender lock' }))
+  const run = await h.run()
+  t.match(run.role, { sender: false, holder: 'ctl2' })
+  t.notOk(h.kvWritten())
+})
+
+t.test("the sender lock and the shared record both refuse: the run fails with the lock's error (its hint)", async (t) => {
+  const lockError = new Error('PUT …/v1/kv/masakari-consul/sender?acquire answered 403: the ACL token lacks key_prefix write')
+  const h = await lockAndRecord(t, later(lockError), { recordRefused: new Error('GET Consul KV masakari-consul/state answered 403') })
+  await t.rejects(h.run(), /the ACL token lacks key_prefix write/)
+})

@@ -44,7 +44,7 @@ async function race(t: Test, theirNode: string | undefined) {
 
 t.test('a lock held by a session of our own node (two runs here raced) is adopted', async (t) => {
   const { role, file, asked } = await race(t, 'ctl-a')
-  t.same(role, { sender: true, session: 'theirs' })
+  t.same(role, { sender: true, session: 'theirs', taken: true })
   t.equal(file.id, 'theirs', 'the session file now names it')
   t.ok(asked.includes('GET /v1/session/info/theirs') && asked.includes('GET /v1/session/info/mine'), asked.join(', '))
 })

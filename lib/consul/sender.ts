@@ -38,7 +38,18 @@ export const LockSchema = z
   .prefault({})
 export type LockConfig = z.infer<typeof LockSchema>
 
-export type Role = { sender: true; session: string } | { sender: false; holder?: string; why: string }
+export type Role =
+  | {
+      sender: true
+      session: string
+      /**
+       * This acquire took the lock (an acquire that succeeded, or a raced session of ours
+       * adopted), rather than finding it ours: a shared record read while it was being taken may
+       * predate the last holder's last write, and is read again (lib/run/record-run.ts).
+       */
+      taken?: true
+    }
+  | { sender: false; holder?: string; why: string }
 
 export interface SenderLock {
   /** Holds the lock if it can; says who holds it otherwise. */
@@ -89,14 +100,14 @@ export function senderLock(agent: ConsulAgent, config: LockConfig, host: string,
         if (refusedAgain) return { sender: false, ...(await holderOf(agent, key)), why: refusedAgain }
         held = await tryAcquire()
       }
-      if (held === true) return { sender: true, session: session! }
+      if (held === true) return { sender: true, session: session!, taken: true }
       // Two runs on this controller created a session each at once, and the file kept the
       // other one: the lock held by our node's session is ours.
       const raced = await racedSession(agent, key, host, session!)
       if (raced !== undefined) {
         session = raced
         await writeFileAtomic(sessionPath, `${JSON.stringify({ id: session })}\n`, 0o600)
-        return { sender: true, session }
+        return { sender: true, session, taken: true }
       }
       return { sender: false, ...(await holderOf(agent, key)) }
     },

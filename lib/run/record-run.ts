@@ -65,18 +65,32 @@ export async function previewRun(monitor: Monitor, deps: Deps, incoming: Snapsho
  */
 export async function recordRun(monitor: Monitor, deps: Deps, opts: RecordOptions = {}): Promise<RunResult> {
   const resynced = opts.resync ?? false
-  const role = await monitor.coordination?.lock.acquire()
-  if (role) stage('sender lock acquired')
-  if (role && !role.sender) return standby(monitor, deps, opts, role)
-  let recorded: Evaluated
+  // The sender lock's consistent read and the shared record's are independent: asked together
+  // (one round trip, not two), the record's under the store lock, which waits for the lock's
+  // answer before it evaluates. Awaited below: a refusal before then is not an unhandled one.
+  const acquiring = acquireEarly(monitor)
+  let turn: Turn
   try {
-    recorded = await transact(monitor, deps, opts)
+    turn = await transact(monitor, deps, opts, acquiring, false)
+    // Taken just now: the record read beside it may predate the last holder's last write.
+    if ('taken' in turn) turn = await transact(monitor, deps, opts, acquiring, true)
   } catch (err) {
+    // The lock's own refusal (an ACL hint, no answer) is what the run fails with, as before.
+    const refused = await acquiring.then(
+      () => undefined,
+      (e: unknown) => ({ e }),
+    )
+    if (refused) throw refused.e
     // Another controller took the sender lock between our acquire and our write: it decides.
     if (!(err instanceof NotSenderError) || !monitor.coordination) throw err
     const peeked = await monitor.coordination.lock.peek()
     return standby(monitor, deps, opts, peeked.sender ? { sender: false, why: 'the sender lock was lost while recording' } : peeked)
   }
+  const role = await acquiring
+  if ('notSender' in turn) return standby(monitor, deps, opts, turn.notSender)
+  // A second turn reads again whatever the role: it never answers 'taken'.
+  if ('taken' in turn) throw new Error('bug: the shared record was not read again after the sender lock was taken')
+  const recorded = turn.recorded
   stage('recorded')
   const { evaluation, snapshots } = recorded
   await noteRefusals(monitor.config.stateDir, recorded.confirmations)
@@ -117,17 +131,35 @@ function runResult({ evaluation, snapshots }: Evaluated, role: Role | undefined,
   }
 }
 
+/** What one turn under the store lock came to: recorded, another controller sends, or the lock was taken just now. */
+type Turn = { recorded: Evaluated } | { notSender: Extract<Role, { sender: false }> } | { taken: true }
+
+/** The sender lock asked for at once (with several controllers), its answer awaited where it is needed. */
+function acquireEarly(monitor: Monitor): Promise<Role | undefined> {
+  const acquiring = monitor.coordination ? monitor.coordination.lock.acquire() : Promise.resolve(undefined)
+  acquiring.then(
+    (role) => role && stage('sender lock acquired'),
+    () => {},
+  )
+  return acquiring
+}
+
 /**
- * Under the store lock: evaluate, write the incoming snapshots and this controller's own holds,
- * then the record if it changed.
+ * Under the store lock, once the sender lock has answered: nothing when another controller
+ * sends, or when this run took the lock just now and `reread` is false (the caller reads
+ * again); else evaluate, write the incoming snapshots and this controller's own holds, then the
+ * record if it changed.
  */
-function transact(monitor: Monitor, deps: Deps, opts: RecordOptions): Promise<Evaluated> {
-  return monitor.store.transact(async (state, held) => {
+function transact(monitor: Monitor, deps: Deps, opts: RecordOptions, acquiring: Promise<Role | undefined>, reread: boolean): Promise<Turn> {
+  return monitor.store.transact(async (state, held): Promise<{ next?: StoreState; result: Turn }> => {
+    const role = await acquiring
+    if (role && !role.sender) return { result: { notSender: role } }
+    if (role?.taken && !reread) return { result: { taken: true } }
     const own = await readOwn(monitor)
     const r = await evaluateView(monitor, deps, opts.incoming ?? [], state, true, own?.holds)
     await writeFresh(monitor, opts, r.fresh, held)
     await writeOwn(monitor, own, r.evaluation, held)
-    return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: r }
+    return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: { recorded: r } }
   })
 }
 
