@@ -27,7 +27,7 @@ export interface FenceTrial {
   storedS: number
   /** storedS − serfS */
   addedS: number
-  /** fenced: the sender's own figure for the fence (power off, then status until off), s */
+  /** fenced: the sender's own figure for the fence (power off, then status until off; its log gives ms), s */
   fenceS?: number
   /** the STOPPED's host_status as Masakari stored it */
   hostStatus: string
@@ -159,7 +159,7 @@ async function trial(
     serfS,
     storedS,
     addedS: round(storedS - serfS, 2),
-    ...(line?.elapsed !== undefined ? { fenceS: round(Number(line.elapsed), 2) } : {}),
+    ...(line?.elapsed !== undefined ? { fenceS: round(Number(line.elapsed) / 1000, 2) } : {}),
     hostStatus: String(n?.payload.host_status),
     powerOffs,
   }

@@ -436,6 +436,15 @@ const TAKEOVER_CASES: TakeoverCase[] = [
     until: 25,
   },
   {
+    name: "the record saw this vector unconfirmed (the old sender's own agent did not answer as it died): the hold counts from this controller's",
+    record: seen('normal', { vector: DOWN, unconfirmedSince: at(0).toISOString() }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 0, DOWN),
+    at: 5,
+    action: 'STOPPED',
+    reason: /held since 2026-11-25T12:00:00\.000Z/,
+  },
+  {
     name: "the record's own hold stands, even when this controller's began earlier",
     record: seen('normal', { vector: DOWN, hold: { kind: 'recovery', since: at(1).toISOString() } }),
     snaps: view('up', 'up', 'down'),
