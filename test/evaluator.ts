@@ -299,6 +299,7 @@ function runAt(
   snaps: Snapshots,
   guards: Partial<GuardPolicy>,
   confirmations?: Parameters<typeof evaluate>[0]['confirmations'],
+  ownHolds?: OwnHolds,
 ) {
   return evaluate({
     snapshots: snaps,
@@ -310,6 +311,7 @@ function runAt(
     newId,
     guards: { ...OFF, ...guards },
     confirmations,
+    ...(ownHolds ? { ownHolds } : {}),
   })
 }
 const cmp1 = (r: ReturnType<typeof run>) => r.decisions.find((d) => d.host === 'cmp1')!
@@ -363,17 +365,7 @@ const own = (kind: 'recovery' | 'back', s: number, vector: string): OwnHolds => 
 
 /** A run at `s` seconds with this controller's own holds (evaluate's `ownHolds`). */
 function runOwn(s: number, state: StoreState, snaps: Snapshots, ownHolds?: OwnHolds) {
-  return evaluate({
-    snapshots: snaps,
-    strategy: DEFAULT_STRATEGY,
-    state,
-    ownHost: 'controller',
-    firstSight: 'notify',
-    now: at(s),
-    newId,
-    guards: { ...OFF, ...HOLD5 },
-    ...(ownHolds ? { ownHolds } : {}),
-  })
+  return runAt(s, state, snaps, HOLD5, undefined, ownHolds)
 }
 
 interface TakeoverCase {
