@@ -23,6 +23,7 @@ import { freePort, startOpenStack, type OpenStack } from '../stack/openstack.js'
 import { machine } from './common.js'
 import { takeover, type TakeoverResult } from './controllers.js'
 import { handlerCost, type CostResult } from './cost.js'
+import { fencingCost, type FencingResult } from './fencing.js'
 import { idleCost, type IdleResult } from './idle.js'
 import { detectionLatency, GOSSIP_FAST, LONE_SETTLE_S, type LatencyMode } from './latency.js'
 import { massFailure, type MassResult } from './mass.js'
@@ -45,6 +46,7 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '100,1000,10000' },
     keep: { type: 'boolean', default: false },
     'takeover-trials': { type: 'string', default: '3' },
+    'fence-pairs': { type: 'string', default: '3' },
     'idle-seconds': { type: 'string', default: '300' },
   },
 })
@@ -129,6 +131,14 @@ async function main(): Promise<void> {
         octet: 190,
         log,
       })) satisfies TakeoverResult
+    if (want('fencing'))
+      results.sections.fencing = (await fencingCost({
+        openstack: openstack!,
+        dir: join(dir, 'fencing'),
+        pairs: Number(values['fence-pairs']),
+        octet: 150,
+        log,
+      })) satisfies FencingResult
     if (want('idle'))
       results.sections.idle = (await idleCost({
         openstack: openstack!,

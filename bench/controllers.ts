@@ -94,7 +94,16 @@ function accepted(stack: RealStack, among: string[], host: string, after: number
 }
 
 async function takeoverTrial(stack: RealStack, host: string, log: (m: string) => void): Promise<TakeoverTrial> {
-  const killed = await stack.holder()
+  // The lock can be between holders (a lock-delay after the previous trial's restart): wait for
+  // one, named by two reads in a row, rather than kill a controller that is not the sender.
+  const killed = await waitUntil(
+    'one sender lock holder, twice in a row',
+    async () => {
+      const [a, b] = [await stack.holder(), await stack.holder()]
+      return a === b ? a : undefined
+    },
+    60_000,
+  )
   const survivors = controllers.filter((c) => c !== killed)
   const before = (await stack.notifications(host)).length
   const frozenAt = Date.now()

@@ -2,6 +2,7 @@
 import type { machine } from './common.js'
 import type { TakeoverResult } from './controllers.js'
 import type { CostResult } from './cost.js'
+import type { FencingResult } from './fencing.js'
 import type { IdleResult } from './idle.js'
 import type { LatencyMode } from './latency.js'
 import type { MassResult } from './mass.js'
@@ -28,6 +29,7 @@ export interface Results {
     massFailure?: MassResult
     latency?: LatencyMode[]
     takeover?: TakeoverResult
+    fencing?: FencingResult
     idle?: IdleResult
   }
   targets?: Target[]
@@ -186,12 +188,28 @@ export function targets(r: Results): Target[] {
 function controllerTargets(r: Results): Target[] {
   const out: Target[] = []
   const tk = r.sections.takeover
-  if (tk)
+  if (tk) {
     out.push({
       name: 'lock holder killed after a compute failure: STOPPED stored per trial',
       target: 'exactly 1',
       measured: tk.trials.map((t) => t.stopped).join(', '),
       met: tk.exactlyOne,
+    })
+    // Issue #21: the new sender continues the hold the survivors saw go by (holds.json).
+    out.push({
+      name: 'takeover: holder declared failed → STOPPED stored (median)',
+      target: `≤ lock-delay + 2 s (${tk.lockDelayS + 2} s)`,
+      measured: `${tk.afterDetectionS.median.toFixed(1)} s`,
+      met: tk.afterDetectionS.median <= tk.lockDelayS + 2,
+    })
+  }
+  const fc = r.sections.fencing
+  if (fc)
+    out.push({
+      name: 'fencing: one power-off and NORMAL per fenced trial, none without fencing',
+      target: 'exact',
+      measured: fc.trials.map((t) => `${t.fencing ? 'on' : 'off'} ${t.powerOffs}/${t.hostStatus}`).join(', '),
+      met: fc.exact,
     })
   const idle = r.sections.idle
   if (idle) {
@@ -220,6 +238,20 @@ function controllerRows(r: Results): string[] {
     lines.push('|---|---|---|---|')
     lines.push(
       `| ${fmt(tk.holderSerfS, ' s', 1)} | ${fmt(tk.afterDetectionS, ' s', 1)} | ${fmt(tk.storedS, ' s', 1)} | ${tk.trials.map((t) => t.stopped).join(', ')} |`,
+    )
+  }
+  const fc = r.sections.fencing
+  if (fc) {
+    lines.push(
+      '',
+      `**Fencing** (${fc.agent}; one controller, a compute's storage agent frozen, trials alternating fencing off / on; seconds from the fault)`,
+      '',
+      '| fencing | trials | fault → stored | serfHealth critical → stored | the fence (off, then status until off) |',
+      '|---|---|---|---|---|',
+      `| off | ${fc.off.storedS.n} | ${fmt(fc.off.storedS, ' s', 1)} | ${fmt(fc.off.addedS, ' s', 1)} | — |`,
+      `| on | ${fc.on.storedS.n} | ${fmt(fc.on.storedS, ' s', 1)} | ${fmt(fc.on.addedS, ' s', 1)} | ${fmt(fc.on.fenceS, ' s', 1)} |`,
+      '',
+      `Fencing's cost per pair (on − off, fault → stored): ${fmt(fc.costS, ' s', 1)}.`,
     )
   }
   const idle = r.sections.idle

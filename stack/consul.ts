@@ -85,6 +85,8 @@ export interface ConsulStackOptions {
    * Default: this process's user.
    */
   user?: { uid: number; gid: number }
+  /** `node_meta` per node and network (what an operator puts in an agent's config, e.g. its BMC's address). */
+  nodeMeta?: Record<string, Partial<Record<Network, Record<string, string>>>>
 }
 
 export interface AclOptions {
@@ -497,6 +499,8 @@ function writeAgentFiles(s: Stack, a: Agent): void {
       fs.writeFileSync(path.join(a.configDir, `50-extra-${i}.json`), JSON.stringify(cfg, null, 2))
     })
   }
+  const meta = opts.nodeMeta?.[a.node]?.[a.network]
+  if (meta) fs.writeFileSync(path.join(a.configDir, '40-node-meta.json'), JSON.stringify({ node_meta: meta }, null, 2))
   fs.writeFileSync(a.logPath, '') // truncate
 }
 

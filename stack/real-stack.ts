@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { stringify } from 'yaml'
-import { consulAddress, startConsulStack, NETWORKS, type ConsulStack, type Network } from './consul.js'
+import { consulAddress, startConsulStack, NETWORKS, type ConsulStack, type ConsulStackOptions, type Network } from './consul.js'
 import { freePort, isAlive, startOpenStack, type Notification, type OpenStack, type OpenStackOptions } from './openstack.js'
 
 /** The checkout: stack/.. here, bench/out/../.. when bundled into the bench. */
@@ -45,6 +45,8 @@ export interface RealStackOptions {
   /** masakari.delivery keys over the harness's (backoff 0.5–2 s, expiry 120 s). */
   delivery?: { expiry?: number }
   fastGossip?: boolean
+  /** Consul `node_meta` per node and network (stack/consul.ts). */
+  nodeMeta?: ConsulStackOptions['nodeMeta']
   /**
    * Consul ACLs on (default deny). The monitors' watches and configs (`consul.token`) get one
    * token, the same SecretID in the three clusters, with MONITOR_ACL_RULES.
@@ -241,6 +243,7 @@ export async function startRealStack(opts: RealStackOptions): Promise<RealStack>
     controllers,
     octet: opts.octet,
     fastGossip: opts.fastGossip,
+    nodeMeta: opts.nodeMeta,
     // with ACLs the token must exist before a watch runs: the watches come after it, by reload
     controllerConfigs: Object.fromEntries(monitors.map((m) => [m.controller, startConfigOf(m)])),
     acl: token ? { masterToken: randomUUID() } : undefined,

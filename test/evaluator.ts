@@ -299,6 +299,7 @@ function runAt(
   snaps: Snapshots,
   guards: Partial<GuardPolicy>,
   confirmations?: Parameters<typeof evaluate>[0]['confirmations'],
+  ownHolds?: OwnHolds,
 ) {
   return evaluate({
     snapshots: snaps,
@@ -310,6 +311,7 @@ function runAt(
     newId,
     guards: { ...OFF, ...guards },
     confirmations,
+    ...(ownHolds ? { ownHolds } : {}),
   })
 }
 const cmp1 = (r: ReturnType<typeof run>) => r.decisions.find((d) => d.host === 'cmp1')!
@@ -363,17 +365,7 @@ const own = (kind: 'recovery' | 'back', s: number, vector: string): OwnHolds => 
 
 /** A run at `s` seconds with this controller's own holds (evaluate's `ownHolds`). */
 function runOwn(s: number, state: StoreState, snaps: Snapshots, ownHolds?: OwnHolds) {
-  return evaluate({
-    snapshots: snaps,
-    strategy: DEFAULT_STRATEGY,
-    state,
-    ownHost: 'controller',
-    firstSight: 'notify',
-    now: at(s),
-    newId,
-    guards: { ...OFF, ...HOLD5 },
-    ...(ownHolds ? { ownHolds } : {}),
-  })
+  return runAt(s, state, snaps, HOLD5, undefined, ownHolds)
 }
 
 interface TakeoverCase {
@@ -434,6 +426,15 @@ const TAKEOVER_CASES: TakeoverCase[] = [
     at: 20,
     action: 'none',
     until: 25,
+  },
+  {
+    name: "the record saw this vector unconfirmed (the old sender's own agent did not answer as it died): the hold counts from this controller's",
+    record: seen('normal', { vector: DOWN, unconfirmedSince: at(0).toISOString() }),
+    snaps: view('up', 'up', 'down'),
+    ownHolds: own('recovery', 0, DOWN),
+    at: 5,
+    action: 'STOPPED',
+    reason: /held since 2026-11-25T12:00:00\.000Z/,
   },
   {
     name: "the record's own hold stands, even when this controller's began earlier",

@@ -1,5 +1,5 @@
 /** Recording side effects for in-process tests of the handlers and lib. */
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
@@ -252,5 +252,36 @@ export function memoryConfigEnv(
     env: vars,
     hostname: () => 'ctl1',
     ...(modes ? { fileMode: async (p: string) => modes[p] ?? 0o600 } : {}),
+  }
+}
+
+/**
+ * Kills every process whose command line holds `arg` (a test's config path: the detached workers
+ * a handler run started) and resolves once they are gone, so that none writes into a test
+ * directory while tap removes it.
+ */
+export async function killProcessesWith(arg: string, timeoutMs = 5_000): Promise<void> {
+  const pids = () =>
+    readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid)
+      .filter((name) => {
+        try {
+          return readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(arg)
+        } catch {
+          return false // gone meanwhile
+        }
+      })
+      .map(Number)
+  const deadline = Date.now() + timeoutMs
+  for (let left = pids(); left.length > 0; left = pids()) {
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // exited meanwhile
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`processes with ${arg} still running after ${timeoutMs} ms: ${left.join(', ')}`)
+    await new Promise((r) => setTimeout(r, 20))
   }
 }

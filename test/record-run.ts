@@ -277,6 +277,17 @@ const TAKEOVER: TakeoverCase[] = [
     stopped: true,
   },
   {
+    name: 'the hold ran out on the standby during the lock-delay, and it ran again: the new sender sends at once, held since the failure',
+    steps: [
+      { at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
+      // the standby's own evaluation finds the hold over (a STOPPED it does not record), twice
+      { at: 6, holder: undefined, by: 'ctl2', cmp1: 'down' },
+      { at: 8, holder: undefined, by: 'ctl2', cmp1: 'down' },
+      { at: 20, holder: 'ctl2', by: 'ctl2' },
+    ],
+    stopped: true,
+  },
+  {
     name: 'part of the hold went by on the standby: the new sender holds the rest',
     steps: [
       { at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' },
@@ -333,19 +344,28 @@ for (const c of TAKEOVER) {
   })
 }
 
-t.test("takeover: the standby's holds are in holds.json, with the vector each is for; the sender's decision clears them", async (t) => {
-  const { ctl, steps } = await controllers(t)
-  await steps([{ at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' }])
-  const holds = () => readFile(join(ctl.ctl2.stateDir, 'holds.json'), 'utf8').then(JSON.parse)
-  t.same(await holds(), { cmp1: { kind: 'recovery', since: atS(0), vector: 'management=up tenant=up storage=down' } })
-  t.same(
-    JSON.parse((await readState(join(ctl.ctl2.stateDir, '..', 'kv'))) ?? '{}').ledger.cmp1.hold,
-    undefined,
-    'the standby recorded nothing',
-  )
-  await steps([{ at: 20, holder: 'ctl2', by: 'ctl2' }])
-  t.same(await holds(), {}, 'decided: nothing held any more')
-})
+t.test(
+  "takeover: the standby's holds are in holds.json, with the vector each is for; the sender's decision keeps the one that ran out",
+  async (t) => {
+    const { ctl, steps } = await controllers(t)
+    await steps([{ at: 0, holder: 'ctl1', by: 'ctl2', cmp1: 'down' }])
+    const holds = () => readFile(join(ctl.ctl2.stateDir, 'holds.json'), 'utf8').then(JSON.parse)
+    t.same(await holds(), { cmp1: { kind: 'recovery', since: atS(0), vector: 'management=up tenant=up storage=down' } })
+    t.same(
+      JSON.parse((await readState(join(ctl.ctl2.stateDir, '..', 'kv'))) ?? '{}').ledger.cmp1.hold,
+      undefined,
+      'the standby recorded nothing',
+    )
+    await steps([{ at: 20, holder: 'ctl2', by: 'ctl2' }])
+    t.same(
+      await holds(),
+      { cmp1: { kind: 'recovery', since: atS(0), vector: 'management=up tenant=up storage=down' } },
+      'decided: the hold that ran out stays (the record now says the recovery is decided)',
+    )
+    await steps([{ at: 30, holder: 'ctl2', by: 'ctl2', cmp1: 'up' }])
+    t.match(await holds(), { cmp1: { kind: 'back', since: atS(30) } }, 'back up: its STARTED hold replaces it')
+  },
+)
 
 t.test('takeover: an unusable holds.json is said, its holds count from now, and the run replaces it', async (t) => {
   const { ctl, steps } = await controllers(t)

@@ -210,9 +210,9 @@ export function holdEnds(since: string, seconds: number): Date {
 /**
  * Since when a hold the record does not have yet starts: now, unless this controller's own runs
  * (several controllers, `holds.json`) already held the host in this very vector while the
- * record never saw it there: its sender died before recording it, and the hold that went by on
- * this controller meanwhile (Consul's lock-delay, mostly) counts. A record that saw the vector
- * and holds nothing had its reason (the isolation guard); any other vector, or a flap this
+ * record never saw it there (or saw it unconfirmed): its sender died before recording it, and the
+ * hold that went by on this controller meanwhile (Consul's lock-delay, mostly) counts. A record
+ * that saw the vector confirmed and holds nothing had its reason; any other vector, or a flap this
  * controller saw, broke its own hold already. A time that is not before now counts as now.
  */
 export function holdStart(
@@ -222,7 +222,10 @@ export function holdStart(
   own: OwnHold | undefined,
   now: string,
 ): string {
-  if (own?.kind !== kind || own.vector !== vector || recorded?.vector === vector) return now
+  // Unconfirmed is no such reason: the old sender's own agent did not answer (seen as it died:
+  // its server forwarding to a killed leader), and the new sender asks its own before any STOPPED.
+  const guarded = recorded?.vector === vector && recorded.unconfirmedSince === undefined
+  if (own?.kind !== kind || own.vector !== vector || guarded) return now
   const since = Date.parse(own.since)
   return since < Date.parse(now) ? new Date(since).toISOString() : now
 }

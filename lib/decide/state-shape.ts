@@ -114,6 +114,28 @@ export type OwnHold = z.infer<typeof OwnHoldSchema>
 export const OwnHoldsSchema = hostRecordSchema(OwnHoldSchema)
 export type OwnHolds = z.infer<typeof OwnHoldsSchema>
 
+/**
+ * The holds this controller keeps after an evaluation (pure): the ledger's, and the one a decision
+ * of this evaluation just ended (its STOPPED or STARTED is due), as it was read, else from `now`.
+ * A standby records nothing, so without it its next run would start that hold again, and a
+ * takeover after a hold ran out on the standbys would hold the full time once more.
+ */
+export function ownHoldsAfter(
+  ledger: StoreState['ledger'],
+  decided: ReadonlyArray<{ host: string; action: string; vectorText: string }>,
+  before: OwnHolds,
+  now: string,
+): OwnHolds {
+  const holds = ownHoldsOf(ledger)
+  for (const d of decided) {
+    if (d.action !== 'STOPPED' && d.action !== 'STARTED') continue
+    const kind = d.action === 'STOPPED' ? 'recovery' : 'back'
+    const kept = Object.hasOwn(before, d.host) ? before[d.host] : undefined
+    holds[d.host] = kept?.kind === kind && kept.vector === d.vectorText ? kept : { kind, since: now, vector: d.vectorText }
+  }
+  return holds
+}
+
 /** The holds of an evaluated ledger, each with the vector it was for (pure). */
 export function ownHoldsOf(ledger: StoreState['ledger']): OwnHolds {
   const holds = emptyHostRecord<OwnHold>()

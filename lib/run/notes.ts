@@ -58,6 +58,7 @@ export async function noteStatus(
     now,
     version: packageVersion(),
   })
+  // Again, not the metrics' copy: a textfile that cannot be written adds its problem to monitor.problems.
   await writeHealth(stateDir, withProblems(health, [...monitor.problems, ...fencing], monitor.critical))
   const why = unsettled(state, snapshots, monitor.strategy.sequence)
   await writeResync(stateDir, why === undefined ? undefined : new Date(now.getTime() + resync * 1000), { postpone: opts.resynced })

@@ -21,7 +21,7 @@ import { stage } from '../base/stages.js'
 import { dueEntries, hasPendingWork } from '../decide/outbox.js'
 import { writeSnapshot } from '../state/snapshot.js'
 import type { Snapshot, Snapshots } from '../decide/snapshot-shape.js'
-import { type Notification, ownHoldsOf, type StoreState } from '../decide/state-shape.js'
+import { type Notification, ownHoldsAfter, type StoreState } from '../decide/state-shape.js'
 import { type OwnHoldsFile, readOwnHolds, writeOwnHolds } from '../state/own-holds.js'
 import type { Role } from '../consul/sender.js'
 import type { Strategy } from '../decide/strategy.js'
@@ -158,7 +158,7 @@ function transact(monitor: Monitor, deps: Deps, opts: RecordOptions, acquiring: 
     const own = await readOwn(monitor)
     const r = await evaluateView(monitor, deps, opts.incoming ?? [], state, true, own?.holds)
     await writeFresh(monitor, opts, r.fresh, held)
-    await writeOwn(monitor, own, r.evaluation, held)
+    await writeOwn(monitor, own, r.evaluation, held, deps.now())
     return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: { recorded: r } }
   })
 }
@@ -177,10 +177,19 @@ async function readOwn(monitor: Monitor): Promise<OwnHoldsFile | undefined> {
 
 /**
  * Every evaluation, the sender's too, leaves its holds in holds.json: one left from an older run
- * would count a hold across a flap this controller saw meanwhile.
+ * would count a hold across a flap this controller saw meanwhile. A hold that ran out in this
+ * evaluation stays (ownHoldsAfter): on a standby, nothing recorded its decision.
  */
-async function writeOwn(monitor: Monitor, own: OwnHoldsFile | undefined, evaluation: Evaluation, held: () => Promise<void>): Promise<void> {
-  if (own) await writeOwnHolds(monitor.config.stateDir, ownHoldsOf(evaluation.next.ledger), own, held)
+async function writeOwn(
+  monitor: Monitor,
+  own: OwnHoldsFile | undefined,
+  evaluation: Evaluation,
+  held: () => Promise<void>,
+  now: Date,
+): Promise<void> {
+  if (!own) return
+  const holds = ownHoldsAfter(evaluation.next.ledger, evaluation.decisions, own.holds, now.toISOString())
+  await writeOwnHolds(monitor.config.stateDir, holds, own, held)
 }
 
 /**
@@ -212,7 +221,7 @@ async function standby(monitor: Monitor, deps: Deps, opts: RecordOptions, role: 
     const own = await readOwn(monitor)
     const evaluated = await evaluateView(monitor, deps, opts.incoming ?? [], shared, false, own?.holds)
     await writeFresh(monitor, opts, evaluated.fresh, held)
-    await writeOwn(monitor, own, evaluated.evaluation, held)
+    await writeOwn(monitor, own, evaluated.evaluation, held, deps.now())
     return { result: evaluated }
   })
   logger.info('standby: another controller sends; nothing recorded here', {

@@ -28,7 +28,7 @@ import { join } from 'node:path'
 import { writeFileAtomic } from './atomic-file.js'
 import { wakePath } from './paths.js'
 import { hostEntry } from '../base/host-record.js'
-import type { Network } from '../base/networks.js'
+import { type Network, NETWORKS } from '../base/networks.js'
 import { nextWake } from '../decide/outbox.js'
 import type { Role } from '../consul/sender.js'
 import type { Snapshots } from '../decide/snapshot-shape.js'
@@ -64,6 +64,8 @@ export function healthOf(state: StoreState, snapshots: Snapshots, sequence: Netw
   }
   const fencing = fenceWarning(state, ago)
   if (fencing) return fencing
+  const isolated = isolationWarning(state)
+  if (isolated) return isolated
   const oldest = state.outbox.reduce<(typeof state.outbox)[number] | undefined>(
     (o, e) => (!o || e.decidedAt < o.decidedAt ? e : o),
     undefined,
@@ -104,6 +106,23 @@ function fenceWarning(state: StoreState, ago: (t: string) => number): Health | u
       reason: `fencing ${failing.host} failed (${failing.fenceError}); its STOPPED (decided ${failing.decidedAt}) waits, never NORMAL without a confirmed off: retried until its delivery expiry`,
     }
   return undefined
+}
+
+/**
+ * The self-isolation guard holds every recovery on a network back: hosts are down there and
+ * nobody is told. That is the right call when the monitor's own side is cut off, and a silent
+ * one unless the check says it (never silently blind). Warning, not critical: the sender's
+ * session is tied to this check, and a real mass failure seen by every controller must not
+ * leave none of them holding the lock when the hosts come back under the threshold.
+ */
+function isolationWarning(state: StoreState): Health | undefined {
+  const held = NETWORKS.filter((n) => state.isolation[n] !== undefined)
+  if (held.length === 0) return undefined
+  const said = held.map((n) => `${n} since ${state.isolation[n]!.since}: ${state.isolation[n]!.reason}`).join('; ')
+  return {
+    status: 'warning',
+    reason: `self-isolation guard holds every recovery back (${said}); a host down there is not notified until fewer hosts are down: look at this controller's links, or recover hosts by hand`,
+  }
 }
 
 const fenceCheckPath = (stateDir: string) => join(stateDir, 'fence-check')

@@ -9,6 +9,8 @@
  * a compute fails with its BMC stopped → retries, never NORMAL, one STOPPED UNKNOWN, the
  * sender's check warning with the reason; a compute fails and the sender is killed right after
  * its decision → still exactly one power-off and one STOPPED NORMAL, from another controller.
+ * cmp1's BMC is in `fencing.hosts`; cmp2's and cmp3's come from `fencing.template`, filled from
+ * the node meta their management agents register (`{meta.bmc_ip}`, `{meta.bmc_port}`).
  */
 import t from 'tap'
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -44,6 +46,11 @@ t.before(async () => {
     computes,
     controllers,
     octet: 150,
+    nodeMeta: Object.fromEntries(
+      Object.entries(bmcs.fenceHosts())
+        .filter(([host]) => host !== 'cmp1')
+        .map(([host, bmc]) => [host, { management: { bmc_ip: bmc.ip, bmc_port: String(bmc.ipport) } }]),
+    ),
     pulse: '3s',
     // the fence failures' retries last until the last try before the expiry
     delivery: { expiry: 60 },
@@ -54,7 +61,10 @@ t.before(async () => {
         agent: 'fence_ipmilan',
         // cipher 3: ipmi_sim does not answer Get Channel Cipher Suites (stack/bmc.ts)
         options: { lanplus: '1', username: 'admin', cipher: '3' },
-        hosts: bmcs.fenceHosts(),
+        // cmp1 by its own entry; the others by the template, filled from each compute's node
+        // meta as its management agent registers it (read from the sender's agent's catalog)
+        hosts: { cmp1: bmcs.fenceHosts().cmp1 },
+        template: { ip: '{meta.bmc_ip}', ipport: '{meta.bmc_port}' },
         passwordFile: join(dir, 'fence-password'),
         timeout: 20,
       },
@@ -132,6 +142,7 @@ t.test('a compute fails with its BMC stopped: never NORMAL; one STOPPED UNKNOWN 
   const last = m.logLines().find((l) => /at the last try before the expiry/.test(String(l.msg)) && l.host === 'cmp2')
   t.match(last, { level: 'error', agent: 'fence_ipmilan' }, 'one error line naming the host and the agent')
   t.match(String(last?.error), /\S/, "with the agent's own message")
+  t.notMatch(String(last?.error), /template cannot be filled/, 'the template was filled from the node meta: the BMC did not answer')
   const after = await waitUntil(
     `${sender}'s pulse check to say the UNKNOWN`,
     async () => {

@@ -3,6 +3,8 @@
  * scenario run under two gossip profiles lives here and is started from two small files).
  */
 import type { Test } from 'tap'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { startRealStack } from './harness.js'
 
 const storage = 'storage' as const
@@ -61,6 +63,11 @@ export async function massFailure(t: Test, opts: { octet: number; fastGossip: bo
       lines.some((l) => /SELF-ISOLATION SUSPECTED/.test(String(l.msg)) && l.network === storage),
       'the isolation guard decided the burst',
     )
+    // Never silently blind: hosts are down and nobody is told, so the monitor's own check (the
+    // note the pulse reports) says why until fewer hosts are down.
+    const [status, reason] = (await readFile(join(stack.stateDir, 'health'), 'utf8')).split('\n')
+    t.equal(status, 'warning', "the monitor's check is warning while the guard holds")
+    t.match(reason, /self-isolation guard holds every recovery back \(storage since/, 'and says why')
     const held = lines.filter((l) => frozen.includes(String(l.host)) && l.guard === 'burst')
     t.comment(`${held.length} decision lines held by the burst guard`)
   })
