@@ -2,7 +2,7 @@
  * `npm run bench`: the benchmarks of bench/README.md. Prints a table and writes
  * bench/results.json (date, machine, every figure with its repetitions).
  *
- *   --only cost,scale,mass,latency,controllers,idle   run some sections (results go to bench/out/results-partial.json)
+ *   --only cost,scale,mass,latency,versus,controllers,fencing,idle   run some sections (results go to bench/out/results-partial.json)
  *   --no-upstream                    skip the upstream Python monitor's trials
  *   --upstream-default               also upstream at its default 60 s poll (≈ 4 min more)
  *   --trials N   latency trials per mode (default 5)      --runs N   handler-cost runs (default 30)
@@ -11,6 +11,9 @@
  *   --lone-settle S         seconds from such a trial's thaw to the next freeze (default 20)
  *   --compare-dist DIR      an older build's dist/: its handler runs the lone-failure modes too,
  *                           alternating with this checkout's on the same clusters
+ *   --versus-trials N       versus: hosts with one trial of ours (hold 0) and one of upstream at 1 s each,
+ *                           alternating on one stack (default 9; ours only with --no-upstream)
+ *   --first-trials N        versus: fresh installs of ours, the first failure after each (default 3)
  *   --takeover-trials N     controllers: lock holder killed after a compute failure, N times (default 3)
  *   --idle-seconds S        idle: the measuring window (default 300)
  */
@@ -31,6 +34,7 @@ import { pipeline, type PipelineResult } from './pipeline.js'
 import { BENCH_DIR, ROOT } from './proc.js'
 import { markdown, targets, type Results } from './report.js'
 import { scale, type ScaleRow } from './scale.js'
+import { versusLatency, type VersusResult } from './versus.js'
 
 const { values } = parseArgs({
   options: {
@@ -41,6 +45,8 @@ const { values } = parseArgs({
     'lone-trials': { type: 'string' },
     'lone-settle': { type: 'string' },
     'compare-dist': { type: 'string' },
+    'versus-trials': { type: 'string', default: '9' },
+    'first-trials': { type: 'string', default: '3' },
     runs: { type: 'string', default: '30' },
     reps: { type: 'string', default: '7' },
     sizes: { type: 'string', default: '100,1000,10000' },
@@ -94,7 +100,7 @@ async function main(): Promise<void> {
 
   let openstack: OpenStack | undefined
   try {
-    if (['mass', 'latency', 'controllers', 'idle'].some(want)) {
+    if (['mass', 'latency', 'versus', 'controllers', 'idle'].some(want)) {
       log('starting Keystone and masakari-api (duplicate_notification_detection_interval = 0)')
       openstack = await startOpenStack({
         dir: join(dir, 'openstack'),
@@ -124,6 +130,17 @@ async function main(): Promise<void> {
         log,
       })) satisfies LatencyMode[]
     }
+    if (want('versus'))
+      results.sections.versus = (await versusLatency({
+        openstack: openstack!,
+        dir: join(dir, 'versus'),
+        trials: Number(values['versus-trials']),
+        firstTrials: Number(values['first-trials']),
+        settleS: values['lone-settle'] === undefined ? LONE_SETTLE_S : Number(values['lone-settle']),
+        octet: 120,
+        upstream: !values['no-upstream'],
+        log,
+      })) satisfies VersusResult
     if (want('controllers'))
       results.sections.takeover = (await takeover({
         openstack: openstack!,

@@ -78,9 +78,29 @@ export interface LatencyMode {
 
 // Nine computes: in the upstream 60 s trials up to four are frozen at once, and fewer live
 // members slow memberlist's detection of the next one.
-const computes = ['cmp1', 'cmp2', 'cmp3', 'cmp4', 'cmp5', 'cmp6', 'cmp7', 'cmp8', 'cmp9']
+export const computes = ['cmp1', 'cmp2', 'cmp3', 'cmp4', 'cmp5', 'cmp6', 'cmp7', 'cmp8', 'cmp9']
 
-function mode(
+/** The hosts of n trials in turn: the first five computes, so the other four keep the clusters' size. */
+export const victims = (n: number): string[] => Array.from({ length: n }, (_, i) => computes[i % 5]!)
+
+const segments = new WeakMap<OpenStack, Promise<void>>()
+
+/**
+ * The computes as Masakari hosts, in one failover segment per Masakari: the latency and versus
+ * sections both use them, and Masakari takes a host name once.
+ */
+export function latencySegment(openstack: OpenStack): Promise<void> {
+  let made = segments.get(openstack)
+  if (!made) {
+    made = openstack.createSegment('bench-latency').then(async (segment) => {
+      for (const c of computes) await openstack.addHost(segment, c)
+    })
+    segments.set(openstack, made)
+  }
+  return made
+}
+
+export function mode(
   name: string,
   monitor: LatencyMode['monitor'],
   gossip: LatencyMode['gossip'],
@@ -107,12 +127,17 @@ function mode(
 
 export const GOSSIP_FAST = join(ROOT, 'consul-config', 'gossip-fast.json')
 
-interface Ours {
+export interface Ours {
   /** The checks-handler bundle the watches run. */
   handler: string
   configPath: string
   stateDir: string
   logFile: string
+  /**
+   * The watches' XDG_RUNTIME_DIR (quiet notes and the full handler's V8 code cache,
+   * lib/run/quiet-run.ts runtimeDir); unset: the agents' own, as deployed.
+   */
+  runtimeDir?: string
 }
 
 /** What the monitor's config says besides the state directory and Masakari. */
@@ -143,7 +168,22 @@ function deployedSettings(consul: ConsulStack, gossip: LatencyMode['gossip']): S
   }
 }
 
-function oursConfig(dir: string, openstack: OpenStack, settings: Settings, handler = HANDLER): Ours {
+/**
+ * deployedSettings with the guards' hold (recovery and back) at `hold` seconds; the example
+ * config's (5 s) when undefined. `holdText` names it in the modes' names and notes.
+ */
+export function deployedAtHold(
+  consul: ConsulStack,
+  gossip: LatencyMode['gossip'],
+  hold: number | undefined,
+): { settings: Settings; holdText: string } {
+  const deployed = deployedSettings(consul, gossip)
+  const guards = deployed.guards as Record<string, unknown>
+  const settings = hold === undefined ? deployed : { ...deployed, guards: { ...guards, hold: { recovery: hold, back: hold } } }
+  return { settings, holdText: hold === undefined ? 'hold 5 s' : `hold ${hold} s` }
+}
+
+export function oursConfig(dir: string, openstack: OpenStack, settings: Settings, handler = HANDLER): Ours {
   const stateDir = join(dir, 'state')
   const configPath = writeMonitorConfig(join(dir, 'monitor'), {
     stateDir,
@@ -164,7 +204,7 @@ function oursConfig(dir: string, openstack: OpenStack, settings: Settings, handl
   return { handler, configPath, stateDir, logFile: join(stateDir, 'decisions.log') }
 }
 
-async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: string) => void): Promise<void> {
+export async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: string) => void): Promise<void> {
   const since = new Date().toISOString()
   // Enabled again with the same view, its first run would be quiet (nothing new since it last
   // ran) and write no snapshot to wait for: forget what it saw, as a full run would.
@@ -174,8 +214,10 @@ async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: string) => v
     // older build's (--compare-dist) ran the handler directly, as it was deployed then.
     const direct = [process.execPath, ours.handler, '--network', network, '--config', ours.configPath]
     const deployed = ['/bin/sh', WATCH_SH, network, ours.configPath, ours.stateDir, ours.handler, process.execPath]
+    // Consul's watch takes no environment of its own: env(1) sets the runtime directory and execs the rest.
+    const env = ours.runtimeDir ? ['/usr/bin/env', `XDG_RUNTIME_DIR=${ours.runtimeDir}`] : []
     consul.writeControllerConfig(network, 'watch-masakari-consul.json', {
-      watches: [{ type: 'checks', args: ours.handler === HANDLER ? deployed : direct }],
+      watches: [{ type: 'checks', args: [...env, ...(ours.handler === HANDLER ? deployed : direct)] }],
     })
     await consul.reloadController(network)
   }
@@ -199,7 +241,7 @@ async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: string) => v
   log(`latency: our watches are loaded (${ours.handler})`)
 }
 
-async function disableOurs(consul: ConsulStack, ours: Ours): Promise<void> {
+export async function disableOurs(consul: ConsulStack, ours: Ours): Promise<void> {
   for (const network of NETWORKS) {
     rmSync(join(consul.configDir(consul.controller, network), 'watch-masakari-consul.json'), { force: true })
     await consul.reloadController(network)
@@ -221,7 +263,7 @@ async function createdAt(openstack: OpenStack, host: string, event: string, afte
 }
 
 /** One of our trials, not frozen before `notBefore` (ms); also says when the host was thawed. */
-async function timedOursTrial(
+export async function timedOursTrial(
   consul: ConsulStack,
   openstack: OpenStack,
   ours: Ours,
@@ -300,10 +342,7 @@ async function loneFailureTrials(
   /** Guards' hold (recovery and back), seconds: the example config's (5 s) when undefined. */
   hold?: number,
 ): Promise<LatencyMode[]> {
-  const deployed = deployedSettings(consul, gossip)
-  const guards = deployed.guards as Record<string, unknown>
-  const settings = hold === undefined ? deployed : { ...deployed, guards: { ...guards, hold: { recovery: hold, back: hold } } }
-  const holdText = hold === undefined ? 'hold 5 s' : `hold ${hold} s`
+  const { settings, holdText } = deployedAtHold(consul, gossip, hold)
   const builds = [
     { build: 'current' as const, ours: oursConfig(join(dir, 'current'), openstack, settings), trials: [] as Trial[] },
     ...(before
@@ -378,8 +417,16 @@ function trial(host: string, t0: number, serfMs: number, stored: number, decided
   }
 }
 
-async function upstreamTrial(consul: ConsulStack, openstack: OpenStack, up: UpstreamMonitor, host: string, clocks: Clocks): Promise<Trial> {
-  await sleep(500)
+/** One trial under upstream, not frozen before `notBefore` (ms); also says when the host was thawed. */
+export async function upstreamTrial(
+  consul: ConsulStack,
+  openstack: OpenStack,
+  up: UpstreamMonitor,
+  host: string,
+  clocks: Clocks,
+  notBefore = 0,
+): Promise<{ trial: Trial; thawedAt: number }> {
+  await sleep(Math.max(500, notBefore - Date.now()))
   const t0 = Date.now()
   consul.freeze(host, 'storage')
   const serfMs = await consul.waitForSerf(host, 'storage', 'critical', 60_000)
@@ -390,7 +437,7 @@ async function upstreamTrial(consul: ConsulStack, openstack: OpenStack, up: Upst
   const t1 = Date.now()
   consul.thaw(host, 'storage')
   await waitUntil(`upstream's STARTED for ${host}`, () => up.answered(host, 'STARTED', t1), 150_000, 100)
-  return trial(host, t0, serfMs, stored, undefined, created, watch)
+  return { trial: trial(host, t0, serfMs, stored, undefined, created, watch), thawedAt: t1 }
 }
 
 /**
@@ -437,7 +484,6 @@ async function upstreamModes(
   openstack: OpenStack,
   clocks: Clocks,
   opts: { dir: string; trials: number; upstreamDefault?: boolean },
-  victims: (n: number) => string[],
   log: (m: string) => void,
 ): Promise<LatencyMode[]> {
   if (!existsSync(UPSTREAM_BIN)) throw new Error(`masakari-host-monitor is not installed (bench/setup-upstream.sh): no ${UPSTREAM_BIN}`)
@@ -448,7 +494,7 @@ async function upstreamModes(
   try {
     const t: Trial[] = []
     for (const host of victims(opts.trials)) {
-      t.push(await upstreamTrial(consul, openstack, up, host, clocks))
+      t.push((await upstreamTrial(consul, openstack, up, host, clocks)).trial)
       log(`latency: upstream, interval 1 s, ${host}: ${JSON.stringify(t.at(-1))}`)
     }
     modes.push(
@@ -496,10 +542,8 @@ export async function detectionLatency(opts: {
   if (opts.compareDist && !existsSync(join(opts.compareDist, 'checks-handler.js')))
     throw new Error(`--compare-dist ${opts.compareDist}: no checks-handler.js there (build it first)`)
   const before = opts.compareDist ? { dist: opts.compareDist, commit: distCommit(opts.compareDist) } : undefined
-  const segment = await openstack.createSegment('bench-latency')
-  for (const c of computes) await openstack.addHost(segment, c)
+  await latencySegment(openstack)
   const modes: LatencyMode[] = []
-  const victims = (n: number) => Array.from({ length: n }, (_, i) => computes[i % 5]!)
   const store = startStoreClock(openstack)
   const lone = (consul: ConsulStack, clocks: Clocks, gossip: LatencyMode['gossip'], hold: number | undefined) =>
     loneFailureTrials(
@@ -520,7 +564,7 @@ export async function detectionLatency(opts: {
     try {
       const clocks = { probe: await startProbe(consul, join(opts.dir, 'probe-default')), store }
       modes.push(...(await lone(consul, clocks, 'default', 0)))
-      if (opts.upstream) modes.push(...(await upstreamModes(consul, openstack, clocks, opts, victims, log)))
+      if (opts.upstream) modes.push(...(await upstreamModes(consul, openstack, clocks, opts, log)))
       modes.push(...(await lone(consul, clocks, 'default', undefined)))
     } finally {
       await consul.stop()

@@ -8,6 +8,7 @@ import type { LatencyMode } from './latency.js'
 import type { MassResult } from './mass.js'
 import type { PipelineResult } from './pipeline.js'
 import type { ScaleRow } from './scale.js'
+import type { VersusResult } from './versus.js'
 import { fmt, round, summarize } from './stats.js'
 
 export interface Target {
@@ -28,6 +29,7 @@ export interface Results {
     scale?: ScaleRow[]
     massFailure?: MassResult
     latency?: LatencyMode[]
+    versus?: VersusResult
     takeover?: TakeoverResult
     fencing?: FencingResult
     idle?: IdleResult
@@ -113,6 +115,7 @@ export function targets(r: Results): Target[] {
       measured: `${fast.storedS.median.toFixed(2)} s`,
       met: fast.storedS.median <= 2.2,
     })
+  out.push(...versusTargets(r))
   const silent = r.sections.pipeline?.silent
   if (silent) {
     out.push({
@@ -182,6 +185,57 @@ export function targets(r: Results): Target[] {
   }
   out.push(...controllerTargets(r))
   return out
+}
+
+const signed = (x: number, digits = 2) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)} s`
+
+/** Issue #22: ours and upstream at 1 s alternating on one stack; the first failure after a fresh install. */
+function versusTargets(r: Results): Target[] {
+  const v = r.sections.versus
+  if (!v || v.ours.addedS.n === 0) return []
+  const ours = v.ours.addedS.median
+  const out: Target[] = [
+    {
+      name: 'added latency over Consul detection as another watch sees it, hold 0, alternating with upstream (median)',
+      target: '≤ 0.25 s',
+      measured: `${ours.toFixed(2)} s`,
+      met: ours <= 0.25,
+    },
+  ]
+  if (v.upstream && v.upstream.addedS.n > 0)
+    out.push({
+      name: 'added latency: ours (hold 0) below upstream at a 1 s poll, alternating per host, same run (medians)',
+      target: 'ours < upstream',
+      measured: `${ours.toFixed(2)} s vs ${v.upstream.addedS.median.toFixed(2)} s`,
+      met: ours < v.upstream.addedS.median,
+    })
+  if (v.firstVsOursS !== undefined)
+    out.push({
+      name: 'added latency: first failure after a fresh install vs ours alternating (medians)',
+      target: 'within 0.1 s',
+      measured: `${v.firstFailure.addedS.median.toFixed(2)} s vs ${ours.toFixed(2)} s (${signed(v.firstVsOursS, 3)})`,
+      met: Math.abs(v.firstVsOursS) <= 0.1,
+    })
+  return out
+}
+
+function versusRows(v: VersusResult | undefined): string[] {
+  if (!v) return []
+  const lines = [
+    '',
+    `**Ours against upstream, alternating** (one stack, Consul default gossip; per host one trial of ours at hold 0 as deployed and one of upstream at a 1 s poll, back to back, which goes first alternating; the other monitor off meanwhile; frozen ≥ ${v.settleS} s after the previous thaw; then fresh installs of ours, the first failure after each; seconds from the fault)`,
+    '',
+    '| monitor | trials | another watch sees it | stored in Masakari | added over that watch |',
+    '|---|---|---|---|---|',
+  ]
+  for (const x of [v.ours, v.upstream, v.firstFailure])
+    if (x) lines.push(`| ${x.name} | ${x.trials.length} | ${fmt(x.watchS, ' s')} | ${fmt(x.storedS, ' s')} | ${fmt(x.addedS, ' s')} |`)
+  const said = [
+    ...(v.pairDiffS ? [`Ours − upstream per host pair (added over that watch): ${fmt(v.pairDiffS, ' s')} (${v.pairDiffS.n} pairs).`] : []),
+    ...(v.firstVsOursS !== undefined ? [`First failure after a fresh install − ours (medians, added): ${signed(v.firstVsOursS)}.`] : []),
+  ]
+  if (said.length > 0) lines.push('', said.join(' '))
+  return lines
 }
 
 /** Issue #10: one STOPPED per takeover; the idle monitor at a tenth of upstream's 1 s poll or less. */
@@ -298,6 +352,7 @@ export function markdown(r: Results): string {
     }
     lines.push(...loneFailureRows(lat, m.commit))
   }
+  lines.push(...versusRows(r.sections.versus))
   const c = r.sections.handlerCost
   if (c) {
     lines.push('', `**Handler cost** (${c.payload.hosts} nodes × 11 checks, nothing to decide; ${c.runs} alternating runs)`, '')

@@ -75,13 +75,64 @@ export interface UpstreamMonitor {
   polls(): number[]
   /** When it got Masakari's answer to the notification for host/event, sent after `after` (epoch ms). */
   answered(host: string, event: 'STOPPED' | 'STARTED', after: number): number | undefined
+  /**
+   * SIGSTOP to its process group, returned once its process is stopped (state T): while another
+   * monitor runs a trial it takes no poll and sends nothing.
+   */
+  pause(): Promise<void>
+  /**
+   * SIGCONT; throws if a poll was logged while it was stopped, and returns at its first poll
+   * after (the sleep it was stopped in is over: at once).
+   */
+  resume(): Promise<void>
   stop(): Promise<void>
+}
+
+/** A process's state letter from /proc/PID/stat (T: stopped); undefined when it is gone. */
+function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+  } catch {
+    return undefined
+  }
 }
 
 /** oslo.log's "2026-11-25 20:30:07.123 1234 INFO …" (local time) → epoch ms. */
 function lineTime(line: string): number | undefined {
   const m = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d\.\d{3}) /.exec(line)
   return m ? new Date(`${m[1]}T${m[2]}`).getTime() : undefined
+}
+
+/** UpstreamMonitor's pause and resume, for its process group and the polls its log shows. */
+function pausing(pgid: number, log: string, polls: () => number[]): Pick<UpstreamMonitor, 'pause' | 'resume'> {
+  let stoppedAt: number | undefined
+  return {
+    async pause() {
+      process.kill(-pgid, 'SIGSTOP')
+      // The time is taken once the process is seen stopped: no poll can be logged after it.
+      stoppedAt = await waitUntil(
+        'the upstream host monitor to stop (SIGSTOP)',
+        () => (processState(pgid) === 'T' ? Date.now() : undefined),
+        5_000,
+        10,
+      )
+    },
+    async resume() {
+      const resumedAt = Date.now()
+      process.kill(-pgid, 'SIGCONT')
+      const from = stoppedAt ?? resumedAt
+      stoppedAt = undefined
+      const during = polls().filter((t) => t > from && t < resumedAt)
+      if (during.length > 0) throw new Error(`the upstream host monitor polled ${during.length} time(s) while stopped (log ${log})`)
+      await waitUntil(
+        'the upstream host monitor to poll again after SIGCONT',
+        () => (polls().some((t) => t >= resumedAt) ? true : undefined),
+        10_000,
+        50,
+      )
+    },
+  }
 }
 
 export async function startUpstream(conf: string, log: string): Promise<UpstreamMonitor> {
@@ -128,6 +179,7 @@ export async function startUpstream(conf: string, log: string): Promise<Upstream
       }
       return undefined
     },
+    ...pausing(pgid, log, () => monitor.polls()),
     async stop() {
       kill()
       process.removeListener('exit', kill)
