@@ -16,7 +16,7 @@
 import t, { type Test } from 'tap'
 import { execFile, execFileSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -248,27 +248,10 @@ t.test('a controller fails: no notification for it, and no error line', async (t
     // A dead server is marked critical, then autopilot's cleanup of dead servers may force it out
     // of the catalog within a fraction of a second (seen: 0.2 s, which the blocking query waiting
     // for critical missed): either is Consul having seen the failure.
-    await waitUntil(
-      `serfHealth of ${victim} on ${n} critical or gone`,
-      async () => {
-        const c = (await consul.health(n, 'ctl1')).find((h) => h.Node === victim && h.CheckID === 'serfHealth')
-        return c === undefined || c.Status === 'critical' ? true : undefined
-      },
-      60_000,
-    )
+    await consul.waitForSerf(victim, n, ['critical', 'absent'], 60_000, 'ctl1')
     // the positive signal that the survivors decided on it: their watches recorded it down or
     // gone (then waitForDelivery: no run of theirs is left)
-    for (const c of survivors)
-      await waitUntil(
-        `${c.name}'s ${n} snapshot with ${victim} down or gone`,
-        async () => {
-          const snap = JSON.parse(readFileSync(join(c.monitor.stateDir, 'snapshots', `${n}.json`), 'utf8')) as {
-            nodes: Record<string, string>
-          }
-          return snap.nodes[victim] === undefined || snap.nodes[victim] === 'down' ? true : undefined
-        },
-        60_000,
-      )
+    for (const c of survivors) await c.monitor.waitForSnapshot(victim, n, ['down', 'absent'], 60_000)
   }
   for (const c of survivors) await c.monitor.waitForDelivery(60_000)
   t.same(await notifications(victim), [], 'Masakari has no notification for the controller')
