@@ -152,9 +152,17 @@ export interface ConsulStack {
   health(network: Network, via?: string): Promise<HealthCheck[]>
   /** GET /v1/agent/members on a controller agent of that network (`via` as for health) */
   members(network: Network, via?: string): Promise<Array<{ Name: string; Addr: string; Status: number; [k: string]: unknown }>>
-  waitForSerf(node: string, network: Network, want: SerfWant, timeoutMs?: number, via?: string): Promise<number>
+  /** `want`: one state, or any of several (a killed server is critical, then autopilot may remove it at once) */
+  waitForSerf(node: string, network: Network, want: SerfWant | SerfWant[], timeoutMs?: number, via?: string): Promise<number>
   /** like waitForSerf for any check id (e.g. `_node_maintenance`) */
-  waitForCheck(node: string, network: Network, checkId: string, want: SerfWant, timeoutMs?: number, via?: string): Promise<number>
+  waitForCheck(
+    node: string,
+    network: Network,
+    checkId: string,
+    want: SerfWant | SerfWant[],
+    timeoutMs?: number,
+    via?: string,
+  ): Promise<number>
   /**
    * The controller that is the cluster's leader, as every running, unfrozen server of that
    * network says (`/v1/status/leader`); undefined when there is none or they disagree.
@@ -956,12 +964,13 @@ async function waitForCheck(
   node: string,
   network: Network,
   checkId: string,
-  want: SerfWant,
+  want: SerfWant | SerfWant[],
   timeoutMs = 30_000,
   via?: string,
 ): Promise<number> {
   const a = agentOf(s, node, network) // validates names
   const ctl = viaAgent(s, network, via)
+  const wants = typeof want === 'string' ? [want] : want
   const start = performance.now()
   const deadline = start + timeoutMs
   let index = 0
@@ -985,7 +994,7 @@ async function waitForCheck(
       last = checks
       lastErr = ''
       const c = checks.find((x) => x.Node === node && x.CheckID === checkId)
-      const ok = want === 'absent' ? c === undefined : c?.Status === want
+      const ok = wants.includes(c === undefined ? 'absent' : (c.Status as SerfWant))
       if (ok) return Math.round(performance.now() - start)
       const newIndex = Number(r.headers['x-consul-index'] ?? 0)
       index = Number.isFinite(newIndex) && newIndex > 0 && newIndex >= index ? newIndex : 0
@@ -996,7 +1005,7 @@ async function waitForCheck(
     }
   }
   throw new Error(
-    `waiting for ${checkId} of ${node} on ${network} to be ${want} (via ${ctl.node}): timed out after ${timeoutMs} ms; ` +
+    `waiting for ${checkId} of ${node} on ${network} to be ${wants.join(' or ')} (via ${ctl.node}): timed out after ${timeoutMs} ms; ` +
       `last seen: ${describeCheck(last, node, checkId)}${lastErr ? `; last error: ${lastErr}` : ''}; ` +
       `logs: ${a.logPath}${a === ctl ? '' : `, ${ctl.logPath}`}`,
   )

@@ -76,14 +76,17 @@ export interface RealStackOptions {
  */
 export const MONITOR_ACL_RULES = readFileSync(join(ROOT, 'consul-config', 'acl', 'masakari-consul.hcl'), 'utf8')
 
+/** A host's state in a snapshot, or absent from it. */
+type SnapshotWant = 'up' | 'down' | 'maintenance' | 'absent'
+
 /** One controller's monitor: its config, state directory and processes. */
 export interface Monitor {
   /** the controller it runs on; its `hostname` */
   controller: string
   stateDir: string
   configPath: string
-  /** Resolves when the host's snapshot on that network shows `want` (the handler ran). */
-  waitForSnapshot(host: string, network: Network, want: 'up' | 'down' | 'maintenance' | 'absent', timeoutMs?: number): Promise<void>
+  /** Resolves when the host's snapshot on that network shows `want`, or any of several (the handler ran). */
+  waitForSnapshot(host: string, network: Network, want: SnapshotWant | SnapshotWant[], timeoutMs?: number): Promise<void>
   /**
    * Resolves when the network's handler has evaluated a snapshot from Consul index `minIndex` or
    * later: its snapshot carries such an index and its `evaluated` line was logged after the
@@ -395,9 +398,10 @@ export function monitorAt(
     frozen: [],
     hint: () => '',
     async waitForSnapshot(host, network, want, timeoutMs = 30_000) {
+      const wants: SnapshotWant[] = typeof want === 'string' ? [want] : want
       await waitUntil(
-        `${host} ${want} in the ${network} snapshot of ${controller}'s monitor`,
-        async () => ((await snapshot(network)).nodes[host] ?? 'absent') === want || undefined,
+        `${host} ${wants.join(' or ')} in the ${network} snapshot of ${controller}'s monitor`,
+        async () => wants.includes((await snapshot(network)).nodes[host] ?? 'absent') || undefined,
         timeoutMs,
         m.hint(),
       )

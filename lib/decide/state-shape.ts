@@ -4,7 +4,7 @@
  * controllers share. Pure; reading and writing it is lib/state/store.ts's.
  */
 import { z } from 'zod'
-import { emptyHostRecord, hostRecordSchema } from '../base/host-record.js'
+import { emptyHostRecord, hostEntry, hostRecordSchema } from '../base/host-record.js'
 import { NETWORKS } from '../base/networks.js'
 
 export const EVENTS = ['STOPPED', 'STARTED'] as const
@@ -130,7 +130,7 @@ export function ownHoldsAfter(
   for (const d of decided) {
     if (d.action !== 'STOPPED' && d.action !== 'STARTED') continue
     const kind = d.action === 'STOPPED' ? 'recovery' : 'back'
-    const kept = Object.hasOwn(before, d.host) ? before[d.host] : undefined
+    const kept = hostEntry(before, d.host)
     holds[d.host] = kept?.kind === kind && kept.vector === d.vectorText ? kept : { kind, since: now, vector: d.vectorText }
   }
   return holds
