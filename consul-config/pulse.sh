@@ -16,7 +16,9 @@ node=${4:-node}
 }
 
 # A deep look (node, ~0.4 s) when the health note is missing, critical, 30 minutes old, or
-# older than the config: it validates the config and strategy and rewrites the notes. While
+# older than the config, or when no deep look ever ran (no `warmed` note: just installed, the
+# watches' first runs wrote a fresh health note): it validates the config and strategy, rewrites
+# the notes and renews the Keystone token and Masakari's host list ahead of a failure. While
 # critical, every run looks again, so the check recovers as soon as the cause is gone.
 # The note's age: its third line is the system's uptime when it was written, against
 # /proc/uptime, both read by the shell itself. This runs every 15 s: an idle pulse starts no
@@ -37,7 +39,7 @@ old_note() {
   esac
   [ -n "$(find "$state/health" -mmin +30 2>/dev/null)" ]
 }
-if [ "$last" != passing ] && [ "$last" != warning ] || [ "$config" -nt "$state/health" ] || old_note; then
+if [ "$last" != passing ] && [ "$last" != warning ] || [ "$config" -nt "$state/health" ] || [ ! -e "$state/warmed" ] || old_note; then
   if ! out=$("$node" "$bundle" --pulse --config "$config" 2>&1); then
     echo "critical: $(printf '%s\n' "$out" | tail -n 1)"
     exit 2

@@ -36,6 +36,8 @@ async function setup(
   const dir = t.testdir({})
   const state = join(dir, 'state')
   await mkdir(state)
+  // A deep look has run since the install (pulse.sh takes one while this note is missing).
+  await writeFile(join(state, 'warmed'), '{"at":"2026-12-06T00:00:00.000Z"}\n')
   const node = join(dir, 'node')
   const calls = join(dir, 'calls')
   await writeFile(node, `#!/bin/sh\necho "$*" >>"${calls}"\ncat >>"${calls}.stdin"\nprintf '%s\\n' "${say}" >&2\nexit ${code}\n`)
@@ -124,6 +126,19 @@ t.test(
     }
   },
 )
+
+t.test('pulse.sh: just installed (no warmed note, a fresh passing health note): a deep look, then none', async (t) => {
+  const s = await setup(t, 0, '')
+  await utimes(s.config, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000))
+  await writeFile(join(s.state, 'health'), `passing\n0 notification(s) pending\n${uptimeS()}\n`)
+  rmSync(join(s.state, 'warmed'))
+  await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(read(s.calls), `/b/checks-handler.js --pulse --config ${s.config}\n`, 'a deep look')
+  // What the deep look (lib/run/pulse.ts) leaves behind.
+  await writeFile(join(s.state, 'warmed'), '{"at":"2026-12-06T00:00:00.000Z"}\n')
+  await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(read(s.calls), `/b/checks-handler.js --pulse --config ${s.config}\n`, 'none the next pulse')
+})
 
 t.test(
   'pulse.sh: a fresh warning note (a BMC that does not answer the fence check) takes no deep look; critical takes one each pulse',

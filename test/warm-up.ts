@@ -115,4 +115,7 @@ t.test("the pulse's deep look warms up and says so in its line", async (t) => {
   const line = deps.rec.stderr.map((l) => JSON.parse(l)).find((l) => l.msg === 'pulse: deep look')
   t.match(line, { level: 'info', warmed: { token: 'renewed' } })
   t.ok((await h.kept()).token)
+  // pulse.sh takes a deep look while this note is missing (right after an install).
+  const note = JSON.parse(await readFile(join(h.stateDir, 'warmed'), 'utf8'))
+  t.same(note, { at: before(50)().toISOString(), warmed: { token: 'renewed' } }, 'the warmed note says when and what')
 })

@@ -5,7 +5,7 @@
  * write the health and wake notes, and start a worker if something is due. With fencing on it
  * starts the fence check when due (`--pulse --fence-check` runs it, then looks as deeply:
  * lib/run/fence-check.ts). It renews the Keystone token and Masakari's host list ahead of need
- * (lib/run/warm-up.ts). Records nothing.
+ * (lib/run/warm-up.ts), and says so in the `warmed` note (lib/state/status-files.ts). Records nothing.
  */
 import { loadMonitor } from './load-monitor.js'
 import { noteStatus } from './notes.js'
@@ -14,6 +14,7 @@ import { pulseFenceCheck } from './fence-check.js'
 import { readSnapshots } from '../state/snapshot.js'
 import { nextWake } from '../decide/outbox.js'
 import { warmUp } from './warm-up.js'
+import { writeWarmed } from '../state/status-files.js'
 
 export async function runPulse(configPath: string, deps: Deps, opts: { fenceCheck?: boolean } = {}): Promise<number> {
   const monitor = await loadMonitor(configPath, deps, 'pulse')
@@ -33,6 +34,7 @@ export async function runPulse(configPath: string, deps: Deps, opts: { fenceChec
     ...fence.fields,
   })
   await noteStatus(monitor, state, await readSnapshots(config.stateDir), role, deps.now())
+  await writeWarmed(config.stateDir, { at: deps.now().toISOString(), ...(warmed ? { warmed } : {}) })
   const due = (nextWake(state)?.getTime() ?? Number.POSITIVE_INFINITY) <= deps.now().getTime()
   if (due && (role === undefined || role.sender || role.holder === undefined)) deps.spawnWorker(config.source, config.stateDir)
   return 0

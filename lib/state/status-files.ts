@@ -13,6 +13,11 @@
  *           (most of an idle pulse's cost).
  *   resync  when the pulse must next run a resync (epoch seconds, lib/run/resync.ts); absent while
  *           everything is settled. Watch runs are edge-triggered: this is the level trigger.
+ *   warmed  written by each deep look (lib/run/pulse.ts): when, and what its warm-up found. The
+ *           pulse takes a deep look while it is missing: right after an install, the watches'
+ *           first runs have written a fresh health note, and without it the first warm-up (the
+ *           Keystone token, Masakari's host list) would wait 30 minutes, left to the first
+ *           failure to pay for (~0.5 s, issue #22).
  *   failed-<network>  written by watch.sh when a watch run failed (any exit but 0, a crash,
  *           node missing); the check is critical while one is there, and a successful run of
  *           that network, or a resync that read it, removes it.
@@ -159,6 +164,11 @@ export async function writeHealth(stateDir: string, health: Health, uptimeS = up
 }
 
 /** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
+/** The deep look's note that it ran (see the module comment): one JSON line. */
+export async function writeWarmed(stateDir: string, note: { at: string; warmed?: unknown }): Promise<void> {
+  await writeFileAtomic(join(stateDir, 'warmed'), `${JSON.stringify(note)}\n`)
+}
+
 export async function writeWake(stateDir: string, state: StoreState, extra?: Date): Promise<void> {
   const times = [nextWake(state), extra].filter((d): d is Date => d !== undefined).map((d) => d.getTime())
   const path = wakePath(stateDir)
