@@ -15,6 +15,7 @@
  * records read from the state are looked up by own keys only, so a node named `constructor`
  * or `__proto__` is a host like any other.
  */
+import { byCodePoint } from '../base/compare.js'
 import {
   DEFAULT_GOSSIP,
   DEFAULT_GUARDS,
@@ -271,7 +272,7 @@ function burstPhase(ctx: Context): Partial<Record<Network, NetworkTiming>> {
     const window = ctx.policy.burst.quietWindow === 'auto' ? { ...computed, basis: `${computed.basis}; gossip tuning ${from}` } : computed
     const downs: Array<[string, string]> = []
     for (const [host, entry] of ctx.entries) if (entry.downSince?.[n]) downs.push([entry.downSince[n], host])
-    downs.sort((a, b) => b[0].localeCompare(a[0]))
+    downs.sort((a, b) => byCodePoint(b[0], a[0]))
     let first = 0
     while (first + 1 < downs.length && secondsBetween(downs[first + 1]![0], downs[first]![0]) <= window.seconds) first++
     const lastDown = downs[0]?.[0]
@@ -445,7 +446,7 @@ function rateLimitPhase(ctx: Context, ready: Map<string, Match>, decisions: Map<
   const { now } = ctx.input
   const recoveries = [...rateLimitSlot(ctx.input.state.recoveries, now, ctx.policy).recent]
   const since = (h: string) => ctx.entries.get(h)!.hold!.since
-  const byWait = [...ready.keys()].sort((a, b) => since(a).localeCompare(since(b)) || a.localeCompare(b))
+  const byWait = [...ready.keys()].sort((a, b) => byCodePoint(since(a), since(b)) || byCodePoint(a, b))
   for (const host of byWait) {
     const entry = ctx.entries.get(host)!
     const match = ready.get(host)!
@@ -509,7 +510,7 @@ function diffPhase(
     wakeAt !== state.wakeAt ||
     JSON.stringify(isolation) !== JSON.stringify(state.isolation) ||
     recoveries.length !== state.recoveries.length
-  const decisions = [...out.decisions.values(), ...notHostDecisions(ctx)].sort((a, b) => a.host.localeCompare(b.host))
+  const decisions = [...out.decisions.values(), ...notHostDecisions(ctx)].sort((a, b) => byCodePoint(a.host, b.host))
   return { decisions, next, queued, events: out.events, timing: out.timing, dirty }
 }
 
