@@ -401,29 +401,14 @@ t.test('one controller (no coordination) keeps no holds.json: its record has its
  * One controller whose sender lock answers when the test says, and whose shared record (a
  * state.json standing in for Consul KV) says when it was read and written.
  */
-async function lockAndRecord(
-  t: Test,
-  answer: (events: string[]) => Promise<Role>,
-  opts: { recordRefused?: Error; storageAgent?: Fetch; incoming?: Record<string, 'up' | 'down'> } = {},
-) {
+async function lockAndRecord(t: Test, answer: (events: string[]) => Promise<Role>, opts: { recordRefused?: Error } = {}) {
   const dir = t.testdir({})
   const stateDir = join(dir, 'state')
   const config = join(dir, 'config.yaml')
-  const agents = opts.storageAgent ? { consul: { agents: { storage: '127.0.0.1:8500' } } } : {}
-  await writeFile(config, configYaml(stateDir, agents))
-  const events: string[] = []
-  const agent = opts.storageAgent
-  const deps = fakeDeps(
-    agent
-      ? {
-          fetch: async (url, init) => {
-            events.push(`agent asked ${new URL(url).pathname}`)
-            return agent(url, init)
-          },
-        }
-      : {},
-  )
+  await writeFile(config, configYaml(stateDir))
+  const deps = fakeDeps()
   const monitor = await loadMonitor(config, deps, 'test')
+  const events: string[] = []
   const kv = localStore(join(dir, 'kv'))
   const shared = {
     read: kv.read,
@@ -447,8 +432,7 @@ async function lockAndRecord(
   const nodes = Object.assign(Object.create(null), { cmp1: 'up', controller: 'up' })
   for (const network of ['management', 'tenant'] as const)
     await writeSnapshot(stateDir, { version: 1, network, consulIndex: '1', receivedAt: deps.now().toISOString(), nodes })
-  const seen = Object.assign(Object.create(null), opts.incoming ?? nodes)
-  const incoming: Snapshot = { version: 1, network: 'storage', consulIndex: '2', receivedAt: deps.now().toISOString(), nodes: seen }
+  const incoming: Snapshot = { version: 1, network: 'storage', consulIndex: '2', receivedAt: deps.now().toISOString(), nodes }
   return {
     events,
     run: () => recordRun(monitor, deps, { incoming: [incoming] }),
@@ -473,31 +457,6 @@ t.test('the sender lock and the shared record are asked together: the record is 
   const run = await h.run()
   t.match(run.role, { sender: true })
   t.same(h.events, ['record read', 'lock answered', 'record written'], 'one read, beside the lock; written once the lock said ours')
-})
-
-t.test('a node down in the payload: the own agents are asked beside the lock, before it answers, and confirm the STOPPED', async (t) => {
-  const agent = storageAgent([check('controller', 'passing')])
-  const h = await lockAndRecord(t, later({ sender: true, session: 'mine' }), {
-    storageAgent: agent,
-    incoming: { cmp1: 'down', controller: 'up' },
-  })
-  const run = await h.run()
-  t.match(run.queued, [{ payload: { event: 'STOPPED', host_status: 'NORMAL' } }])
-  const lockAt = h.events.indexOf('lock answered')
-  const asked = h.events.filter((e, i) => e.startsWith('agent asked') && i < lockAt)
-  t.ok(asked.includes('agent asked /v1/health/state/critical'), `asked before the lock answered: ${h.events.join(', ')}`)
-  t.equal(h.events.filter((e) => e === 'agent asked /v1/health/state/critical').length, 1, 'asked once, not again after the evaluation')
-})
-
-t.test('every node up in the payload: the own agents are not asked (no recovery to confirm)', async (t) => {
-  const h = await lockAndRecord(t, later({ sender: true, session: 'mine' }), {
-    storageAgent: storageAgent([check('controller', 'passing')]),
-  })
-  await h.run()
-  t.same(
-    h.events.filter((e) => e.startsWith('agent asked')),
-    [],
-  )
 })
 
 t.test('the sender lock taken just now: the shared record is read again after it, then written', async (t) => {

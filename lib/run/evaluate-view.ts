@@ -50,26 +50,15 @@ function excluded(config: Monitor['config'], servers: ReadonlySet<string> = new 
   return why
 }
 
-/** Every own agent's Consul servers, each answer as it came. */
-function askServers(config: Monitor['config'], { fetch, tls }: AgentClient): Promise<Array<PromiseSettledResult<Set<string>>>> {
-  return Promise.allSettled(
-    Object.values(config.consul.agents).map((addr) =>
-      consulServers(consulAgent(addr, config.consulAccess, fetch, tls, config.consul.timeout)),
-    ),
-  )
-}
-
 /**
- * The servers the own agents named. One that could not be asked is said and left out: the decision
+ * Every own agent's Consul servers. One that cannot be asked is said and left out: the decision
  * goes on as if that node were a host (Masakari refuses a host it does not know; nothing lost).
  */
-async function serversOf(
-  config: Monitor['config'],
-  asked: Promise<Array<PromiseSettledResult<Set<string>>>>,
-  logger: Monitor['logger'],
-): Promise<Set<string>> {
+async function askServers(config: Monitor['config'], { fetch, tls }: AgentClient, logger: Monitor['logger']): Promise<Set<string>> {
   const addrs = Object.values(config.consul.agents)
-  const answers = await asked
+  const answers = await Promise.allSettled(
+    addrs.map((addr) => consulServers(consulAgent(addr, config.consulAccess, fetch, tls, config.consul.timeout))),
+  )
   const servers = new Set<string>()
   answers.forEach((a, i) => {
     if (a.status === 'fulfilled') for (const s of a.value) servers.add(s)
@@ -82,35 +71,6 @@ async function serversOf(
   return servers
 }
 
-/** What a recovery needs from the own agents, asked before the evaluation (askEarly). */
-export interface EarlyAnswers {
-  client: AgentClient
-  servers: Promise<Array<PromiseSettledResult<Set<string>>>>
-  confirmations: Promise<Partial<Record<Network, Confirmation>>>
-}
-
-/**
- * A watch run whose payload shows a node down asks the own agents what a recovery would need
- * (their servers; their leader, failed nodes and gossip health) at once, beside the sender lock's
- * and the record's reads, not after them and the evaluation (~45 ms of a failure's run on the
- * bench's 2 cores, issue #22). Still asked after the payload was read, which is all a confirmation
- * needs: an agent that no longer shows the node failed still turns its network unknown. Only the
- * run's first evaluation uses them; one that decides no recovery leaves them unread, unsaid. Never
- * rejects: a client that cannot be made is made again, and fails, where it is needed.
- */
-export function askEarly(monitor: Monitor, deps: Deps, incoming: Snapshot[]): Promise<EarlyAnswers | undefined> | undefined {
-  const { config, strategy } = monitor
-  if (Object.keys(config.consul.agents).length === 0) return undefined
-  if (!incoming.some((s) => Object.values(s.nodes).includes('down'))) return undefined
-  const asking = (async (): Promise<EarlyAnswers> => {
-    const client = { fetch: await deps.fetch(), tls: await consulTls(config.consulAccess, deps) }
-    const { fetch, tls } = client
-    const confirmations = askAgents(strategy.sequence, config.hostname, config.consul, fetch, config.consulAccess, tls)
-    return { client, servers: askServers(config, client), confirmations }
-  })()
-  return asking.catch(() => undefined)
-}
-
 export async function evaluateView(
   monitor: Monitor,
   deps: Deps,
@@ -118,7 +78,6 @@ export async function evaluateView(
   state: StoreState,
   confirm: boolean,
   ownHolds?: OwnHolds,
-  early?: Promise<EarlyAnswers | undefined>,
 ): Promise<Evaluated> {
   const { config, strategy, logger } = monitor
   const { snapshots, fresh } = await withIncoming(monitor, incoming)
@@ -147,14 +106,14 @@ export async function evaluateView(
   const agents = Object.keys(config.consul.agents).length > 0
   const recovering = evaluation.queued.some((e) => e.notification.payload.event === 'STOPPED')
   // One fetch and one TLS agent (its CA file read once) for both questions to the own agents.
-  const asked = await early
-  const client: AgentClient | undefined =
-    asked?.client ?? (agents ? { fetch: await deps.fetch(), tls: await consulTls(config.consulAccess, deps) } : undefined)
+  const client: AgentClient | undefined = agents
+    ? { fetch: await deps.fetch(), tls: await consulTls(config.consulAccess, deps) }
+    : undefined
   const naming = config.hostNames.metaKey === undefined ? undefined : masakariNamer(config, deps, logger)
   const [servers, namer, confirmations, hostList] = await Promise.all([
-    client ? serversOf(config, asked?.servers ?? askServers(config, client), logger) : new Set<string>(),
+    client ? askServers(config, client, logger) : new Set<string>(),
     naming,
-    confirm && recovering && client ? confirmRecovery(monitor, client, asked?.confirmations) : undefined,
+    confirm && recovering && client ? confirmRecovery(monitor, client) : undefined,
     recovering && config.masakari.lookupHosts ? hostListFor(monitor, deps, evaluation, naming, input.masakariName) : undefined,
   ])
   stage('own agents, servers, host list answered')
@@ -217,14 +176,10 @@ async function withIncoming(monitor: Monitor, incoming: Snapshot[]): Promise<{ s
 }
 
 /** Before a recovery: the own agents asked; one that answered without seeing nodes turns the check critical. */
-async function confirmRecovery(
-  monitor: Monitor,
-  { fetch, tls }: AgentClient,
-  early?: Promise<Partial<Record<Network, Confirmation>>>,
-): Promise<Partial<Record<Network, Confirmation>>> {
+async function confirmRecovery(monitor: Monitor, { fetch, tls }: AgentClient): Promise<Partial<Record<Network, Confirmation>>> {
   const { config, strategy, logger } = monitor
   const access = config.consulAccess
-  const confirmations = await (early ?? askAgents(strategy.sequence, config.hostname, config.consul, fetch, access, tls))
+  const confirmations = await askAgents(strategy.sequence, config.hostname, config.consul, fetch, access, tls)
   for (const [network, c] of Object.entries(confirmations)) {
     if (c.ok) continue
     if (!c.refused) {

@@ -25,7 +25,7 @@ import { type Notification, ownHoldsAfter, type StoreState } from '../decide/sta
 import { type OwnHoldsFile, readOwnHolds, writeOwnHolds } from '../state/own-holds.js'
 import type { Role } from '../consul/sender.js'
 import type { Strategy } from '../decide/strategy.js'
-import { askEarly, type EarlyAnswers, type Evaluated, evaluateView } from './evaluate-view.js'
+import { type Evaluated, evaluateView } from './evaluate-view.js'
 import { noteRefusals, noteStatus } from './notes.js'
 
 export interface RunResult {
@@ -69,13 +69,11 @@ export async function recordRun(monitor: Monitor, deps: Deps, opts: RecordOption
   // (one round trip, not two), the record's under the store lock, which waits for the lock's
   // answer before it evaluates. Awaited below: a refusal before then is not an unhandled one.
   const acquiring = acquireEarly(monitor)
-  // Beside them, what a recovery needs from the own agents, when a node is down (askEarly).
-  const early = { answers: askEarly(monitor, deps, opts.incoming ?? []) }
   let turn: Turn
   try {
-    turn = await transact(monitor, deps, opts, acquiring, false, early)
+    turn = await transact(monitor, deps, opts, acquiring, false)
     // Taken just now: the record read beside it may predate the last holder's last write.
-    if ('taken' in turn) turn = await transact(monitor, deps, opts, acquiring, true, early)
+    if ('taken' in turn) turn = await transact(monitor, deps, opts, acquiring, true)
   } catch (err) {
     // The lock's own refusal (an ACL hint, no answer) is what the run fails with, as before.
     const refused = await acquiring.then(
@@ -152,23 +150,13 @@ function acquireEarly(monitor: Monitor): Promise<Role | undefined> {
  * again); else evaluate, write the incoming snapshots and this controller's own holds, then the
  * record if it changed.
  */
-function transact(
-  monitor: Monitor,
-  deps: Deps,
-  opts: RecordOptions,
-  acquiring: Promise<Role | undefined>,
-  reread: boolean,
-  early: { answers?: Promise<EarlyAnswers | undefined> },
-): Promise<Turn> {
+function transact(monitor: Monitor, deps: Deps, opts: RecordOptions, acquiring: Promise<Role | undefined>, reread: boolean): Promise<Turn> {
   return monitor.store.transact(async (state, held): Promise<{ next?: StoreState; result: Turn }> => {
     const role = await acquiring
     if (role && !role.sender) return { result: { notSender: role } }
     if (role?.taken && !reread) return { result: { taken: true } }
     const own = await readOwn(monitor)
-    // The first evaluation only: a second one (the record changed under us) asks again.
-    const answers = early.answers
-    early.answers = undefined
-    const r = await evaluateView(monitor, deps, opts.incoming ?? [], state, true, own?.holds, answers)
+    const r = await evaluateView(monitor, deps, opts.incoming ?? [], state, true, own?.holds)
     await writeFresh(monitor, opts, r.fresh, held)
     await writeOwn(monitor, own, r.evaluation, held, deps.now())
     return { next: r.evaluation.dirty ? r.evaluation.next : undefined, result: { recorded: r } }
