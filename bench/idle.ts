@@ -186,7 +186,9 @@ export async function idleCost(opts: {
     // change up to check_update_interval (5 minutes) and the management watch runs when it lands:
     // a window opened before would count that run once, as an hourly rate.
     await stack.waitForDelivery(60_000)
-    await pulseOutputSynced(stack, 400_000)
+    // Consul defers an output-only change by check_update_interval / 2 + a random stagger of up to
+    // check_update_interval: 150–450 s with the default 5 minutes (a run once timed out at 400 s).
+    await pulseOutputSynced(stack, 480_000)
     await agentsQuiet(
       NETWORKS.map((n) => stack.consul.pid(stack.consul.controller, n)!),
       120_000,
