@@ -6,11 +6,12 @@
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { parse } from 'yaml'
 import { NETWORKS, type Network } from '../../stack/consul.js'
 import { isAlive } from '../../stack/openstack.js'
 import { startRealStack, waitUntil, type RealStack } from './harness.js'
+import { deployedWatch } from '../../stack/real-stack.js'
 
 const controllers = ['ctl1', 'ctl2', 'ctl3']
 const computes = ['cmp1', 'cmp2', 'cmp3']
@@ -90,7 +91,9 @@ t.test('each controller runs its own monitor: config, state dir, hostname, agent
     for (const n of NETWORKS) t.equal(config.consul.agents[n], stack.consul.httpAddr(m.controller, n), `${m.controller}: own ${n} agent`)
     for (const n of NETWORKS) {
       const watch = JSON.parse(readFileSync(`${stack.consul.configDir(m.controller, n)}/watch-masakari-consul.json`, 'utf8'))
-      t.match(watch.watches[0], { type: 'checks', token: stack.token, args: [String, String, '--network', n, '--config', m.configPath] })
+      // As deployed (consul-config/watches/, through watch.sh since #18), with the monitors' token.
+      t.same(watch, deployedWatch(m, n, stack.token))
+      t.match(watch.watches[0], { type: 'checks', token: stack.token, args: ['/bin/sh', /watch\.sh$/, n, m.configPath, m.stateDir] })
       // the watch ran with its token: an empty payload would have no node in the snapshot
       const snapshot = JSON.parse(readFileSync(`${m.stateDir}/snapshots/${n}.json`, 'utf8'))
       t.same(Object.keys(snapshot.nodes).sort(), [...nodes].sort(), `${m.controller}/${n}: every node in its snapshot`)
@@ -206,6 +209,9 @@ t.test("killing the leader's node elects another leader, on each cluster", async
       await stack.consul.waitForSerf(victim, n, ['critical', 'absent'], 30_000)
     }
 
+    // A run that sees what the last one saw is quiet and writes nothing (lib/run/quiet-run.ts):
+    // forgotten, the restarted watch's first run is a full one, whose evaluation shows below.
+    for (const n of NETWORKS) rmSync(`${m.stateDir}/snapshots/${n}.seen`, { force: true })
     await stack.consul.restartNode(victim)
     for (const n of NETWORKS) t.ok(await stack.consul.leader(n), `${n}: ${victim} back, one leader agreed by all three`)
     // the restarted agents' watches run the controller's monitor again
