@@ -163,12 +163,12 @@ export async function writeHealth(stateDir: string, health: Health, uptimeS = up
   await writeFileAtomic(join(stateDir, 'health'), `${noteText(health)}${Math.floor(uptimeS)}\n`, 0o640, { durable: false })
 }
 
-/** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
 /** The deep look's note that it ran (see the module comment): one JSON line. */
 export async function writeWarmed(stateDir: string, note: { at: string; warmed?: unknown }): Promise<void> {
   await writeFileAtomic(join(stateDir, 'warmed'), `${JSON.stringify(note)}\n`)
 }
 
+/** The wake file: when the next retry or held-back decision is due; removed when nothing is. */
 export async function writeWake(stateDir: string, state: StoreState, extra?: Date): Promise<void> {
   const times = [nextWake(state), extra].filter((d): d is Date => d !== undefined).map((d) => d.getTime())
   const path = wakePath(stateDir)
