@@ -4,13 +4,13 @@
  * holds up Consul's watch loop, runs passes until nothing is left to deliver or wait for.
  * The store lock is held only to read and to record, never across a network call.
  */
-import { join } from 'node:path'
 import type { Fetch } from '../base/http.js'
 import { NotSenderError } from '../consul/kv-store.js'
 import type { Logger } from '../base/log.js'
 import { stage } from '../base/stages.js'
 import { masakariClient, type MasakariClient, type SendResult } from '../openstack/masakari.js'
 import { fileTokenCache } from '../openstack/token-cache.js'
+import { tokenPath } from '../state/paths.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 import { dueEntries, finish, isExpired, nextDue, retryLater, startedWithoutStopped, type DeliveryPolicy } from '../decide/outbox.js'
@@ -55,7 +55,7 @@ export async function deliveryDeps(
     override.requestTimeout === undefined
       ? config
       : { ...config, masakari: { ...config.masakari, requestTimeout: Math.min(config.masakari.requestTimeout, override.requestTimeout) } }
-  const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(join(config.stateDir, 'token.json')) }
+  const clientDeps = { fetch, now: deps.now, logger, agent, tokenCache: fileTokenCache(tokenPath(config.stateDir)) }
   return {
     store,
     client: () => (client ??= masakariClient(clientConfig, clientDeps)),

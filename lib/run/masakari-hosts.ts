@@ -6,10 +6,7 @@
  * Masakari as it would without the lookup (a 400 if the host is unknown there, nothing lost).
  */
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { withDeadline } from '../base/http.js'
 import { masakariHostNames } from '../openstack/masakari.js'
-import { fileTokenCache, readOnlyTokenCache } from '../openstack/token-cache.js'
 import { writeFileAtomic } from '../state/atomic-file.js'
 import { hostListPath } from '../state/paths.js'
 import {
@@ -21,6 +18,7 @@ import {
   usableWhenRefreshFails,
   withWarned,
 } from '../decide/host-list.js'
+import { boundedClient } from './bounded-client.js'
 import type { Deps } from './deps.js'
 import type { Monitor } from './monitor-context.js'
 
@@ -85,20 +83,8 @@ async function lookUpAndKeep(monitor: Monitor, deps: Deps, kept: HostList | unde
 
 /** GET /segments and their hosts, with the token kept in the state directory, all within HOST_LOOKUP_TIMEOUT_S. */
 async function lookUp(monitor: Monitor, deps: Deps) {
-  const { config, logger } = monitor
-  const file = fileTokenCache(join(config.stateDir, 'token.json'))
-  const fetch = withDeadline(await deps.fetch(), AbortSignal.timeout(HOST_LOOKUP_TIMEOUT_S * 1000))
-  const requestTimeout = Math.min(config.masakari.requestTimeout, HOST_LOOKUP_TIMEOUT_S)
-  return masakariHostNames(
-    { ...config, masakari: { ...config.masakari, requestTimeout } },
-    {
-      fetch,
-      now: deps.now,
-      logger,
-      agent: await deps.tlsAgent(config.caPem, config.masakari.insecure),
-      tokenCache: monitor.readOnly ? readOnlyTokenCache(file) : file,
-    },
-  )
+  const { access, client } = await boundedClient(monitor, deps, HOST_LOOKUP_TIMEOUT_S)
+  return masakariHostNames(access, client)
 }
 
 /**

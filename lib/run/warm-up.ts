@@ -5,10 +5,8 @@
  * own short deadline and best effort: one that fails is said, nothing kept is thrown away, and
  * a failure then pays for it exactly as without the warm-up. Nothing here decides or records.
  */
-import { join } from 'node:path'
-import { withDeadline } from '../base/http.js'
 import { warmToken } from '../openstack/masakari.js'
-import { fileTokenCache } from '../openstack/token-cache.js'
+import { boundedClient } from './bounded-client.js'
 import type { Deps } from './deps.js'
 import { warmHostList } from './masakari-hosts.js'
 import type { Monitor } from './monitor-context.js'
@@ -39,21 +37,10 @@ export async function warmUp(monitor: Monitor, deps: Deps): Promise<WarmedUp | u
 }
 
 async function warmKeystone(monitor: Monitor, deps: Deps): Promise<WarmedUp['token']> {
-  const { config, logger } = monitor
+  const { logger } = monitor
   try {
-    const fetch = withDeadline(await deps.fetch(), AbortSignal.timeout(TOKEN_WARM_TIMEOUT_S * 1000))
-    const requestTimeout = Math.min(config.masakari.requestTimeout, TOKEN_WARM_TIMEOUT_S)
-    return await warmToken(
-      { ...config, masakari: { ...config.masakari, requestTimeout } },
-      {
-        fetch,
-        now: deps.now,
-        logger,
-        agent: await deps.tlsAgent(config.caPem, config.masakari.insecure),
-        tokenCache: fileTokenCache(join(config.stateDir, 'token.json')),
-      },
-      TOKEN_AHEAD_MS,
-    )
+    const { access, client } = await boundedClient(monitor, deps, TOKEN_WARM_TIMEOUT_S)
+    return await warmToken(access, client, TOKEN_AHEAD_MS)
   } catch (err) {
     logger.warn('cannot renew the Keystone token ahead of need: a failure asks Keystone first', { error: (err as Error).message })
     return 'failed'

@@ -25,6 +25,11 @@ export function hostListPath(stateDir: string): string {
   return join(stateDir, 'masakari-hosts.json')
 }
 
+/** The Keystone token, kept between runs (lib/openstack/token-cache.ts). */
+export function tokenPath(stateDir: string): string {
+  return join(stateDir, 'token.json')
+}
+
 /** The holds this controller's own runs saw, with several controllers (lib/state/own-holds.ts). */
 export function ownHoldsPath(stateDir: string): string {
   return join(stateDir, 'holds.json')
