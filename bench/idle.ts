@@ -66,6 +66,9 @@ function cpu(pid: number): { own: number; children: number } {
   return { own: (f[11]! + f[12]!) / TICK, children: (f[13]! + f[14]!) / TICK }
 }
 
+/** The controller's three agents, whose reaped children are the monitor's cost. */
+const controllerAgents = (stack: RealStack) => NETWORKS.map((n) => stack.consul.pid(stack.consul.controller, n)!)
+
 const sum = (pids: number[], part: 'own' | 'children') => pids.reduce((a, p) => a + cpu(p)[part], 0)
 
 /** One deep look's CPU, as the pulse starts it: `node checks-handler.js --pulse --config …`. */
@@ -136,7 +139,7 @@ async function watchWindow(stack: RealStack, windowS: number): Promise<{ workers
 }
 
 async function measure(stack: RealStack, windowS: number, up: UpstreamMonitor | undefined) {
-  const agents = NETWORKS.map((n) => stack.consul.pid(stack.consul.controller, n)!)
+  const agents = controllerAgents(stack)
   const since = new Date().toISOString()
   const a0 = { own: sum(agents, 'own'), children: sum(agents, 'children') }
   const u0 = up ? cpu(up.pid) : undefined
@@ -183,16 +186,12 @@ export async function idleCost(opts: {
     const pulse = JSON.parse(readFileSync(join(DEPLOYED_WATCHES, 'pulse.json'), 'utf8'))
     // Start-up is not idle: the watches' first runs, the first pulse's deep look, the lock taken,
     // and the pulse's first output reaching the catalog. Consul defers a check's output-only
-    // change up to check_update_interval (5 minutes) and the management watch runs when it lands:
-    // a window opened before would count that run once, as an hourly rate.
+    // change by check_update_interval / 2 + a random stagger of up to check_update_interval
+    // (150–450 s with the default 5 minutes; a run once timed out at 400 s), and the management
+    // watch runs when it lands: a window opened before would count that run once, as an hourly rate.
     await stack.waitForDelivery(60_000)
-    // Consul defers an output-only change by check_update_interval / 2 + a random stagger of up to
-    // check_update_interval: 150–450 s with the default 5 minutes (a run once timed out at 400 s).
     await pulseOutputSynced(stack, 480_000)
-    await agentsQuiet(
-      NETWORKS.map((n) => stack.consul.pid(stack.consul.controller, n)!),
-      120_000,
-    )
+    await agentsQuiet(controllerAgents(stack), 120_000)
     if (opts.upstream) {
       const dir = join(opts.dir, 'upstream')
       mkdirSync(dir, { recursive: true })

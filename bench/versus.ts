@@ -12,7 +12,7 @@
  */
 import { existsSync, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { startConsulStack, type ConsulStack } from '../stack/consul.js'
+import { NOT_IN_AGENTS_ENV, startConsulStack, type ConsulStack } from '../stack/consul.js'
 import { PULSE } from '../stack/real-stack.js'
 import type { OpenStack } from '../stack/openstack.js'
 import { type Clocks, startProbe, startStoreClock } from './clocks.js'
@@ -174,7 +174,7 @@ async function firstFailureTrials(bed: Bed, hosts: string[], notBefore: number):
  * script once itself, with the agents' environment, and the trial starts after it.
  */
 async function firstPulse(ours: Ours): Promise<void> {
-  const env = { NODE_EXTRA_CA_CERTS: undefined, XDG_RUNTIME_DIR: ours.runtimeDir }
+  const env = { ...NOT_IN_AGENTS_ENV, XDG_RUNTIME_DIR: ours.runtimeDir }
   const r = await run('/bin/sh', [PULSE, ours.configPath, ours.stateDir, ours.handler, process.execPath], { env })
   if (r.code !== 0 || !existsSync(join(ours.stateDir, 'warmed')))
     throw new Error(`the first pulse failed (exit ${r.code}): ${r.stdout} ${r.stderr}`)
