@@ -72,6 +72,15 @@ export function pidsWith(needle: string): number[] {
   return found
 }
 
+/** The monitor's resident (`--resident`, lib/run/resident.ts): the pulse keeps it running, so it is never work under way. */
+export function isResident(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--resident')
+  } catch {
+    return false
+  }
+}
+
 export async function waitUntil<T>(
   what: string,
   probe: () => Promise<T | undefined> | T | undefined,
@@ -95,7 +104,7 @@ export async function waitIdle(stateDir: string, configPath: string, timeoutMs =
     'the outbox to empty and the worker to exit',
     // The wake file exists while anything waits (outbox or a held decision), whether the record
     // is state.json or, with own agents configured, Consul's KV (lib/state/status-files.ts).
-    () => (!existsSync(join(stateDir, 'wake')) && pidsWith(configPath).length === 0 ? true : undefined),
+    () => (!existsSync(join(stateDir, 'wake')) && pidsWith(configPath).filter((p) => !isResident(p)).length === 0 ? true : undefined),
     timeoutMs,
   )
 }

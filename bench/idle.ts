@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { NETWORKS } from '../stack/consul.js'
 import type { OpenStack } from '../stack/openstack.js'
 import { DEPLOYED_WATCHES, HANDLER, type RealStack, startRealStack } from '../stack/real-stack.js'
-import { pidsWith } from './common.js'
+import { isResident, pidsWith } from './common.js'
 import { sleep, run } from './proc.js'
 import { round, summarize, type Summary } from './stats.js'
 import { startUpstream, upstreamConfig, type UpstreamMonitor } from './upstream.js'
@@ -30,8 +30,10 @@ export interface IdleResult {
   windowS: number
   pulseInterval: string
   ours: {
-    /** CPU-s the controller agents' reaped children (handlers, pulse runs) used in the window */
+    /** CPU-s the controller agents' reaped children (handlers, pulse runs) and the resident used in the window */
     windowCpuS: number
+    /** of which the resident (lib/run/resident.ts: not the agents' child once the pulse has started it), its pid and CPU-s */
+    resident: { pids: number[]; cpuS: number }
     /** handler runs in the window ('evaluated' lines in the decision log) */
     handlerRuns: number
     /** each of them: its component and time */
@@ -144,15 +146,21 @@ async function measure(stack: RealStack, windowS: number, up: UpstreamMonitor | 
   const a0 = { own: sum(agents, 'own'), children: sum(agents, 'children') }
   const u0 = up ? cpu(up.pid) : undefined
   const polls0 = up?.polls().length ?? 0
+  // The resident lives through the window: its own CPU (and its children's), from its /proc/PID/stat.
+  const residents = pidsWith(stack.configPath).filter(isResident)
+  if (residents.length !== 1) throw new Error(`expected the pulse's one resident before the window, found ${residents.length}`)
+  const r0 = sum(residents, 'own') + sum(residents, 'children')
   const seen = await watchWindow(stack, windowS)
   const a1 = { own: sum(agents, 'own'), children: sum(agents, 'children') }
+  const r1 = sum(residents, 'own') + sum(residents, 'children')
   const u1 = up ? cpu(up.pid) : undefined
   const evaluated = stack.logLines().filter((l) => l.msg === 'evaluated' && String(l.time) >= since)
   const runs = evaluated.length
   // Which runs (a watch's handler, a resync, a worker): an idle monitor should have none.
   const runComponents = evaluated.map((l) => `${String(l.component)} at ${String(l.time)}`)
   return {
-    oursS: round(a1.children - a0.children),
+    oursS: round(a1.children - a0.children + (r1 - r0)),
+    resident: { pids: residents, cpuS: round(r1 - r0) },
     agentsOwnS: round(a1.own - a0.own),
     upstreamS: u0 && u1 ? round(u1.own + u1.children - u0.own - u0.children) : undefined,
     polls: (up?.polls().length ?? 0) - polls0,
@@ -212,6 +220,7 @@ export async function idleCost(opts: {
       pulseInterval: String(pulse.check?.interval ?? '?'),
       ours: {
         windowCpuS: m.oursS,
+        resident: m.resident,
         handlerRuns: m.runs,
         runComponents: m.runComponents,
         healthNoteWrites: m.noteWrites,

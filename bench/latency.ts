@@ -12,10 +12,11 @@
  * clusters, so the cost of what changed in between is measured under the same drift.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
-import { NETWORKS, startConsulStack, type ConsulStack } from '../stack/consul.js'
+import { NETWORKS, NOT_IN_AGENTS_ENV, startConsulStack, type ConsulStack } from '../stack/consul.js'
 import type { OpenStack } from '../stack/openstack.js'
 import { type Clocks, startProbe, startStoreClock } from './clocks.js'
 import { HANDLER, readLog, waitIdle, waitUntil, writeMonitorConfig } from './common.js'
@@ -239,14 +240,58 @@ export async function enableOurs(consul: ConsulStack, ours: Ours, log: (m: strin
     100,
   )
   log(`latency: our watches are loaded (${ours.handler})`)
+  // As the pulse keeps it (consul-config/pulse.sh): this checkout's resident, with the agents' environment.
+  if (ours.handler === HANDLER) await startResident(ours)
 }
-
 export async function disableOurs(consul: ConsulStack, ours: Ours): Promise<void> {
+  await stopResident(ours)
   for (const network of NETWORKS) {
     rmSync(join(consul.configDir(consul.controller, network), 'watch-masakari-consul.json'), { force: true })
     await consul.reloadController(network)
   }
   await waitIdle(ours.stateDir, ours.configPath)
+}
+
+/** The pid in the resident's heartbeat note (lib/run/resident.ts), if its process is alive. */
+function residentPid(ours: Ours): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(ours.stateDir, 'resident'), 'utf8').split('\n', 1)[0])
+    process.kill(pid, 0)
+    return pid
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Starts the resident as pulse.sh does (detached, the agents' environment: no NODE_EXTRA_CA_CERTS)
+ * and waits until it has answered each network once (its index notes): ready as an install is
+ * within a pulse of its start.
+ */
+async function startResident(ours: Ours): Promise<void> {
+  const env = { ...process.env, ...NOT_IN_AGENTS_ENV, ...(ours.runtimeDir ? { XDG_RUNTIME_DIR: ours.runtimeDir } : {}) }
+  const stderr = openSync(join(ours.stateDir, 'resident.stderr'), 'w')
+  const child = spawn(process.execPath, [ours.handler, '--resident', '--config', ours.configPath], {
+    env,
+    detached: true,
+    stdio: ['ignore', 'ignore', stderr],
+  })
+  closeSync(stderr)
+  child.unref()
+  await waitUntil(
+    'the resident ready (its first answers handled)',
+    () => (residentPid(ours) === child.pid && NETWORKS.every((n) => existsSync(join(ours.stateDir, `resident-${n}`))) ? true : undefined),
+    30_000,
+    100,
+  )
+}
+
+/** SIGTERM, as systemd stops it with the agent: it finishes a run under way and removes its notes. */
+async function stopResident(ours: Ours): Promise<void> {
+  const pid = residentPid(ours)
+  if (pid === undefined) return
+  process.kill(pid, 'SIGTERM')
+  await waitUntil('the resident to end', () => (residentPid(ours) === undefined ? true : undefined), 30_000, 100)
 }
 
 function lineAfter(ours: Ours, after: number, match: (l: Record<string, unknown>) => boolean): number | undefined {

@@ -18,6 +18,30 @@ node=${5:-node}
   exit 64
 }
 
+# The resident (lib/run/resident.ts) asks the same agent the same question and acts on the
+# same change without starting node. While it is alive, it gets up to 3 s to have handled this
+# run's change (its index note reaching CONSUL_INDEX), so that the run below finds it recorded
+# (a quiet run) instead of competing with it for the cores. The run below always follows: a
+# resident that did nothing leaves it a full run, as without one.
+. "${0%/*}/resident.sh"
+case $CONSUL_INDEX in
+'' | *[!0-9]*) index= ;;
+*) index=$CONSUL_INDEX ;;
+esac
+if [ -n "$index" ] && resident_alive "$state"; then
+  tries=0
+  while [ "$tries" -lt 60 ]; do
+    handled=
+    [ -f "$state/resident-$network" ] && read -r handled <"$state/resident-$network"
+    case $handled in
+    '' | *[!0-9]*) handled=0 ;;
+    esac
+    [ "$handled" -ge "$index" ] && break
+    sleep 0.05
+    tries=$((tries + 1))
+  done
+fi
+
 # The handler's stderr is kept to name the failure, and passed on to Consul as it was.
 exec 3>&2
 err=$("$node" "$bundle" --network "$network" --config "$config" 2>&1 1>&3)

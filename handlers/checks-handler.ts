@@ -2,7 +2,8 @@
  * Consul `checks` watch handler: `node checks-handler.js --network storage --config FILE`.
  * Consul runs it with the cluster's checks on stdin on every health change of that network.
  * The same bundle is the worker (--worker), the pulse's deep look (--pulse; --pulse --fence-check,
- * which the deep look starts, asks every BMC first) and the resync (--resync).
+ * which the deep look starts, asks every BMC first), the resync (--resync) and the resident
+ * (--resident, which the pulse keeps running).
  */
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -13,6 +14,7 @@ import { type Network, NETWORKS, networkFromName } from '../lib/base/networks.js
 import type { Deps } from '../lib/run/deps.js'
 import { realDeps } from '../lib/commands/runtime.js'
 import { runPulse } from '../lib/run/pulse.js'
+import { runResident } from '../lib/run/resident.js'
 import { runResync } from '../lib/run/resync.js'
 import { runWorker } from '../lib/run/worker.js'
 
@@ -24,6 +26,7 @@ type Args = {
   pulse: boolean
   fenceCheck: boolean
   resync: boolean
+  resident: boolean
   help?: boolean
 }
 
@@ -38,6 +41,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
       if (args.worker) return runWorker(args.config, deps)
       if (args.pulse || args.fenceCheck) return runPulse(args.config, deps, { fenceCheck: args.fenceCheck })
       if (args.resync) return runResync(args.config, deps)
+      if (args.resident) return runResident(args.config, process.argv[1] ?? '', deps, stopSignal())
       if (!args.network) throw new UsageError(`--network is required (one of ${NETWORKS.join(', ')})`)
       await runWatch({ network: args.network, config: args.config, dryRun: args.dryRun, consulIndex: process.env.CONSUL_INDEX }, deps)
     },
@@ -59,13 +63,14 @@ function plainArgs(argv: string[]): Args | undefined {
         pulse: { type: 'boolean' },
         'fence-check': { type: 'boolean' },
         resync: { type: 'boolean' },
+        resident: { type: 'boolean' },
       },
     })
     const network = values.network === undefined ? undefined : networkFromName(values.network)
     if (positionals.length > 0 || (values.network !== undefined && network !== values.network)) return undefined
     const worker = Boolean(values.worker || values.deliver)
     const fenceCheck = Boolean(values['fence-check'])
-    if (!network && !worker && !values.pulse && !fenceCheck && !values.resync) return undefined
+    if (!network && !worker && !values.pulse && !fenceCheck && !values.resync && !values.resident) return undefined
     return {
       ...(network ? { network } : {}),
       config: values.config ?? DEFAULT_CONFIG_PATH,
@@ -74,6 +79,7 @@ function plainArgs(argv: string[]): Args | undefined {
       pulse: Boolean(values.pulse),
       fenceCheck,
       resync: Boolean(values.resync),
+      resident: Boolean(values.resident),
     }
   } catch {
     return undefined
@@ -98,6 +104,12 @@ async function yargsArgs(argv: string[]): Promise<Args> {
       .option('fence-check', { type: 'boolean', default: false, hidden: true })
       // The level-triggered backstop the pulse starts while anything is unsettled (lib/run/resync.ts).
       .option('resync', { type: 'boolean', default: false, describe: "read every network's checks from the own agents now and evaluate" })
+      // The head start the pulse keeps running (lib/run/resident.ts, consul-config/pulse.sh).
+      .option('resident', {
+        type: 'boolean',
+        default: false,
+        describe: 'follow the own agents and act on each change at once; ends on SIGTERM',
+      })
       .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
       .version(false)
       .strict()
@@ -105,6 +117,13 @@ async function yargsArgs(argv: string[]): Promise<Args> {
       .fail(usageFailure)
       .parseAsync()
   )
+}
+
+/** Aborted on SIGTERM: the resident finishes the run under way, then ends. */
+function stopSignal(): AbortSignal {
+  const stop = new AbortController()
+  process.once('SIGTERM', () => stop.abort())
+  return stop.signal
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -163,6 +163,20 @@ export async function waitUntil<T>(what: string, probe: () => Promise<T | undefi
   }
 }
 
+/** A watch run's work on a network's change: done by its handler, or by the resident ahead of it (lib/run/resident.ts). */
+function ranOn(component: unknown, network: Network): boolean {
+  return component === `checks-handler/${network}` || component === `resident/${network}`
+}
+
+/** The resident (`--resident`), which the pulse keeps running. */
+function isResident(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--resident')
+  } catch {
+    return false
+  }
+}
+
 /** Live pids whose command line holds `needle` (the monitor's processes carry their config path). */
 function pidsWithArg(needle: string): number[] {
   const found: number[] = []
@@ -415,7 +429,7 @@ export function monitorAt(
           if (!(index >= minIndex)) return undefined
           const evaluated = m
             .logLines()
-            .some((l) => l.msg === 'evaluated' && l.component === `checks-handler/${network}` && String(l.time) >= snap.receivedAt)
+            .some((l) => l.msg === 'evaluated' && ranOn(l.component, network) && String(l.time) >= snap.receivedAt)
           return evaluated ? index : undefined
         },
         timeoutMs,
@@ -427,7 +441,8 @@ export function monitorAt(
         `the outbox of ${controller}'s monitor to empty`,
         async () => {
           const state = await m.state()
-          return state.outbox.length === 0 && m.monitorPids().length === 0 ? true : undefined
+          // The resident stays: only work under way counts (a watch run, a worker, a resync).
+          return state.outbox.length === 0 && m.monitorPids().filter((p) => !isResident(p)).length === 0 ? true : undefined
         },
         timeoutMs,
         m.hint(),

@@ -4,7 +4,7 @@
  * the resync when it is due and reports the worst failure note.
  */
 import t, { type Test } from 'tap'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { chmod, mkdir, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -27,6 +27,24 @@ function sh(args: string[], stdin = '', env = process.env): Promise<{ code: numb
   })
 }
 
+/** sh, then until every process it left in the background has ended too (its own process group). */
+async function shAndBackground(args: string[]): Promise<{ code: number; stdout: string }> {
+  const child = spawn('/bin/sh', args, { stdio: ['ignore', 'pipe', 'ignore'], detached: true })
+  let stdout = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)))
+  const gone = () => {
+    try {
+      process.kill(-child.pid!, 0)
+      return false
+    } catch {
+      return true
+    }
+  }
+  while (!gone()) await new Promise((r) => setTimeout(r, 20))
+  return { code, stdout }
+}
+
 /** A state dir, and a stand-in for node that records its arguments and stdin, then exits with `code`. */
 async function setup(
   t: Test,
@@ -38,6 +56,8 @@ async function setup(
   await mkdir(state)
   // A deep look has run since the install (pulse.sh takes one while this note is missing).
   await writeFile(join(state, 'warmed'), '{"at":"2026-12-06T00:00:00.000Z"}\n')
+  // A resident is alive (lib/run/resident.ts): its heartbeat note, just written.
+  await writeFile(join(state, 'resident'), `${process.pid}\n${uptimeS()}\n`)
   const node = join(dir, 'node')
   const calls = join(dir, 'calls')
   await writeFile(node, `#!/bin/sh\necho "$*" >>"${calls}"\ncat >>"${calls}.stdin"\nprintf '%s\\n' "${say}" >&2\nexit ${code}\n`)
@@ -215,4 +235,85 @@ t.test('pulse.sh: a due worker that fails is written down (critical); one that e
   rmSync(join(s.state, 'wake'))
   const r = await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
   t.equal(r.code, 2, 'the check is critical while it is there')
+})
+
+/** A watch run as Consul makes it: CONSUL_INDEX set; the stand-in node records the resident's index note as it found it. */
+async function residentSetup(t: Test, heartbeatAge: number | undefined, pid = process.pid) {
+  const s = await setup(t, 0, '')
+  const note = join(s.state, 'resident-storage')
+  await writeFile(s.node, `#!/bin/sh\necho "$*" >>"${s.calls}"\ncat "${note}" >>"${s.calls}" 2>/dev/null\nexit 0\n`)
+  if (heartbeatAge === undefined) rmSync(join(s.state, 'resident'))
+  else await writeFile(join(s.state, 'resident'), `${pid}\n${uptimeS() - heartbeatAge}\n`)
+  await writeFile(note, '41\n')
+  const watch = () =>
+    sh([WATCH, 'storage', s.config, s.state, '/b/checks-handler.js', s.node], '[]', { ...process.env, CONSUL_INDEX: '42' })
+  return { ...s, note, watch }
+}
+
+t.test("watch.sh: a live resident gets a head start: the handler runs once the resident's index note reaches CONSUL_INDEX", async (t) => {
+  const s = await residentSetup(t, 5)
+  const run = s.watch()
+  await new Promise((r) => setTimeout(r, 300))
+  await writeFile(s.note, '42\n')
+  t.equal((await run).code, 0)
+  t.equal(read(s.calls), `/b/checks-handler.js --network storage --config ${s.config}\n42\n`, 'after the resident, never instead of it')
+})
+
+t.test(
+  'watch.sh: no head start without a live resident (no heartbeat, one 30 s old, its process gone) or without CONSUL_INDEX',
+  async (t) => {
+    // A pid no process has now: a child's that has exited.
+    const gone = spawnSync('/bin/true').pid
+    for (const [what, age, index, pid] of [
+      ['no heartbeat note', undefined, '42', process.pid],
+      ['a heartbeat 30 s old', 30, '42', process.pid],
+      ['a fresh heartbeat, its process gone (killed)', 5, '42', gone],
+      ['no CONSUL_INDEX', 5, '', process.pid],
+    ] as const) {
+      const s = await residentSetup(t, age, pid)
+      const late = setTimeout(() => void writeFile(s.note, '42\n'), 2000)
+      const r = await sh([WATCH, 'storage', s.config, s.state, '/b/checks-handler.js', s.node], '[]', {
+        ...process.env,
+        CONSUL_INDEX: index,
+      })
+      clearTimeout(late)
+      t.equal(r.code, 0, what)
+      t.equal(read(s.calls), `/b/checks-handler.js --network storage --config ${s.config}\n41\n`, `${what}: the handler at once`)
+    }
+  },
+)
+
+t.test('watch.sh: a live resident that never handles the change: the handler runs anyway (the full path)', async (t) => {
+  const s = await residentSetup(t, 5)
+  const r = await s.watch()
+  t.equal(r.code, 0)
+  t.equal(read(s.calls), `/b/checks-handler.js --network storage --config ${s.config}\n41\n`)
+})
+
+t.test('pulse.sh: no live resident: one is started; a live one is left alone', async (t) => {
+  const s = await setup(t, 0, '')
+  await writeFile(join(s.state, 'health'), `passing\n0 notification(s) pending\n${uptimeS()}\n`)
+  await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.equal(read(s.calls), undefined, 'alive: none started')
+  await writeFile(join(s.state, 'resident'), `${process.pid}\n${uptimeS() - 30}\n`)
+  await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  const deadline = Date.now() + 10_000
+  while (read(s.calls) === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  t.equal(read(s.calls), `/b/checks-handler.js --resident --config ${s.config}\n`, 'its heartbeat 30 s old: one started')
+})
+
+t.test('pulse.sh: after a resident failed (its note, at warning), another is started only 5 minutes later', async (t) => {
+  const s = await setup(t, 0, '')
+  await writeFile(join(s.state, 'health'), `passing\n0 notification(s) pending\n${uptimeS()}\n`)
+  rmSync(join(s.state, 'resident'))
+  // What lib/run/resident.ts writes when it fails: the uptime on the third line.
+  await writeFile(join(s.state, 'failed-resident'), `warning\nthe resident failed at T: boom\n${uptimeS() - 10}\n`)
+  const r = await shAndBackground([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  t.same([r.code, r.stdout], [1, 'warning: the resident failed at T: boom\n'], 'the check warns')
+  t.equal(read(s.calls), undefined, 'none started 10 s after (once everything the pulse started has ended)')
+  await writeFile(join(s.state, 'failed-resident'), `warning\nthe resident failed at T: boom\n${uptimeS() - 300}\n`)
+  await sh([PULSE, s.config, s.state, '/b/checks-handler.js', s.node])
+  const deadline = Date.now() + 10_000
+  while (read(s.calls) === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  t.equal(read(s.calls), `/b/checks-handler.js --resident --config ${s.config}\n`, '5 minutes after: one started')
 })

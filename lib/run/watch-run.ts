@@ -21,6 +21,8 @@ export interface WatchRunArgs {
   config: string
   dryRun: boolean
   consulIndex: string | undefined
+  /** Who runs it, in the log: the watch's handler (the default) or the resident (resident.ts). */
+  component?: string
 }
 
 /**
@@ -47,7 +49,7 @@ async function refuseBlindPayload(monitor: Monitor, network: Network, empty: boo
 export async function runWatch(args: WatchRunArgs, deps: Deps): Promise<void> {
   // Before the config is read: a file the run reads that changed after this leaves no quiet note.
   const startedAt = deps.now().getTime()
-  const monitor = await loadMonitor(args.config, deps, `checks-handler/${args.network}`)
+  const monitor = await loadMonitor(args.config, deps, args.component ?? `checks-handler/${args.network}`)
   stage('config loaded')
   // Parse everything before touching the state directory: bad input must leave it as it was.
   const stdin = await deps.readStdin(STDIN_MAX_BYTES)

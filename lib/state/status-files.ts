@@ -217,15 +217,17 @@ export async function writeResync(stateDir: string, due: Date | undefined, opts:
   await writeFileAtomic(path, `${at}\n`, 0o640, { durable: false })
 }
 
-/** What a failure note is about: a network's watch runs, the resync, the worker, an own agent's confirmations. */
-export type FailedWhat = Network | 'resync' | 'worker' | `confirm-${Network}`
+/** What a failure note is about: a network's watch runs, the resync, the worker, the resident, an own agent's confirmations. */
+export type FailedWhat = Network | 'resync' | 'worker' | 'resident' | `confirm-${Network}`
 
 /**
  * A failure note of our own: it outlives the runs that write a passing health note meanwhile
  * (a run that asks no agent does not know the agent refused the last one), until cleared.
  */
-export async function writeFailed(stateDir: string, what: FailedWhat, health: Health): Promise<void> {
-  await writeFileAtomic(join(stateDir, `failed-${what}`), noteText(health), 0o640, { durable: false })
+export async function writeFailed(stateDir: string, what: FailedWhat, health: Health, opts: { uptimeS?: number } = {}): Promise<void> {
+  // The uptime line: when the pulse may start the resident again (pulse.sh).
+  const when = opts.uptimeS === undefined ? '' : `${Math.floor(opts.uptimeS)}\n`
+  await writeFileAtomic(join(stateDir, `failed-${what}`), `${noteText(health)}${when}`, 0o640, { durable: false })
 }
 
 /** A failure note (`failed-<network>` by watch.sh, `failed-resync` by pulse.sh…), once a run has done it again. */
