@@ -36,9 +36,13 @@ const aResident = (other?: number) =>
     60_000,
   )
 
-/** Which run decided the host's STOPPED: the component of the decision's log line. */
+/**
+ * Which run first saw the host down on storage and decided on it: the component of its first
+ * decision line there (the harness's hold makes it a held decision; the worker sends it).
+ */
 function decidedBy(host: string): unknown {
-  return stack.logLines().find((l) => l.msg === 'decision' && l.host === host && l.action === 'STOPPED')?.component
+  const down = (l: Record<string, unknown>) => (l.vector as Record<string, string> | undefined)?.storage === 'down'
+  return stack.logLines().find((l) => l.msg === 'decision' && l.host === host && down(l))?.component
 }
 
 /** The storage agent of `host` frozen: exactly one STOPPED, then thawed: the STARTED, and idle again. */
