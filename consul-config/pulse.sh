@@ -65,11 +65,14 @@ if [ -f "$state/wake" ]; then
   fi
 fi
 
-# No resident alive (lib/run/resident.ts: the head start on every change): start one, as its own
-# process (the watches and the tests take a process of the monitor's for work under way; this one
-# stays). One that failed wrote failed-resident (warning: the watches decide without it, ~0.3 s
-# slower), with the uptime on its third line: it is started again 5 minutes after that.
-. "${0%/*}/resident.sh"
+# No resident alive (lib/run/resident.ts: the head start on every change): start one in the
+# background; it outlives this check. One that failed wrote failed-resident (warning: the watches
+# decide without it, ~0.3 s slower), with the uptime on its third line: it is started again 5
+# minutes after that.
+# Without resident.sh beside this script (a partial copy, an upgrade half-way): none is started
+# (each would end at once on the lock of the one alive), and everything else as ever.
+resident_alive() { return 0; }
+[ -r "${0%/*}/resident.sh" ] && . "${0%/*}/resident.sh"
 if ! resident_alive "$state"; then
   since=
   [ -f "$state/failed-resident" ] && { read -r _ && read -r _ && read -r since; } <"$state/failed-resident"

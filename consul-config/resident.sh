@@ -5,7 +5,7 @@
 # watch run: no process). Anything that cannot be read is no resident.
 resident_alive() {
   [ -f "$1/resident" ] || return 1
-  { read -r pid && read -r beat; } <"$1/resident" 2>/dev/null || return 1
+  { read -r pid && read -r beat; } 2>/dev/null <"$1/resident" || return 1
   read -r up _ 2>/dev/null </proc/uptime || return 1
   up=${up%%.*}
   case $pid:$beat in

@@ -23,7 +23,10 @@ node=${5:-node}
 # run's change (its index note reaching CONSUL_INDEX), so that the run below finds it recorded
 # (a quiet run) instead of competing with it for the cores. The run below always follows: a
 # resident that did nothing leaves it a full run, as without one.
-. "${0%/*}/resident.sh"
+# Without resident.sh beside this script (a partial copy, an upgrade half-way): no resident,
+# and everything else as ever.
+resident_alive() { return 1; }
+[ -r "${0%/*}/resident.sh" ] && . "${0%/*}/resident.sh"
 case $CONSUL_INDEX in
 '' | *[!0-9]*) index= ;;
 *) index=$CONSUL_INDEX ;;
@@ -32,7 +35,7 @@ if [ -n "$index" ] && resident_alive "$state"; then
   tries=0
   while [ "$tries" -lt 60 ]; do
     handled=
-    [ -f "$state/resident-$network" ] && read -r handled <"$state/resident-$network"
+    [ -f "$state/resident-$network" ] && read -r handled 2>/dev/null <"$state/resident-$network"
     case $handled in
     '' | *[!0-9]*) handled=0 ;;
     esac

@@ -317,3 +317,21 @@ t.test('pulse.sh: after a resident failed (its note, at warning), another is sta
   while (read(s.calls) === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
   t.equal(read(s.calls), `/b/checks-handler.js --resident --config ${s.config}\n`, '5 minutes after: one started')
 })
+
+t.test('watch.sh and pulse.sh without resident.sh beside them (a partial copy): the handler at once, no resident started', async (t) => {
+  const s = await residentSetup(t, 5)
+  const copy = join(s.dir, 'alone')
+  await mkdir(copy)
+  for (const f of [WATCH, PULSE]) await writeFile(join(copy, f.split('/').at(-1)!), readFileSync(f))
+  const r = await sh([join(copy, 'watch.sh'), 'storage', s.config, s.state, '/b/checks-handler.js', s.node], '[]', {
+    ...process.env,
+    CONSUL_INDEX: '42',
+  })
+  t.equal(r.code, 0)
+  t.equal(read(s.calls), `/b/checks-handler.js --network storage --config ${s.config}\n41\n`, 'no head start: the handler at once')
+  rmSync(join(s.state, 'resident'))
+  await writeFile(join(s.state, 'health'), `passing\n0 notification(s) pending\n${uptimeS()}\n`)
+  const p = await shAndBackground([join(copy, 'pulse.sh'), s.config, s.state, '/b/checks-handler.js', s.node])
+  t.same([p.code, p.stdout], [0, 'passing: 0 notification(s) pending\n'])
+  t.equal(read(s.calls), `/b/checks-handler.js --network storage --config ${s.config}\n41\n`, 'no resident started')
+})
