@@ -25,6 +25,8 @@ class Clusters {
   /** The pulse check on the controller's node, in every answer while true. */
   pulse = true
   refused = false
+  /** What a token without node:read gets: an empty list. */
+  blind = false
   /** Agents that have refused a request since `refused` was set. */
   refusedBy = new Set<string>()
   set(node: string, status: Status) {
@@ -32,6 +34,7 @@ class Clusters {
     this.index++
   }
   body(): string {
+    if (this.blind) return '[]'
     const checks: unknown[] = Object.entries(this.nodes).map(([n, s]) => check(n, s))
     if (this.pulse) checks.push(check('controller', 'passing', 'masakari-consul'))
     return JSON.stringify(checks)
@@ -163,6 +166,25 @@ t.test('ends, and says why, when…', async (t) => {
     t.match(logged(s.deps.rec, 'resident: ended').at(-1), { why }, `${what}: says why`)
     t.notOk(existsSync(join(s.stateDir, 'failed-resident')), `${what}: not a failure`)
   }
+})
+
+t.test('a run of its own that fails (a token that cannot read nodes): failed-resident at warning until that run succeeds', async (t) => {
+  const s = await setup(t)
+  s.clusters.blind = true
+  const done = s.start()
+  const note = join(s.stateDir, 'failed-resident')
+  await until('the failure noted', () => existsSync(note))
+  t.match(
+    read(note),
+    /^warning\nthe resident's \w+ run failed at .* \(tried again every 15 s\): the \w+ watch's payload lists no check at all/,
+  )
+  await until('every network answered once', () => Object.keys(AGENTS).every((n) => existsSync(indexNotePath(s.stateDir, n))))
+  t.ok(existsSync(note), 'it stays while the runs fail (the watch runs go on meanwhile)')
+  s.clusters.blind = false
+  await until('the note cleared once the runs succeed again', () => !existsSync(note))
+  t.ok(existsSync(join(s.stateDir, 'snapshots', 'storage.json')), 'and the run recorded')
+  s.stop.abort()
+  t.equal(await done, 0)
 })
 
 t.test('a fault of its own (here: no HTTP client): it fails, writes failed-resident (warning, with the uptime), exit 70', async (t) => {

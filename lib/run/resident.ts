@@ -43,6 +43,8 @@ const WAIT_S = 300
 /** After an own agent failed to answer: ask again after this, doubling up to RETRY_MAX_MS. */
 const RETRY_MS = 500
 const RETRY_MAX_MS = 5_000
+/** A run that failed is tried again after this, on a fresh view. */
+const RERUN_MS = 15_000
 /** No own agent answered for this long: the agents are gone (stopped, or a test's stack torn down). */
 const AGENTS_GONE_MS = 60_000
 /** Taken over only when not refreshed for this long; refreshed at half of it (proper-lockfile). */
@@ -82,8 +84,18 @@ export async function runResident(configPath: string, bundle: string, deps: Deps
   }
   const files = readFiles(configPath, monitor, bundle)
   const networks = NETWORKS.filter((n) => config.consul.agents[n] !== undefined)
-  const running = new Set<Promise<void>>()
-  const follow: Follow = { monitor, deps, configPath, files, signal: ending.signal, end, running, lastAnswer: deps.now().getTime() }
+  const running = new Set<Promise<unknown>>()
+  const follow: Follow = {
+    monitor,
+    deps,
+    configPath,
+    files,
+    signal: ending.signal,
+    end,
+    running,
+    failing: new Set(),
+    lastAnswer: deps.now().getTime(),
+  }
   try {
     await clearFailed(config.stateDir, 'resident')
     logger.info('resident: started', { pid: process.pid, networks })
@@ -116,7 +128,9 @@ interface Follow {
   signal: AbortSignal
   /** Ends the resident (the first reason wins); `failed`: a fault of its own, written down for the pulse. */
   end: (why: string, opts?: { failed?: boolean }) => void
-  running: Set<Promise<void>>
+  running: Set<Promise<unknown>>
+  /** Networks whose last run here failed (handle): failed-resident stays while any does. */
+  failing: Set<Network>
   /** When an own agent last answered (ms): shared by the networks, as the agents live and die together. */
   lastAnswer: number
   /** The pulse check was seen on this controller's node (pulseGone). */
@@ -151,8 +165,13 @@ async function followNetwork(network: Network, f: Follow): Promise<void> {
     if (changed) return f.end(`${changed} changed`)
     const gone = network === config.consul.lock.network ? pulseGone(answer.text, f) : undefined
     if (gone) return f.end(gone)
-    await handle(network, answer.text, index, f)
+    const ran = await handle(network, answer.text, index, f)
     await writeFileAtomic(indexNotePath(config.stateDir, network), `${index}\n`, 0o640, { durable: false }).catch(() => {})
+    // A failed run is tried again on a fresh view (no index: Consul answers at once) after a
+    // while, until it runs: its failure note stays until then, whatever the watch runs do.
+    if (ran) continue
+    await pause(RERUN_MS, f.signal, f.deps)
+    index = ''
   }
 }
 
@@ -179,20 +198,42 @@ function pulseGone(text: string, f: Follow): string | undefined {
   return !present && f.pulseSeen ? `the pulse check ${consul.lock.check} is no longer registered on ${hostname} (uninstalled)` : undefined
 }
 
-/** What a watch run would do with this payload, from the quiet check on; its failure is the watch run's to report. */
-async function handle(network: Network, text: string, index: string, f: Follow): Promise<void> {
+/**
+ * What a watch run would do with this payload, from the quiet check on; false when it failed.
+ * The watch run that follows does it again, and may well succeed (its own token, its own
+ * payload), rewriting the health note: so a failure of the resident's run is written down as
+ * `failed-resident` (warning: the watches still decide), naming the network and the error, and
+ * stays until that network's run succeeds again (a token that cannot read nodes, found by the
+ * resident at its start, would otherwise show only when a host fails).
+ */
+async function handle(network: Network, text: string, index: string, f: Follow): Promise<boolean> {
   const stdin = Buffer.from(text)
   const receivedAt = f.deps.now()
-  if (isQuietRun(network, f.configPath, stdin)) return
+  const { stateDir } = f.monitor.config
+  if (isQuietRun(network, f.configPath, stdin)) return ranWell(network, f)
   const run = runWatch(
     { network, config: f.configPath, dryRun: false, consulIndex: index, component: `resident/${network}` },
     { ...f.deps, readStdin: async () => stdin, stdinReadAt: receivedAt },
-  ).catch((err: Error) => {
-    f.monitor.logger.warn('resident: its run failed; the watch run does it again', { network, error: err.message })
-  })
+  ).then(
+    () => ranWell(network, f),
+    async (err: Error) => {
+      const error = err.message.split('\n', 1)[0]
+      f.monitor.logger.warn('resident: its run failed; the watch run does it again', { network, error })
+      f.failing.add(network)
+      const reason = `the resident's ${network} run failed at ${f.deps.now().toISOString()} (tried again every ${RERUN_MS / 1000} s): ${error}`
+      await writeFailed(stateDir, 'resident', { status: 'warning', reason }).catch(() => {})
+      return false
+    },
+  )
   f.running.add(run)
-  await run
+  const ran = await run
   f.running.delete(run)
+  return ran
+}
+
+async function ranWell(network: Network, f: Follow): Promise<true> {
+  if (f.failing.delete(network) && f.failing.size === 0) await clearFailed(f.monitor.config.stateDir, 'resident').catch(() => {})
+  return true
 }
 
 /** Every file the handler's decisions depend on, with its identity now (quiet-run.ts fileId). */
